@@ -1,0 +1,12 @@
+//! One module per subcommand.
+
+mod doctor;
+
+use crate::cli::{Cli, Command};
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let db = cli.db_path();
+    match cli.command {
+        Command::Doctor => doctor::run(&db),
+    }
+}

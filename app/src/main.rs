@@ -1,0 +1,35 @@
+//! `towerlab`: a terminal workbench for ManagerTower / BridgeTower / METER ablations.
+
+mod cli;
+mod cmd;
+mod exit;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_tracing(cli.verbose);
+    match cmd::dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => exit::report(&err),
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the level chosen with `-v`.
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

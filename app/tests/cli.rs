@@ -1,0 +1,46 @@
+//! The `towerlab` binary as a user runs it.
+
+use std::process::Command;
+
+fn towerlab() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_towerlab"))
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let out = towerlab().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("doctor"), "{text}");
+}
+
+#[test]
+fn doctor_reports_libtorch_and_cpu_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let out = towerlab()
+        .args(["doctor", "--db"])
+        .arg(&db)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("libtorch:  2.11.0"), "{text}");
+    assert!(text.contains(&db.display().to_string()), "{text}");
+    // This machine (and CI) has no GPU.
+    if !std::path::Path::new("/dev/nvidia0").exists() {
+        assert!(text.contains("CPU only"), "{text}");
+    }
+}
+
+#[test]
+fn unknown_subcommand_is_one_line_and_nonzero() {
+    let out = towerlab().arg("frobnicate").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).is_empty());
+}

@@ -1,0 +1,8 @@
+//! TowerLab's engine: the only crate that links libtorch.
+//!
+//! It knows nothing of the store, tokio or the terminal UI; it reports through events on a channel.
+
+pub mod error;
+pub mod runtime;
+
+pub use error::{EngineError, Result};

@@ -1,0 +1,137 @@
+//! What libtorch this process actually loaded, and which devices it sees.
+
+use std::path::{Path, PathBuf};
+
+/// A CUDA device as libtorch reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CudaDevice {
+    pub index: usize,
+    pub name: String,
+    pub total_memory_bytes: u64,
+}
+
+/// The libtorch this process runs on: version, location and devices.
+#[derive(Debug, Clone)]
+pub struct RuntimeInfo {
+    /// Version string of the loaded libtorch (e.g. `2.11.0+cu130`), when it could be read.
+    pub version: Option<String>,
+    /// Directory holding the `libtorch_cpu.so` that the dynamic loader mapped into this process.
+    pub lib_dir: Option<PathBuf>,
+    pub cuda_devices: Vec<CudaDevice>,
+    pub num_threads: i32,
+    pub has_mkl: bool,
+    pub has_openmp: bool,
+}
+
+impl RuntimeInfo {
+    /// Queries libtorch. Touches no device memory.
+    pub fn probe() -> Self {
+        let lib_dir = loaded_libtorch_dir();
+        let version = lib_dir.as_deref().and_then(version_beside);
+        let cuda_devices = (0..tch::Cuda::device_count().max(0) as usize)
+            .map(|index| {
+                let (name, total_memory_bytes) = cuda_properties(index);
+                CudaDevice {
+                    index,
+                    name,
+                    total_memory_bytes,
+                }
+            })
+            .collect();
+        Self {
+            version,
+            lib_dir,
+            cuda_devices,
+            num_threads: tch::get_num_threads(),
+            has_mkl: tch::utils::has_mkl(),
+            has_openmp: tch::utils::has_openmp(),
+        }
+    }
+}
+
+/// Finds the mapped `libtorch_cpu.so` in `/proc/self/maps`: this is the library actually in use,
+/// whatever the rpath or `LD_LIBRARY_PATH` said.
+fn loaded_libtorch_dir() -> Option<PathBuf> {
+    // Make sure libtorch is loaded and initialised before looking.
+    let _ = tch::get_num_threads();
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|path| path.ends_with("/libtorch_cpu.so"))
+        .and_then(|path| Path::new(path).parent().map(Path::to_path_buf))
+}
+
+/// Reads `__version__` from the wheel's `torch/version.py` (the lib dir is `torch/lib`), or the
+/// `build-version` file of a plain libtorch archive.
+fn version_beside(lib_dir: &Path) -> Option<String> {
+    let root = lib_dir.parent()?;
+    if let Ok(text) = std::fs::read_to_string(root.join("version.py")) {
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("__version__") {
+                let value = rest.trim_start_matches([' ', '=', ':']).trim();
+                let value = value.rsplit_once('=').map_or(value, |(_, v)| v.trim());
+                return Some(value.trim_matches(['\'', '"']).to_string());
+            }
+        }
+    }
+    std::fs::read_to_string(root.join("build-version"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn cuda_properties(index: usize) -> (String, u64) {
+    // tch 0.24 exposes no device-properties call; nvidia-smi is the reliable source when a GPU
+    // is present. Without it the name stays generic.
+    let out = std::process::Command::new("nvidia-smi")
+        .args([
+            "--query-gpu=name,memory.total",
+            "--format=csv,noheader,nounits",
+            &format!("--id={index}"),
+        ])
+        .output();
+    if let Ok(out) = out {
+        if out.status.success() {
+            let text = String::from_utf8_lossy(&out.stdout);
+            if let Some((name, mem)) = text.trim().rsplit_once(',') {
+                let mib: u64 = mem.trim().parse().unwrap_or(0);
+                return (name.trim().to_string(), mib * 1024 * 1024);
+            }
+        }
+    }
+    (format!("cuda:{index}"), 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_is_read_from_version_py() {
+        let dir = tempdir();
+        std::fs::create_dir_all(dir.join("lib")).unwrap();
+        std::fs::write(
+            dir.join("version.py"),
+            "from typing import Optional\n__version__ = '2.11.0+cu130'\ncuda = '13.0'\n",
+        )
+        .unwrap();
+        assert_eq!(
+            version_beside(&dir.join("lib")).as_deref(),
+            Some("2.11.0+cu130")
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn probe_finds_the_loaded_libtorch() {
+        let info = RuntimeInfo::probe();
+        let version = info.version.expect("libtorch version");
+        assert!(version.starts_with("2.11.0"), "{version}");
+        assert!(info.lib_dir.is_some());
+    }
+
+    fn tempdir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("towerlab-rt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

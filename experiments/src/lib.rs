@@ -1,0 +1,5 @@
+//! Experiment files, grid expansion, run identity and settings.
+//!
+//! A leaf crate: it links neither libtorch nor SQLite.
+
+pub mod paths;

@@ -1,0 +1,1 @@
+//! Paper-ready tables and figures, computed from plain data.

@@ -1,0 +1,1 @@
+//! The SQLite store: experiments, runs, metrics, manager weights and artifacts.

@@ -1,0 +1,5 @@
+include!("../build-support/rpath.rs");
+
+fn main() {
+    emit_libtorch_rpath();
+}
