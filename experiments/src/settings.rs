@@ -1,0 +1,375 @@
+//! Every engine setting, by the reference config's key names (`src/config.py` of
+//! LooperXX/ManagerTower), plus the few keys TowerLab adds (marked "TowerLab").
+//!
+//! This struct is the single list of valid keys: experiment files are validated against it, the
+//! engine builds its model and training configs from it, and run identity hashes it.
+//! Defaults are the reference defaults, except where TowerLab needs a value the reference took
+//! from a pretrained checkpoint (the uni-modal encoder sizes), which default to the paper's base
+//! models (CLIP ViT-B/16 and RoBERTa-base).
+
+use serde::{Deserialize, Serialize};
+
+/// The fusion design: ManagerTower's managers, or one of the baselines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ManagerType {
+    /// ManagerTower with adaptive managers (layer 0 static), the released model.
+    #[serde(rename = "AAUE")]
+    Aaue,
+    /// ManagerTower with static managers over the uni-modal experts and the previous layer.
+    #[serde(rename = "SAUE")]
+    Saue,
+    /// Static aggregation over the experts and all previous cross-modal layers (paper Fig. 8).
+    #[serde(rename = "SAE")]
+    Sae,
+    /// BridgeTower: interleaved uni-modal and cross-modal layers with LinkTower bridges.
+    #[serde(rename = "BT")]
+    Bt,
+    /// METER: cross-modal layers on the last uni-modal layer only.
+    #[serde(rename = "METER")]
+    Meter,
+}
+
+impl ManagerType {
+    pub const ALL: [ManagerType; 5] = [Self::Aaue, Self::Saue, Self::Sae, Self::Bt, Self::Meter];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Aaue => "AAUE",
+            Self::Saue => "SAUE",
+            Self::Sae => "SAE",
+            Self::Bt => "BT",
+            Self::Meter => "METER",
+        }
+    }
+}
+
+/// `manager_weight_type`: one weight per expert per channel, or one per expert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ManagerWeightType {
+    Vector,
+    Scalar,
+}
+
+/// The task a run trains (TowerLab's name for the reference `loss_names` switches).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Pre-training: MLM + ITM (`task_mlm_itm_clip_bert`).
+    Pretrain,
+    /// VQAv2 (`task_finetune_vqa_clip_bert`).
+    Vqa,
+    /// NLVR2 (`task_finetune_nlvr2_clip_bert`).
+    Nlvr2,
+    /// SNLI-VE (`task_finetune_snli_clip_bert`).
+    Snli,
+    /// Image-text retrieval with ITC + ITM (`task_finetune_irtr_itm_itc_*_clip_bert`).
+    Irtr,
+}
+
+impl Task {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pretrain => "pretrain",
+            Self::Vqa => "vqa",
+            Self::Nlvr2 => "nlvr2",
+            Self::Snli => "snli",
+            Self::Irtr => "irtr",
+        }
+    }
+}
+
+/// All settings of one run. Field names are the reference config keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    // ---- experiment ----
+    /// TowerLab: the task trained by this run.
+    pub task: Task,
+    pub seed: u64,
+    /// Root folder of the `.arrow` files.
+    pub data_root: String,
+    /// Pre-training datasets by the reference names (`coco`, `vg`, `sbu`, `gcc`).
+    pub datasets: Vec<String>,
+    /// Checkpoint to start from ("" = the uni-modal experts only, i.e. without VLP).
+    pub load_path: String,
+    /// TowerLab: fine-tune from a pre-training run of the same model axes (the "with VLP" arm).
+    pub vlp: bool,
+    /// TowerLab: `auto` (first CUDA device, else CPU), `cpu`, or `cuda:N`.
+    pub device: String,
+    pub num_workers: usize,
+    /// Desired effective batch; gradients are accumulated up to it.
+    pub batch_size: usize,
+    pub per_gpu_batchsize: usize,
+    pub per_gpu_eval_batchsize: usize,
+
+    // ---- image ----
+    pub train_transform_keys: Vec<String>,
+    pub val_transform_keys: Vec<String>,
+    pub image_size: i64,
+    pub patch_size: i64,
+    pub draw_false_image: usize,
+    pub resolution_before: i64,
+
+    // ---- text ----
+    pub vqav2_label_size: i64,
+    pub max_text_len: i64,
+    /// Path to a Hugging Face `tokenizer.json`, or a directory holding one.
+    pub tokenizer: String,
+    pub vocab_size: i64,
+    pub mlm_prob: f64,
+    pub draw_false_text: usize,
+
+    // ---- uni-modal encoders (TowerLab: the reference read these from the checkpoints) ----
+    pub vit: String,
+    pub input_image_embed_size: i64,
+    pub input_text_embed_size: i64,
+    /// TowerLab: number of CLIP ViT blocks.
+    pub vit_num_layers: i64,
+    /// TowerLab: CLIP ViT attention heads (the reference uses width / 64).
+    pub vit_num_heads: i64,
+    /// TowerLab: number of RoBERTa layers.
+    pub text_num_layers: i64,
+    /// TowerLab: RoBERTa attention heads.
+    pub text_num_heads: i64,
+    /// TowerLab: RoBERTa feed-forward width.
+    pub text_intermediate_size: i64,
+    /// TowerLab: RoBERTa position table size (514 for roberta-base).
+    pub text_max_position_embeddings: i64,
+
+    // ---- cross-modal transformer ----
+    pub hidden_size: i64,
+    pub num_heads: i64,
+    /// Number of cross-modal layers.
+    pub num_layers: i64,
+    pub mlp_ratio: i64,
+    pub drop_rate: f64,
+
+    // ---- optimiser ----
+    pub optim_type: String,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub decay_power: f64,
+    pub max_epoch: i64,
+    pub max_steps: i64,
+    /// Steps, or a fraction of `max_steps` when below 1.
+    pub warmup_steps: f64,
+    pub end_lr: f64,
+    pub lr_mult_head: f64,
+    pub lr_mult_cross_modal: f64,
+    /// TowerLab: clip gradients to this global norm (0 = off).
+    pub gradient_clip_val: f64,
+
+    // ---- evaluation ----
+    pub get_recall_metric: bool,
+    pub k_test: i64,
+    /// Mixed precision: bf16 autocast on CUDA (ignored on CPU).
+    pub amp_flag: bool,
+    /// TowerLab: evaluate every N optimiser steps (0 = once per epoch).
+    pub val_check_steps: i64,
+
+    // ---- BridgeTower / METER ----
+    pub vit_remove_last: bool,
+    pub vit_layernorm_shared: bool,
+    pub task_head_layers: i64,
+    pub head_hidden_scale: i64,
+    pub nlvr2_drop_rate: f64,
+    pub temperature: f64,
+    pub contrastive_hidden_size: i64,
+
+    // ---- ManagerTower ----
+    pub manager_type: ManagerType,
+    pub managed_layers_text: i64,
+    pub managed_layers_image: i64,
+    pub manager_learnable: bool,
+    pub manager_weight_type: ManagerWeightType,
+    pub manager_softmax_temperature: f64,
+    pub manager_softmax_temperature_learnable: bool,
+}
+
+impl Default for Settings {
+    /// The reference defaults, with the paper's backbones (`mt clip16 text_roberta`).
+    fn default() -> Self {
+        Self {
+            task: Task::Pretrain,
+            seed: 0,
+            data_root: "data".into(),
+            datasets: vec!["coco".into(), "vg".into(), "sbu".into(), "gcc".into()],
+            load_path: String::new(),
+            vlp: false,
+            device: "auto".into(),
+            num_workers: 8,
+            batch_size: 4096,
+            per_gpu_batchsize: 8,
+            per_gpu_eval_batchsize: 32,
+
+            train_transform_keys: vec!["clip".into()],
+            val_transform_keys: vec!["clip".into()],
+            image_size: 224,
+            patch_size: 16,
+            draw_false_image: 0,
+            resolution_before: 224,
+
+            vqav2_label_size: 3129,
+            max_text_len: 40,
+            tokenizer: "roberta-base".into(),
+            vocab_size: 50265,
+            mlm_prob: 0.15,
+            draw_false_text: 0,
+
+            vit: "CLIP-ViT-B/16".into(),
+            input_image_embed_size: 768,
+            input_text_embed_size: 768,
+            vit_num_layers: 12,
+            vit_num_heads: 12,
+            text_num_layers: 12,
+            text_num_heads: 12,
+            text_intermediate_size: 3072,
+            text_max_position_embeddings: 514,
+
+            hidden_size: 768,
+            num_heads: 12,
+            num_layers: 6,
+            mlp_ratio: 4,
+            drop_rate: 0.1,
+
+            optim_type: "adamw".into(),
+            learning_rate: 1e-5,
+            weight_decay: 0.01,
+            decay_power: 1.0,
+            max_epoch: 10,
+            max_steps: -1,
+            warmup_steps: 10000.0,
+            end_lr: 0.0,
+            lr_mult_head: 5.0,
+            lr_mult_cross_modal: 5.0,
+            gradient_clip_val: 0.0,
+
+            get_recall_metric: false,
+            k_test: 128,
+            amp_flag: true,
+            val_check_steps: 0,
+
+            vit_remove_last: false,
+            vit_layernorm_shared: true,
+            task_head_layers: 2,
+            head_hidden_scale: 1,
+            nlvr2_drop_rate: 0.1,
+            temperature: 0.07,
+            contrastive_hidden_size: 256,
+
+            manager_type: ManagerType::Aaue,
+            managed_layers_text: 6,
+            managed_layers_image: 6,
+            manager_learnable: true,
+            manager_weight_type: ManagerWeightType::Vector,
+            manager_softmax_temperature: 1.0,
+            manager_softmax_temperature_learnable: true,
+        }
+    }
+}
+
+impl Settings {
+    /// Named presets for the model size: `base` (the paper) and `tiny` (tests, CPU demos).
+    pub fn preset(name: &str) -> Option<Self> {
+        match name {
+            "base" => Some(Self::default()),
+            "tiny" => Some(Self::tiny()),
+            _ => None,
+        }
+    }
+
+    pub const PRESETS: [&'static str; 2] = ["base", "tiny"];
+
+    /// A model small enough to train on a laptop CPU in minutes: 2-layer encoders of width 64,
+    /// 2 cross-modal layers, 64-px images with 16-px patches.
+    pub fn tiny() -> Self {
+        Self {
+            image_size: 64,
+            resolution_before: 64,
+            patch_size: 16,
+            max_text_len: 24,
+            vocab_size: 1000,
+            input_image_embed_size: 64,
+            input_text_embed_size: 64,
+            vit_num_layers: 4,
+            vit_num_heads: 2,
+            text_num_layers: 4,
+            text_num_heads: 2,
+            text_intermediate_size: 128,
+            text_max_position_embeddings: 64,
+            hidden_size: 64,
+            num_heads: 2,
+            num_layers: 2,
+            managed_layers_text: 3,
+            managed_layers_image: 3,
+            contrastive_hidden_size: 32,
+            num_workers: 2,
+            batch_size: 32,
+            per_gpu_batchsize: 32,
+            per_gpu_eval_batchsize: 64,
+            learning_rate: 1e-3,
+            warmup_steps: 0.1,
+            lr_mult_head: 1.0,
+            lr_mult_cross_modal: 1.0,
+            amp_flag: false,
+            ..Self::default()
+        }
+    }
+
+    /// The valid keys, in declaration order (for validation and suggestions).
+    pub fn keys() -> Vec<String> {
+        match serde_json::to_value(Self::default()) {
+            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_json() {
+        let s = Settings::default();
+        let v = serde_json::to_value(&s).unwrap();
+        let back: Settings = serde_json::from_value(v).unwrap();
+        assert_eq!(s, back);
+    }
+
+    #[test]
+    fn manager_types_use_the_paper_names() {
+        for t in ManagerType::ALL {
+            let v = serde_json::to_value(t).unwrap();
+            assert_eq!(v, serde_json::Value::String(t.as_str().into()));
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = serde_json::from_str::<Settings>(r#"{"learning_rat": 1.0}"#).unwrap_err();
+        assert!(err.to_string().contains("learning_rat"), "{err}");
+    }
+
+    #[test]
+    fn keys_include_reference_names() {
+        let keys = Settings::keys();
+        for k in [
+            "managed_layers_text",
+            "manager_softmax_temperature",
+            "lr_mult_cross_modal",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k}");
+        }
+    }
+
+    #[test]
+    fn tiny_is_consistent() {
+        let t = Settings::tiny();
+        assert!(t.managed_layers_text <= t.text_num_layers);
+        assert!(t.managed_layers_image <= t.vit_num_layers);
+        assert_eq!(t.image_size % t.patch_size, 0);
+        assert_eq!(t.hidden_size % t.num_heads, 0);
+    }
+}
