@@ -449,10 +449,13 @@ fn build(
     let include_points: Vec<Assignment> = p.include.iter().map(|i| i.assignment.clone()).collect();
     let points = grid::expand(&p.dims, &p.exclude, &include_points);
     if points.is_empty() {
-        c.push(
-            Origin::Whole,
-            "the exclude rules remove every cell of the grid",
-        );
+        // An empty dimension was already reported (an override matching no zip row).
+        if p.dims.iter().all(|d| !d.is_empty()) {
+            c.push(
+                Origin::Whole,
+                "the exclude rules remove every cell of the grid",
+            );
+        }
         return None;
     }
 

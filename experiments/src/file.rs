@@ -788,8 +788,7 @@ fn read_metrics(c: &mut Collector<'_>, node: &Node, p: &mut Parsed) {
             // The other metric's goal defaults to this metric's goal.
             *g = summary_goal.unwrap_or(goal);
         }
-        if let Some(prev) = p.metrics.iter().find(|(x, _)| x.task == task) {
-            let _ = prev;
+        if p.metrics.iter().any(|(x, _)| x.task == task) {
             c.at(
                 m.span.start,
                 match task {
@@ -861,7 +860,7 @@ fn read_summary(c: &mut Collector<'_>, n: &Node, goal: &mut Option<Goal>) -> Opt
 }
 
 fn read_baseline(c: &mut Collector<'_>, node: &Node, p: &Parsed) -> Option<Assignment> {
-    let Some(entries) = node.entries() else {
+    if node.entries().is_none() {
         c.at(
             node.span.start,
             format!(
@@ -870,8 +869,7 @@ fn read_baseline(c: &mut Collector<'_>, node: &Node, p: &Parsed) -> Option<Assig
             ),
         );
         return None;
-    };
-    let _ = entries;
+    }
     read_rule(c, node, p, "baseline")
 }
 
