@@ -258,7 +258,11 @@ fn tables_of<'a>(c: &mut Collector<'_>, node: &'a Node, what: &str) -> Vec<&'a N
 fn setting(c: &mut Collector<'_>, e: &Entry, prefix: &str, out: &mut Vec<SetEntry>) {
     let path = join(prefix, &e.key);
     if let Kind::Table(inner) = &e.value.kind {
-        if schema::is_section(&path) {
+        // A known section, or an unknown one: then each leaf is reported by its full path.
+        if schema::is_section(&path) || schema::key_type(&path).is_none() {
+            if inner.is_empty() && !schema::is_section(&path) {
+                c.at(e.key_span.start, schema::unknown_key_message(&path));
+            }
             for i in inner {
                 setting(c, i, &path, out);
             }

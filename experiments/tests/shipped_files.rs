@@ -124,3 +124,17 @@ fn vlp_cells_share_one_pretraining_run_per_model() {
         }
     }
 }
+
+#[test]
+fn the_readme_example_validates() {
+    let readme = include_str!("../README.md");
+    let start = readme.find("```toml\n").unwrap() + "```toml\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    let exp = load("README.md", &readme[start..end]);
+    // 3 manager types × 2 depths × 2 tasks − 2 excluded + 1 included, × 3 seeds.
+    assert_eq!(exp.runs().len(), (3 * 2 * 2 - 2 + 1) * 3);
+    assert_eq!(
+        exp.warnings,
+        ["[pretrain] is unused: no cell has vlp = true"]
+    );
+}

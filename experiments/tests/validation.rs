@@ -261,3 +261,15 @@ fn baseline_must_name_axis_values() {
         "b.toml:3:29: baseline value BT is not a value of axis `manager_type` (AAUE)"
     );
 }
+
+#[test]
+fn dotted_keys_are_checked_as_paths() {
+    assert_eq!(
+        errors("[base]\noptim.lr = 1\n"),
+        ["t.toml:7:7: unknown setting `optim.lr`"]
+    );
+    assert_eq!(
+        errors("[base]\ndata_root = \"x\"\n"),
+        ["t.toml:7:1: set the data folder in [data] root, not in [base]"]
+    );
+}
