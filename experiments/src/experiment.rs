@@ -394,7 +394,6 @@ fn build(
     }
     let has_task = p.task_written
         || p.dims.iter().any(|d| d.keys().contains(&"task"))
-        || p.dims.iter().any(|d| d.keys().contains(&"task"))
         || p.include
             .iter()
             .any(|i| i.assignment.iter().any(|(k, _)| k == "task"))
@@ -437,7 +436,12 @@ fn build(
                     ),
                 );
             }
-            continue;
+            // Include rules that set the key to another value are narrowed away too.
+            p.include.retain(|i| {
+                i.assignment
+                    .iter()
+                    .all(|(k, v)| k != key || values_equal(v, value))
+            });
         }
         match &src {
             Source::Env(_) => env_layer.push((key.clone(), value.clone())),

@@ -136,3 +136,20 @@ fn wandb_section_defaults() {
     );
     assert_eq!(w.entity.as_deref(), Some("lab"));
 }
+
+#[test]
+fn overrides_apply_to_include_cells_too() {
+    let body = format!(
+        "[base]\npreset = \"tiny\"\n[grid]\nnum_layers = [1, 2]\n\
+         [[include]]\nmanager_type = \"SAE\"\n\
+         [[include]]\nmanager_type = \"SAUE\"\nnum_layers = 1\n{METRIC}"
+    );
+    let ov = Overrides {
+        env: vec![],
+        set: vec!["num_layers=2".into()],
+    };
+    let e = load(&body, &ov).unwrap();
+    // The SAUE include sets num_layers = 1 and is narrowed away; the SAE one gets the override.
+    assert_eq!(keys(&e), ["num_layers=2", "manager_type=SAE"]);
+    assert!(e.runs().iter().all(|r| r.settings.num_layers == 2));
+}
