@@ -111,7 +111,22 @@ fn closest<'a>(word: &str, options: &[&'a str]) -> Option<&'a str> {
         .map(|(_, o)| o)
 }
 
+/// TOML puts every key after a `[section]` header into that section, so a top-level key
+/// written late lands in the wrong place; say so instead of "unknown".
+fn misplaced(key: &str) -> Option<String> {
+    matches!(key, "name" | "description" | "baseline").then(|| {
+        format!("`{key}` is a top-level key: write it before the first [section] of the file")
+    })
+}
+
+fn unknown_setting(path: &str) -> String {
+    misplaced(path).unwrap_or_else(|| schema::unknown_key_message(path))
+}
+
 fn unknown_in(section: &str, key: &str, options: &[&str]) -> String {
+    if let Some(m) = misplaced(key) {
+        return m;
+    }
     match closest(key, options) {
         Some(s) => format!("unknown key `{key}` in {section}; did you mean `{s}`?"),
         None => format!(
@@ -261,7 +276,7 @@ fn setting(c: &mut Collector<'_>, e: &Entry, prefix: &str, out: &mut Vec<SetEntr
         // A known section, or an unknown one: then each leaf is reported by its full path.
         if schema::is_section(&path) || schema::key_type(&path).is_none() {
             if inner.is_empty() && !schema::is_section(&path) {
-                c.at(e.key_span.start, schema::unknown_key_message(&path));
+                c.at(e.key_span.start, unknown_setting(&path));
             }
             for i in inner {
                 setting(c, i, &path, out);
@@ -270,7 +285,7 @@ fn setting(c: &mut Collector<'_>, e: &Entry, prefix: &str, out: &mut Vec<SetEntr
         }
     }
     if schema::key_type(&path).is_none() && !schema::is_section(&path) {
-        c.at(e.key_span.start, schema::unknown_key_message(&path));
+        c.at(e.key_span.start, unknown_setting(&path));
         return;
     }
     match schema::check_value(&path, &e.value.to_json()) {
@@ -506,7 +521,7 @@ fn axis_key_ok(c: &mut Collector<'_>, key: &str, off: usize, p: &Parsed) -> bool
         return false;
     }
     if schema::key_type(key).is_none() {
-        c.at(off, schema::unknown_key_message(key));
+        c.at(off, unknown_setting(key));
         return false;
     }
     if p.axis_keys().iter().any(|k| k == key) {

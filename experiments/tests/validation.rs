@@ -273,3 +273,11 @@ fn dotted_keys_are_checked_as_paths() {
         ["t.toml:7:1: set the data folder in [data] root, not in [base]"]
     );
 }
+
+#[test]
+fn top_level_keys_written_after_a_section() {
+    assert_eq!(
+        errors("[grid]\nmanager_type = [\"BT\"]\nbaseline = { manager_type = \"BT\" }\n"),
+        ["t.toml:8:1: `baseline` is a top-level key: write it before the first [section] of the file"]
+    );
+}
