@@ -9,6 +9,9 @@ pub enum ReportError {
     /// A figure option names something the input does not have.
     #[error("invalid figure option: {0}")]
     Option(String),
+    /// A figure has nothing to show (e.g. no finished run logged its metric).
+    #[error("no data: {0}")]
+    NoData(String),
     /// plotters failed while drawing.
     #[error("drawing {figure} failed: {message}")]
     Draw { figure: String, message: String },

@@ -12,6 +12,7 @@ pub mod sample;
 pub mod stats;
 pub mod summarize;
 pub mod table;
+mod write;
 
 pub use analysis::SeedCoverage;
 pub use error::{ReportError, Result};
@@ -22,3 +23,10 @@ pub use input::{
 pub use table::{
     build_table, render_csv, render_latex, render_markdown, render_runs_csv, render_terminal, Table,
 };
+pub mod figures;
+
+pub use figures::{
+    ablation_bars, learning_curves, manager_heatmap, manager_panels, BarOptions, CurveOptions,
+    Figure, FigureSize, ManagerOptions,
+};
+pub use write::{write_all, write_all_with, WriteOptions, Written};
