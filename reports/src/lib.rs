@@ -7,6 +7,7 @@
 pub mod analysis;
 mod error;
 pub mod input;
+mod parallel;
 pub mod provenance;
 pub mod sample;
 pub mod stats;

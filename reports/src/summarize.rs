@@ -21,7 +21,13 @@ pub fn summarize_run(run: &RunData, metric: &MetricSpec) -> Option<f64> {
 /// Finite points in step order (stable, so of equal steps the later logged one comes last).
 /// Borrows when the series is already clean, which is the usual case.
 pub(crate) fn sorted_finite(points: &[(u64, f64)]) -> Cow<'_, [(u64, f64)]> {
-    let clean = points.iter().all(|p| p.1.is_finite()) && points.is_sorted_by_key(|p| p.0);
+    // One pass: every value finite and steps non-decreasing.
+    let mut prev = 0u64;
+    let clean = points.iter().all(|&(s, v)| {
+        let ok = v.is_finite() && s >= prev;
+        prev = s;
+        ok
+    });
     if clean {
         Cow::Borrowed(points)
     } else {

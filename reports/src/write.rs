@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{ReportError, Result};
 use crate::figures::{
-    ablation_bars, learning_curves, manager_heatmap, manager_panels, BarOptions, CurveOptions,
-    Figure, FigureSize, ManagerOptions,
+    ablation_bars_from_table, learning_curves, manager_heatmap, manager_panels, BarOptions,
+    CurveOptions, Figure, FigureSize, ManagerOptions,
 };
 use crate::input::{Format, ReportInput};
+use crate::parallel::par_map;
 use crate::table::{build_table, render_csv, render_latex, render_markdown, render_runs_csv};
 
 /// Choices for [`write_all_with`]; the defaults suit a two-column paper.
@@ -83,7 +84,11 @@ pub fn write_all_with(
     }
     if formats.contains(&Format::Csv) {
         put("table.csv", render_csv(&table).as_bytes(), &mut written)?;
-        put("runs.csv", render_runs_csv(input)?.as_bytes(), &mut written)?;
+        put(
+            "runs.csv",
+            render_runs_csv(input, &table).as_bytes(),
+            &mut written,
+        )?;
     }
     let images: Vec<Format> = [Format::Svg, Format::Png]
         .into_iter()
@@ -109,7 +114,10 @@ pub fn write_all_with(
         }
         bars.zoom = opts.bars_zoom;
         bars.size = opts.size;
-        figures.push((format!("bars-{slug}"), ablation_bars(input, &bars)));
+        figures.push((
+            format!("bars-{slug}"),
+            ablation_bars_from_table(input, &table, &bars),
+        ));
     }
     figures.push((
         "manager-weights".into(),
@@ -124,22 +132,28 @@ pub fn write_all_with(
     };
     figures.push(("manager-heatmap".into(), manager_heatmap(input, &heat)));
 
+    let mut ready = Vec::new();
     for (name, fig) in figures {
-        let fig = match fig {
-            Ok(f) => f,
-            Err(ReportError::NoData(why)) => {
-                written.skipped.push(format!("{name}: {why}"));
-                continue;
-            }
+        match fig {
+            Ok(f) => ready.push((name, f)),
+            Err(ReportError::NoData(why)) => written.skipped.push(format!("{name}: {why}")),
             Err(e) => return Err(e),
-        };
-        for f in &images {
-            let bytes = match f {
-                Format::Svg => fig.to_svg()?.into_bytes(),
-                _ => fig.to_png()?,
-            };
-            put(&format!("{name}.{}", f.extension()), &bytes, &mut written)?;
         }
+    }
+    // Rendering dominates; every (figure, format) pair is independent.
+    let jobs: Vec<(usize, Format)> = (0..ready.len())
+        .flat_map(|i| images.iter().map(move |f| (i, *f)))
+        .collect();
+    let rendered = par_map(&jobs, |&(i, f)| match f {
+        Format::Svg => ready[i].1.to_svg().map(String::into_bytes),
+        _ => ready[i].1.to_png(),
+    });
+    for (&(i, f), bytes) in jobs.iter().zip(rendered) {
+        put(
+            &format!("{}.{}", ready[i].0, f.extension()),
+            &bytes?,
+            &mut written,
+        )?;
     }
     Ok(written)
 }

@@ -10,7 +10,7 @@ use super::{select_cells, varying_axes, DrawResult, Figure, FigureKind};
 use crate::error::{ReportError, Result};
 use crate::input::{Goal, ReportInput};
 use crate::provenance::Provenance;
-use crate::table::{build_table, Significance};
+use crate::table::{build_table, Significance, Table};
 
 /// What to plot.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,9 +78,18 @@ pub(crate) struct BarsPlot {
     zoom: bool,
 }
 
-/// The statistics of each cell's bar, from the same computation as the table.
+/// The statistics of each cell's bar, from the same computation as the table, and the run ids
+/// they used.
 pub fn bar_data(input: &ReportInput, opts: &BarOptions) -> Result<(BarData, Vec<String>)> {
-    let table = build_table(input)?;
+    bar_data_from_table(input, &build_table(input)?, opts)
+}
+
+/// [`bar_data`] from a table already built from `input` (saves recomputing the statistics).
+pub fn bar_data_from_table(
+    input: &ReportInput,
+    table: &Table,
+    opts: &BarOptions,
+) -> Result<(BarData, Vec<String>)> {
     let col = input
         .metrics
         .iter()
@@ -178,8 +187,17 @@ fn index_of(list: &mut Vec<String>, s: String) -> usize {
 
 /// The ablation bar chart of `opts.metric`.
 pub fn ablation_bars(input: &ReportInput, opts: &BarOptions) -> Result<Figure> {
+    ablation_bars_from_table(input, &build_table(input)?, opts)
+}
+
+/// [`ablation_bars`] from a table already built from `input`.
+pub fn ablation_bars_from_table(
+    input: &ReportInput,
+    table: &Table,
+    opts: &BarOptions,
+) -> Result<Figure> {
     opts.size.validate()?;
-    let (data, run_ids) = bar_data(input, opts)?;
+    let (data, run_ids) = bar_data_from_table(input, table, opts)?;
     if data.bars.is_empty() {
         return Err(ReportError::NoData(format!(
             "no finished run has a value for `{}`",
@@ -288,20 +306,13 @@ where
         .x_label_area_size(x_area)
         .y_label_area_size(y_area)
         .build_cartesian_2d(Keyed::new(-0.5..n_groups as f64 - 0.5, keys), y0..y1)?;
-    let label_style = if rotate {
-        tick_font
-            .clone()
-            .transform(FontTransform::Rotate270)
-            .pos(Pos::new(HPos::Right, VPos::Center))
-    } else {
-        tick_font.clone()
-    };
     let group_label = |v: &f64| {
         let i = v.round();
-        if (v - i).abs() < 1e-6 && i >= 0.0 {
-            labels.get(i as usize).cloned().unwrap_or_default()
-        } else {
+        // Rotated labels are drawn by hand below: plotters misplaces rotated tick labels.
+        if rotate || (v - i).abs() > 1e-6 || i < 0.0 {
             String::new()
+        } else {
+            labels.get(i as usize).cloned().unwrap_or_default()
         }
     };
     chart
@@ -311,7 +322,7 @@ where
         .bold_line_style(GRID.stroke_width(theme.pxi(0.4)))
         .axis_style(AXIS.stroke_width(theme.pxi(0.6)))
         .set_all_tick_mark_size(theme.pxi(2.0))
-        .x_label_style(label_style)
+        .x_label_style(tick_font.clone())
         .y_label_style(tick_font.clone())
         .axis_desc_style(theme.font(LABEL_PT))
         .y_labels(5)
@@ -358,6 +369,20 @@ where
                 EmptyElement::at((x, top.max(base)))
                     + Text::new(note, (0, -gap), note_font.clone()),
             ))?;
+        }
+    }
+    if rotate {
+        // Reading bottom to top, ending just below the axis, centred on the group.
+        let style = tick_font
+            .clone()
+            .transform(FontTransform::Rotate270)
+            .pos(Pos::new(HPos::Right, VPos::Center));
+        // With more groups than label lines fit side by side, label every k-th group.
+        let slot = slot_px.max(1) as usize;
+        let every = (theme.line(TICK_PT) as usize).div_ceil(slot).max(1);
+        for (g, label) in labels.iter().enumerate().step_by(every) {
+            let (px, py) = chart.backend_coord(&(g as f64, y0));
+            plot_area.draw(&Text::new(label.clone(), (px, py + pad), style.clone()))?;
         }
     }
     if legend.height() > 0 {

@@ -11,6 +11,7 @@ use super::{cell_labels, select_cells, DrawResult, Figure, FigureKind};
 use crate::analysis::{select_runs, validate};
 use crate::error::{ReportError, Result};
 use crate::input::ReportInput;
+use crate::parallel::par_map;
 use crate::provenance::Provenance;
 use crate::summarize::sorted_finite;
 
@@ -73,8 +74,8 @@ pub fn curve_series(input: &ReportInput, opts: &CurveOptions) -> Result<Vec<Curv
     validate(input)?;
     let cells = select_cells(input, opts.cells.as_deref())?;
     let labels = cell_labels(input, &cells);
-    let mut out = Vec::new();
-    for (cell, label) in cells.into_iter().zip(labels) {
+    let jobs: Vec<_> = cells.into_iter().zip(labels).collect();
+    let series = par_map(&jobs, |(cell, label)| {
         let (used, _) = select_runs(cell);
         let mut run_ids = Vec::new();
         let mut series = Vec::new();
@@ -88,18 +89,17 @@ pub fn curve_series(input: &ReportInput, opts: &CurveOptions) -> Result<Vec<Curv
             }
         }
         if series.is_empty() {
-            continue;
+            return None;
         }
         let refs: Vec<&[(u64, f64)]> = series.iter().map(|s| s.as_ref()).collect();
-        let points = downsample(align(&refs), opts.max_points);
-        out.push(CurveSeries {
+        Some(CurveSeries {
             cell: cell.key.clone(),
-            label,
+            label: label.clone(),
             run_ids,
-            points,
-        });
-    }
-    Ok(out)
+            points: align_downsampled(&refs, opts.max_points),
+        })
+    });
+    Ok(series.into_iter().flatten().collect())
 }
 
 /// The learning-curve figure of `opts.metric`.
@@ -198,6 +198,42 @@ fn align(runs: &[&[(u64, f64)]]) -> Vec<CurvePoint> {
         });
     }
     out
+}
+
+/// `downsample(align(runs), max_points)`, without materialising every step when all runs share
+/// their steps (the usual case).
+fn align_downsampled(runs: &[&[(u64, f64)]], max_points: usize) -> Vec<CurvePoint> {
+    let first = runs[0];
+    let same_steps = runs
+        .iter()
+        .all(|r| r.len() == first.len() && r.iter().zip(first).all(|(a, b)| a.0 == b.0));
+    if !same_steps || max_points == 0 || first.len() <= max_points {
+        return downsample(align(runs), max_points);
+    }
+    let chunk = first.len().div_ceil(max_points);
+    let mut values = Vec::with_capacity(runs.len());
+    (0..first.len())
+        .step_by(chunk)
+        .map(|start| {
+            let end = (start + chunk).min(first.len());
+            let (mut step, mut mean, mut std) = (0.0, 0.0, 0.0);
+            for i in start..end {
+                values.clear();
+                values.extend(runs.iter().map(|r| r[i].1));
+                let (m, s) = stats(&values);
+                step += first[i].0 as f64;
+                mean += m;
+                std += s;
+            }
+            let k = (end - start) as f64;
+            CurvePoint {
+                step: step / k,
+                mean: mean / k,
+                std: std / k,
+                n: runs.len(),
+            }
+        })
+        .collect()
 }
 
 fn downsample(points: Vec<CurvePoint>, max_points: usize) -> Vec<CurvePoint> {
@@ -348,7 +384,14 @@ mod tests {
                 n: 3,
             })
             .collect();
-        let d = downsample(pts, 5);
+        let d = downsample(pts.clone(), 5);
+        // The fused path gives the same numbers.
+        let a: Vec<(u64, f64)> = (0..10).map(|i| (i, i as f64 + 1.0)).collect();
+        let b: Vec<(u64, f64)> = (0..10).map(|i| (i, i as f64 - 1.0)).collect();
+        let fused = align_downsampled(&[&a, &b], 5);
+        let plain = downsample(align(&[&a, &b]), 5);
+        assert_eq!(fused, plain);
+        assert_eq!((fused[0].mean, fused[0].n), (0.5, 2));
         assert_eq!(d.len(), 5);
         assert_eq!((d[0].step, d[0].mean), (0.5, 0.5));
         assert_eq!(downsample(d.clone(), 0), d);

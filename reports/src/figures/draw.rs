@@ -78,22 +78,19 @@ pub(crate) fn layout_legend<DB: DrawingBackend>(
     }
     let hidden = entries.len() - placed;
     if hidden > 0 {
-        // Make room for the note on the last row.
-        let note = format!("+{hidden} more");
-        let note_w = text_width(area, theme, &note);
+        // Make room for the note at the end of the last row.
+        let entry_w = |i: usize| swatch_w + gap + text_width(area, theme, &entries[i].label);
+        let note_w = text_width(area, theme, &format!("+{} more", hidden + MAX_ROWS * 8));
         if let Some(last) = rows.last_mut() {
-            while let Some(&(_, x)) = last.last() {
-                if x + note_w <= width || last.len() == 1 {
+            while let Some(&(Some(i), x)) = last.last() {
+                if x + entry_w(i) + spacing + note_w <= width || last.len() == 1 {
                     break;
                 }
                 last.pop();
             }
-            let x = last.last().map_or(0, |&(i, x)| {
-                x + swatch_w
-                    + gap
-                    + text_width(area, theme, &entries[i.expect("entry")].label)
-                    + spacing
-            });
+            let x = last
+                .last()
+                .map_or(0, |&(i, x)| x + i.map_or(0, entry_w) + spacing);
             last.push((None, x));
         }
     }

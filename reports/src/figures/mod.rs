@@ -7,10 +7,13 @@ mod draw;
 mod manager;
 mod style;
 
-pub use bars::{ablation_bars, bar_data, BarData, BarOptions, BarValue};
+pub use bars::{
+    ablation_bars, ablation_bars_from_table, bar_data, bar_data_from_table, BarData, BarOptions,
+    BarValue,
+};
 pub use curves::{curve_series, learning_curves, CurveOptions, CurvePoint, CurveSeries};
 pub use manager::{
-    manager_heatmap, manager_panels, manager_weights, ManagerOptions, ManagerWeights,
+    manager_heatmap, manager_panels, manager_weights, ManagerOptions, ManagerWeights, WeightStat,
 };
 pub use style::FigureSize;
 

@@ -2,9 +2,7 @@ use std::collections::BTreeSet;
 
 use super::Table;
 use crate::analysis::select_runs;
-use crate::error::Result;
 use crate::input::ReportInput;
-use crate::summarize::summarize_run;
 
 /// Fixed columns of the table CSV; axis columns that collide get an `axis_` prefix.
 const FIXED: [&str; 24] = [
@@ -89,8 +87,8 @@ pub fn render_csv(table: &Table) -> String {
 }
 
 /// One line per run (every status), with its per-metric value and whether the table used it.
-pub fn render_runs_csv(input: &ReportInput) -> Result<String> {
-    let table = super::build_table(input)?;
+/// `table` must have been built from `input`.
+pub fn render_runs_csv(input: &ReportInput, table: &Table) -> String {
     let mut out = String::new();
     for line in table.provenance.lines("runs") {
         out.push_str(&format!("# {line}\n"));
@@ -115,16 +113,17 @@ pub fn render_runs_csv(input: &ReportInput) -> Result<String> {
                 run.status.as_str().to_string(),
                 used.contains(run.run_id.as_str()).to_string(),
             ]);
-            rec.extend(
-                input
-                    .metrics
-                    .iter()
-                    .map(|m| summarize_run(run, m).map(num).unwrap_or_default()),
-            );
+            let values = table.run_values.get(&run.run_id);
+            rec.extend((0..input.metrics.len()).map(|i| {
+                values
+                    .and_then(|v| v.get(i).copied().flatten())
+                    .map(num)
+                    .unwrap_or_default()
+            }));
             push_record(&mut out, &rec);
         }
     }
-    Ok(out)
+    out
 }
 
 fn axis_columns(axes: &[String], fixed: &[&str]) -> Vec<String> {

@@ -10,9 +10,12 @@ pub use latex::{escape_latex, render_latex};
 pub use markdown::render_markdown;
 pub use terminal::render_terminal;
 
+use std::collections::BTreeMap;
+
 use crate::analysis::{select_runs, validate, SeedCoverage};
 use crate::error::Result;
 use crate::input::{MetricSpec, ReportInput};
+use crate::parallel::par_map;
 use crate::provenance::Provenance;
 use crate::stats::{paired, welch, Summary, TTest};
 use crate::summarize::summarize_run;
@@ -27,6 +30,8 @@ pub struct Table {
     pub decimals: Vec<usize>,
     pub baseline: Option<String>,
     pub rows: Vec<Row>,
+    /// Every run's value per metric (in `metrics` order), finished or not, by run id.
+    pub run_values: BTreeMap<String, Vec<Option<f64>>>,
 }
 
 /// One grid cell.
@@ -104,6 +109,17 @@ impl Comparison {
 /// baseline.
 pub fn build_table(input: &ReportInput) -> Result<Table> {
     validate(input)?;
+    // Summaries of every run, computed once, cells in parallel.
+    let per_cell: Vec<Vec<(String, Vec<Option<f64>>)>> = par_map(&input.cells, |cell| {
+        cell.runs
+            .iter()
+            .map(|r| {
+                let values = input.metrics.iter().map(|m| summarize_run(r, m)).collect();
+                (r.run_id.clone(), values)
+            })
+            .collect()
+    });
+    let run_values: BTreeMap<String, Vec<Option<f64>>> = per_cell.into_iter().flatten().collect();
     let mut run_ids = Vec::new();
     let mut rows: Vec<Row> = input
         .cells
@@ -111,13 +127,13 @@ pub fn build_table(input: &ReportInput) -> Result<Table> {
         .map(|cell| {
             let (used, coverage) = select_runs(cell);
             run_ids.extend(used.iter().map(|r| r.run_id.clone()));
-            let entries = input
-                .metrics
-                .iter()
-                .map(|m| {
+            let entries = (0..input.metrics.len())
+                .map(|col| {
                     let values: Vec<(u64, String, f64)> = used
                         .iter()
-                        .filter_map(|r| summarize_run(r, m).map(|v| (r.seed, r.run_id.clone(), v)))
+                        .filter_map(|r| {
+                            run_values[&r.run_id][col].map(|v| (r.seed, r.run_id.clone(), v))
+                        })
                         .collect();
                     let plain: Vec<f64> = values.iter().map(|v| v.2).collect();
                     Entry {
@@ -181,6 +197,7 @@ pub fn build_table(input: &ReportInput) -> Result<Table> {
         decimals,
         baseline: input.baseline.clone(),
         rows,
+        run_values,
     })
 }
 
