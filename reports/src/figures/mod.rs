@@ -135,6 +135,14 @@ impl Figure {
             root.present()
                 .map_err(|e| self.draw_error(DrawError::from(e)))?;
         }
+        // Physical size, so that 8 pt text prints at 8 pt; the viewBox keeps pixel coordinates.
+        let (w, h) = self.size.pixels();
+        let px_size = format!("width=\"{w}\" height=\"{h}\"");
+        let in_size = format!(
+            "width=\"{}in\" height=\"{}in\"",
+            self.size.width_in, self.size.height_in
+        );
+        svg = svg.replacen(&px_size, &in_size, 1);
         let desc = self.description();
         let meta = format!(
             "\n<title>{}</title>\n<desc>{}</desc>",

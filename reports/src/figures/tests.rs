@@ -40,6 +40,7 @@ fn learning_curves_have_one_line_and_band_per_cell_and_labels() {
     assert!(count(&svg, "<polyline") >= 12);
     assert!(svg.contains("<desc>TowerLab figure: experiment manager_ablation\nexperiment hash: 3f9a1c07e2b4d5a6\nruns used (16):"));
     assert!(svg.contains("font-family=\"DejaVu Sans, sans-serif\""));
+    assert!(svg.starts_with("<svg width=\"3.5in\" height=\"2.6in\" viewBox=\"0 0 1050 780\""));
     // The failed run is not plotted.
     assert!(!svg.contains("r112"));
 }
