@@ -202,6 +202,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn empty_experiment_writes_tables_and_explains_missing_figures() {
+        let mut input = crate::sample::sample_input();
+        for cell in &mut input.cells {
+            cell.runs.clear();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let w = write_all(&input, dir.path(), &Format::ALL).unwrap();
+        assert_eq!(w.files.len(), 4, "{:?}", w.files);
+        assert_eq!(w.skipped.len(), 8, "{:?}", w.skipped);
+        let md = std::fs::read_to_string(dir.path().join("table.md")).unwrap();
+        assert!(
+            md.contains("| none | 1e-5 (baseline) | 0/3 seeds, 3 missing | — | — | — |"),
+            "{md}"
+        );
+        assert!(md.contains("runs used (0):"));
+    }
+
+    #[test]
     fn slugs_are_safe_and_unique() {
         let mut taken = BTreeSet::new();
         assert_eq!(unique_slug("val/vqa/score", &mut taken), "val-vqa-score");

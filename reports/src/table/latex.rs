@@ -7,12 +7,12 @@ use crate::input::Goal;
 pub fn render_latex(table: &Table) -> String {
     let mut out = String::new();
     for line in table.provenance.lines("table") {
-        out.push_str(&format!("% {line}\n"));
+        out.push_str(&format!("% {}\n", comment_safe(&line)));
     }
     out.push_str("% Requires \\usepackage{booktabs}.\n");
     out.push_str(&format!(
         "% {}\n",
-        super::markdown::legend(table, "Bold").replace('\n', " ")
+        comment_safe(&super::markdown::legend(table, "Bold"))
     ));
 
     let n_axes = axis_headers(table).len();
@@ -86,6 +86,11 @@ fn entry(e: &Entry, d: usize) -> String {
 fn push_row(out: &mut String, cells: &[String]) {
     out.push_str(&cells.join(" & "));
     out.push_str(" \\\\\n");
+}
+
+/// TeX reads `^^` notation before it sees the `%`, so even a comment must not contain it.
+fn comment_safe(s: &str) -> String {
+    s.replace(['\n', '\r'], " ").replace("^^", "^ ^")
 }
 
 /// Escapes text for LaTeX text mode: the ten special characters, plus `<`, `>` and `|`, which

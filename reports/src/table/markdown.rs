@@ -133,7 +133,7 @@ fn escape_md(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
-            '\\' | '|' | '*' | '_' | '`' | '[' | ']' | '#' => {
+            '\\' | '|' | '*' | '_' | '`' | '[' | ']' | '#' | '$' | '~' => {
                 out.push('\\');
                 out.push(c);
             }

@@ -202,3 +202,29 @@ fn missing_metric_shows_a_dash() {
     assert!(render_markdown(&t).contains("(n=1) | — |"));
     assert!(render_latex(&t).ends_with("& -- \\\\\n\\bottomrule\n\\end{tabular}\n"));
 }
+
+#[test]
+fn markdown_escapes_markup_and_column_breaks() {
+    let i = input(vec![cell("a", "a|b *c* $x$ <br>", &[(0, 0.5, 1.0)])]);
+    let md = render_markdown(&build_table(&i).unwrap());
+    assert!(
+        md.contains("| a\\|b \\*c\\* \\$x\\$ &lt;br&gt; (baseline) | 1/1 seeds |"),
+        "{md}"
+    );
+}
+
+#[test]
+fn latex_comments_cannot_be_escaped_from() {
+    let mut i = input(vec![cell("a", "x", &[(0, 0.5, 1.0)])]);
+    i.experiment = "evil\n\\end{tabular}^^5c".into();
+    let tex = render_latex(&build_table(&i).unwrap());
+    assert!(
+        tex.starts_with("% TowerLab table: experiment evil \\end{tabular}^ ^5c\n"),
+        "{tex}"
+    );
+    assert_eq!(
+        tex.matches("\\end{tabular}").count(),
+        2,
+        "one real, one commented"
+    );
+}
