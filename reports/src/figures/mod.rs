@@ -5,6 +5,7 @@ mod bars;
 mod curves;
 mod draw;
 mod manager;
+mod raster;
 mod style;
 
 pub use bars::{
@@ -171,7 +172,7 @@ impl Figure {
         let (w, h) = self.size.pixels();
         let mut pixels = vec![0u8; w as usize * h as usize * 3];
         {
-            let root = BitMapBackend::with_buffer(&mut pixels, (w, h)).into_drawing_area();
+            let root = raster::PngBackend::new(&mut pixels, (w, h)).into_drawing_area();
             self.draw(&root).map_err(|e| self.draw_error(e))?;
             root.present()
                 .map_err(|e| self.draw_error(DrawError::from(e)))?;

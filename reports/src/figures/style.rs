@@ -9,7 +9,7 @@ use crate::error::{ReportError, Result};
 /// Font family as written into SVG `font-family`: viewers use DejaVu Sans when installed and
 /// their sans-serif otherwise; PNGs always use the embedded DejaVu Sans.
 pub(crate) const FAMILY: &str = "DejaVu Sans, sans-serif";
-static DEJAVU_SANS: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+pub(crate) static DEJAVU_SANS: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 
 /// Registers the embedded font with plotters once per process.
 pub(crate) fn ensure_fonts() -> Result<()> {
