@@ -37,6 +37,7 @@
 
 pub mod analysis;
 mod error;
+pub mod figures;
 pub mod input;
 mod parallel;
 pub mod provenance;
@@ -48,17 +49,17 @@ mod write;
 
 pub use analysis::SeedCoverage;
 pub use error::{ReportError, Result};
+pub use figures::{
+    ablation_bars, learning_curves, manager_heatmap, manager_panels, BarOptions, CurveOptions,
+    Figure, FigureSize, ManagerOptions,
+};
 pub use input::{
     Cell, Format, Goal, ManagerWeightPoint, MetricSpec, Modality, Policy, ReportInput, RunData,
     RunStatus,
 };
+pub use provenance::Provenance;
 pub use table::{
-    build_table, render_csv, render_latex, render_markdown, render_runs_csv, render_terminal, Table,
-};
-pub mod figures;
-
-pub use figures::{
-    ablation_bars, learning_curves, manager_heatmap, manager_panels, BarOptions, CurveOptions,
-    Figure, FigureSize, ManagerOptions,
+    build_table, render_csv, render_latex, render_markdown, render_runs_csv, render_terminal,
+    Significance, Table,
 };
 pub use write::{write_all, write_all_with, WriteOptions, Written};
