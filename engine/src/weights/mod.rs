@@ -1,0 +1,36 @@
+//! Weights: reading checkpoints in every format the ManagerTower ecosystem ships (safetensors,
+//! the reference PyTorch-Lightning `.ckpt`, plain torch state dicts, Hugging Face CLIP / RoBERTa /
+//! BridgeTower), naming their tensors by the reference `state_dict` keys, inferring the
+//! architecture from their shapes, and loading them strictly into a model's `VarStore`.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), engine::weights::WeightsError> {
+//! use engine::weights::{self, LoadOptions};
+//! let ckpt = weights::read(std::path::Path::new("ManagerTower_pt_base.ckpt"))?;
+//! let arch = weights::Architecture::infer(&ckpt.tensors, ckpt.hf_config.as_ref());
+//! let settings = arch.to_settings(&experiments::Settings::default());
+//! # let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
+//! // ... build the model for `settings` on `vs`, then:
+//! let report = weights::load_into(&mut vs, &ckpt, &LoadOptions::partial())?;
+//! # let _ = (settings, report); Ok(()) }
+//! ```
+
+mod arch;
+mod error;
+mod hf;
+mod load;
+pub mod pickle;
+mod read;
+mod torch_file;
+
+pub use arch::{
+    is_head_key, manager_counts, parameter_counts, Architecture, Component, FusionArch, TextArch,
+    VisionArch, HEAD_PREFIXES,
+};
+pub use error::{Mismatches, ShapeMismatch, WeightsError};
+pub use hf::{map_hf, HfModel, Mapped};
+pub use load::{
+    is_known_unused, load_into, load_tensors_into, named_tensors, resize_position_embedding,
+    variable_shapes, LoadOptions, LoadReport,
+};
+pub use read::{read, read_safetensors, read_torch, write_safetensors, Checkpoint, Format};
