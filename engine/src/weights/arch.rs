@@ -105,7 +105,7 @@ impl Architecture {
     /// shapes cannot tell (the text head count).
     pub fn infer(tensors: &[(String, Tensor)], hf_config: Option<&serde_json::Value>) -> Self {
         let text = infer_text(tensors, hf_config);
-        let vision = infer_vision(tensors);
+        let vision = infer_vision(tensors, hf_config);
         let fusion = infer_fusion(tensors);
         let heads: BTreeSet<String> = tensors
             .iter()
@@ -197,8 +197,10 @@ fn infer_text(tensors: &[(String, Tensor)], cfg: Option<&serde_json::Value>) -> 
     )
     .map_or(0, |s| s[0]);
     let cfg_heads = cfg.and_then(|c| {
-        c.get("num_attention_heads")
-            .or_else(|| c.get("text_config")?.get("num_attention_heads"))
+        // BridgeTower: `text_config`; RoBERTa: top level.
+        c.get("text_config")
+            .and_then(|t| t.get("num_attention_heads"))
+            .or_else(|| c.get("num_attention_heads"))
             .and_then(|v| v.as_i64())
     });
     Some(TextArch {
@@ -211,7 +213,10 @@ fn infer_text(tensors: &[(String, Tensor)], cfg: Option<&serde_json::Value>) -> 
     })
 }
 
-fn infer_vision(tensors: &[(String, Tensor)]) -> Option<VisionArch> {
+fn infer_vision(
+    tensors: &[(String, Tensor)],
+    cfg: Option<&serde_json::Value>,
+) -> Option<VisionArch> {
     let conv = shape(tensors, "vit_model.visual.conv1.weight")?;
     let width = conv[0];
     let patch = conv[conv.len() - 1];
@@ -220,11 +225,25 @@ fn infer_vision(tensors: &[(String, Tensor)]) -> Option<VisionArch> {
     Some(VisionArch {
         width,
         num_layers: count(tensors, "vit_model.visual.transformer.resblocks."),
-        num_heads: (width / 64).max(1),
+        num_heads: clip_heads(cfg).unwrap_or((width / 64).max(1)),
         patch_size: patch,
         grid,
         image_size: grid * patch,
     })
+}
+
+/// The head count of a Hugging Face CLIP config (`CLIPVisionModel` or `CLIPModel`); BridgeTower
+/// configs have none (its builder uses width / 64, as the reference).
+fn clip_heads(cfg: Option<&serde_json::Value>) -> Option<i64> {
+    let cfg = cfg?;
+    match cfg.get("model_type")?.as_str()? {
+        "clip_vision_model" => cfg.get("num_attention_heads")?.as_i64(),
+        "clip" => cfg
+            .get("vision_config")?
+            .get("num_attention_heads")?
+            .as_i64(),
+        _ => None,
+    }
 }
 
 fn layer_norms(tensors: &[(String, Tensor)], tower: &str, layer: i64) -> i64 {

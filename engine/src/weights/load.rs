@@ -45,7 +45,9 @@ pub struct LoadReport {
     pub missing_heads: Vec<String>,
     /// Checkpoint task-head tensors the model has no use for (`partial`).
     pub unused_heads: Vec<String>,
-    /// Variables outside the checkpoint's scope, left as they were.
+    /// Variables left as they were: outside the checkpoint's scope, or known-unused reference
+    /// keys the checkpoint lacks (e.g. CLIP's text-side `positional_embedding` when loading
+    /// Hugging Face CLIP).
     pub kept: Vec<String>,
     /// Known-unused reference keys that were skipped (`vit_model.positional_embedding`, ...).
     pub ignored: Vec<String>,
@@ -139,7 +141,8 @@ pub fn load_tensors_into(
         if provided.contains(name.as_str()) {
             continue;
         }
-        if !in_scope(name) {
+        if !in_scope(name) || is_known_unused(name) {
+            // Outside the checkpoint's scope, or a key the forward pass never reads.
             report.kept.push(name.clone());
         } else if opts.partial && is_head_key(name) {
             report.missing_heads.push(name.clone());
