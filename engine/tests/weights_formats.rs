@@ -141,7 +141,7 @@ fn hf_roberta_and_architecture() {
         .unwrap();
     assert_eq!(
         (t.vocab_size, t.hidden_size, t.num_layers, t.num_heads),
-        (64, 32, 3, 2)
+        (64, 32, 3, Some(2))
     );
     assert_eq!((t.intermediate_size, t.max_position_embeddings), (64, 24));
 }

@@ -13,8 +13,9 @@ pub struct TextArch {
     pub vocab_size: i64,
     pub hidden_size: i64,
     pub num_layers: i64,
-    /// From `config.json` when known, else hidden / 64 (the RoBERTa and BERT convention).
-    pub num_heads: i64,
+    /// From `config.json` when known, else hidden / 64 when that divides (the RoBERTa and BERT
+    /// convention); `None` when shapes cannot tell.
+    pub num_heads: Option<i64>,
     pub intermediate_size: i64,
     pub max_position_embeddings: i64,
 }
@@ -38,6 +39,9 @@ pub struct VisionArch {
 pub struct FusionArch {
     pub kind: ManagerType,
     pub hidden_size: i64,
+    /// Cross-modal attention heads: from `config.json` when known, else hidden / 64 when that
+    /// divides (the reference configs); `None` when shapes cannot tell.
+    pub num_heads: Option<i64>,
     pub num_layers: i64,
     pub managed_layers_text: i64,
     pub managed_layers_image: i64,
@@ -106,7 +110,15 @@ impl Architecture {
     pub fn infer(tensors: &[(String, Tensor)], hf_config: Option<&serde_json::Value>) -> Self {
         let text = infer_text(tensors, hf_config);
         let vision = infer_vision(tensors, hf_config);
-        let fusion = infer_fusion(tensors);
+        let fusion = infer_fusion(tensors).map(|mut f| {
+            let from_cfg = hf_config
+                .and_then(|c| c.get("num_attention_heads"))
+                .and_then(|v| v.as_i64());
+            if from_cfg.is_some() {
+                f.num_heads = from_cfg;
+            }
+            f
+        });
         let heads: BTreeSet<String> = tensors
             .iter()
             .filter(|(k, _)| is_head_key(k))
@@ -145,7 +157,9 @@ impl Architecture {
             s.vocab_size = t.vocab_size;
             s.input_text_embed_size = t.hidden_size;
             s.text_num_layers = t.num_layers;
-            s.text_num_heads = t.num_heads;
+            if let Some(h) = t.num_heads {
+                s.text_num_heads = h;
+            }
             s.text_intermediate_size = t.intermediate_size;
             s.text_max_position_embeddings = t.max_position_embeddings;
         }
@@ -159,7 +173,9 @@ impl Architecture {
         if let Some(f) = &self.fusion {
             s.manager_type = f.kind;
             s.hidden_size = f.hidden_size;
-            s.num_heads = (f.hidden_size / 64).max(1);
+            if let Some(h) = f.num_heads {
+                s.num_heads = h;
+            }
             s.num_layers = f.num_layers;
             if matches!(
                 f.kind,
@@ -207,7 +223,7 @@ fn infer_text(tensors: &[(String, Tensor)], cfg: Option<&serde_json::Value>) -> 
         vocab_size: word[0],
         hidden_size: hidden,
         num_layers: count(tensors, "text_transformer.encoder.layer."),
-        num_heads: cfg_heads.unwrap_or((hidden / 64).max(1)),
+        num_heads: cfg_heads.or((hidden % 64 == 0).then_some(hidden / 64)),
         intermediate_size: intermediate,
         max_position_embeddings: positions,
     })
@@ -301,6 +317,7 @@ fn infer_fusion(tensors: &[(String, Tensor)]) -> Option<FusionArch> {
     Some(FusionArch {
         kind,
         hidden_size: hidden,
+        num_heads: (hidden % 64 == 0).then_some(hidden / 64),
         num_layers,
         managed_layers_text: managed_text,
         managed_layers_image: managed_image,

@@ -124,6 +124,10 @@ pub fn load_tensors_into(
         {
             report.adapted.push(key.clone());
             adapted
+        } else if is_known_unused(key) {
+            // Never read by the forward pass: its size (e.g. CLIP's text context) is irrelevant.
+            report.ignored.push(key.clone());
+            continue;
         } else {
             mismatches.shapes.push(ShapeMismatch {
                 key: key.clone(),
@@ -192,6 +196,7 @@ fn adapt(
     {
         let (before, after) = (grid_side(got[0]), grid_side(want[0]));
         if let (Some(_), Some(after)) = (before, after) {
+            // Trained at another resolution: resized as the reference does on load.
             return resize_position_embedding(src, after).map(Some);
         }
     }
@@ -208,26 +213,13 @@ fn grid_side(n: i64) -> Option<i64> {
     (side * side + 1 == n && side > 0).then_some(side)
 }
 
-/// Bicubic resize of CLIP position embeddings `[1 + g*g, D]` to a `side x side` grid, the CLS
-/// row kept, as the reference's `adapt_position_encoding` (F.interpolate, align_corners=False).
-pub fn resize_position_embedding(pos: &Tensor, side: i64) -> Result<Tensor, tch::TchError> {
-    let (n, d) = pos.size2()?;
-    let before = grid_side(n)
-        .ok_or_else(|| tch::TchError::Shape(format!("{n} positions are not 1 + a square grid")))?;
-    let cls = pos.f_narrow(0, 0, 1)?;
-    let grid = pos
-        .f_narrow(0, 1, n - 1)?
-        .f_reshape([before, before, d])?
-        .f_permute([2, 0, 1])?
-        .f_unsqueeze(0)?;
-    let resized = grid
-        .f_to_kind(tch::Kind::Float)?
-        .f_upsample_bicubic2d([side, side], false, None, None)?
-        .f_squeeze_dim(0)?
-        .f_permute([1, 2, 0])?
-        .f_reshape([side * side, d])?
-        .f_to_kind(pos.kind())?;
-    Tensor::f_cat(&[cls, resized], 0)
+/// The bicubic position-embedding resize (the reference `adapt_position_encoding`), shared with
+/// the model so that loading and building agree.
+fn resize_position_embedding(pos: &Tensor, side: i64) -> Result<Tensor, tch::TchError> {
+    crate::model::f_resize_position_embedding(pos, side).map_err(|e| match e {
+        crate::EngineError::Torch(t) => t,
+        other => tch::TchError::Shape(other.to_string()),
+    })
 }
 
 /// The names and shapes of a VarStore's variables, sorted (for inspection and tests).

@@ -30,7 +30,7 @@ pub use arch::{
 pub use error::{Mismatches, ShapeMismatch, WeightsError};
 pub use hf::{map_hf, HfModel, Mapped};
 pub use load::{
-    is_known_unused, load_into, load_tensors_into, named_tensors, resize_position_embedding,
-    variable_shapes, LoadOptions, LoadReport,
+    is_known_unused, load_into, load_tensors_into, named_tensors, variable_shapes, LoadOptions,
+    LoadReport,
 };
 pub use read::{read, read_safetensors, read_torch, write_safetensors, Checkpoint, Format};
