@@ -96,6 +96,9 @@ pub enum WeightsError {
         path: PathBuf,
         mismatches: Mismatches,
     },
+    /// The model could not be built or run (invalid config, inputs of the wrong shape...).
+    #[error("{0}")]
+    Model(String),
     #[error("{path}: key `{key}`: {source}")]
     Torch {
         path: PathBuf,

@@ -17,10 +17,12 @@
 
 mod arch;
 mod error;
+mod forward;
 mod hf;
 mod load;
 pub mod pickle;
 mod read;
+mod summary;
 mod torch_file;
 
 pub use arch::{
@@ -28,9 +30,11 @@ pub use arch::{
     VisionArch, HEAD_PREFIXES,
 };
 pub use error::{Mismatches, ShapeMismatch, WeightsError};
+pub use forward::{forward_files, parse_device, ForwardRequest, ForwardSummary};
 pub use hf::{map_hf, HfModel, Mapped};
 pub use load::{
     is_known_unused, load_into, load_tensors_into, named_tensors, variable_shapes, LoadOptions,
     LoadReport,
 };
 pub use read::{read, read_safetensors, read_torch, write_safetensors, Checkpoint, Format};
+pub use summary::{human_count, ManagerGroup, Summary};

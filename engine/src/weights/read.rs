@@ -59,7 +59,7 @@ impl Checkpoint {
     /// A one-line description: format and, for Hugging Face files, the model.
     pub fn describe(&self) -> String {
         match self.hf_model {
-            Some(m) => format!("{} ({})", m.as_str(), self.format.as_str()),
+            Some(m) => format!("{}, {}", m.as_str(), self.format.as_str()),
             None => self.format.as_str().to_string(),
         }
     }
