@@ -228,3 +228,89 @@ fn round_trip_through_safetensors_in_the_reference_layout() {
     check_bridgetower_outputs(&model2);
     let _ = model;
 }
+
+#[test]
+fn reference_ckpt_into_a_model_of_other_sizes_fails_naming_keys() {
+    let ckpt = weights::read(&fixture("bridgetower_ref.ckpt")).unwrap();
+    let mut s = settings_for(&ckpt);
+    s.image_size = 32;
+    s.mlp_ratio = 2;
+    s.num_heads = 2;
+    s.text_num_heads = 2;
+    s.vocab_size = 65;
+    s.num_layers = 3;
+    s.managed_layers_text = 3;
+    s.managed_layers_image = 3;
+    s.vit_num_layers = 3;
+    s.text_num_layers = 3;
+    let cfg = ModelConfig::from_settings(&s).unwrap();
+    let mut vs = VarStore::new(Device::Cpu);
+    let _model = TowerModel::new(&vs.root(), &cfg).unwrap();
+    let err = weights::load_into(&mut vs, &ckpt, &LoadOptions::partial())
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        "bridgetower_ref.ckpt",
+        "text_transformer.embeddings.word_embeddings.weight: expected [65, 32], found [64, 32]",
+        "cross_modal_text_layers.2.attention.self.query.weight",
+        "cross_modal_image_link_tower.1.LayerNorm.weight",
+        "vit_model.visual.transformer.resblocks.2.ln_1.weight",
+    ] {
+        assert!(err.contains(needle), "{needle} not in {err}");
+    }
+}
+
+#[test]
+fn settings_are_recovered_from_a_model_state_dict() {
+    for kind in [
+        experiments::ManagerType::Aaue,
+        experiments::ManagerType::Saue,
+        experiments::ManagerType::Sae,
+        experiments::ManagerType::Bt,
+        experiments::ManagerType::Meter,
+    ] {
+        let mut s = Settings::tiny();
+        s.manager_type = kind;
+        s.num_layers = 3;
+        s.managed_layers_text = 4;
+        s.managed_layers_image = 2;
+        s.task = Task::Vqa;
+        s.vqav2_label_size = 17;
+        s.head_hidden_scale = 2;
+        let cfg = ModelConfig::from_settings(&s).unwrap();
+        let vs = VarStore::new(Device::Cpu);
+        let _model = TowerModel::new(&vs.root(), &cfg).unwrap();
+        let tensors = weights::named_tensors(&vs);
+        let inferred = Architecture::infer(&tensors, None).to_settings(&Settings::default());
+        let f = Architecture::infer(&tensors, None).fusion.unwrap();
+        assert_eq!(f.kind, kind);
+        assert_eq!(inferred.num_layers, 3, "{kind:?}");
+        if matches!(
+            kind,
+            experiments::ManagerType::Bt | experiments::ManagerType::Meter
+        ) {
+            continue;
+        }
+        assert_eq!(
+            (inferred.managed_layers_text, inferred.managed_layers_image),
+            (4, 2),
+            "{kind:?}"
+        );
+        for (a, b, what) in [
+            (inferred.hidden_size, s.hidden_size, "hidden_size"),
+            (inferred.vocab_size, s.vocab_size, "vocab_size"),
+            (
+                inferred.text_num_layers,
+                s.text_num_layers,
+                "text_num_layers",
+            ),
+            (inferred.vit_num_layers, s.vit_num_layers, "vit_num_layers"),
+            (inferred.patch_size, s.patch_size, "patch_size"),
+            (inferred.resolution_before, s.image_size, "resolution"),
+            (inferred.vqav2_label_size, 17, "vqav2_label_size"),
+            (inferred.head_hidden_scale, 2, "head_hidden_scale"),
+        ] {
+            assert_eq!(a, b, "{kind:?}: {what}");
+        }
+    }
+}

@@ -379,6 +379,41 @@ mod tests {
     }
 
     #[test]
+    fn bridgetower_task_wrappers_keep_their_heads() {
+        let tensors = vec![
+            (
+                "bridgetower.cross_modal_text_layers.0.output.dense.weight".into(),
+                t(&[4, 4]),
+            ),
+            (
+                "bridgetower.text_model.encoder.layer.0.output.dense.weight".into(),
+                t(&[4, 4]),
+            ),
+            (
+                "bridgetower.vision_model.visual.embeddings.patch_embedding.weight".into(),
+                t(&[4, 3, 2, 2]),
+            ),
+            ("itm_score.fc.weight".into(), t(&[2, 8])),
+            ("itc_text_head.weight".into(), t(&[2, 4])),
+            ("itc_cross_modal_head.weight".into(), t(&[2, 8])),
+            ("logit_scale".into(), t(&[])),
+        ];
+        let m = map_bridgetower(tensors, Path::new("bt")).unwrap();
+        let names: Vec<&str> = m.tensors.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "cross_modal_text_layers.0.output.dense.weight",
+                "text_transformer.encoder.layer.0.output.dense.weight",
+                "vit_model.visual.conv1.weight",
+                "itm_score.fc.weight",
+                "cross_modal_itc_text_head.weight",
+            ]
+        );
+        assert_eq!(m.dropped, ["itc_cross_modal_head.weight", "logit_scale"]);
+    }
+
+    #[test]
     fn detection_from_keys() {
         let clip = ["vision_model.embeddings.patch_embedding.weight"];
         assert_eq!(HfModel::detect(clip.into_iter()), Some(HfModel::ClipVision));

@@ -369,6 +369,31 @@ mod tests {
     }
 
     #[test]
+    fn nlvr2_token_types_grow_from_a_pretrained_table_in_partial_mode() {
+        let vs = VarStore::new(Device::Cpu);
+        let _ = vs
+            .root()
+            .sub("token_type_embeddings")
+            .var("weight", &[3, 2], Init::Const(0.0));
+        let mut vs = vs;
+        let table = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([2, 2]);
+        let t = vec![("token_type_embeddings.weight".to_string(), table)];
+        let strict = load_tensors_into(&mut vs, &t, Path::new("pt.ckpt"), &LoadOptions::strict());
+        assert!(strict
+            .unwrap_err()
+            .to_string()
+            .contains("expected [3, 2], found [2, 2]"));
+        let r =
+            load_tensors_into(&mut vs, &t, Path::new("pt.ckpt"), &LoadOptions::partial()).unwrap();
+        assert_eq!(r.adapted, ["token_type_embeddings.weight"]);
+        let got: Vec<f32> = vs.variables()["token_type_embeddings.weight"]
+            .view([-1])
+            .try_into()
+            .unwrap();
+        assert_eq!(got, [1.0, 2.0, 3.0, 4.0, 3.0, 4.0]);
+    }
+
+    #[test]
     fn bicubic_resize_matches_torch_reference_values() {
         // torch: F.interpolate(arange(4.).reshape(1,1,2,2), size=(3,3), mode='bicubic')
         let pos = Tensor::cat(

@@ -66,22 +66,37 @@ pub fn read_torch(path: &Path) -> Result<(TorchLayout, Vec<(String, Tensor)>), W
         }
     })?;
 
-    let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
-    let mut out = Vec::with_capacity(dict.len());
-    for (name, tref) in dict {
-        if !storages.contains_key(&tref.storage.key) {
-            let entry = format!("{prefix}data/{}", tref.storage.key);
-            let bytes = read_entry(&mut zip, &entry, path)?;
-            storages.insert(tref.storage.key.clone(), bytes);
-        }
-        let bytes = &storages[&tref.storage.key];
-        let t = materialise(&tref, bytes).map_err(|detail| WeightsError::Key {
-            path: path.into(),
-            key: name.clone(),
-            detail,
-        })?;
-        out.push((name, t));
+    // Storage by storage, so that only one storage's bytes are in memory besides the tensors.
+    let mut by_storage: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    for (i, (_, tref)) in dict.iter().enumerate() {
+        let key = tref.storage.key.as_str();
+        by_storage
+            .entry(key)
+            .or_insert_with(|| {
+                order.push(key);
+                Vec::new()
+            })
+            .push(i);
     }
+    let mut tensors: Vec<Option<Tensor>> = (0..dict.len()).map(|_| None).collect();
+    for key in order {
+        let bytes = read_entry(&mut zip, &format!("{prefix}data/{key}"), path)?;
+        for &i in &by_storage[key] {
+            let (name, tref) = &dict[i];
+            let t = materialise(tref, &bytes).map_err(|detail| WeightsError::Key {
+                path: path.into(),
+                key: name.clone(),
+                detail,
+            })?;
+            tensors[i] = Some(t);
+        }
+    }
+    let out: Vec<(String, Tensor)> = dict
+        .iter()
+        .zip(tensors)
+        .filter_map(|((name, _), t)| t.map(|t| (name.clone(), t)))
+        .collect();
     Ok((layout, out))
 }
 
