@@ -49,9 +49,10 @@ pub enum ModelCommand {
     /// One eval-mode forward pass: text_ids, text_masks and image from a safetensors file in,
     /// text_feats, image_feats, cls_feats and the manager weights out.
     Forward {
-        /// Weights to load (any format `model inspect` reads).
-        #[arg(long, value_name = "FILE")]
-        weights: PathBuf,
+        /// Weights to load (any format `model inspect` reads). Repeat it to combine files, e.g.
+        /// Hugging Face CLIP and RoBERTa directories for a model without VLP.
+        #[arg(long, value_name = "FILE", required = true)]
+        weights: Vec<PathBuf>,
         /// TOML settings: `preset = "tiny"|"base"` plus any Settings keys as overrides.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,

@@ -173,3 +173,54 @@ fn bad_files_are_one_line_errors() {
         "{stderr}"
     );
 }
+
+#[test]
+fn forward_from_two_hugging_face_backbones() {
+    // CLIP + RoBERTa (the "without VLP" start): each fills its encoder, the rest stays initialised.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("backbones.toml");
+    std::fs::write(
+        &cfg,
+        "preset = \"tiny\"\nmanager_type = \"AAUE\"\ndevice = \"cpu\"\n\
+         input_image_embed_size = 32\nvit_num_layers = 3\nvit_num_heads = 2\n\
+         image_size = 32\npatch_size = 8\nresolution_before = 32\n\
+         vocab_size = 64\ninput_text_embed_size = 32\ntext_num_layers = 3\ntext_num_heads = 2\n\
+         text_intermediate_size = 64\ntext_max_position_embeddings = 24\n",
+    )
+    .unwrap();
+    let ids = Tensor::from_slice(&[0i64, 5, 9, 17, 2, 1, 0, 8, 2, 1]).view([2, 5]);
+    let inputs = vec![
+        ("text_ids".to_string(), ids.shallow_clone()),
+        ("text_masks".to_string(), ids.ne(1).to_kind(Kind::Int64)),
+        (
+            "image".to_string(),
+            Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu)),
+        ),
+    ];
+    let inputs_path = dir.path().join("in.safetensors");
+    weights::write_safetensors(&inputs_path, &inputs).unwrap();
+    let output = dir.path().join("out.safetensors");
+    let out = towerlab(&[
+        "model",
+        "forward",
+        "--weights",
+        fixtures.join("hf_clip_vision").to_str().unwrap(),
+        "--weights",
+        fixtures.join("hf_roberta").to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--inputs",
+        inputs_path.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("loaded 43 tensors"), "{stdout}");
+    assert!(stdout.contains("kept as initialised"), "{stdout}");
+    let got = weights::read_safetensors(&output).unwrap();
+    assert!(got
+        .iter()
+        .any(|(k, t)| k == "cls_feats" && t.size() == [2, 128]));
+}

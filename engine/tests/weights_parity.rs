@@ -314,3 +314,61 @@ fn settings_are_recovered_from_a_model_state_dict() {
         }
     }
 }
+
+#[test]
+fn forward_files_checks_the_union_of_several_weights_files() {
+    let mut s = Settings::tiny();
+    s.device = "cpu".into();
+    let cfg = ModelConfig::from_settings(&s).unwrap();
+    let vs = VarStore::new(Device::Cpu);
+    let _model = TowerModel::new(&vs.root(), &cfg).unwrap();
+    let all = weights::named_tensors(&vs);
+    let dir = tempfile::tempdir().unwrap();
+    let (encoders, rest): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .partition(|(k, _)| k.starts_with("text_transformer.") || k.starts_with("vit_model."));
+    let a = dir.path().join("encoders.safetensors");
+    let b = dir.path().join("fusion.safetensors");
+    weights::write_safetensors(&a, &encoders).unwrap();
+    let ids = Tensor::from_slice(&[0i64, 5, 9, 2]).view([1, 4]);
+    let inputs = dir.path().join("in.safetensors");
+    weights::write_safetensors(
+        &inputs,
+        &[
+            ("text_ids".to_string(), ids.shallow_clone()),
+            ("text_masks".to_string(), ids.ones_like()),
+            (
+                "image".to_string(),
+                Tensor::zeros([1, 3, 64, 64], (Kind::Float, Device::Cpu)),
+            ),
+        ],
+    )
+    .unwrap();
+    let mut req = weights::ForwardRequest {
+        settings: s,
+        weights: vec![a.clone(), b.clone()],
+        inputs,
+        output: dir.path().join("out.safetensors"),
+        load: LoadOptions::strict(),
+    };
+    // Without the managers and cross layers the union is incomplete: named, nothing run.
+    let without: Vec<(String, Tensor)> = rest
+        .iter()
+        .filter(|(k, _)| !k.contains("_manager_tower."))
+        .map(|(k, t)| (k.clone(), t.shallow_clone()))
+        .collect();
+    weights::write_safetensors(&b, &without).unwrap();
+    let err = weights::forward_files(&req).unwrap_err().to_string();
+    assert!(
+        err.contains("cross_modal_text_manager_tower.0.manager_layer.layer_scores"),
+        "{err}"
+    );
+    assert!(!req.output.exists());
+    // With everything it runs.
+    weights::write_safetensors(&b, &rest).unwrap();
+    let summary = weights::forward_files(&req).unwrap();
+    assert_eq!(summary.load.len(), 2);
+    assert!(req.output.exists());
+    req.weights = vec![];
+    assert!(weights::forward_files(&req).is_err());
+}

@@ -32,29 +32,34 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
                 },
             };
             let summary = weights::forward_files(&req).map_err(user_error)?;
-            let r = &summary.load;
-            println!(
-                "loaded {} tensors from {} on {:?}",
-                r.loaded,
-                req.weights.display(),
-                summary.device
-            );
-            for (what, list) in [
-                ("missing task-head keys (initialised)", &r.missing_heads),
-                ("unused task-head keys", &r.unused_heads),
-                ("kept as initialised", &r.kept),
-                ("ignored (unused by the reference)", &r.ignored),
-                ("adapted", &r.adapted),
-            ] {
-                if !list.is_empty() {
-                    println!("{what}: {}", list.join(", "));
-                }
+            for (path, r) in req.weights.iter().zip(&summary.load) {
+                print_load(path, r, &summary.device);
             }
             println!("wrote {}:", output.display());
             for (name, shape) in &summary.outputs {
                 println!("  {name:<34}{shape:?}");
             }
             Ok(())
+        }
+    }
+}
+
+fn print_load(path: &Path, r: &weights::LoadReport, device: &str) {
+    println!(
+        "loaded {} tensors from {} on {}",
+        r.loaded,
+        path.display(),
+        device
+    );
+    for (what, list) in [
+        ("missing task-head keys (initialised)", &r.missing_heads),
+        ("unused task-head keys", &r.unused_heads),
+        ("kept as initialised", &r.kept),
+        ("ignored (unused by the reference)", &r.ignored),
+        ("adapted", &r.adapted),
+    ] {
+        if !list.is_empty() {
+            println!("{what}: {}", list.join(", "));
         }
     }
 }

@@ -64,7 +64,8 @@ pub struct Architecture {
     pub head_hidden_scale: Option<i64>,
 }
 
-/// The task-head prefixes of the reference (the parts a new task replaces).
+/// The task-head prefixes of the reference (the parts a new task replaces); `temperature` (ITC)
+/// is a whole key.
 pub const HEAD_PREFIXES: [&str; 9] = [
     "mlm_score.",
     "itm_score.",
@@ -81,7 +82,7 @@ pub const HEAD_PREFIXES: [&str; 9] = [
 pub fn is_head_key(key: &str) -> bool {
     HEAD_PREFIXES
         .iter()
-        .any(|p| key.starts_with(p) || (p == &"temperature" && key == "temperature"))
+        .any(|p| key.starts_with(p) && (p.ends_with('.') || key == *p))
 }
 
 fn shape(tensors: &[(String, Tensor)], key: &str) -> Option<Vec<i64>> {

@@ -17,7 +17,9 @@ use crate::model::{ForwardOptions, ModelConfig, TowerModel};
 #[derive(Debug, Clone)]
 pub struct ForwardRequest {
     pub settings: Settings,
-    pub weights: PathBuf,
+    /// Weights files, loaded in order; a Hugging Face backbone (CLIP, RoBERTa) only fills its own
+    /// part, so `clip/` and `roberta/` together initialise both encoders.
+    pub weights: Vec<PathBuf>,
     pub inputs: PathBuf,
     pub output: PathBuf,
     pub load: LoadOptions,
@@ -26,10 +28,45 @@ pub struct ForwardRequest {
 /// What a forward pass did.
 #[derive(Debug)]
 pub struct ForwardSummary {
-    pub device: Device,
-    pub load: LoadReport,
+    /// The device it ran on, e.g. `Cpu` or `Cuda(0)`.
+    pub device: String,
+    /// One report per weights file.
+    pub load: Vec<LoadReport>,
     /// Output names and shapes, in file order.
     pub outputs: Vec<(String, Vec<i64>)>,
+}
+
+/// With several files, every variable must come from one of them (task heads excepted with
+/// `partial`), unless all of them are uni-modal backbones: CLIP + RoBERTa initialise a model
+/// "without VLP", the rest keeping its initialisation, as the reference does.
+fn check_union(
+    vs: &VarStore,
+    reports: &[LoadReport],
+    opts: &LoadOptions,
+    all_backbones: bool,
+    first: &Path,
+) -> Result<(), WeightsError> {
+    if all_backbones {
+        return Ok(());
+    }
+    let mut missing: Vec<String> = vs
+        .variables()
+        .into_keys()
+        .filter(|k| reports.iter().all(|r| r.kept.contains(k)))
+        .filter(|k| !(opts.partial && super::arch::is_head_key(k)))
+        .filter(|k| !super::load::is_known_unused(k))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    missing.sort();
+    Err(WeightsError::Mismatch {
+        path: first.into(),
+        mismatches: super::error::Mismatches {
+            missing,
+            ..Default::default()
+        },
+    })
 }
 
 /// `auto` (first CUDA device, else CPU), `cpu`, `cuda` or `cuda:N`.
@@ -86,12 +123,30 @@ pub fn forward_files(req: &ForwardRequest) -> Result<ForwardSummary, WeightsErro
     let device = parse_device(&req.settings.device).map_err(WeightsError::Model)?;
     let cfg = ModelConfig::from_settings(&req.settings)
         .map_err(|e| WeightsError::Model(format!("config: {e}")))?;
-    let ckpt = read(&req.weights)?;
+    if req.weights.is_empty() {
+        return Err(WeightsError::Model("no weights file given".into()));
+    }
     let inputs = read_safetensors(&req.inputs)?;
     let mut vs = VarStore::new(device);
     let model =
         TowerModel::new(&vs.root(), &cfg).map_err(|e| WeightsError::Model(e.to_string()))?;
-    let load = load_into(&mut vs, &ckpt, &req.load)?;
+    let several = req.weights.len() > 1;
+    let mut load = Vec::with_capacity(req.weights.len());
+    let mut all_backbones = true;
+    for path in &req.weights {
+        let ckpt = read(path)?;
+        all_backbones &= ckpt.provides().is_some();
+        let mut opts = req.load.clone();
+        if several && opts.scope.is_none() && ckpt.provides().is_none() {
+            // Several files together: each provides the variables it has, and the union is
+            // checked below.
+            opts.scope = Some(ckpt.tensors.iter().map(|(k, _)| k.clone()).collect());
+        }
+        load.push(load_into(&mut vs, &ckpt, &opts)?);
+    }
+    if several {
+        check_union(&vs, &load, &req.load, all_backbones, &req.weights[0])?;
+    }
 
     let ids = input(&inputs, &req.inputs, "text_ids", Kind::Int64, device)?;
     let masks = input(&inputs, &req.inputs, "text_masks", Kind::Int64, device)?;
@@ -126,7 +181,7 @@ pub fn forward_files(req: &ForwardRequest) -> Result<ForwardSummary, WeightsErro
         .collect();
     write_safetensors(&req.output, &tensors)?;
     Ok(ForwardSummary {
-        device,
+        device: format!("{device:?}"),
         load,
         outputs: tensors.iter().map(|(k, t)| (k.clone(), t.size())).collect(),
     })
