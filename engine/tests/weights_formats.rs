@@ -55,6 +55,23 @@ fn lightning_ckpt_with_every_dtype_and_view() {
 }
 
 #[test]
+fn legacy_stream_format_ckpt() {
+    let ckpt = weights::read(&fixture("dtypes_legacy.ckpt")).unwrap();
+    assert_eq!(ckpt.format, Format::LightningCkpt);
+    let expected = weights::read_safetensors(&fixture("dtypes_expected.safetensors")).unwrap();
+    assert_eq!(ckpt.tensors.len(), expected.len());
+    for (k, want) in &expected {
+        assert_same(get(&ckpt.tensors, k), want, k);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for keep in [0.3, 0.9, 0.99] {
+        let path = truncated_copy(&fixture("dtypes_legacy.ckpt"), dir.path(), keep);
+        let msg = weights::read(&path).unwrap_err().to_string();
+        assert!(msg.contains("dtypes_legacy.ckpt"), "{msg}");
+    }
+}
+
+#[test]
 fn plain_torch_state_dict() {
     let ckpt = weights::read(&fixture("dtypes_plain.pt")).unwrap();
     assert_eq!(ckpt.format, Format::TorchStateDict);

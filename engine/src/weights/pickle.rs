@@ -45,6 +45,8 @@ pub enum Value {
     None,
     Bool(bool),
     Int(i64),
+    /// An integer wider than 64 bits, little-endian two's complement (e.g. torch's legacy magic).
+    BigInt(Vec<u8>),
     Float(f64),
     Str(String),
     Bytes(Vec<u8>),
@@ -94,7 +96,7 @@ impl Value {
         match self {
             Value::None => "None",
             Value::Bool(_) => "bool",
-            Value::Int(_) => "int",
+            Value::Int(_) | Value::BigInt(_) => "int",
             Value::Float(_) => "float",
             Value::Str(_) => "str",
             Value::Bytes(_) => "bytes",
@@ -193,17 +195,40 @@ struct Machine<'a> {
     pos: usize,
     stack: Vec<Slot>,
     memo: std::collections::HashMap<u32, Value>,
+    storages: Vec<StorageRef>,
 }
 
 /// Runs a pickle program and returns the object it builds.
 pub fn unpickle(data: &[u8]) -> Result<Value> {
+    unpickle_prefix(data).map(|u| u.value)
+}
+
+/// A pickle read from the start of a longer byte stream.
+#[derive(Debug)]
+pub struct Unpickled {
+    pub value: Value,
+    /// Bytes consumed (the position after STOP).
+    pub end: usize,
+    /// Every storage the pickle referred to, in order of first reference.
+    pub storages: Vec<StorageRef>,
+}
+
+/// Runs the pickle at the start of `data`, which may go on with other content (torch's legacy
+/// format is several pickles followed by raw storages).
+pub fn unpickle_prefix(data: &[u8]) -> Result<Unpickled> {
     let mut m = Machine {
         data,
         pos: 0,
         stack: Vec::new(),
         memo: Default::default(),
+        storages: Vec::new(),
     };
-    m.run()
+    let value = m.run()?;
+    Ok(Unpickled {
+        value,
+        end: m.pos,
+        storages: m.storages,
+    })
 }
 
 impl Machine<'_> {
@@ -583,6 +608,11 @@ impl Machine<'_> {
                 b'Q' => {
                     let pid = self.pop()?;
                     let v = persistent_load(&pid)?;
+                    if let Value::Storage(st) = &v {
+                        if !self.storages.iter().any(|s| s.key == st.key) {
+                            self.storages.push(st.clone());
+                        }
+                    }
                     self.push(v);
                 }
                 b'P' => return err("text PERSID is not used by torch.save"),
@@ -641,10 +671,7 @@ fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>> {
 
 fn long_from_le(bytes: &[u8]) -> Result<Value> {
     if bytes.len() > 8 {
-        return err(format!(
-            "integer of {} bytes does not fit in i64",
-            bytes.len()
-        ));
+        return Ok(Value::BigInt(bytes.to_vec()));
     }
     if bytes.is_empty() {
         return Ok(Value::Int(0));
@@ -662,6 +689,10 @@ fn persistent_load(pid: &Value) -> Result<Value> {
         .ok_or_else(|| PickleError("persistent id is not a tuple".into()))?;
     if items.first().and_then(Value::as_str) != Some("storage") || items.len() < 5 {
         return err("unsupported persistent id (expected a torch storage)");
+    }
+    // The legacy format's sixth field describes storage views, which torch stopped writing.
+    if !matches!(items.get(5), None | Some(Value::None)) {
+        return err("storage views (torch < 1.0 files) are not supported");
     }
     let kind = match &items[1] {
         Value::Global(class) => storage_kind(class)
@@ -796,7 +827,7 @@ mod tests {
             long_from_le(&[0x00, 0x01]).unwrap(),
             Value::Int(256)
         ));
-        assert!(long_from_le(&[1; 9]).is_err());
+        assert!(matches!(long_from_le(&[1; 9]).unwrap(), Value::BigInt(b) if b.len() == 9));
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub enum Format {
     Safetensors,
     /// PyTorch-Lightning `.ckpt` (its `state_dict`).
     LightningCkpt,
-    /// `torch.save(state_dict)` (`.pt`, `.bin`).
+    /// `torch.save(state_dict)` (`.pt`, `.bin`), zip or legacy format.
     TorchStateDict,
 }
 
@@ -179,7 +179,7 @@ fn read_any(path: &Path) -> Result<(Format, Vec<(String, Tensor)>), WeightsError
         }
         n
     };
-    if n >= 4 && &head[..4] == b"PK\x03\x04" {
+    if (n >= 4 && &head[..4] == b"PK\x03\x04") || torch_file::is_legacy(&head[..n]) {
         let (layout, tensors) = torch_file::read_torch(path)?;
         let format = match layout {
             TorchLayout::Lightning => Format::LightningCkpt,
@@ -193,8 +193,7 @@ fn read_any(path: &Path) -> Result<(Format, Vec<(String, Tensor)>), WeightsError
     if n >= 2 && head[0] == 0x80 && head[1] <= 5 {
         return Err(WeightsError::UnknownFormat {
             path: path.into(),
-            detail: "legacy (pre-1.6, non-zip) torch.save format; re-save it with a recent torch"
-                .into(),
+            detail: "a pickle, but not a torch.save file".into(),
         });
     }
     Err(WeightsError::UnknownFormat {

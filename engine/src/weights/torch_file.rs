@@ -21,8 +21,31 @@ pub enum TorchLayout {
     StateDict,
 }
 
-/// Reads the state dict of a torch zip file. Only the storages the state dict uses are read.
+/// `torch.serialization.MAGIC_NUMBER`, the first pickle of a legacy (non-zip) file.
+const LEGACY_MAGIC: u128 = 0x1950a86a20f9469cfc6c;
+
+/// True when `head` starts like a legacy (pre-1.6 default, or `_use_new_zipfile_serialization=
+/// False`) torch file: a pickled magic number.
+pub fn is_legacy(head: &[u8]) -> bool {
+    head.len() >= 4 && head[0] == 0x80 && head[1] == 2 && head[2] == 0x8a && head[3] == 10
+}
+
+/// Reads the state dict of a torch file: the zip format, or the legacy stream of pickles and
+/// raw storages.
 pub fn read_torch(path: &Path) -> Result<(TorchLayout, Vec<(String, Tensor)>), WeightsError> {
+    let mut head = [0u8; 4];
+    {
+        let mut f = File::open(path).map_err(|e| WeightsError::io(path, e))?;
+        // A short file is left to the zip reader's error.
+        let _ = f.read(&mut head).map_err(|e| WeightsError::io(path, e))?;
+    }
+    if is_legacy(&head) {
+        return read_legacy(path);
+    }
+    read_zip(path)
+}
+
+fn read_zip(path: &Path) -> Result<(TorchLayout, Vec<(String, Tensor)>), WeightsError> {
     let file = File::open(path).map_err(|e| WeightsError::io(path, e))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| zip_error(path, e))?;
     let pkl_name = zip
@@ -49,23 +72,7 @@ pub fn read_torch(path: &Path) -> Result<(TorchLayout, Vec<(String, Tensor)>), W
     let root = pickle::unpickle(&pkl)
         .map_err(|e| WeightsError::corrupt(path, format!("data.pkl: {e}")))?;
 
-    let (layout, dict) = select_state_dict(&root).ok_or_else(|| {
-        let keys = root
-            .dict_items()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|(k, _)| k.as_str().map(str::to_string))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default();
-        WeightsError::Unsupported {
-            path: path.into(),
-            detail: format!("no state_dict of tensors found (top-level keys: [{keys}])"),
-        }
-    })?;
-
+    let (layout, dict) = select(&root, path)?;
     // Storage by storage, so that only one storage's bytes are in memory besides the tensors.
     let mut by_storage: HashMap<&str, Vec<usize>> = HashMap::new();
     let mut order: Vec<&str> = Vec::new();
@@ -97,6 +104,115 @@ pub fn read_torch(path: &Path) -> Result<(TorchLayout, Vec<(String, Tensor)>), W
         .zip(tensors)
         .filter_map(|((name, _), t)| t.map(|t| (name.clone(), t)))
         .collect();
+    Ok((layout, out))
+}
+
+fn select(
+    root: &Value,
+    path: &Path,
+) -> Result<(TorchLayout, Vec<(String, TensorRef)>), WeightsError> {
+    select_state_dict(root).ok_or_else(|| {
+        let keys = root
+            .dict_items()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|(k, _)| k.as_str().map(str::to_string))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        WeightsError::Unsupported {
+            path: path.into(),
+            detail: format!("no state_dict of tensors found (top-level keys: [{keys}])"),
+        }
+    })
+}
+
+/// The legacy format: pickles of the magic number, the protocol version and system info, then
+/// the object (storages as persistent ids), then the list of storage keys, then each storage as
+/// an int64 element count followed by its raw bytes, in that list's order.
+fn read_legacy(path: &Path) -> Result<(TorchLayout, Vec<(String, Tensor)>), WeightsError> {
+    let data = std::fs::read(path).map_err(|e| WeightsError::io(path, e))?;
+    let corrupt =
+        |what: &str, e: pickle::PickleError| WeightsError::corrupt(path, format!("{what}: {e}"));
+    let mut pos = 0;
+    let magic = pickle::unpickle_prefix(&data).map_err(|e| corrupt("magic number", e))?;
+    pos += magic.end;
+    let is_magic = match &magic.value {
+        Value::BigInt(b) => {
+            let mut a = [0u8; 16];
+            a[..b.len().min(16)].copy_from_slice(&b[..b.len().min(16)]);
+            u128::from_le_bytes(a) == LEGACY_MAGIC
+        }
+        _ => false,
+    };
+    if !is_magic {
+        return Err(WeightsError::UnknownFormat {
+            path: path.into(),
+            detail: "a pickle, but not a torch.save file".into(),
+        });
+    }
+    for what in ["protocol version", "system info"] {
+        let u = pickle::unpickle_prefix(&data[pos..]).map_err(|e| corrupt(what, e))?;
+        pos += u.end;
+    }
+    let main = pickle::unpickle_prefix(&data[pos..]).map_err(|e| corrupt("object", e))?;
+    pos += main.end;
+    let keys = pickle::unpickle_prefix(&data[pos..]).map_err(|e| corrupt("storage keys", e))?;
+    pos += keys.end;
+    let key_list: Vec<String> = match &keys.value {
+        Value::List(l) => l
+            .borrow()
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => {
+            return Err(WeightsError::corrupt(
+                path,
+                "storage key list is not a list",
+            ))
+        }
+    };
+    // Where each storage's bytes are.
+    let mut spans: HashMap<String, (usize, usize)> = HashMap::new();
+    for key in &key_list {
+        let st = main
+            .storages
+            .iter()
+            .find(|s| &s.key == key)
+            .ok_or_else(|| WeightsError::corrupt(path, format!("storage {key} is never used")))?;
+        let count = data.get(pos..pos + 8).ok_or_else(|| {
+            WeightsError::corrupt(path, format!("storage {key}: file ends early"))
+        })?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(count);
+        let numel = u64::from_le_bytes(a) as usize;
+        let len = numel.saturating_mul(element_size(st.kind));
+        let start = pos + 8;
+        if start.saturating_add(len) > data.len() {
+            return Err(WeightsError::corrupt(
+                path,
+                format!("storage {key}: {len} bytes expected, file ends early"),
+            ));
+        }
+        spans.insert(key.clone(), (start, len));
+        pos = start + len;
+    }
+    let (layout, dict) = select(&main.value, path)?;
+    let mut out = Vec::with_capacity(dict.len());
+    for (name, tref) in dict {
+        let (start, len) = spans.get(&tref.storage.key).copied().ok_or_else(|| {
+            WeightsError::key(
+                path,
+                &name,
+                format!("storage {} not in the file", tref.storage.key),
+            )
+        })?;
+        let t = materialise(&tref, &data[start..start + len])
+            .map_err(|detail| WeightsError::key(path, &name, detail))?;
+        out.push((name, t));
+    }
     Ok((layout, out))
 }
 
