@@ -4,15 +4,19 @@
 //! architecture from their shapes, and loading them strictly into a model's `VarStore`.
 //!
 //! ```no_run
-//! # fn main() -> Result<(), engine::weights::WeightsError> {
-//! use engine::weights::{self, LoadOptions};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use engine::model::{ModelConfig, TowerModel};
+//! use engine::weights::{self, Architecture, LoadOptions};
+//!
 //! let ckpt = weights::read(std::path::Path::new("ManagerTower_pt_base.ckpt"))?;
-//! let arch = weights::Architecture::infer(&ckpt.tensors, ckpt.hf_config.as_ref());
-//! let settings = arch.to_settings(&experiments::Settings::default());
-//! # let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
-//! // ... build the model for `settings` on `vs`, then:
+//! let arch = Architecture::infer(&ckpt.tensors, ckpt.hf_config.as_ref());
+//! let mut settings = arch.to_settings(&experiments::Settings::default());
+//! settings.task = experiments::Task::Vqa; // a new head: its keys may be missing
+//! let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
+//! let model = TowerModel::new(&vs.root(), &ModelConfig::from_settings(&settings)?)?;
 //! let report = weights::load_into(&mut vs, &ckpt, &LoadOptions::partial())?;
-//! # let _ = (settings, report); Ok(()) }
+//! println!("{} loaded, new head: {:?}", report.loaded, report.missing_heads);
+//! # let _ = model; Ok(()) }
 //! ```
 
 mod arch;
