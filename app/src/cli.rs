@@ -46,6 +46,15 @@ pub enum ModelCommand {
         #[arg(long)]
         keys: bool,
     },
+    /// Rewrite weights under the reference key names: `.safetensors`, or a Lightning-layout
+    /// `.ckpt`/`.pt` that the reference code's `torch.load(...)["state_dict"]` reads.
+    Convert {
+        /// The weights file or Hugging Face model directory.
+        file: PathBuf,
+        /// Output file; its extension picks the format.
+        #[arg(long, short, value_name = "FILE")]
+        output: PathBuf,
+    },
     /// One eval-mode forward pass: text_ids, text_masks and image from a safetensors file in,
     /// text_feats, image_feats, cls_feats and the manager weights out.
     Forward {

@@ -224,3 +224,33 @@ fn forward_from_two_hugging_face_backbones() {
         .iter()
         .any(|(k, t)| k == "cls_feats" && t.size() == [2, 128]));
 }
+
+#[test]
+fn convert_hugging_face_bridgetower_to_a_reference_ckpt() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("bt.ckpt");
+    let out = towerlab(&[
+        "model",
+        "convert",
+        fixtures.join("hf_bridgetower").to_str().unwrap(),
+        "--output",
+        out_path.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let back = weights::read(&out_path).unwrap();
+    assert_eq!(back.format, weights::Format::LightningCkpt);
+    let reference = weights::read(&fixtures.join("bridgetower_ref.ckpt")).unwrap();
+    for (k, t) in &back.tensors {
+        assert!(reference.get(k).unwrap().equal(t), "{k}");
+    }
+    let bad = towerlab(&[
+        "model",
+        "convert",
+        fixtures.join("hf_bridgetower").to_str().unwrap(),
+        "--output",
+        dir.path().join("bt.txt").to_str().unwrap(),
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+}

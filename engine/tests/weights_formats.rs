@@ -341,3 +341,17 @@ fn safetensors_round_trip() {
         assert_same(get(&back.tensors, k), t, k);
     }
 }
+
+#[test]
+fn lightning_ckpt_writer_round_trips_every_dtype() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = weights::read(&fixture("dtypes.ckpt")).unwrap();
+    let out = dir.path().join("w.ckpt");
+    weights::write_lightning_ckpt(&out, &src.tensors).unwrap();
+    let back = weights::read(&out).unwrap();
+    assert_eq!(back.format, Format::LightningCkpt);
+    assert_eq!(back.tensors.len(), src.tensors.len());
+    for (k, t) in &src.tensors {
+        assert_same(get(&back.tensors, k), t, k);
+    }
+}

@@ -226,6 +226,16 @@ fn round_trip_through_safetensors_in_the_reference_layout() {
     let report = weights::load_into(&mut vs2, &back, &LoadOptions::strict()).unwrap();
     assert_eq!(report.loaded, vs2.len());
     check_bridgetower_outputs(&model2);
+
+    // And as a reference-layout Lightning .ckpt (what the reference's torch.load reads).
+    let ckpt_path = dir.path().join("bt.ckpt");
+    weights::write_lightning_ckpt(&ckpt_path, &weights::named_tensors(&vs)).unwrap();
+    let back = weights::read(&ckpt_path).unwrap();
+    assert_eq!(back.format, weights::Format::LightningCkpt);
+    let (mut vs3, model3) = bridgetower(&ckpt);
+    let report = weights::load_into(&mut vs3, &back, &LoadOptions::strict()).unwrap();
+    assert_eq!(report.loaded, vs3.len());
+    check_bridgetower_outputs(&model3);
     let _ = model;
 }
 

@@ -12,6 +12,7 @@ use crate::exit::UserError;
 pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
     match cmd {
         ModelCommand::Inspect { file, keys } => inspect(&file, keys),
+        ModelCommand::Convert { file, output } => convert(&file, &output),
         ModelCommand::Forward {
             weights,
             config,
@@ -72,6 +73,37 @@ fn inspect(file: &Path, keys: bool) -> anyhow::Result<()> {
         for (k, t) in &ckpt.tensors {
             println!("  {k:<72}{:?} {:?}", t.size(), t.kind());
         }
+    }
+    Ok(())
+}
+
+fn convert(file: &Path, output: &Path) -> anyhow::Result<()> {
+    let ckpt = weights::read(file).map_err(user_error)?;
+    let ext = output.extension().and_then(|e| e.to_str()).unwrap_or("");
+    match ext {
+        "safetensors" => weights::write_safetensors(output, &ckpt.tensors),
+        "ckpt" | "pt" | "pth" | "bin" => weights::write_lightning_ckpt(output, &ckpt.tensors),
+        _ => {
+            return Err(invalid(
+                output,
+                "unknown output format: use .safetensors, or .ckpt/.pt for torch",
+            ))
+        }
+    }
+    .map_err(user_error)?;
+    println!(
+        "wrote {} tensors ({}) from {} to {}",
+        ckpt.tensors.len(),
+        ckpt.describe(),
+        file.display(),
+        output.display()
+    );
+    if !ckpt.dropped.is_empty() {
+        println!(
+            "left out {} keys with no reference counterpart: {}",
+            ckpt.dropped.len(),
+            ckpt.dropped.join(", ")
+        );
     }
     Ok(())
 }

@@ -28,6 +28,7 @@ pub mod pickle;
 mod read;
 mod summary;
 mod torch_file;
+mod torch_write;
 
 pub use arch::{
     is_head_key, manager_counts, parameter_counts, Architecture, Component, FusionArch, TextArch,
@@ -42,3 +43,4 @@ pub use load::{
 };
 pub use read::{read, read_safetensors, read_torch, write_safetensors, Checkpoint, Format};
 pub use summary::{human_count, ManagerGroup, Summary};
+pub use torch_write::write_lightning_ckpt;
