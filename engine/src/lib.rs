@@ -3,6 +3,8 @@
 //! It knows nothing of the store, tokio or the terminal UI; it reports through events on a channel.
 
 pub mod error;
+pub mod model;
 pub mod runtime;
+pub mod weights;
 
 pub use error::{EngineError, Result};
