@@ -85,7 +85,7 @@ impl Store {
     }
 
     pub async fn open_with(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Store> {
-        open::open_file(path.as_ref(), options).await
+        open::open_file(path.as_ref(), options.clone()).await
     }
 
     /// A private in-memory store (one connection), for tests.
@@ -130,4 +130,33 @@ pub fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// The runner and the TUI spawn store calls on tokio tasks: every future must be `Send`.
+    #[tokio::test]
+    async fn store_futures_are_send() {
+        let store = Store::open_in_memory().await.unwrap();
+        let worker = WorkerInfo::this_process("cpu", "test");
+        let lease = Lease {
+            run_id: RunId(1),
+            attempt: 1,
+            worker: worker.id.clone(),
+        };
+        assert_send(&Store::open("unused.db"));
+        assert_send(&store.claim(&worker, None));
+        assert_send(&store.heartbeat(&lease, None));
+        assert_send(&store.fail(&lease, FailureClass::Oom, "m", &RetryPolicy::default()));
+        assert_send(&store.reap_stale(Duration::from_secs(1), &RetryPolicy::default()));
+        assert_send(&store.ingest_metrics(RunId(1), &[]));
+        assert_send(&store.list_runs_with_summaries(&RunFilter::default()));
+        assert_send(&store.create_runs(ExperimentId(1), &[]));
+        assert_send(&store.requeue_runs(&[], false));
+        assert!(worker.id.ends_with(&format!(":{}", std::process::id())));
+    }
 }

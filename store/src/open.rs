@@ -28,7 +28,7 @@ fn classify(path: &Path, source: sqlx::Error) -> StoreError {
 }
 
 #[instrument(level = "debug", skip(options), err)]
-pub(crate) async fn open_file(path: &Path, options: &StoreOptions) -> Result<Store> {
+pub(crate) async fn open_file(path: &Path, options: StoreOptions) -> Result<Store> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
             path: parent.to_path_buf(),
@@ -129,7 +129,7 @@ async fn prepare_schema(store: &Store) -> Result<()> {
     }
 
     MIGRATOR
-        .run(&mut tx)
+        .run_direct(&mut *tx)
         .await
         .map_err(|source| StoreError::Migrate {
             path: path.to_path_buf(),
