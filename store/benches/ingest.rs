@@ -7,6 +7,39 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use store::{ExperimentId, Goal, MetricPoint, NewRun, RunFilter, RunId, Store};
 
+/// CPU time used by all threads of this process (SQLite runs on sqlx's worker threads), from
+/// /proc (Linux). On a shared, overloaded machine wall time mostly measures waiting for a core;
+/// CPU time is what the work costs.
+fn cpu_time() -> Option<Duration> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(ns))
+}
+
+/// Wall and CPU time of `f`.
+async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration, Option<Duration>) {
+    let cpu0 = cpu_time();
+    let start = Instant::now();
+    let out = f.await;
+    let wall = start.elapsed();
+    let cpu = cpu0.zip(cpu_time()).map(|(a, b)| b.saturating_sub(a));
+    (out, wall, cpu)
+}
+
+fn fmt_cpu(cpu: Option<Duration>) -> String {
+    cpu.map_or_else(|| "n/a".to_owned(), |c| format!("{:.3}", c.as_secs_f64()))
+}
+
+fn rate(n: usize, t: Option<Duration>) -> String {
+    t.map_or_else(
+        || "n/a".to_owned(),
+        |t| format!("{:.0}", n as f64 / t.as_secs_f64()),
+    )
+}
+
 const KEYS: [&str; 5] = [
     "train/loss",
     "train/lr",
@@ -74,6 +107,7 @@ struct Row {
     batch: usize,
     points: usize,
     elapsed: Duration,
+    cpu: Option<Duration>,
 }
 
 async fn bench_store(dir: &tempfile::TempDir, batch: usize, total: usize) -> Row {
@@ -84,12 +118,14 @@ async fn bench_store(dir: &tempfile::TempDir, batch: usize, total: usize) -> Row
     let batches: Vec<Vec<MetricPoint>> = (0..total / batch)
         .map(|b| points((b * batch / KEYS.len()) as i64, batch))
         .collect();
-    let start = Instant::now();
-    let mut stored = 0;
-    for b in &batches {
-        stored += store.ingest_metrics(run, b).await.unwrap();
-    }
-    let elapsed = start.elapsed();
+    let (stored, elapsed, cpu) = timed(async {
+        let mut stored = 0;
+        for b in &batches {
+            stored += store.ingest_metrics(run, b).await.unwrap();
+        }
+        stored
+    })
+    .await;
     assert_eq!(stored as usize, total);
     let s = store.summaries(run).await.unwrap();
     assert_eq!(s.iter().map(|s| s.count).sum::<i64>() as usize, total);
@@ -99,6 +135,7 @@ async fn bench_store(dir: &tempfile::TempDir, batch: usize, total: usize) -> Row
         batch,
         points: total,
         elapsed,
+        cpu,
     }
 }
 
@@ -119,37 +156,38 @@ async fn bench_per_row(
     let batches: Vec<Vec<MetricPoint>> = (0..total / batch)
         .map(|b| points((b * batch / KEYS.len()) as i64, batch))
         .collect();
-    let start = Instant::now();
-    for b in &batches {
-        if tx_per_batch {
-            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
-            for p in b {
-                sqlx::query(sql)
-                    .bind(run)
-                    .bind(&p.key)
-                    .bind(p.step)
-                    .bind(p.value)
-                    .bind(p.wall_ms)
-                    .execute(&mut *tx)
-                    .await
-                    .unwrap();
-            }
-            tx.commit().await.unwrap();
-        } else {
-            for p in b {
-                sqlx::query(sql)
-                    .bind(run)
-                    .bind(&p.key)
-                    .bind(p.step)
-                    .bind(p.value)
-                    .bind(p.wall_ms)
-                    .execute(&pool)
-                    .await
-                    .unwrap();
+    let ((), elapsed, cpu) = timed(async {
+        for b in &batches {
+            if tx_per_batch {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+                for p in b {
+                    sqlx::query(sql)
+                        .bind(run)
+                        .bind(&p.key)
+                        .bind(p.step)
+                        .bind(p.value)
+                        .bind(p.wall_ms)
+                        .execute(&mut *tx)
+                        .await
+                        .unwrap();
+                }
+                tx.commit().await.unwrap();
+            } else {
+                for p in b {
+                    sqlx::query(sql)
+                        .bind(run)
+                        .bind(&p.key)
+                        .bind(p.step)
+                        .bind(p.value)
+                        .bind(p.wall_ms)
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                }
             }
         }
-    }
-    let elapsed = start.elapsed();
+    })
+    .await;
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM metric_points")
         .fetch_one(&pool)
         .await
@@ -165,10 +203,14 @@ async fn bench_per_row(
         batch,
         points: total,
         elapsed,
+        cpu,
     }
 }
 
-async fn bench_list(dir: &tempfile::TempDir, runs: usize) -> Vec<(String, Duration, usize)> {
+async fn bench_list(
+    dir: &tempfile::TempDir,
+    runs: usize,
+) -> Vec<(String, Duration, Option<Duration>, usize)> {
     let (store, _, ids) = fresh(dir, "list.db", runs).await;
     for (i, &run) in ids.iter().enumerate() {
         let pts: Vec<MetricPoint> = points(0, 2 * KEYS.len())
@@ -197,20 +239,27 @@ async fn bench_list(dir: &tempfile::TempDir, runs: usize) -> Vec<(String, Durati
     ];
     for (i, (name, filter)) in cases.iter().enumerate() {
         let mut times = Vec::new();
+        let mut cpus = Vec::new();
         let mut n = 0;
         for _ in 0..7 {
-            let start = Instant::now();
-            n = if i == 0 {
-                store.list_runs(filter).await.unwrap().len()
-            } else {
-                let got = store.list_runs_with_summaries(filter).await.unwrap();
-                assert!(got.iter().all(|r| !r.summaries.is_empty()));
-                got.len()
-            };
-            times.push(start.elapsed());
+            let (got, wall, cpu) = timed(async {
+                if i == 0 {
+                    store.list_runs(filter).await.unwrap().len()
+                } else {
+                    let got = store.list_runs_with_summaries(filter).await.unwrap();
+                    assert!(got.iter().all(|r| !r.summaries.is_empty()));
+                    got.len()
+                }
+            })
+            .await;
+            n = got;
+            times.push(wall);
+            cpus.extend(cpu);
         }
         times.sort();
-        out.push(((*name).to_owned(), times[times.len() / 2], n));
+        cpus.sort();
+        let cpu = (cpus.len() == times.len()).then(|| cpus[cpus.len() / 2]);
+        out.push(((*name).to_owned(), times[times.len() / 2], cpu, n));
     }
     store.close().await;
     out
@@ -233,38 +282,55 @@ fn main() {
 
         println!("\nmetric ingest (file store, WAL, synchronous=NORMAL; 5 keys per step)\n");
         println!(
-            "| {:<46} | {:>6} | {:>8} | {:>9} | {:>12} |",
-            "method", "batch", "points", "seconds", "points/s"
+            "| {:<46} | {:>6} | {:>7} | {:>8} | {:>8} | {:>13} | {:>12} |",
+            "method", "batch", "points", "wall s", "cpu s", "points/s wall", "points/s cpu"
         );
         println!(
-            "|{:-<48}|{:->8}|{:->10}|{:->11}|{:->14}|",
-            "", "", "", "", ""
+            "|{:-<48}|{:->8}|{:->9}|{:->10}|{:->10}|{:->15}|{:->14}|",
+            "", "", "", "", "", "", ""
         );
         for r in &rows {
-            let secs = r.elapsed.as_secs_f64();
             println!(
-                "| {:<46} | {:>6} | {:>8} | {:>9.3} | {:>12.0} |",
+                "| {:<46} | {:>6} | {:>7} | {:>8.3} | {:>8} | {:>13} | {:>12} |",
                 r.method,
                 r.batch,
                 r.points,
-                secs,
-                r.points as f64 / secs
+                r.elapsed.as_secs_f64(),
+                fmt_cpu(r.cpu),
+                rate(r.points, Some(r.elapsed)),
+                rate(r.points, r.cpu),
             );
         }
 
         let runs = 10_000;
         let list = bench_list(&dir, runs).await;
         println!("\nrun lists ({runs} runs, 5 metric summaries each; median of 7)\n");
-        println!("| {:<44} | {:>6} | {:>9} |", "query", "runs", "ms");
-        println!("|{:-<46}|{:->8}|{:->11}|", "", "", "");
-        for (name, t, n) in list {
+        println!(
+            "| {:<44} | {:>6} | {:>9} | {:>9} |",
+            "query", "runs", "wall ms", "cpu ms"
+        );
+        println!("|{:-<46}|{:->8}|{:->11}|{:->11}|", "", "", "", "");
+        for (name, t, cpu, n) in list {
             println!(
-                "| {:<44} | {:>6} | {:>9.1} |",
+                "| {:<44} | {:>6} | {:>9.1} | {:>9} |",
                 name,
                 n,
-                t.as_secs_f64() * 1e3
+                t.as_secs_f64() * 1e3,
+                cpu.map_or_else(
+                    || "n/a".to_owned(),
+                    |c| format!("{:.1}", c.as_secs_f64() * 1e3)
+                )
             );
         }
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         println!("\ntargets: >= 500000 points/s in batches; list with summaries < 100 ms");
+        println!(
+            "machine: {} CPUs, load average {}",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
     });
 }

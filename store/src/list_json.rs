@@ -76,11 +76,12 @@ struct RunJson(
     Option<i64>,
     Option<i64>,
     Option<i64>,
-    #[serde(default)] Option<Vec<SummaryJson>>,
 );
 
+/// One summary as `json_array(run_id, key, goal, ...)`.
 #[derive(Deserialize)]
 struct SummaryJson(
+    RunId,
     String,
     Option<Goal>,
     i64,
@@ -96,24 +97,24 @@ struct SummaryJson(
 impl From<SummaryJson> for MetricSummary {
     fn from(s: SummaryJson) -> Self {
         MetricSummary {
-            key: s.0,
-            goal: s.1,
-            count: s.2,
-            nan_count: s.3,
+            key: s.1,
+            goal: s.2,
+            count: s.3,
+            nan_count: s.4,
             // With a last step, a NULL last value was a NaN point.
-            last: s.5.map(|_| s.4.unwrap_or(f64::NAN)),
-            last_step: s.5,
-            min: s.6,
-            max: s.7,
-            best: s.8,
-            best_step: s.9,
+            last: s.6.map(|_| s.5.unwrap_or(f64::NAN)),
+            last_step: s.6,
+            min: s.7,
+            max: s.8,
+            best: s.9,
+            best_step: s.10,
         }
     }
 }
 
 impl RunJson {
-    fn split(self) -> (RunRow, Vec<MetricSummary>) {
-        let run = RunRow {
+    fn into_row(self) -> RunRow {
+        RunRow {
             id: self.0,
             experiment_id: self.1,
             experiment: self.2,
@@ -140,38 +141,56 @@ impl RunJson {
             checkpoint_step: self.23,
             progress_step: self.24,
             progress_total: self.25,
-        };
-        let summaries = self
-            .26
-            .unwrap_or_default()
-            .into_iter()
-            .map(MetricSummary::from)
-            .collect();
-        (run, summaries)
+        }
     }
 }
 
-/// The runs matching `filter` (by id), with their summaries when `with_summaries`.
-pub(crate) async fn list<'e, E>(
-    executor: E,
+fn parse<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| {
+        sqlx::Error::ColumnDecode {
+            index: what.to_owned(),
+            source: Box::new(e),
+        }
+        .into()
+    })
+}
+
+/// The runs matching `filter` (by id), with their summaries when `with_summaries`, read from
+/// one snapshot.
+pub(crate) async fn list(
+    pool: &sqlx::SqlitePool,
     filter: &RunFilter,
     with_summaries: bool,
-) -> Result<Vec<RunWithSummaries>>
-where
-    E: sqlx::Executor<'e, Database = Sqlite>,
-{
+) -> Result<Vec<RunWithSummaries>> {
+    let mut tx = pool.begin().await?;
     let mut qb = QueryBuilder::<Sqlite>::new("SELECT json_group_array(json_array(");
     qb.push(RUN_FIELDS);
-    if with_summaries {
-        qb.push(format!(
-            ", json((SELECT json_group_array(json_array(s.key, s.goal, s.count, s.nan_count, \
+    qb.push(")) FROM (SELECT r.id AS id FROM runs r");
+    push_filter(&mut qb, filter);
+    qb.push(") sel JOIN runs r ON r.id = sel.id JOIN experiments e ON e.id = r.experiment_id");
+    let text: String = qb.build_query_scalar().fetch_one(&mut *tx).await?;
+    let mut runs: Vec<RunWithSummaries> = parse::<Vec<RunJson>>(&text, "run list")?
+        .into_iter()
+        .map(|r| RunWithSummaries {
+            run: r.into_row(),
+            summaries: Vec::new(),
+        })
+        .collect();
+    // Aggregation order is not guaranteed by SQL.
+    runs.sort_by_key(|r| r.run.id);
+
+    if with_summaries && !runs.is_empty() {
+        let mut qb = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT json_group_array(json_array(s.run_id, s.key, s.goal, s.count, s.nan_count, \
                  {}, s.last_step, {}, {}, {}, s.best_step)) \
-               FROM metric_summaries s WHERE s.run_id = r.id",
+             FROM metric_summaries s WHERE s.run_id IN (SELECT r.id FROM runs r",
             real("s.last"),
             real("s.min"),
             real("s.max"),
             real("s.best"),
         ));
+        push_filter(&mut qb, filter);
+        qb.push(")");
         if !filter.summary_keys.is_empty() {
             qb.push(" AND s.key IN (");
             let mut list = qb.separated(", ");
@@ -180,27 +199,20 @@ where
             }
             qb.push(")");
         }
-        qb.push("))");
+        let text: String = qb.build_query_scalar().fetch_one(&mut *tx).await?;
+        let mut summaries = parse::<Vec<SummaryJson>>(&text, "summary list")?;
+        summaries.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        // Both lists are sorted by run id: walk them together.
+        let mut at = 0;
+        for s in summaries {
+            while at < runs.len() && runs[at].run.id < s.0 {
+                at += 1;
+            }
+            if let Some(item) = runs.get_mut(at).filter(|r| r.run.id == s.0) {
+                item.summaries.push(MetricSummary::from(s));
+            }
+        }
     }
-    qb.push(")) FROM (SELECT r.id AS id FROM runs r");
-    push_filter(&mut qb, filter);
-    qb.push(") sel JOIN runs r ON r.id = sel.id JOIN experiments e ON e.id = r.experiment_id");
-
-    let text: String = qb.build_query_scalar().fetch_one(executor).await?;
-    let parsed: Vec<RunJson> =
-        serde_json::from_str(&text).map_err(|e| sqlx::Error::ColumnDecode {
-            index: "run list".into(),
-            source: Box::new(e),
-        })?;
-    let mut out: Vec<RunWithSummaries> = parsed
-        .into_iter()
-        .map(|r| {
-            let (run, mut summaries) = r.split();
-            summaries.sort_by(|a, b| a.key.cmp(&b.key));
-            RunWithSummaries { run, summaries }
-        })
-        .collect();
-    // Aggregation order is not guaranteed by SQL.
-    out.sort_by_key(|r| r.run.id);
-    Ok(out)
+    tx.commit().await?;
+    Ok(runs)
 }
