@@ -4,5 +4,6 @@
 
 pub mod error;
 pub mod runtime;
+pub mod train;
 
 pub use error::{EngineError, Result};
