@@ -31,13 +31,19 @@ is_complete() {
   [ "$want" = "$have" ]
 }
 
+mkdir -p "$cache"
+# One installer at a time (parallel `make` runs, several checkouts): the others wait here.
+exec 9>"$cache/.setup-libtorch.lock"
+flock 9
+
 if ! is_complete; then
+  # Downloads killed without a chance to clean up leave partial folders behind.
+  find "$cache" -maxdepth 1 -name ".torch-$TORCH_VERSION.partial.*" -exec rm -rf {} + 2>/dev/null || true
   if [ -e "$dest" ]; then
     log "found an incomplete install at $dest; removing it and installing again"
     rm -rf "$dest"
   fi
   command -v python3 >/dev/null || { log "python3 is required to download torch==$TORCH_VERSION"; exit 1; }
-  mkdir -p "$cache"
   tmp="$(mktemp -d "$cache/.torch-$TORCH_VERSION.partial.XXXXXX")"
   trap 'rm -rf "$tmp"' EXIT
   log "downloading torch==$TORCH_VERSION from the Python package registry (about 2.5 GB download, 4.6 GB on disk; once)"

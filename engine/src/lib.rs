@@ -3,6 +3,7 @@
 //! It knows nothing of the store, tokio or the terminal UI; it reports through events on a channel.
 
 pub mod error;
+pub mod model;
 pub mod runtime;
 pub mod train;
 

@@ -1,8 +1,33 @@
 //! Experiment files, grid expansion, run identity and settings.
 //!
 //! A leaf crate: it links neither libtorch nor SQLite.
+//!
+//! Reading an experiment: [`Experiment::load`] (or [`Experiment::demo`]) parses the TOML file,
+//! checks it against [`Settings`], expands the grid and resolves every run's settings through
+//! the layers preset → `[base]` → the cell's axes → `TOWERLAB_*` → `--set`; every problem comes
+//! back at once in [`ValidationErrors`]. [`Experiment::cells`] then gives the plan's runs with
+//! their identities, and [`plan::plan`] compares them with what the store knows.
 
+pub mod constraints;
+pub mod errors;
+pub mod experiment;
+mod file;
+pub mod grid;
+pub mod identity;
+pub mod layering;
 pub mod paths;
+pub mod plan;
+pub mod schema;
 pub mod settings;
+pub mod shipped;
+mod spanned;
+pub mod spec;
 
-pub use settings::{ManagerType, ManagerWeightType, Settings, Task};
+pub use errors::{Origin, ValidationError, ValidationErrors};
+pub use experiment::{Cell, Experiment, ResolvedRun, Role, DEMO_PATH, DEMO_TOML};
+pub use grid::{Assignment, CellKey, Dimension};
+pub use identity::{data_digest, data_files, DataDigest, IdentityContext, RunId};
+pub use layering::Overrides;
+pub use plan::{CellState, KnownRuns, Plan, PlanRow, RunStatus};
+pub use settings::{ManagerType, ManagerWeightType, Settings, Split, Task};
+pub use spec::{DataSpec, Goal, MetricSpec, Summary, WandbSpec};

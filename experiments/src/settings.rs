@@ -79,6 +79,14 @@ impl Task {
     }
 }
 
+/// A data split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Split {
+    Train,
+    Val,
+    Test,
+}
+
 /// All settings of one run. Field names are the reference config keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -102,6 +110,13 @@ pub struct Settings {
     pub batch_size: usize,
     pub per_gpu_batchsize: usize,
     pub per_gpu_eval_batchsize: usize,
+    /// TowerLab: training tables (`.arrow` names without extension) under `data_root`; empty =
+    /// the reference tables of the task (see [`Settings::tables`]).
+    pub train_tables: Vec<String>,
+    /// TowerLab: validation tables; empty = the reference tables of the task.
+    pub val_tables: Vec<String>,
+    /// TowerLab: test tables; empty = the reference tables of the task.
+    pub test_tables: Vec<String>,
 
     // ---- image ----
     pub train_transform_keys: Vec<String>,
@@ -202,6 +217,9 @@ impl Default for Settings {
             batch_size: 4096,
             per_gpu_batchsize: 8,
             per_gpu_eval_batchsize: 32,
+            train_tables: Vec::new(),
+            val_tables: Vec::new(),
+            test_tables: Vec::new(),
 
             train_transform_keys: vec!["clip".into()],
             val_transform_keys: vec!["clip".into()],
@@ -317,6 +335,103 @@ impl Settings {
         }
     }
 
+    /// Keys whose value is one of a fixed list of names (serialised enums).
+    pub const CHOICES: [(&'static str, &'static [&'static str]); 3] = [
+        ("task", &["pretrain", "vqa", "nlvr2", "snli", "irtr"]),
+        ("manager_type", &["AAUE", "SAUE", "SAE", "BT", "METER"]),
+        ("manager_weight_type", &["vector", "scalar"]),
+    ];
+
+    /// Keys that define the model's architecture. A fine-tuning cell with `vlp = true` starts
+    /// from a pre-training run with exactly these values.
+    pub const MODEL_KEYS: [&'static str; 26] = [
+        "vit",
+        "input_image_embed_size",
+        "input_text_embed_size",
+        "vit_num_layers",
+        "vit_num_heads",
+        "text_num_layers",
+        "text_num_heads",
+        "text_intermediate_size",
+        "text_max_position_embeddings",
+        "tokenizer",
+        "vocab_size",
+        "patch_size",
+        "resolution_before",
+        "hidden_size",
+        "num_heads",
+        "num_layers",
+        "mlp_ratio",
+        "vit_remove_last",
+        "vit_layernorm_shared",
+        "manager_type",
+        "managed_layers_text",
+        "managed_layers_image",
+        "manager_learnable",
+        "manager_weight_type",
+        "manager_softmax_temperature",
+        "manager_softmax_temperature_learnable",
+    ];
+
+    /// Keys that say where or how fast a run executes, not what it computes; run identity
+    /// ignores them so that moving the data folder or switching CPU/GPU does not re-run a grid.
+    pub const EXECUTION_KEYS: [&'static str; 4] = [
+        "device",
+        "num_workers",
+        "data_root",
+        "per_gpu_eval_batchsize",
+    ];
+
+    /// The tables a split reads: the explicit `*_tables` setting, else the reference tables of
+    /// the task (spec 2.2 and 4). A name ending in `_*` stands for numbered shards.
+    pub fn tables(&self, split: Split) -> Vec<String> {
+        let explicit = match split {
+            Split::Train => &self.train_tables,
+            Split::Val => &self.val_tables,
+            Split::Test => &self.test_tables,
+        };
+        if !explicit.is_empty() {
+            return explicit.clone();
+        }
+        let names: &[&str] = match (self.task, split) {
+            (Task::Vqa, Split::Train) => &["vqav2_train_fix", "vqav2_val_fix"],
+            (Task::Vqa, Split::Val) => &["vqav2_val_fix"],
+            (Task::Vqa, Split::Test) => &["vqav2_test"],
+            (Task::Nlvr2, Split::Train) => &["nlvr2_train"],
+            (Task::Nlvr2, _) => &["nlvr2_dev", "nlvr2_test1"],
+            (Task::Snli, Split::Train) => &["snli_train"],
+            (Task::Snli, _) => &["snli_dev", "snli_test"],
+            (Task::Irtr, Split::Train) => {
+                &["f30k_caption_karpathy_train", "f30k_caption_karpathy_val"]
+            }
+            (Task::Irtr, _) => &["f30k_caption_karpathy_test"],
+            (Task::Pretrain, Split::Train) => {
+                return self
+                    .datasets
+                    .iter()
+                    .flat_map(|d| match d.as_str() {
+                        "coco" => vec![
+                            "coco_caption_karpathy_train".to_string(),
+                            "coco_caption_karpathy_restval".to_string(),
+                        ],
+                        "vg" => vec!["vg".to_string()],
+                        "sbu" => vec!["sbu_*".to_string()],
+                        "gcc" => vec!["conceptual_caption_train_*".to_string()],
+                        other => vec![other.to_string()],
+                    })
+                    .collect();
+            }
+            (Task::Pretrain, _) => {
+                if self.datasets.iter().any(|d| d == "coco") {
+                    &["coco_caption_karpathy_test"]
+                } else {
+                    &[]
+                }
+            }
+        };
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
     /// The valid keys, in declaration order (for validation and suggestions).
     pub fn keys() -> Vec<String> {
         match serde_json::to_value(Self::default()) {
@@ -362,6 +477,43 @@ mod tests {
         ] {
             assert!(keys.iter().any(|x| x == k), "{k}");
         }
+    }
+
+    #[test]
+    fn special_key_lists_name_real_keys() {
+        let keys = Settings::keys();
+        let all = Settings::MODEL_KEYS
+            .iter()
+            .chain(Settings::EXECUTION_KEYS.iter())
+            .chain(Settings::CHOICES.iter().map(|(k, _)| k));
+        for k in all {
+            assert!(keys.iter().any(|x| x == k), "{k}");
+        }
+    }
+
+    #[test]
+    fn choices_match_the_enums() {
+        for (key, names) in Settings::CHOICES {
+            for name in names {
+                let mut v = serde_json::to_value(Settings::default()).unwrap();
+                v[key] = serde_json::Value::String(name.to_string());
+                let s: Settings = serde_json::from_value(v).unwrap();
+                assert_eq!(serde_json::to_value(&s).unwrap()[key], *name);
+            }
+        }
+    }
+
+    #[test]
+    fn reference_tables_per_task() {
+        let mut s = Settings {
+            task: Task::Irtr,
+            ..Settings::default()
+        };
+        assert_eq!(s.tables(Split::Test), ["f30k_caption_karpathy_test"]);
+        s.test_tables = vec!["mine".into()];
+        assert_eq!(s.tables(Split::Test), ["mine"]);
+        s.task = Task::Pretrain;
+        assert!(s.tables(Split::Train).contains(&"sbu_*".to_string()));
     }
 
     #[test]

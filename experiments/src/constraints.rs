@@ -1,0 +1,355 @@
+//! Combinations of settings that cannot run, checked on a fully resolved `Settings`.
+
+use crate::settings::{ManagerType, Settings, Task};
+
+/// One impossible combination: the keys involved (to point at the one the user set last) and
+/// what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub keys: Vec<&'static str>,
+    pub message: String,
+}
+
+fn problem(keys: &[&'static str], message: String) -> Problem {
+    Problem {
+        keys: keys.to_vec(),
+        message,
+    }
+}
+
+/// How many uni-modal layers a baseline feeds into the cross-modal encoder, where the reference
+/// fixes it: BridgeTower bridges the top `num_layers` layers (`bt_module.py`: `split_index =
+/// layers - num_layers`), METER uses the last layer only. `None` for the managers, where
+/// `managed_layers_*` is free.
+pub fn fixed_managed_layers(s: &Settings) -> Option<i64> {
+    match s.manager_type {
+        ManagerType::Bt => Some(s.num_layers),
+        ManagerType::Meter => Some(1),
+        ManagerType::Aaue | ManagerType::Saue | ManagerType::Sae => None,
+    }
+}
+
+/// Every impossible combination in `s`.
+pub fn check(s: &Settings) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut divisible = |a: &'static str, av: i64, b: &'static str, bv: i64| {
+        if bv <= 0 {
+            out.push(problem(&[b], format!("{b} must be at least 1, found {bv}")));
+        } else if av % bv != 0 {
+            out.push(problem(
+                &[a, b],
+                format!("{a} ({av}) is not divisible by {b} ({bv})"),
+            ));
+        }
+    };
+    divisible("hidden_size", s.hidden_size, "num_heads", s.num_heads);
+    divisible("image_size", s.image_size, "patch_size", s.patch_size);
+    divisible(
+        "input_image_embed_size",
+        s.input_image_embed_size,
+        "vit_num_heads",
+        s.vit_num_heads,
+    );
+    divisible(
+        "input_text_embed_size",
+        s.input_text_embed_size,
+        "text_num_heads",
+        s.text_num_heads,
+    );
+
+    for (key, v) in [
+        ("num_layers", s.num_layers),
+        ("vit_num_layers", s.vit_num_layers),
+        ("text_num_layers", s.text_num_layers),
+        ("hidden_size", s.hidden_size),
+        ("image_size", s.image_size),
+        ("max_text_len", s.max_text_len),
+        ("vocab_size", s.vocab_size),
+        ("mlp_ratio", s.mlp_ratio),
+    ] {
+        if v < 1 {
+            out.push(problem(
+                &[key],
+                format!("{key} must be at least 1, found {v}"),
+            ));
+        }
+    }
+    for (key, v) in [
+        ("batch_size", s.batch_size),
+        ("per_gpu_batchsize", s.per_gpu_batchsize),
+        ("per_gpu_eval_batchsize", s.per_gpu_eval_batchsize),
+    ] {
+        if v < 1 {
+            out.push(problem(
+                &[key],
+                format!("{key} must be at least 1, found {v}"),
+            ));
+        }
+    }
+
+    match fixed_managed_layers(s) {
+        None => {
+            for (key, v, enc_key, enc) in [
+                (
+                    "managed_layers_text",
+                    s.managed_layers_text,
+                    "text_num_layers",
+                    s.text_num_layers,
+                ),
+                (
+                    "managed_layers_image",
+                    s.managed_layers_image,
+                    "vit_num_layers",
+                    s.vit_num_layers,
+                ),
+            ] {
+                if v < 1 {
+                    out.push(problem(
+                        &[key],
+                        format!("{key} must be at least 1, found {v}"),
+                    ));
+                } else if v > enc {
+                    out.push(problem(
+                        &[key, enc_key],
+                        format!(
+                            "{key} ({v}) is more than the encoder's layers ({enc_key} = {enc})"
+                        ),
+                    ));
+                }
+            }
+        }
+        Some(_) if s.manager_type == ManagerType::Bt => {
+            for (enc_key, enc) in [
+                ("text_num_layers", s.text_num_layers),
+                ("vit_num_layers", s.vit_num_layers),
+            ] {
+                if s.num_layers > enc {
+                    out.push(problem(
+                        &["num_layers", enc_key],
+                        format!(
+                            "BT bridges the top num_layers uni-modal layers, but num_layers ({}) is more than {enc_key} ({enc})",
+                            s.num_layers
+                        ),
+                    ));
+                }
+            }
+            if s.vit_num_layers != s.text_num_layers {
+                out.push(problem(
+                    &["vit_num_layers", "text_num_layers"],
+                    format!(
+                        "BT needs uni-modal encoders of equal depth, found vit_num_layers = {} and text_num_layers = {}",
+                        s.vit_num_layers, s.text_num_layers
+                    ),
+                ));
+            }
+        }
+        Some(_) => {}
+    }
+
+    if s.max_text_len + 2 > s.text_max_position_embeddings {
+        out.push(problem(
+            &["max_text_len", "text_max_position_embeddings"],
+            format!(
+                "max_text_len ({}) does not fit the text position table (text_max_position_embeddings = {}, of which RoBERTa reserves 2)",
+                s.max_text_len, s.text_max_position_embeddings
+            ),
+        ));
+    }
+
+    for (key, v) in [
+        ("learning_rate", s.learning_rate),
+        ("manager_softmax_temperature", s.manager_softmax_temperature),
+        ("temperature", s.temperature),
+    ] {
+        if v <= 0.0 {
+            out.push(problem(
+                &[key],
+                format!("{key} must be positive, found {v}"),
+            ));
+        }
+    }
+    for (key, v) in [
+        ("drop_rate", s.drop_rate),
+        ("nlvr2_drop_rate", s.nlvr2_drop_rate),
+    ] {
+        if !(0.0..1.0).contains(&v) {
+            out.push(problem(
+                &[key],
+                format!("{key} must be in [0, 1), found {v}"),
+            ));
+        }
+    }
+    if !(s.mlm_prob > 0.0 && s.mlm_prob < 1.0) {
+        out.push(problem(
+            &["mlm_prob"],
+            format!("mlm_prob must be in (0, 1), found {}", s.mlm_prob),
+        ));
+    }
+    for (key, v) in [
+        ("warmup_steps", s.warmup_steps),
+        ("weight_decay", s.weight_decay),
+        ("end_lr", s.end_lr),
+        ("gradient_clip_val", s.gradient_clip_val),
+    ] {
+        if v < 0.0 {
+            out.push(problem(
+                &[key],
+                format!("{key} must not be negative, found {v}"),
+            ));
+        }
+    }
+    if s.max_steps <= 0 && s.max_epoch <= 0 {
+        out.push(problem(
+            &["max_steps", "max_epoch"],
+            "set max_steps or max_epoch to a positive number".into(),
+        ));
+    }
+    if !valid_device(&s.device) {
+        out.push(problem(
+            &["device"],
+            format!(
+                "device must be auto, cpu, cuda or cuda:N, found \"{}\"",
+                s.device
+            ),
+        ));
+    }
+    if !["adamw", "adam", "sgd"].contains(&s.optim_type.as_str()) {
+        out.push(problem(
+            &["optim_type"],
+            format!(
+                "optim_type must be adamw, adam or sgd, found \"{}\"",
+                s.optim_type
+            ),
+        ));
+    }
+    if s.vlp && s.task == Task::Pretrain {
+        out.push(problem(
+            &["vlp", "task"],
+            "vlp = true needs a fine-tuning task; a pre-training run cannot start from one".into(),
+        ));
+    }
+    if s.vlp && !s.load_path.is_empty() {
+        out.push(problem(
+            &["vlp", "load_path"],
+            "vlp = true and load_path exclude each other: with vlp the run starts from the plan's pre-training run".into(),
+        ));
+    }
+    if s.task == Task::Pretrain && s.datasets.is_empty() && s.train_tables.is_empty() {
+        out.push(problem(
+            &["datasets"],
+            "pre-training needs datasets (coco, vg, sbu, gcc) or train_tables".into(),
+        ));
+    }
+    if s.task == Task::Irtr && s.k_test < 1 {
+        out.push(problem(
+            &["k_test"],
+            format!("k_test must be at least 1, found {}", s.k_test),
+        ));
+    }
+    out
+}
+
+fn valid_device(d: &str) -> bool {
+    match d {
+        "auto" | "cpu" | "cuda" => true,
+        _ => d
+            .strip_prefix("cuda:")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(s: &Settings) -> Vec<String> {
+        check(s).into_iter().map(|p| p.message).collect()
+    }
+
+    #[test]
+    fn presets_are_valid() {
+        assert!(
+            check(&Settings::default()).is_empty(),
+            "{:?}",
+            check(&Settings::default())
+        );
+        assert!(
+            check(&Settings::tiny()).is_empty(),
+            "{:?}",
+            check(&Settings::tiny())
+        );
+    }
+
+    #[test]
+    fn divisibility() {
+        let s = Settings {
+            hidden_size: 100,
+            image_size: 250,
+            ..Settings::default()
+        };
+        assert_eq!(
+            messages(&s),
+            [
+                "hidden_size (100) is not divisible by num_heads (12)",
+                "image_size (250) is not divisible by patch_size (16)"
+            ]
+        );
+    }
+
+    #[test]
+    fn managed_layers_bounded_by_encoders() {
+        let s = Settings {
+            managed_layers_text: 13,
+            ..Settings::default()
+        };
+        assert_eq!(
+            messages(&s),
+            ["managed_layers_text (13) is more than the encoder's layers (text_num_layers = 12)"]
+        );
+    }
+
+    #[test]
+    fn bridgetower_depths() {
+        let s = Settings {
+            manager_type: ManagerType::Bt,
+            num_layers: 13,
+            managed_layers_text: 13,
+            managed_layers_image: 13,
+            ..Settings::default()
+        };
+        let m = messages(&s);
+        assert!(m.contains(&"BT bridges the top num_layers uni-modal layers, but num_layers (13) is more than text_num_layers (12)".to_string()), "{m:?}");
+        let s = Settings {
+            manager_type: ManagerType::Bt,
+            vit_num_layers: 6,
+            ..Settings::default()
+        };
+        assert_eq!(
+            messages(&s),
+            ["BT needs uni-modal encoders of equal depth, found vit_num_layers = 6 and text_num_layers = 12"]
+        );
+    }
+
+    #[test]
+    fn devices() {
+        for d in ["auto", "cpu", "cuda", "cuda:1"] {
+            assert!(valid_device(d), "{d}");
+        }
+        for d in ["gpu", "cuda:", "cuda:x"] {
+            assert!(!valid_device(d), "{d}");
+        }
+    }
+
+    #[test]
+    fn vlp_rules() {
+        let s = Settings {
+            vlp: true,
+            task: Task::Pretrain,
+            ..Settings::default()
+        };
+        assert_eq!(
+            messages(&s),
+            ["vlp = true needs a fine-tuning task; a pre-training run cannot start from one"]
+        );
+    }
+}

@@ -1,0 +1,830 @@
+//! An experiment: a checked file, its grid expanded into runs with fully resolved settings,
+//! and — given the engine version and the data's identity — the cells with their run
+//! identities and pre-training dependencies.
+//!
+//! Pre-training runs (the "with VLP" arm): every cell with `vlp = true` depends on one
+//! pre-training run whose model keys ([`Settings::MODEL_KEYS`]) equal the cell's. Its other
+//! settings are: the preset → `[data]` → `[pretrain]` → the cell's model keys →
+//! `TOWERLAB_*` → `--set` (plus `--set pretrain.key=value`, for pre-training only), with
+//! `task = "pretrain"`. Pre-training uses ONE seed (`[pretrain] seed`, default 0) whatever
+//! the fine-tuning seeds are: the paper pre-trains once and replicates fine-tuning, and a
+//! pre-training run costs orders of magnitude more. Cells that share model keys share the run.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value as Json;
+
+use crate::constraints::{self, fixed_managed_layers};
+use crate::errors::{Collector, Origin, ValidationErrors};
+use crate::file::{self, Parsed, SetEntry};
+use crate::grid::{self, display_value, values_equal, Assignment, CellKey, Dimension};
+use crate::identity::{canonical_json, identity_document, IdentityContext, RunId};
+use crate::layering::{self, env_key, Layer, Overrides};
+use crate::schema;
+use crate::settings::{Settings, Task};
+use crate::spanned;
+use crate::spec::{DataSpec, MetricSpec, WandbSpec};
+
+/// The demo experiment, shipped inside the binary.
+pub const DEMO_TOML: &str = include_str!("../demo.toml");
+/// The path shown in messages about the embedded demo.
+pub const DEMO_PATH: &str = "experiments/demo.toml";
+
+/// A checked experiment with its grid expanded and every run's settings resolved.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    pub name: String,
+    pub description: String,
+    /// The file it was read from (or [`DEMO_PATH`]).
+    pub path: PathBuf,
+    /// The preset under the base settings (`base` or `tiny`).
+    pub preset: String,
+    pub data: DataSpec,
+    /// The grid's dimensions (axes and zip groups) after `--set`/`TOWERLAB_*` narrowing.
+    pub dimensions: Vec<Dimension>,
+    /// The replicate axis.
+    pub seeds: Vec<u64>,
+    /// Metrics to report: one per task, or one for all tasks.
+    pub metrics: Vec<MetricSpec>,
+    /// The baseline: a partial assignment of axis values (e.g. `manager_type = "BT"`).
+    pub baseline: Option<Assignment>,
+    pub wandb: Option<WandbSpec>,
+    /// Things worth telling the user that do not stop the experiment.
+    pub warnings: Vec<String>,
+    /// Grid points × seeds, in plan order.
+    runs: Vec<ResolvedRun>,
+}
+
+/// One grid point and seed, before identities are known.
+#[derive(Debug, Clone)]
+pub struct ResolvedRun {
+    pub key: CellKey,
+    pub axes: Assignment,
+    pub seed: u64,
+    pub settings: Settings,
+    /// The settings of the pre-training run this one starts from (`vlp = true`).
+    pub pretrain: Option<Settings>,
+}
+
+/// Why a cell is in the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A cell of the grid (one grid point and seed).
+    Grid,
+    /// A pre-training run that `vlp = true` cells start from.
+    Pretrain,
+}
+
+/// One run of the plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    /// The grid point's key, the same for every seed. Pre-training runs have
+    /// `pretrain[<model axes>]`.
+    pub key: CellKey,
+    /// The axis values of the grid point, in dimension order (for pre-training: the cell's
+    /// model axes).
+    pub axes: Assignment,
+    pub seed: u64,
+    /// Fully resolved settings (all layers applied).
+    pub settings: Settings,
+    /// Content hash of [`Cell::identity_document`].
+    pub identity: RunId,
+    /// What the identity hashes: settings without execution keys, data digest, engine version,
+    /// dependency. The store keeps it so a later plan can say what changed.
+    pub identity_document: Json,
+    /// The pre-training run this cell starts from.
+    pub depends_on: Option<RunId>,
+    pub role: Role,
+}
+
+impl Experiment {
+    /// Reads and checks an experiment file. All problems come back at once.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Self, ValidationErrors> {
+        let src = std::fs::read_to_string(path).map_err(|e| {
+            let mut c = Collector::new(path, "");
+            c.push(Origin::Whole, format!("cannot read the file: {e}"));
+            c.into_errors()
+        })?;
+        Self::from_toml(&src, path, overrides)
+    }
+
+    /// The embedded demo experiment.
+    pub fn demo(overrides: &Overrides) -> Result<Self, ValidationErrors> {
+        Self::from_toml(DEMO_TOML, Path::new(DEMO_PATH), overrides)
+    }
+
+    /// Checks an experiment given as text; `path` is used in messages.
+    pub fn from_toml(
+        src: &str,
+        path: &Path,
+        overrides: &Overrides,
+    ) -> Result<Self, ValidationErrors> {
+        let mut c = Collector::new(path, src);
+        let root = match spanned::parse(src) {
+            Ok(r) => r,
+            Err(e) => {
+                c.at(e.offset, format!("TOML syntax error: {}", e.message));
+                return Err(c.into_errors());
+            }
+        };
+        let parsed = file::read(&mut c, &root);
+        let mut warnings = Vec::new();
+        let ov = read_overrides(&mut c, overrides, &mut warnings);
+        // Combination checks run even after schema errors (bad entries are left out), so one
+        // pass shows every problem.
+        let exp = build(&mut c, parsed, ov, warnings, path);
+        let errors = c.into_errors();
+        match exp {
+            Some(e) if errors.is_empty() => Ok(e),
+            _ => Err(errors),
+        }
+    }
+
+    /// Grid points × seeds with resolved settings, in plan order (no identities yet).
+    pub fn runs(&self) -> &[ResolvedRun] {
+        &self.runs
+    }
+
+    /// The tasks the grid trains.
+    pub fn tasks(&self) -> Vec<Task> {
+        let mut out = Vec::new();
+        for r in &self.runs {
+            if !out.contains(&r.settings.task) {
+                out.push(r.settings.task);
+            }
+        }
+        out
+    }
+
+    /// The metric reported for `task`.
+    pub fn metric_for(&self, task: Task) -> Option<&MetricSpec> {
+        self.metrics
+            .iter()
+            .find(|m| m.task == Some(task))
+            .or_else(|| self.metrics.iter().find(|m| m.task.is_none()))
+    }
+
+    /// The key of the baseline cell to compare a cell with: the cell's axes with the baseline's
+    /// values put in (so with a `num_layers` axis, each depth is compared with the baseline at
+    /// that depth). `None` without a baseline or when that cell is not in the grid.
+    pub fn baseline_for(&self, axes: &[(String, Json)]) -> Option<CellKey> {
+        let base = self.baseline.as_ref()?;
+        // Keys the baseline decides: its own, and the rest of any zip group it names.
+        let mut free: Vec<&str> = base.iter().map(|(k, _)| k.as_str()).collect();
+        for d in &self.dimensions {
+            let keys = d.keys();
+            if keys.iter().any(|k| free.contains(k)) {
+                free.extend(keys);
+            }
+        }
+        let kept: Assignment = axes
+            .iter()
+            .filter(|(k, _)| !free.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        self.runs
+            .iter()
+            .find(|r| {
+                r.axes.len() == axes.len()
+                    && grid::matches(base, &r.axes)
+                    && grid::matches(&kept, &r.axes)
+            })
+            .map(|r| r.key.clone())
+    }
+
+    /// Is this grid point a baseline cell?
+    pub fn is_baseline(&self, axes: &[(String, Json)]) -> bool {
+        self.baseline
+            .as_ref()
+            .is_some_and(|b| grid::matches(b, axes))
+    }
+
+    /// The plan's cells with identities: pre-training runs first (each once), then the grid's
+    /// cells in order, each `vlp = true` cell referencing its pre-training run.
+    pub fn cells(&self, ctx: &IdentityContext<'_>) -> Vec<Cell> {
+        let mut pre: Vec<Cell> = Vec::new();
+        let mut main: Vec<Cell> = Vec::new();
+        for r in &self.runs {
+            let depends_on = r.pretrain.as_ref().map(|ps| {
+                let cell = make_cell(
+                    ctx,
+                    pretrain_key(&r.axes),
+                    model_axes(&r.axes),
+                    ps.clone(),
+                    None,
+                    Role::Pretrain,
+                );
+                let id = cell.identity.clone();
+                if !pre.iter().any(|p| p.identity == id) {
+                    pre.push(cell);
+                }
+                id
+            });
+            main.push(make_cell(
+                ctx,
+                r.key.clone(),
+                r.axes.clone(),
+                r.settings.clone(),
+                depends_on,
+                Role::Grid,
+            ));
+        }
+        pre.extend(main);
+        pre
+    }
+}
+
+fn make_cell(
+    ctx: &IdentityContext<'_>,
+    key: CellKey,
+    axes: Assignment,
+    settings: Settings,
+    depends_on: Option<RunId>,
+    role: Role,
+) -> Cell {
+    let data = (ctx.data)(&settings);
+    let doc = identity_document(
+        &settings,
+        data.as_str(),
+        &ctx.engine_version,
+        depends_on.as_ref(),
+    );
+    Cell {
+        key,
+        axes,
+        seed: settings.seed,
+        identity: RunId::of_document(&doc),
+        identity_document: doc,
+        settings,
+        depends_on,
+        role,
+    }
+}
+
+fn model_axes(axes: &[(String, Json)]) -> Assignment {
+    axes.iter()
+        .filter(|(k, _)| Settings::MODEL_KEYS.contains(&k.as_str()))
+        .cloned()
+        .collect()
+}
+
+fn pretrain_key(axes: &[(String, Json)]) -> CellKey {
+    let inner = model_axes(axes);
+    let inner = if inner.is_empty() {
+        "(base)".to_string()
+    } else {
+        CellKey::of(&inner).0
+    };
+    CellKey(format!("pretrain[{inner}]"))
+}
+
+/// Where a resolved value came from, ranked by layer.
+#[derive(Debug, Clone, PartialEq)]
+enum Source {
+    Base(usize),
+    Cell(usize),
+    Env(String),
+    Set(usize),
+}
+
+impl Source {
+    fn rank(&self) -> u8 {
+        match self {
+            Self::Base(_) => 1,
+            Self::Cell(_) => 2,
+            Self::Env(_) => 3,
+            Self::Set(_) => 4,
+        }
+    }
+}
+
+/// The checked `TOWERLAB_*` and `--set` overrides.
+#[derive(Default)]
+struct CheckedOverrides {
+    env: Vec<(String, Json, String)>,
+    set: Vec<(String, Json, usize)>,
+    pretrain_set: Vec<(String, Json, usize)>,
+}
+
+fn read_overrides(
+    c: &mut Collector<'_>,
+    ov: &Overrides,
+    warnings: &mut Vec<String>,
+) -> CheckedOverrides {
+    let mut out = CheckedOverrides::default();
+    for (var, text) in &ov.env {
+        let Some(key) = env_key(var) else { continue };
+        if schema::key_type(&key).is_none() {
+            // Other TOWERLAB_* variables belong to the app (paths, logging); only flag typos.
+            if let Some(s) = schema::suggest(&key) {
+                warnings.push(format!(
+                    "{var} is not a setting and is ignored; did you mean {}?",
+                    layering::env_var(s)
+                ));
+            }
+            continue;
+        }
+        match schema::parse_text(&key, text) {
+            Ok(v) => out.env.push((key, v, var.clone())),
+            Err(m) => c.push(Origin::Env(var.clone()), m),
+        }
+    }
+    for (i, flag) in ov.set.iter().enumerate() {
+        let n = i + 1;
+        let Some((key, text)) = flag.split_once('=') else {
+            c.push(
+                Origin::Set(n),
+                format!("expected key=value, found `{flag}`"),
+            );
+            continue;
+        };
+        let key = key.trim();
+        let (for_pretrain, key) = match key.strip_prefix("pretrain.") {
+            Some(k) => (true, k),
+            None => (false, key),
+        };
+        if for_pretrain
+            && (Settings::MODEL_KEYS.contains(&key) || matches!(key, "task" | "vlp" | "load_path"))
+        {
+            c.push(
+                Origin::Set(n),
+                format!("`{key}` cannot be set for pre-training alone: the model comes from the fine-tuning cell"),
+            );
+            continue;
+        }
+        match schema::parse_text(key, text) {
+            Ok(v) if for_pretrain => out.pretrain_set.push((key.to_string(), v, n)),
+            Ok(v) => out.set.push((key.to_string(), v, n)),
+            Err(m) => c.push(Origin::Set(n), m),
+        }
+    }
+    out
+}
+
+fn build(
+    c: &mut Collector<'_>,
+    mut p: Parsed,
+    ov: CheckedOverrides,
+    mut warnings: Vec<String>,
+    path: &Path,
+) -> Option<Experiment> {
+    let preset = Settings::preset(&p.preset)?;
+    let data = p.data.clone().unwrap_or(DataSpec {
+        root: preset.data_root.clone(),
+        synthetic: false,
+    });
+
+    // The base layer: [data] root, then `task` and [base] in file order.
+    let mut base: Layer = vec![("data_root".into(), Json::String(data.root.clone()))];
+    let mut sources: HashMap<String, Source> = HashMap::new();
+    if let Some(off) = p.data_root_off {
+        sources.insert("data_root".into(), Source::Base(off));
+    }
+    for SetEntry {
+        path,
+        value,
+        val_off,
+        ..
+    } in &p.base
+    {
+        base.push((path.clone(), value.clone()));
+        sources.insert(path.clone(), Source::Base(*val_off));
+    }
+    let has_task = p.task_written
+        || p.dims.iter().any(|d| d.keys().contains(&"task"))
+        || p.include
+            .iter()
+            .any(|i| i.assignment.iter().any(|(k, _)| k == "task"))
+        || ov.set.iter().any(|(k, _, _)| k == "task")
+        || ov.env.iter().any(|(k, _, _)| k == "task");
+    if !has_task {
+        c.at(
+            0,
+            "missing `task`: say what the grid trains, e.g. task = \"vqa\"",
+        );
+    }
+
+    // Overrides of an axis narrow it to that value (so cell keys stay truthful); `seed`
+    // replaces the replicate axis.
+    let mut env_layer: Layer = Vec::new();
+    let mut set_layer: Layer = Vec::new();
+    let mut seeds = p.seeds.clone();
+    let overrides = ov
+        .env
+        .iter()
+        .map(|(k, v, var)| (k, v, Source::Env(var.clone())))
+        .chain(ov.set.iter().map(|(k, v, n)| (k, v, Source::Set(*n))));
+    for (key, value, src) in overrides {
+        if key == "seed" {
+            seeds = value.as_u64().map(|s| vec![s]);
+            continue;
+        }
+        if let Some(dim) = p.dims.iter_mut().find(|d| d.keys().contains(&key.as_str())) {
+            if !narrow(dim, key, value) {
+                let origin = match &src {
+                    Source::Env(v) => Origin::Env(v.clone()),
+                    Source::Set(n) => Origin::Set(*n),
+                    _ => Origin::Whole,
+                };
+                c.push(
+                    origin,
+                    format!(
+                        "`{key}` = {} matches no row of its zip group",
+                        display_value(value)
+                    ),
+                );
+            }
+            // Include rules that set the key to another value are narrowed away too.
+            p.include.retain(|i| {
+                i.assignment
+                    .iter()
+                    .all(|(k, v)| k != key || values_equal(v, value))
+            });
+        }
+        match &src {
+            Source::Env(_) => env_layer.push((key.clone(), value.clone())),
+            _ => set_layer.push((key.clone(), value.clone())),
+        }
+        sources.insert(key.clone(), src);
+    }
+
+    let include_points: Vec<Assignment> = p.include.iter().map(|i| i.assignment.clone()).collect();
+    let points = grid::expand(&p.dims, &p.exclude, &include_points);
+    if points.is_empty() {
+        // An empty dimension was already reported (an override matching no zip row).
+        if p.dims.iter().all(|d| !d.is_empty()) {
+            c.push(
+                Origin::Whole,
+                "the exclude rules remove every cell of the grid",
+            );
+        }
+        return None;
+    }
+
+    let mut runs = Vec::new();
+    let mut seen: HashMap<String, CellKey> = HashMap::new();
+    let pretrain_entries: Layer = p
+        .pretrain
+        .as_ref()
+        .map(|(e, _)| {
+            e.iter()
+                .map(|s| (s.path.clone(), s.value.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let pretrain_seed = pretrain_entries
+        .iter()
+        .find(|(k, _)| k == "seed")
+        .and_then(|(_, v)| v.as_u64())
+        .unwrap_or(0);
+    let mut any_vlp = false;
+    for point in &points {
+        let include = p.include.iter().find(|i| i.assignment == *point);
+        let mut cell_sources = sources.clone();
+        for (k, v) in point {
+            let off = include
+                .and_then(|i| i.offsets.get(k).copied())
+                .or_else(|| p.value_offset(k, v))
+                .unwrap_or(0);
+            cell_sources.insert(k.clone(), Source::Cell(off));
+        }
+        let key = match include {
+            Some(_) => CellKey::of(point),
+            None => CellKey::of_point(&p.dims, point),
+        };
+        let seed_list: Vec<Option<u64>> = match &seeds {
+            Some(s) => s.iter().copied().map(Some).collect(),
+            None => vec![None],
+        };
+        for seed in seed_list {
+            let mut cell_layer: Layer = point.clone();
+            if let Some(s) = seed {
+                cell_layer.push(("seed".into(), Json::from(s)));
+            }
+            let resolved =
+                layering::resolve(&preset, &[&base, &cell_layer, &env_layer, &set_layer]);
+            let mut settings = match resolved {
+                Ok(s) => s,
+                Err(m) => {
+                    c.push(Origin::Whole, format!("cell {key}: {m}"));
+                    continue;
+                }
+            };
+            let mut problems = normalise(&mut settings, &cell_sources);
+            problems.extend(constraints::check(&settings));
+            report(c, &problems, &cell_sources, &key, &p.preset, "cell");
+            if !problems.is_empty() {
+                continue;
+            }
+            let pretrain = if settings.vlp {
+                any_vlp = true;
+                resolve_pretrain(
+                    c,
+                    &preset,
+                    &data,
+                    &p,
+                    &pretrain_entries,
+                    pretrain_seed,
+                    &settings,
+                    &env_layer,
+                    &set_layer,
+                    &ov,
+                    &key,
+                )
+            } else {
+                None
+            };
+            let doc = canonical_json(&identity_document(&settings, "", "", None));
+            if let Some(first) = seen.get(&doc) {
+                warnings.push(format!(
+                    "cell {key} (seed {}) resolves to the same settings as {first}; it is skipped",
+                    settings.seed
+                ));
+                continue;
+            }
+            seen.insert(doc, key.clone());
+            runs.push(ResolvedRun {
+                key: key.clone(),
+                axes: point.clone(),
+                seed: settings.seed,
+                settings,
+                pretrain,
+            });
+        }
+    }
+    if p.pretrain.is_some() && !any_vlp {
+        warnings.push("[pretrain] is unused: no cell has vlp = true".into());
+    }
+
+    // Every task needs a metric.
+    let metrics: Vec<MetricSpec> = p.metrics.iter().map(|(m, _)| m.clone()).collect();
+    if !p.metrics.is_empty() {
+        let mut tasks: Vec<Task> = Vec::new();
+        for r in &runs {
+            if !tasks.contains(&r.settings.task) {
+                tasks.push(r.settings.task);
+            }
+        }
+        for t in tasks {
+            let covered = metrics
+                .iter()
+                .any(|m| m.task == Some(t) || m.task.is_none());
+            if !covered {
+                c.at(
+                    p.metric_off.unwrap_or(0),
+                    format!(
+                        "no metric for task `{}`; add a [[metric]] with task = \"{}\"",
+                        t.as_str(),
+                        t.as_str()
+                    ),
+                );
+            }
+        }
+    }
+    if let Some((b, off)) = &p.baseline {
+        if !runs.iter().any(|r| grid::matches(b, &r.axes)) {
+            c.at(*off, "the baseline matches no cell of the grid");
+        }
+    }
+    let seeds_out = seeds.unwrap_or_else(|| {
+        let mut s: Vec<u64> = runs.iter().map(|r| r.seed).collect();
+        s.sort_unstable();
+        s.dedup();
+        s
+    });
+    Some(Experiment {
+        name: p.name,
+        description: p.description,
+        path: path.to_path_buf(),
+        preset: p.preset,
+        data,
+        dimensions: p.dims,
+        seeds: seeds_out,
+        metrics,
+        baseline: p.baseline.map(|(b, _)| b),
+        wandb: p.wandb,
+        warnings,
+        runs,
+    })
+}
+
+/// Narrows a dimension to the rows where `key` has `value`; a plain axis not holding the
+/// value becomes that single value. `false` when a zip group has no such row.
+fn narrow(dim: &mut Dimension, key: &str, value: &Json) -> bool {
+    match dim {
+        Dimension::Axis { values, .. } => {
+            *values = vec![value.clone()];
+            true
+        }
+        Dimension::Zip { keys, rows } => {
+            let i = keys.iter().position(|k| k == key).unwrap_or(0);
+            rows.retain(|r| values_equal(&r[i], value));
+            !rows.is_empty()
+        }
+    }
+}
+
+/// BridgeTower and METER fix how many uni-modal layers they use; their `managed_layers_*` are
+/// set to that number so that irrelevant values do not split identities. A value written on a
+/// grid axis or include rule that disagrees is an error: those cells would be duplicates.
+fn normalise(s: &mut Settings, sources: &HashMap<String, Source>) -> Vec<constraints::Problem> {
+    let mut out = Vec::new();
+    let Some(n) = fixed_managed_layers(s) else {
+        return out;
+    };
+    let name = s.manager_type.as_str();
+    let why = if name == "BT" {
+        format!("which bridges the top num_layers ({n}) uni-modal layers")
+    } else {
+        "which fuses the last uni-modal layer only".to_string()
+    };
+    for key in ["managed_layers_text", "managed_layers_image"] {
+        let v = if key == "managed_layers_text" {
+            &mut s.managed_layers_text
+        } else {
+            &mut s.managed_layers_image
+        };
+        if *v != n && matches!(sources.get(key), Some(Source::Cell(_))) {
+            out.push(constraints::Problem {
+                keys: vec![key],
+                message: format!(
+                    "{key} = {v} has no effect for {name}, {why}; exclude this combination or use {n}"
+                ),
+            });
+        }
+        *v = n;
+    }
+    out
+}
+
+/// Reports constraint problems at the place the user set the last involved key.
+fn report(
+    c: &mut Collector<'_>,
+    problems: &[constraints::Problem],
+    sources: &HashMap<String, Source>,
+    key: &CellKey,
+    preset: &str,
+    what: &str,
+) {
+    for pr in problems {
+        let src = pr
+            .keys
+            .iter()
+            .filter_map(|k| sources.get(*k))
+            .max_by_key(|s| s.rank());
+        match src {
+            Some(Source::Cell(off)) => c.at(*off, format!("{what} {key}: {}", pr.message)),
+            Some(Source::Base(off)) if what == "cell" => c.at(*off, pr.message.clone()),
+            Some(Source::Base(off)) => c.at(*off, format!("{what} {key}: {}", pr.message)),
+            Some(Source::Env(var)) => c.push(Origin::Env(var.clone()), pr.message.clone()),
+            Some(Source::Set(n)) => c.push(Origin::Set(*n), pr.message.clone()),
+            None => c.push(Origin::Whole, format!("preset `{preset}`: {}", pr.message)),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn resolve_pretrain(
+    c: &mut Collector<'_>,
+    preset: &Settings,
+    data: &DataSpec,
+    p: &Parsed,
+    entries: &[(String, Json)],
+    seed: u64,
+    cell: &Settings,
+    env_layer: &[(String, Json)],
+    set_layer: &[(String, Json)],
+    ov: &CheckedOverrides,
+    key: &CellKey,
+) -> Option<Settings> {
+    let data_layer: Layer = vec![("data_root".into(), Json::String(data.root.clone()))];
+    let cell_json = serde_json::to_value(cell).unwrap_or(Json::Null);
+    let model: Layer = Settings::MODEL_KEYS
+        .iter()
+        .filter_map(|k| cell_json.get(*k).map(|v| (k.to_string(), v.clone())))
+        .collect();
+    let pre_set: Layer = ov
+        .pretrain_set
+        .iter()
+        .map(|(k, v, _)| (k.clone(), v.clone()))
+        .collect();
+    let fixed: Layer = vec![
+        ("task".into(), Json::from("pretrain")),
+        ("vlp".into(), Json::Bool(false)),
+        ("load_path".into(), Json::from("")),
+        ("seed".into(), Json::from(seed)),
+    ];
+    let mut settings = match layering::resolve(
+        preset,
+        &[
+            &data_layer,
+            entries,
+            &model,
+            env_layer,
+            set_layer,
+            &pre_set,
+            &fixed,
+        ],
+    ) {
+        Ok(s) => s,
+        Err(m) => {
+            c.push(Origin::Whole, format!("pre-training for cell {key}: {m}"));
+            return None;
+        }
+    };
+    let mut sources: HashMap<String, Source> = HashMap::new();
+    if let Some((set, _)) = &p.pretrain {
+        for e in set {
+            sources.insert(e.path.clone(), Source::Base(e.val_off));
+        }
+    }
+    for (k, _, var) in &ov.env {
+        sources.insert(k.clone(), Source::Env(var.clone()));
+    }
+    for (k, _, n) in ov.set.iter().chain(&ov.pretrain_set) {
+        sources.insert(k.clone(), Source::Set(*n));
+    }
+    // The model keys were checked with the cell; check the rest.
+    let problems: Vec<_> = constraints::check(&settings)
+        .into_iter()
+        .filter(|pr| !pr.keys.iter().all(|k| Settings::MODEL_KEYS.contains(k)))
+        .collect();
+    report(
+        c,
+        &problems,
+        &sources,
+        key,
+        &p.preset,
+        "pre-training for cell",
+    );
+    settings.seed = seed;
+    problems.is_empty().then_some(settings)
+}
+
+/// The settings keys that differ between two identity documents, as `key: old → new`
+/// (identity inputs other than settings appear as `@data`, `@engine`, `@depends_on`).
+pub fn diff_documents(old: &Json, new: &Json) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let flat_old = flatten_doc(old);
+    let flat_new = flatten_doc(new);
+    let mut keys: Vec<&String> = flat_old.keys().chain(flat_new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        let a = flat_old.get(k);
+        let b = flat_new.get(k);
+        let same = match (a, b) {
+            (Some(x), Some(y)) => values_equal(x, y),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            let show = |v: Option<&Json>| v.map_or("(unset)".to_string(), display_value);
+            out.push((k.clone(), show(a), show(b)));
+        }
+    }
+    out
+}
+
+fn flatten_doc(doc: &Json) -> HashMap<String, Json> {
+    let mut out = HashMap::new();
+    // A bare settings object (no identity wrapper) is accepted too.
+    let (settings, meta) = match doc.get("settings") {
+        Some(s) => (s, true),
+        None => (doc, false),
+    };
+    flatten_into(settings, "", &mut out);
+    if meta {
+        for k in ["data", "engine", "depends_on"] {
+            if let Some(v) = doc.get(k) {
+                out.insert(format!("@{k}"), v.clone());
+            }
+        }
+    }
+    out
+}
+
+fn flatten_into(v: &Json, prefix: &str, out: &mut HashMap<String, Json>) {
+    match v {
+        Json::Object(map) => {
+            for (k, x) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten_into(x, &path, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.clone());
+        }
+    }
+}
+
+/// The identities in `cells`, for de-duplication checks.
+pub fn identities(cells: &[Cell]) -> HashSet<RunId> {
+    cells.iter().map(|c| c.identity.clone()).collect()
+}

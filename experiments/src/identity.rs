@@ -1,0 +1,333 @@
+//! Run identity: a SHA-256 over the canonical resolved settings, the data's identity, the
+//! engine version and the pre-training run a cell starts from.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value as Json};
+use sha2::{Digest, Sha256};
+
+use crate::settings::{Settings, Split};
+
+/// A run's identity: 64 lowercase hex characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(String);
+
+impl RunId {
+    /// The full 64-character hex form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The 12-character display form.
+    pub fn short(&self) -> &str {
+        &self.0[..12.min(self.0.len())]
+    }
+
+    /// Accepts a 64-character hex string (as stored by the store).
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| Self(s.to_string()))
+    }
+
+    /// SHA-256 of the canonical form of `doc`.
+    pub fn of_document(doc: &Json) -> Self {
+        Self(sha256_hex(canonical_json(doc).as_bytes()))
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.short())
+    }
+}
+
+/// What a run's identity is computed from. The store should keep this document next to the
+/// run: the plan diffs it to explain why a cell is stale.
+pub fn identity_document(
+    settings: &Settings,
+    data_digest: &str,
+    engine_version: &str,
+    depends_on: Option<&RunId>,
+) -> Json {
+    let mut s = serde_json::to_value(settings).unwrap_or(Json::Null);
+    if let Json::Object(map) = &mut s {
+        for k in Settings::EXECUTION_KEYS {
+            map.remove(k);
+        }
+    }
+    json!({
+        "settings": s,
+        "data": data_digest,
+        "engine": engine_version,
+        "depends_on": depends_on.map(RunId::as_str),
+    })
+}
+
+/// JSON with object keys sorted at every level, no whitespace, and numbers in one form:
+/// integers as integers, every other number by Rust's shortest round-trip float formatting.
+/// `Settings` fields have fixed types, so `5` and `5.0` for a float setting both arrive as 5.0.
+pub fn canonical_json(v: &Json) -> String {
+    let mut out = String::new();
+    write_canonical(v, &mut out);
+    out
+}
+
+fn write_canonical(v: &Json, out: &mut String) {
+    match v {
+        Json::Null => out.push_str("null"),
+        Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Json::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                out.push_str(&i.to_string());
+            } else if let Some(u) = n.as_u64() {
+                out.push_str(&u.to_string());
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                // `{:?}` always keeps a decimal point or exponent: 5.0, 1e-5.
+                out.push_str(&format!("{f:?}"));
+            }
+        }
+        Json::String(s) => out.push_str(&Json::String(s.clone()).to_string()),
+        Json::Array(items) => {
+            out.push('[');
+            for (i, x) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(x, out);
+            }
+            out.push(']');
+        }
+        Json::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Json::String((*k).clone()).to_string());
+                out.push(':');
+                write_canonical(&map[*k], out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The identity of a run's input data, as a hex digest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DataDigest(pub String);
+
+impl DataDigest {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// How the cheap digest sees one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileStamp {
+    Present { size: u64, mtime_ns: u128 },
+    Missing,
+}
+
+/// A cheap identity for a list of files: each path with its size and modification time (no
+/// content is read, so terabytes of `.arrow` files cost one `stat` each). A missing file is
+/// recorded as missing, so creating it later changes the digest.
+pub fn data_digest<P: AsRef<Path>>(files: &[P]) -> DataDigest {
+    let mut lines: Vec<String> = files
+        .iter()
+        .map(|p| {
+            let p = p.as_ref();
+            let stamp = match std::fs::metadata(p) {
+                Ok(m) => FileStamp::Present {
+                    size: m.len(),
+                    mtime_ns: m
+                        .modified()
+                        .ok()
+                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                        .map_or(0, |d| d.as_nanos()),
+                },
+                Err(_) => FileStamp::Missing,
+            };
+            match stamp {
+                FileStamp::Present { size, mtime_ns } => {
+                    format!("{}\t{size}\t{mtime_ns}", p.display())
+                }
+                FileStamp::Missing => format!("{}\tmissing", p.display()),
+            }
+        })
+        .collect();
+    lines.sort();
+    lines.dedup();
+    DataDigest(sha256_hex(lines.join("\n").as_bytes()))
+}
+
+/// The `.arrow` files a run reads: the tables of every split under `data_root`. Shard patterns
+/// (`sbu_*`) are expanded by listing the folder; a pattern with no match yields the pattern's
+/// own path, which then counts as missing.
+pub fn data_files(settings: &Settings) -> Vec<PathBuf> {
+    let root = Path::new(&settings.data_root);
+    let mut out = Vec::new();
+    for split in [Split::Train, Split::Val, Split::Test] {
+        for table in settings.tables(split) {
+            match table.strip_suffix('*') {
+                Some(prefix) => {
+                    let mut found: Vec<PathBuf> = std::fs::read_dir(root)
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .map(|e| e.path())
+                        .filter(|p| {
+                            p.extension().is_some_and(|e| e == "arrow")
+                                && p.file_stem()
+                                    .and_then(|s| s.to_str())
+                                    .and_then(|s| s.strip_prefix(prefix))
+                                    .is_some_and(|n| {
+                                        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+                                    })
+                        })
+                        .collect();
+                    if found.is_empty() {
+                        found.push(root.join(format!("{table}.arrow")));
+                    }
+                    found.sort();
+                    out.extend(found);
+                }
+                None => out.push(root.join(format!("{table}.arrow"))),
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// What identities are computed with, besides the settings: the engine version and the data.
+pub struct IdentityContext<'a> {
+    pub engine_version: String,
+    /// The data digest of a run, from its resolved settings.
+    pub data: Box<dyn Fn(&Settings) -> DataDigest + 'a>,
+}
+
+impl<'a> IdentityContext<'a> {
+    /// Digest the files each run reads, by path, size and modification time.
+    pub fn from_files(engine_version: impl Into<String>) -> Self {
+        Self {
+            engine_version: engine_version.into(),
+            data: Box::new(|s| data_digest(&data_files(s))),
+        }
+    }
+
+    /// One fixed digest for every run (tests, or a caller that hashed the data itself).
+    pub fn fixed(engine_version: impl Into<String>, digest: impl Into<String>) -> Self {
+        let d = DataDigest(digest.into());
+        Self {
+            engine_version: engine_version.into(),
+            data: Box::new(move |_| d.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_and_normalises() {
+        let a: Json =
+            serde_json::from_str(r#"{"b": 1, "a": {"y": 2.50, "x": [1e-5, true]}}"#).unwrap();
+        let b: Json =
+            serde_json::from_str(r#"{"a": {"x": [0.00001, true], "y": 2.5}, "b": 1}"#).unwrap();
+        assert_eq!(canonical_json(&a), canonical_json(&b));
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"x":[1e-5,true],"y":2.5},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn identity_ignores_execution_keys_only() {
+        let s = Settings::tiny();
+        let id = |s: &Settings| RunId::of_document(&identity_document(s, "d", "v1", None));
+        let base = id(&s);
+        assert_eq!(base.as_str().len(), 64);
+        assert_eq!(base.short().len(), 12);
+        assert_eq!(
+            base,
+            id(&Settings {
+                device: "cpu".into(),
+                ..s.clone()
+            })
+        );
+        assert_eq!(
+            base,
+            id(&Settings {
+                data_root: "/elsewhere".into(),
+                ..s.clone()
+            })
+        );
+        assert_ne!(
+            base,
+            id(&Settings {
+                seed: 1,
+                ..s.clone()
+            })
+        );
+        assert_ne!(
+            base,
+            id(&Settings {
+                learning_rate: 2e-3,
+                ..s.clone()
+            })
+        );
+        let other_engine = RunId::of_document(&identity_document(&s, "d", "v2", None));
+        assert_ne!(base, other_engine);
+        let with_dep = RunId::of_document(&identity_document(&s, "d", "v1", Some(&base)));
+        assert_ne!(base, with_dep);
+        assert_eq!(RunId::parse(base.as_str()), Some(base.clone()));
+        assert_eq!(RunId::parse("xyz"), None);
+    }
+
+    #[test]
+    fn file_digest_follows_size_and_presence() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.arrow");
+        let missing = data_digest(&[&a]);
+        std::fs::write(&a, b"12345").unwrap();
+        let present = data_digest(&[&a]);
+        assert_ne!(missing, present);
+        assert_eq!(present, data_digest(&[&a]));
+        std::fs::write(&a, b"123456").unwrap();
+        assert_ne!(present, data_digest(&[&a]));
+    }
+
+    #[test]
+    fn shard_patterns_expand() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in ["sbu_0.arrow", "sbu_1.arrow", "sbu_extra.arrow", "vg.arrow"] {
+            std::fs::write(dir.path().join(n), b"x").unwrap();
+        }
+        let s = Settings {
+            data_root: dir.path().display().to_string(),
+            datasets: vec!["sbu".into(), "vg".into()],
+            ..Settings::default()
+        };
+        let names: Vec<String> = data_files(&s)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["sbu_0.arrow", "sbu_1.arrow", "vg.arrow"]);
+    }
+}

@@ -1,0 +1,110 @@
+//! Settings layering through figment, lowest to highest priority:
+//! preset → the file's base → the cell's axis values → `TOWERLAB_*` variables → `--set` flags.
+
+use figment::providers::Serialized;
+use figment::Figment;
+use serde_json::{Map, Value as Json};
+
+use crate::schema;
+use crate::settings::Settings;
+
+/// Prefix of the environment variables that override settings.
+pub const ENV_PREFIX: &str = "TOWERLAB_";
+
+/// Settings given outside the experiment file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// Environment variables, as `(name, value)`; only `TOWERLAB_*` names are considered.
+    pub env: Vec<(String, String)>,
+    /// `--set key=value` flags from the command line, in order.
+    pub set: Vec<String>,
+}
+
+impl Overrides {
+    /// No overrides.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// The process's `TOWERLAB_*` variables plus the given `--set` flags.
+    pub fn from_process_env(set: Vec<String>) -> Self {
+        let mut env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        env.sort();
+        Self { env, set }
+    }
+}
+
+/// The setting an environment variable names: `TOWERLAB_LEARNING_RATE` → `learning_rate`,
+/// `TOWERLAB_OPTIM__BETA1` → `optim.beta1` (nested sections).
+pub fn env_key(var: &str) -> Option<String> {
+    let rest = var.strip_prefix(ENV_PREFIX)?;
+    (!rest.is_empty()).then(|| rest.to_ascii_lowercase().replace("__", "."))
+}
+
+/// The variable name for a setting (the inverse of [`env_key`]).
+pub fn env_var(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}",
+        key.replace('.', "__").to_ascii_uppercase()
+    )
+}
+
+/// A layer: dotted key paths with already type-checked values.
+pub(crate) type Layer = Vec<(String, Json)>;
+
+pub(crate) fn layer_json(layer: &[(String, Json)]) -> Json {
+    let mut root = Json::Object(Map::new());
+    for (k, v) in layer {
+        schema::set_path(&mut root, k, v.clone());
+    }
+    root
+}
+
+/// Merges the layers over `preset` with figment (later layers win) and extracts `Settings`.
+pub(crate) fn resolve(preset: &Settings, layers: &[&[(String, Json)]]) -> Result<Settings, String> {
+    let mut fig = Figment::from(Serialized::defaults(preset));
+    for layer in layers {
+        fig = fig.merge(Serialized::defaults(layer_json(layer)));
+    }
+    fig.extract::<Settings>().map_err(|e| {
+        e.into_iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn env_names_map_to_keys() {
+        assert_eq!(
+            env_key("TOWERLAB_LEARNING_RATE").as_deref(),
+            Some("learning_rate")
+        );
+        assert_eq!(
+            env_key("TOWERLAB_OPTIM__BETA1").as_deref(),
+            Some("optim.beta1")
+        );
+        assert_eq!(env_key("OTHER"), None);
+        assert_eq!(env_var("optim.beta1"), "TOWERLAB_OPTIM__BETA1");
+    }
+
+    #[test]
+    fn later_layers_win() {
+        let a: Layer = vec![
+            ("num_layers".into(), json!(3)),
+            ("learning_rate".into(), json!(0.5)),
+        ];
+        let b: Layer = vec![("num_layers".into(), json!(4))];
+        let s = resolve(&Settings::tiny(), &[&a, &b]).unwrap();
+        assert_eq!(s.num_layers, 4);
+        assert_eq!(s.learning_rate, 0.5);
+        assert_eq!(s.hidden_size, Settings::tiny().hidden_size);
+    }
+}

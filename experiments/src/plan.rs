@@ -1,0 +1,269 @@
+//! Plan primitives (no store access): classify each cell against what already exists and say
+//! what changed for stale cells. The store provides a [`RunsView`].
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::experiment::{diff_documents, Cell, Role};
+use crate::grid::CellKey;
+use crate::identity::RunId;
+
+/// A run's status as the store knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Finished,
+    Failed,
+    /// Stopped without a final status (missed heartbeat, killed machine).
+    Crashed,
+}
+
+/// Where a cell stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CellState {
+    /// No run of this cell exists.
+    New,
+    /// A run with this identity finished.
+    Done,
+    /// A run with this identity failed or crashed.
+    Failed,
+    Running,
+    Queued,
+    /// A run exists for this cell key and seed, but with another identity.
+    Stale,
+}
+
+impl CellState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::Running => "running",
+            Self::Queued => "queued",
+            Self::Stale => "stale",
+        }
+    }
+}
+
+/// The last run recorded for a cell key and seed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastRun {
+    pub identity: RunId,
+    /// Its identity document ([`Cell::identity_document`]), or its resolved settings as JSON.
+    pub document: Json,
+}
+
+/// What the store knows, as the plan needs it.
+pub trait RunsView {
+    /// The status of the run with this identity, if one exists.
+    fn status(&self, id: &RunId) -> Option<RunStatus>;
+    /// The most recent run for this cell key and seed (any identity).
+    fn last_run(&self, key: &CellKey, seed: u64) -> Option<LastRun>;
+}
+
+/// An in-memory [`RunsView`] (what a store query fills, and what tests use).
+#[derive(Debug, Clone, Default)]
+pub struct KnownRuns {
+    pub by_identity: HashMap<RunId, RunStatus>,
+    pub by_slot: HashMap<(CellKey, u64), LastRun>,
+}
+
+impl KnownRuns {
+    /// Records a run: its status, and it as the last run of its cell key and seed.
+    pub fn insert(&mut self, cell: &Cell, status: RunStatus) {
+        self.by_identity.insert(cell.identity.clone(), status);
+        self.by_slot.insert(
+            (cell.key.clone(), cell.seed),
+            LastRun {
+                identity: cell.identity.clone(),
+                document: cell.identity_document.clone(),
+            },
+        );
+    }
+}
+
+impl RunsView for KnownRuns {
+    fn status(&self, id: &RunId) -> Option<RunStatus> {
+        self.by_identity.get(id).copied()
+    }
+
+    fn last_run(&self, key: &CellKey, seed: u64) -> Option<LastRun> {
+        self.by_slot.get(&(key.clone(), seed)).cloned()
+    }
+}
+
+/// One changed input of a stale cell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// A settings key, or `@data`, `@engine`, `@depends_on`.
+    pub key: String,
+    pub old: String,
+    pub new: String,
+}
+
+/// A cell and where it stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanRow {
+    pub cell: Cell,
+    pub state: CellState,
+    /// For stale cells: the identity of the existing run.
+    pub previous: Option<RunId>,
+    /// For stale cells: what differs (`key: old → new`).
+    pub changes: Vec<Change>,
+}
+
+impl PlanRow {
+    /// Does `apply` have to run it? New and stale cells always; failed ones when retrying.
+    pub fn needs_run(&self, retry_failed: bool) -> bool {
+        match self.state {
+            CellState::New | CellState::Stale => true,
+            CellState::Failed => retry_failed,
+            CellState::Done | CellState::Running | CellState::Queued => false,
+        }
+    }
+}
+
+/// Counts per state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlanCounts {
+    pub new: usize,
+    pub done: usize,
+    pub failed: usize,
+    pub running: usize,
+    pub queued: usize,
+    pub stale: usize,
+}
+
+/// The experiment's cells with their states, in plan order (pre-training runs first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub rows: Vec<PlanRow>,
+}
+
+/// Classifies every cell against `view`.
+pub fn plan(cells: Vec<Cell>, view: &dyn RunsView) -> Plan {
+    let rows = cells.into_iter().map(|cell| classify(cell, view)).collect();
+    Plan { rows }
+}
+
+fn classify(cell: Cell, view: &dyn RunsView) -> PlanRow {
+    let by_id = view.status(&cell.identity).map(|s| match s {
+        RunStatus::Finished => CellState::Done,
+        RunStatus::Failed | RunStatus::Crashed => CellState::Failed,
+        RunStatus::Running => CellState::Running,
+        RunStatus::Queued => CellState::Queued,
+    });
+    if let Some(state) = by_id {
+        return PlanRow {
+            cell,
+            state,
+            previous: None,
+            changes: Vec::new(),
+        };
+    }
+    match view.last_run(&cell.key, cell.seed) {
+        Some(last) if last.identity != cell.identity => {
+            let changes = diff_documents(&last.document, &cell.identity_document)
+                .into_iter()
+                .map(|(key, old, new)| Change { key, old, new })
+                .collect();
+            PlanRow {
+                cell,
+                state: CellState::Stale,
+                previous: Some(last.identity),
+                changes,
+            }
+        }
+        _ => PlanRow {
+            cell,
+            state: CellState::New,
+            previous: None,
+            changes: Vec::new(),
+        },
+    }
+}
+
+impl Plan {
+    pub fn counts(&self) -> PlanCounts {
+        let mut c = PlanCounts::default();
+        for r in &self.rows {
+            match r.state {
+                CellState::New => c.new += 1,
+                CellState::Done => c.done += 1,
+                CellState::Failed => c.failed += 1,
+                CellState::Running => c.running += 1,
+                CellState::Queued => c.queued += 1,
+                CellState::Stale => c.stale += 1,
+            }
+        }
+        c
+    }
+
+    /// The rows `apply` has to run, in order (a pre-training run comes before its dependents).
+    pub fn to_run(&self, retry_failed: bool) -> Vec<&PlanRow> {
+        self.rows
+            .iter()
+            .filter(|r| r.needs_run(retry_failed))
+            .collect()
+    }
+
+    /// A plain-text table: state, short identity, cell key, seed, dependency, and for stale
+    /// cells the changes, then a summary line.
+    pub fn render(&self) -> String {
+        let header = ["state", "id", "cell", "seed", "after"];
+        let body: Vec<[String; 5]> = self
+            .rows
+            .iter()
+            .map(|r| {
+                [
+                    r.state.as_str().to_string(),
+                    r.cell.identity.short().to_string(),
+                    r.cell.key.to_string(),
+                    r.cell.seed.to_string(),
+                    match (&r.cell.depends_on, r.cell.role) {
+                        (Some(d), _) => d.short().to_string(),
+                        (None, Role::Pretrain) => "(pre-training)".into(),
+                        (None, Role::Grid) => "-".into(),
+                    },
+                ]
+            })
+            .collect();
+        let mut widths = header.map(str::len);
+        for row in &body {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        let line = |cols: &[&str], out: &mut String| {
+            let parts: Vec<String> = cols
+                .iter()
+                .zip(widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            let _ = writeln!(out, "{}", parts.join("  ").trim_end());
+        };
+        line(&header, &mut out);
+        for (row, r) in body.iter().zip(&self.rows) {
+            let cols: Vec<&str> = row.iter().map(String::as_str).collect();
+            line(&cols, &mut out);
+            for ch in &r.changes {
+                let _ = writeln!(out, "    {}: {} → {}", ch.key, ch.old, ch.new);
+            }
+        }
+        let c = self.counts();
+        let _ = write!(
+            out,
+            "{} new, {} stale, {} failed, {} done, {} running, {} queued",
+            c.new, c.stale, c.failed, c.done, c.running, c.queued
+        );
+        out
+    }
+}
