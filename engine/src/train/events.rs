@@ -53,14 +53,16 @@ impl Modality {
     }
 }
 
-/// One aggregation weight: manager of cross-modal `layer` (0-based), uni-modal `expert`
-/// (0-based among the managed experts). `expert == None` is the raw weight on the previous
-/// cross-modal output.
+/// One aggregation weight of the manager of cross-modal `layer` (0-based).
+///
+/// `expert >= 0`: the softmaxed weight of a uni-modal expert, 0 being the lowest managed
+/// encoder layer. `expert < 0`: the raw (un-softmaxed) weight on a previous cross-modal output,
+/// -1 for the immediately previous layer, -k for the k-th previous (SAE has several).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ManagerWeight {
     pub modality: Modality,
     pub layer: u32,
-    pub expert: Option<u32>,
+    pub expert: i64,
     pub weight: f64,
 }
 
