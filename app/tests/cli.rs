@@ -12,6 +12,7 @@ fn help_lists_the_subcommands() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("doctor"), "{text}");
+    assert!(text.contains("model"), "{text}");
 }
 
 #[test]

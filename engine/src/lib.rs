@@ -6,5 +6,6 @@ pub mod error;
 pub mod model;
 pub mod runtime;
 pub mod train;
+pub mod weights;
 
 pub use error::{EngineError, Result};

@@ -149,17 +149,34 @@ impl LayerNorm {
 #[derive(Debug)]
 pub struct Embedding {
     pub weight: Tensor,
+    /// Row that receives no gradient (`padding_idx`), or -1.
+    padding_idx: i64,
 }
 
 impl Embedding {
     pub fn new(p: nn::Path, rows: i64, dim: i64) -> Self {
         Self {
             weight: p.var("weight", &[rows, dim], normal(INIT_STD)),
+            padding_idx: -1,
         }
     }
 
+    /// An embedding whose `padding_idx` row starts at zero and is never updated.
+    pub fn with_padding(p: nn::Path, rows: i64, dim: i64, padding_idx: i64) -> Self {
+        let e = Self {
+            padding_idx: if padding_idx < rows { padding_idx } else { -1 },
+            ..Self::new(p, rows, dim)
+        };
+        if e.padding_idx >= 0 {
+            tch::no_grad(|| {
+                let _ = e.weight.get(e.padding_idx).zero_();
+            });
+        }
+        e
+    }
+
     pub fn forward(&self, ids: &Tensor) -> Tensor {
-        Tensor::embedding(&self.weight, ids, -1, false, false)
+        Tensor::embedding(&self.weight, ids, self.padding_idx, false, false)
     }
 }
 

@@ -129,6 +129,17 @@ fn mean_expert_weights(w: &Tensor, mask: Option<&Tensor>) -> Tensor {
 }
 
 /// Static manager: SAUE (`num_previous` = 0 at layer 0, else 1) or SAE (all previous layers).
+///
+/// **SAE** is not in the released code; this is our reading of the paper (Fig. 8, "SAE"):
+/// *static* learned weights over the uni-modal experts **and every previous cross-modal layer**,
+/// i.e. the reference `SAUE` with its `num_previous` set to the layer index ℓ instead of 1.
+/// At cross-modal layer ℓ the manager has `N + ℓ` slots, each with its own LayerNorm; the expert
+/// scores start at `1/N`, go through the temperature softmax (with the same training noise as
+/// SAUE), and the `ℓ` cross-modal scores start at `1/ℓ` and stay raw (not softmaxed), exactly as
+/// SAUE treats its single cross slot (whose init `1/num_previous` in the reference already
+/// anticipates several previous layers). Layer 0 has no previous output and equals SAUE's.
+/// Keys are SAUE's: `layer_scores` `[1, N+ℓ, 1, D|1]`, `LayerNorm.{0..N+ℓ-1}`,
+/// `softmax_temperature`, `softmax_temperature_cross`.
 #[derive(Debug)]
 pub struct StaticManager {
     layer_scores: Tensor,

@@ -12,6 +12,7 @@ pub mod heads;
 pub mod layers;
 pub mod managers;
 pub mod objectives;
+pub mod retrieval;
 pub mod roberta;
 pub mod tower;
 

@@ -208,20 +208,21 @@ pub fn compute_mlm(model: &TowerModel, batch: &Batch, split: Split) -> Result<Ta
     let labels = batch
         .text_labels_mlm
         .as_ref()
-        .ok_or_else(|| missing("text_labels_mlm", "mlm"))?;
+        .ok_or_else(|| missing("text_labels_mlm", "mlm"))?
+        .to_device(batch.image.device());
     let out = model.forward(ids, &batch.text_masks, &batch.image, opts(split))?;
     let logits = mlm.forward(&out.text_feats, model.ctx(split.is_train()));
     let vocab = logits.size()[2];
     let loss = cross_entropy(&logits.view([-1, vocab]), &labels.view([-1]));
     let metrics = vec![
         loss_metric(split, "mlm", &loss),
-        accuracy_metric(split, "mlm", &logits, labels),
+        accuracy_metric(split, "mlm", &logits, &labels),
     ];
     Ok(TaskOutput {
         task: "mlm",
         loss,
         logits,
-        targets: labels.shallow_clone(),
+        targets: labels,
         metrics,
     })
 }
@@ -396,7 +397,8 @@ pub fn compute_vqa(model: &TowerModel, batch: &Batch, split: Split) -> Result<Ta
         .vqa_targets
         .as_ref()
         .ok_or_else(|| missing("vqa_targets", "vqa"))?
-        .to_kind(Kind::Float);
+        .to_kind(Kind::Float)
+        .to_device(batch.image.device());
     let out = model.forward(
         &batch.text_ids,
         &batch.text_masks,
@@ -425,8 +427,12 @@ pub fn compute_vqa(model: &TowerModel, batch: &Batch, split: Split) -> Result<Ta
     })
 }
 
-fn labels_of<'a>(batch: &'a Batch, task: &str) -> Result<&'a Tensor> {
-    batch.labels.as_ref().ok_or_else(|| missing("labels", task))
+fn labels_of(batch: &Batch, task: &str) -> Result<Tensor> {
+    batch
+        .labels
+        .as_ref()
+        .map(|l| l.to_device(batch.image.device()))
+        .ok_or_else(|| missing("labels", task))
 }
 
 /// NLVR2: two passes (image 0 with token type 1, image 1 with token type 2), pair classifier.
@@ -456,16 +462,16 @@ pub fn compute_nlvr2(model: &TowerModel, batch: &Batch, split: Split) -> Result<
         model.config().nlvr2_drop_rate,
     );
     let logits = cls.forward(&feats, ctx);
-    let loss = cross_entropy(&logits, labels);
+    let loss = cross_entropy(&logits, &labels);
     Ok(TaskOutput {
         task: "nlvr2",
         metrics: vec![
             loss_metric(split, "nlvr2", &loss),
-            accuracy_metric(split, "nlvr2", &logits, labels),
+            accuracy_metric(split, "nlvr2", &logits, &labels),
         ],
         loss,
         logits,
-        targets: labels.shallow_clone(),
+        targets: labels,
     })
 }
 
@@ -480,16 +486,16 @@ pub fn compute_snli(model: &TowerModel, batch: &Batch, split: Split) -> Result<T
         opts(split),
     )?;
     let logits = cls.forward(&out.cls_feats, model.ctx(split.is_train()));
-    let loss = cross_entropy(&logits, labels);
+    let loss = cross_entropy(&logits, &labels);
     Ok(TaskOutput {
         task: "snli",
         metrics: vec![
             loss_metric(split, "snli", &loss),
-            accuracy_metric(split, "snli", &logits, labels),
+            accuracy_metric(split, "snli", &logits, &labels),
         ],
         loss,
         logits,
-        targets: labels.shallow_clone(),
+        targets: labels,
     })
 }
 

@@ -22,16 +22,14 @@ struct Embeddings {
 impl Embeddings {
     fn new(p: nn::Path, cfg: &ModelConfig) -> Self {
         let d = cfg.text_width;
-        let word = Embedding::new(&p / "word_embeddings", cfg.vocab_size, d);
-        let position = Embedding::new(&p / "position_embeddings", cfg.text_max_positions, d);
-        // HF zeroes the padding rows at init.
-        tch::no_grad(|| {
-            for t in [&word.weight, &position.weight] {
-                if t.size()[0] > PADDING_IDX {
-                    let _ = t.get(PADDING_IDX).zero_();
-                }
-            }
-        });
+        // `padding_idx = 1` on both tables, as HF's RobertaEmbeddings: zero at init, no gradient.
+        let word = Embedding::with_padding(&p / "word_embeddings", cfg.vocab_size, d, PADDING_IDX);
+        let position = Embedding::with_padding(
+            &p / "position_embeddings",
+            cfg.text_max_positions,
+            d,
+            PADDING_IDX,
+        );
         Self {
             word,
             position,

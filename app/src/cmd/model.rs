@@ -1,0 +1,188 @@
+//! `towerlab model inspect|forward`: look into weights files and run one forward pass.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use engine::weights::{self, ForwardRequest, LoadOptions, WeightsError};
+use experiments::Settings;
+
+use crate::cli::ModelCommand;
+use crate::exit::UserError;
+
+pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
+    match cmd {
+        ModelCommand::Inspect { file, keys } => inspect(&file, keys),
+        ModelCommand::Convert { file, output } => convert(&file, &output),
+        ModelCommand::Forward {
+            weights,
+            config,
+            inputs,
+            output,
+            partial,
+        } => {
+            let settings = load_settings(&config)?;
+            let req = ForwardRequest {
+                settings,
+                weights,
+                inputs,
+                output: output.clone(),
+                load: if partial {
+                    LoadOptions::partial()
+                } else {
+                    LoadOptions::strict()
+                },
+            };
+            let summary = weights::forward_files(&req).map_err(user_error)?;
+            for (path, r) in req.weights.iter().zip(&summary.load) {
+                print_load(path, r, &summary.device);
+            }
+            println!("wrote {}:", output.display());
+            for (name, shape) in &summary.outputs {
+                println!("  {name:<34}{shape:?}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_load(path: &Path, r: &weights::LoadReport, device: &str) {
+    println!(
+        "loaded {} tensors from {} on {}",
+        r.loaded,
+        path.display(),
+        device
+    );
+    for (what, list) in [
+        ("missing task-head keys (initialised)", &r.missing_heads),
+        ("unused task-head keys", &r.unused_heads),
+        ("kept as initialised", &r.kept),
+        ("ignored (unused by the reference)", &r.ignored),
+        ("adapted", &r.adapted),
+    ] {
+        if !list.is_empty() {
+            println!("{what}: {}", list.join(", "));
+        }
+    }
+}
+
+fn inspect(file: &Path, keys: bool) -> anyhow::Result<()> {
+    let ckpt = weights::read(file).map_err(user_error)?;
+    print!("{}", weights::Summary::of(&ckpt));
+    if keys {
+        println!("tensors:");
+        for (k, t) in &ckpt.tensors {
+            println!("  {k:<72}{:?} {:?}", t.size(), t.kind());
+        }
+    }
+    Ok(())
+}
+
+fn convert(file: &Path, output: &Path) -> anyhow::Result<()> {
+    let ckpt = weights::read(file).map_err(user_error)?;
+    let ext = output.extension().and_then(|e| e.to_str()).unwrap_or("");
+    match ext {
+        "safetensors" => weights::write_safetensors(output, &ckpt.tensors),
+        "ckpt" | "pt" | "pth" | "bin" => weights::write_lightning_ckpt(output, &ckpt.tensors),
+        _ => {
+            return Err(invalid(
+                output,
+                "unknown output format: use .safetensors, or .ckpt/.pt for torch",
+            ))
+        }
+    }
+    .map_err(user_error)?;
+    println!(
+        "wrote {} tensors ({}) from {} to {}",
+        ckpt.tensors.len(),
+        ckpt.describe(),
+        file.display(),
+        output.display()
+    );
+    if !ckpt.dropped.is_empty() {
+        println!(
+            "left out {} keys with no reference counterpart: {}",
+            ckpt.dropped.len(),
+            ckpt.dropped.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Weights errors are the user's (a file, a key); one line, exit code 1.
+fn user_error(e: WeightsError) -> anyhow::Error {
+    anyhow::Error::new(UserError {
+        code: 1,
+        message: e.to_string(),
+    })
+}
+
+/// One line from a possibly multi-line parser message.
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn invalid(path: &Path, msg: impl AsRef<str>) -> anyhow::Error {
+    anyhow::Error::new(UserError {
+        code: 2,
+        message: format!("{}: {}", path.display(), one_line(msg.as_ref())),
+    })
+}
+
+/// `preset = "tiny"|"base"` (default base) plus any `Settings` keys, which override the preset.
+pub fn load_settings(path: &Path) -> anyhow::Result<Settings> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    settings_from_toml(&text).map_err(|msg| invalid(path, msg))
+}
+
+fn settings_from_toml(text: &str) -> Result<Settings, String> {
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+    let preset = match table.remove("preset") {
+        None => "base".to_string(),
+        Some(toml::Value::String(s)) => s,
+        Some(other) => return Err(format!("`preset` must be a string, found {other}")),
+    };
+    let base = Settings::preset(&preset).ok_or_else(|| {
+        format!(
+            "unknown preset `{preset}` (expected one of {})",
+            Settings::PRESETS.join(", ")
+        )
+    })?;
+    let mut merged = toml::Value::try_from(&base).map_err(|e| e.to_string())?;
+    if let toml::Value::Table(t) = &mut merged {
+        t.extend(table);
+    }
+    merged.try_into::<Settings>().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preset_plus_overrides() {
+        let s =
+            settings_from_toml("preset = \"tiny\"\nnum_layers = 3\nlearning_rate = 1\n").unwrap();
+        assert_eq!(s.num_layers, 3);
+        assert_eq!(s.learning_rate, 1.0);
+        assert_eq!(s.hidden_size, Settings::tiny().hidden_size);
+        let base = settings_from_toml("").unwrap();
+        assert_eq!(base, Settings::default());
+    }
+
+    #[test]
+    fn unknown_keys_and_presets_are_named() {
+        let e = settings_from_toml("num_layer = 3").unwrap_err();
+        assert!(e.contains("num_layer"), "{e}");
+        let e = settings_from_toml("preset = \"huge\"").unwrap_err();
+        assert!(e.contains("huge") && e.contains("tiny"), "{e}");
+        let e = settings_from_toml("manager_type = \"XYZ\"").unwrap_err();
+        assert!(e.contains("XYZ") || e.contains("manager_type"), "{e}");
+        let e = settings_from_toml("preset = ").unwrap_err();
+        assert!(!one_line(&e).contains('\n'));
+    }
+}

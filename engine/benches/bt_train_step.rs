@@ -1,0 +1,257 @@
+//! Side-by-side training step of our BridgeTower and Hugging Face's `BridgeTowerModel` (PyTorch),
+//! on CPU, same shapes, batch, threads, loss (ITM cross-entropy on the pooled features) and
+//! optimiser (AdamW, betas 0.9/0.98, eps 1e-8, weight decay 0.01).
+//!
+//! `cargo bench -p engine --bench bt_train_step` (set `TOWERLAB_BENCH_STEPS` for more steps).
+//! The peer runs as `python3 scripts/bench_bt_peer.py` with `PYTHONPATH` from
+//! `scripts/setup-python-peer.sh` (which installs the pinned transformers once).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use engine::model::objectives::Split;
+use engine::model::{ForwardOptions, HeadSet, ModelConfig, TowerModel};
+use experiments::{ManagerType, Settings};
+use tch::nn::OptimizerConfig;
+use tch::{nn, Device, Kind, Reduction, Tensor};
+
+/// Shapes shared by both sides. HF builds its cross-modal layers from the text config, so the
+/// cross-modal heads and feed-forward width equal the text encoder's here.
+#[derive(Clone, Copy)]
+struct Shape {
+    name: &'static str,
+    width: i64,
+    layers: i64,
+    heads: i64,
+    vocab: i64,
+    image_size: i64,
+    patch: i64,
+    cross_layers: i64,
+    batch: i64,
+    text_len: i64,
+}
+
+const SHAPES: [Shape; 2] = [
+    Shape {
+        name: "tiny",
+        width: 64,
+        layers: 4,
+        heads: 1,
+        vocab: 1000,
+        image_size: 64,
+        patch: 16,
+        cross_layers: 2,
+        batch: 16,
+        text_len: 24,
+    },
+    Shape {
+        name: "small",
+        width: 256,
+        layers: 6,
+        heads: 4,
+        vocab: 8192,
+        image_size: 128,
+        patch: 16,
+        cross_layers: 3,
+        batch: 8,
+        text_len: 32,
+    },
+];
+
+impl Shape {
+    fn settings(&self) -> Settings {
+        let mut s = Settings::tiny();
+        s.manager_type = ManagerType::Bt;
+        s.input_text_embed_size = self.width;
+        s.input_image_embed_size = self.width;
+        s.hidden_size = self.width;
+        s.text_num_layers = self.layers;
+        s.vit_num_layers = self.layers;
+        // HF's CLIP blocks use width / 64 heads.
+        s.vit_num_heads = (self.width / 64).max(1);
+        s.text_num_heads = self.heads;
+        s.num_heads = self.heads;
+        s.text_intermediate_size = 4 * self.width;
+        s.mlp_ratio = 4;
+        s.vocab_size = self.vocab;
+        s.text_max_position_embeddings = self.text_len + 2;
+        s.max_text_len = self.text_len;
+        s.image_size = self.image_size;
+        s.patch_size = self.patch;
+        s.num_layers = self.cross_layers;
+        s
+    }
+
+    fn peer_json(&self, steps: usize, warmup: usize, threads: i32) -> String {
+        format!(
+            concat!(
+                "{{\"text_width\":{w},\"text_layers\":{l},\"text_heads\":{h},",
+                "\"text_intermediate\":{i},\"vocab\":{v},\"max_pos\":{mp},\"vit_width\":{w},",
+                "\"vit_layers\":{l},\"image_size\":{is},\"patch\":{p},\"hidden\":{w},",
+                "\"cross_layers\":{cl},\"cross_heads\":{h},\"batch\":{b},\"text_len\":{tl},",
+                "\"steps\":{steps},\"warmup\":{warmup},\"threads\":{threads}}}"
+            ),
+            w = self.width,
+            l = self.layers,
+            h = self.heads,
+            i = 4 * self.width,
+            v = self.vocab,
+            mp = self.text_len + 2,
+            is = self.image_size,
+            p = self.patch,
+            cl = self.cross_layers,
+            b = self.batch,
+            tl = self.text_len,
+            steps = steps,
+            warmup = warmup,
+            threads = threads,
+        )
+    }
+}
+
+/// Our training step: median seconds per step and the parameter count.
+fn ours(shape: &Shape, steps: usize, warmup: usize) -> (f64, i64) {
+    tch::manual_seed(0);
+    let mut cfg = ModelConfig::from_settings(&shape.settings()).expect("valid bench config");
+    cfg.heads = HeadSet {
+        itm: true,
+        ..HeadSet::default()
+    };
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = TowerModel::new(&vs.root(), &cfg).expect("model builds");
+    let itm = model.heads().itm_score.as_ref().expect("itm head");
+    let mut opt = nn::AdamW {
+        beta1: 0.9,
+        beta2: 0.98,
+        wd: 0.01,
+        eps: 1e-8,
+        amsgrad: false,
+    }
+    .build(&vs, 1e-5)
+    .expect("optimizer");
+    let (b, l) = (shape.batch, shape.text_len);
+    let ids = Tensor::randint_low(3, shape.vocab, [b, l], (Kind::Int64, Device::Cpu));
+    let mask = Tensor::ones([b, l], (Kind::Int64, Device::Cpu));
+    for i in 0..b {
+        let n = l - (i * 3) % (l / 2);
+        let _ = mask.get(i).narrow(0, n, l - n).fill_(0);
+        let _ = ids.get(i).narrow(0, n, l - n).fill_(1);
+    }
+    let _ = ids.select(1, 0).fill_(0);
+    let pixels = Tensor::randn(
+        [b, 3, shape.image_size, shape.image_size],
+        (Kind::Float, Device::Cpu),
+    );
+    let labels = Tensor::randint(2, [b], (Kind::Int64, Device::Cpu));
+    let split = Split::Train;
+    let mut step = || {
+        let out = model
+            .forward(&ids, &mask, &pixels, ForwardOptions::train())
+            .expect("forward");
+        let logits = itm.forward(&out.cls_feats, model.ctx(split.is_train()));
+        let loss = logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, -100, 0.0);
+        opt.zero_grad();
+        loss.backward();
+        opt.step();
+    };
+    for _ in 0..warmup {
+        step();
+    }
+    let mut times: Vec<f64> = (0..steps)
+        .map(|_| {
+            let t0 = Instant::now();
+            step();
+            t0.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let params = vs
+        .trainable_variables()
+        .iter()
+        .map(|t| t.numel() as i64)
+        .sum();
+    (times[times.len() / 2], params)
+}
+
+/// The peer's median seconds per step and parameter count, or why it could not run.
+fn peer(shape: &Shape, steps: usize, warmup: usize, threads: i32) -> Result<(f64, i64), String> {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let setup = Command::new(repo.join("scripts/setup-python-peer.sh"))
+        .output()
+        .map_err(|e| format!("scripts/setup-python-peer.sh: {e}"))?;
+    if !setup.status.success() {
+        return Err(format!(
+            "scripts/setup-python-peer.sh failed: {}",
+            String::from_utf8_lossy(&setup.stderr)
+        ));
+    }
+    let pythonpath = String::from_utf8_lossy(&setup.stdout).trim().to_string();
+    let out = Command::new("python3")
+        .arg(repo.join("scripts/bench_bt_peer.py"))
+        .arg(shape.peer_json(steps, warmup, threads))
+        .env("PYTHONPATH", pythonpath)
+        .output()
+        .map_err(|e| format!("python3: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "bench_bt_peer.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    let field = |key: &str| -> Option<f64> {
+        let start = line.find(&format!("\"{key}\": "))? + key.len() + 4;
+        let rest = &line[start..];
+        let end = rest.find([',', '}']).unwrap_or(rest.len());
+        rest[..end].trim().parse().ok()
+    };
+    match (field("step_s"), field("params")) {
+        (Some(s), Some(p)) => Ok((s, p as i64)),
+        _ => Err(format!("unexpected peer output: {line}")),
+    }
+}
+
+fn main() {
+    let steps: usize = std::env::var("TOWERLAB_BENCH_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let warmup = 2;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as i32);
+    tch::set_num_threads(threads);
+    println!(
+        "BridgeTower training step on CPU ({threads} threads, median of {steps} steps after {warmup} warm-up)"
+    );
+    println!(
+        "{:<6} {:>6} {:>12} {:>12} {:>14} {:>14} {:>8}",
+        "shape", "batch", "ours params", "HF params", "ours samples/s", "HF samples/s", "ratio"
+    );
+    for shape in &SHAPES {
+        let (ours_s, ours_p) = ours(shape, steps, warmup);
+        let ours_rate = shape.batch as f64 / ours_s;
+        match peer(shape, steps, warmup, threads) {
+            Ok((hf_s, hf_p)) => {
+                let hf_rate = shape.batch as f64 / hf_s;
+                println!(
+                    "{:<6} {:>6} {:>12} {:>12} {:>14.2} {:>14.2} {:>7.2}x",
+                    shape.name,
+                    shape.batch,
+                    ours_p,
+                    hf_p,
+                    ours_rate,
+                    hf_rate,
+                    ours_rate / hf_rate
+                );
+            }
+            Err(e) => {
+                println!(
+                    "{:<6} {:>6} {:>12} {:>12} {:>14.2} {:>14} {:>8}",
+                    shape.name, shape.batch, ours_p, "-", ours_rate, "n/a", "-"
+                );
+                eprintln!("peer unavailable: {e}");
+            }
+        }
+    }
+}

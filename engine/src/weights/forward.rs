@@ -1,0 +1,188 @@
+//! One eval-mode forward pass from files: a model built from `Settings`, weights loaded strictly,
+//! inputs from safetensors (`text_ids`, `text_masks`, `image`), outputs to safetensors
+//! (`text_feats`, `image_feats`, `cls_feats` and the managers' weights).
+
+use std::path::{Path, PathBuf};
+
+use experiments::Settings;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use super::error::WeightsError;
+use super::load::{load_into, LoadOptions, LoadReport};
+use super::read::{read, read_safetensors, write_safetensors};
+use crate::model::{ForwardOptions, ModelConfig, TowerModel};
+
+/// Where the pieces of a forward pass come from and go.
+#[derive(Debug, Clone)]
+pub struct ForwardRequest {
+    pub settings: Settings,
+    /// Weights files, loaded in order; a Hugging Face backbone (CLIP, RoBERTa) only fills its own
+    /// part, so `clip/` and `roberta/` together initialise both encoders.
+    pub weights: Vec<PathBuf>,
+    pub inputs: PathBuf,
+    pub output: PathBuf,
+    pub load: LoadOptions,
+}
+
+/// What a forward pass did.
+#[derive(Debug)]
+pub struct ForwardSummary {
+    /// The device it ran on, e.g. `Cpu` or `Cuda(0)`.
+    pub device: String,
+    /// One report per weights file.
+    pub load: Vec<LoadReport>,
+    /// Output names and shapes, in file order.
+    pub outputs: Vec<(String, Vec<i64>)>,
+}
+
+/// With several files, every variable must come from one of them (task heads excepted with
+/// `partial`), unless all of them are uni-modal backbones: CLIP + RoBERTa initialise a model
+/// "without VLP", the rest keeping its initialisation, as the reference does.
+fn check_union(
+    vs: &VarStore,
+    reports: &[LoadReport],
+    opts: &LoadOptions,
+    all_backbones: bool,
+    first: &Path,
+) -> Result<(), WeightsError> {
+    if all_backbones {
+        return Ok(());
+    }
+    let mut missing: Vec<String> = vs
+        .variables()
+        .into_keys()
+        .filter(|k| reports.iter().all(|r| r.kept.contains(k)))
+        .filter(|k| !(opts.partial && super::arch::is_head_key(k)))
+        .filter(|k| !super::load::is_known_unused(k))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    missing.sort();
+    Err(WeightsError::Mismatch {
+        path: first.into(),
+        mismatches: super::error::Mismatches {
+            missing,
+            ..Default::default()
+        },
+    })
+}
+
+/// `auto` (first CUDA device, else CPU), `cpu`, `cuda` or `cuda:N`.
+pub fn parse_device(spec: &str) -> Result<Device, String> {
+    match spec {
+        "auto" => Ok(Device::cuda_if_available()),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::Cuda(0)),
+        s => s
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(Device::Cuda)
+            .ok_or_else(|| format!("device `{s}`: expected auto, cpu, cuda or cuda:N")),
+    }
+}
+
+fn input(
+    tensors: &[(String, Tensor)],
+    path: &Path,
+    key: &str,
+    kind: Kind,
+    device: Device,
+) -> Result<Tensor, WeightsError> {
+    let t = tensors
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, t)| t)
+        .ok_or_else(|| {
+            let found: Vec<&str> = tensors.iter().map(|(k, _)| k.as_str()).collect();
+            WeightsError::key(
+                path,
+                key,
+                format!(
+                    "missing input (expected text_ids, text_masks, image; found {})",
+                    found.join(", ")
+                ),
+            )
+        })?;
+    if kind == Kind::Int64 && t.is_floating_point() {
+        return Err(WeightsError::key(
+            path,
+            key,
+            format!("expected integers, found {:?}", t.kind()),
+        ));
+    }
+    t.f_to_kind(kind)
+        .and_then(|t| t.f_to_device(device))
+        .map_err(|e| WeightsError::torch(path, key, e))
+}
+
+/// Runs the request. Model-level problems (an input of the wrong shape, an invalid config) come
+/// back as [`WeightsError::Model`].
+pub fn forward_files(req: &ForwardRequest) -> Result<ForwardSummary, WeightsError> {
+    let device = parse_device(&req.settings.device).map_err(WeightsError::Model)?;
+    let cfg = ModelConfig::from_settings(&req.settings)
+        .map_err(|e| WeightsError::Model(format!("config: {e}")))?;
+    if req.weights.is_empty() {
+        return Err(WeightsError::Model("no weights file given".into()));
+    }
+    let inputs = read_safetensors(&req.inputs)?;
+    let mut vs = VarStore::new(device);
+    let model =
+        TowerModel::new(&vs.root(), &cfg).map_err(|e| WeightsError::Model(e.to_string()))?;
+    let several = req.weights.len() > 1;
+    let mut load = Vec::with_capacity(req.weights.len());
+    let mut all_backbones = true;
+    for path in &req.weights {
+        let ckpt = read(path)?;
+        all_backbones &= ckpt.provides().is_some();
+        let mut opts = req.load.clone();
+        if several && opts.scope.is_none() && ckpt.provides().is_none() {
+            // Several files together: each provides the variables it has, and the union is
+            // checked below.
+            opts.scope = Some(ckpt.tensors.iter().map(|(k, _)| k.clone()).collect());
+        }
+        load.push(load_into(&mut vs, &ckpt, &opts)?);
+    }
+    if several {
+        check_union(&vs, &load, &req.load, all_backbones, &req.weights[0])?;
+    }
+
+    let ids = input(&inputs, &req.inputs, "text_ids", Kind::Int64, device)?;
+    let masks = input(&inputs, &req.inputs, "text_masks", Kind::Int64, device)?;
+    let image = input(&inputs, &req.inputs, "image", Kind::Float, device)?;
+    let out = tch::no_grad(|| model.forward(&ids, &masks, &image, ForwardOptions::eval()))
+        .map_err(|e| WeightsError::Model(format!("{}: {e}", req.inputs.display())))?;
+
+    let mut tensors: Vec<(String, Tensor)> = vec![
+        ("text_feats".into(), out.text_feats),
+        ("image_feats".into(), out.image_feats),
+        ("cls_feats".into(), out.cls_feats),
+    ];
+    if let Some(w) = &out.manager_weights {
+        for (tower, layers) in [("text", &w.text), ("image", &w.image)] {
+            for (l, lw) in layers.iter().enumerate() {
+                tensors.push((
+                    format!("manager_weights.{tower}.{l}.experts"),
+                    Tensor::from_slice(&lw.experts).to_kind(Kind::Float),
+                ));
+                if !lw.cross.is_empty() {
+                    tensors.push((
+                        format!("manager_weights.{tower}.{l}.cross"),
+                        Tensor::from_slice(&lw.cross).to_kind(Kind::Float),
+                    ));
+                }
+            }
+        }
+    }
+    let tensors: Vec<(String, Tensor)> = tensors
+        .into_iter()
+        .map(|(k, t)| (k, t.to_kind(Kind::Float).to_device(Device::Cpu)))
+        .collect();
+    write_safetensors(&req.output, &tensors)?;
+    Ok(ForwardSummary {
+        device: format!("{device:?}"),
+        load,
+        outputs: tensors.iter().map(|(k, t)| (k.clone(), t.size())).collect(),
+    })
+}

@@ -1,0 +1,24 @@
+//! Writes every table and figure of the built-in sample ablation into a folder:
+//! `cargo run -p reports --example sample -- OUT_DIR`.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let out = std::env::args_os()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/report-sample"));
+    let input = reports::sample::sample_input();
+    let written = reports::write_all(&input, &out, &reports::Format::ALL)?;
+    for f in &written.files {
+        println!("{}", f.display());
+    }
+    for s in &written.skipped {
+        println!("skipped {s}");
+    }
+    print!(
+        "{}",
+        reports::render_terminal(&reports::build_table(&input)?)
+    );
+    Ok(())
+}

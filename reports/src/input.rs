@@ -1,0 +1,219 @@
+//! Plain input types: what the app reads from the store and hands to the renderers.
+
+use std::collections::BTreeMap;
+
+/// Everything a report is built from. The app fills it from the store; nothing here touches I/O.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ReportInput {
+    /// Experiment name, shown in titles and provenance.
+    pub experiment: String,
+    /// Content hash of the experiment file; printed in every output for provenance.
+    pub experiment_hash: String,
+    /// Grid axes in display order (e.g. `["manager", "lr"]`). Every cell must give a value for each.
+    pub axes: Vec<String>,
+    /// Table columns / figure metrics, in display order.
+    pub metrics: Vec<MetricSpec>,
+    /// Key of the cell every other cell is compared against (Δ and significance).
+    pub baseline: Option<String>,
+    /// Grid cells, in display order.
+    pub cells: Vec<Cell>,
+}
+
+/// One reported metric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSpec {
+    /// Series key as logged, e.g. `val/vqa/score`.
+    pub key: String,
+    /// Display name; the key when `None`.
+    pub label: Option<String>,
+    /// Which direction is better: decides "best" (bold) and the `Best` policy.
+    pub goal: Goal,
+    /// How one run's series becomes one number.
+    pub policy: Policy,
+    /// Digits after the decimal point in tables; chosen from the magnitude when `None`.
+    pub decimals: Option<usize>,
+}
+
+impl MetricSpec {
+    /// A metric with the key as label and automatic decimals.
+    pub fn new(key: impl Into<String>, goal: Goal, policy: Policy) -> Self {
+        Self {
+            key: key.into(),
+            label: None,
+            goal,
+            policy,
+            decimals: None,
+        }
+    }
+
+    /// The display name.
+    pub fn label(&self) -> &str {
+        self.label.as_deref().unwrap_or(&self.key)
+    }
+}
+
+/// Direction of improvement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Goal {
+    Maximize,
+    Minimize,
+}
+
+impl Goal {
+    /// True when `a` is strictly better than `b`.
+    pub fn better(self, a: f64, b: f64) -> bool {
+        match self {
+            Goal::Maximize => a > b,
+            Goal::Minimize => a < b,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Goal::Maximize => "max",
+            Goal::Minimize => "min",
+        }
+    }
+}
+
+/// How a run's series is summarised into one value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Policy {
+    /// The value at the largest step.
+    Last,
+    /// The best value over all steps (by the metric's goal).
+    Best,
+    /// The value at the step where another series is best, e.g. test accuracy at the best
+    /// validation accuracy. Ties go to the earliest step. If this metric has no point at that
+    /// step, its latest point before it is used.
+    AtBestOf { key: String, goal: Goal },
+}
+
+impl Policy {
+    pub fn describe(&self) -> String {
+        match self {
+            Policy::Last => "last".to_string(),
+            Policy::Best => "best".to_string(),
+            Policy::AtBestOf { key, goal } => format!("at {} of {key}", goal.as_str()),
+        }
+    }
+}
+
+/// One grid cell: a combination of axis values, run once per seed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Cell {
+    /// Stable key of the cell (unique within the input).
+    pub key: String,
+    /// Axis name → value, one entry per `ReportInput::axes`.
+    pub axes: BTreeMap<String, String>,
+    /// Seeds the grid asks for. Empty means "the seeds of the runs given".
+    pub expected_seeds: Vec<u64>,
+    /// Runs of this cell, in the order they were started (later runs of a seed win).
+    pub runs: Vec<RunData>,
+}
+
+/// Lifecycle state of a run as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Finished,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Finished => "finished",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One run: its identity, status and logged series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunData {
+    pub run_id: String,
+    pub seed: u64,
+    pub status: RunStatus,
+    /// Metric key → `(step, value)` points. Order does not matter; non-finite values are ignored.
+    pub series: BTreeMap<String, Vec<(u64, f64)>>,
+    /// Manager aggregation weights recorded for this run (empty for non-ManagerTower models).
+    pub manager_weights: Vec<ManagerWeightPoint>,
+}
+
+impl RunData {
+    /// A run with no series and no manager weights.
+    pub fn new(run_id: impl Into<String>, seed: u64, status: RunStatus) -> Self {
+        Self {
+            run_id: run_id.into(),
+            seed,
+            status,
+            series: BTreeMap::new(),
+            manager_weights: Vec::new(),
+        }
+    }
+}
+
+/// Which manager tower a weight belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Modality {
+    Text,
+    Image,
+}
+
+impl Modality {
+    /// Row title as in the paper's Fig. 6.
+    pub fn title(self) -> &'static str {
+        match self {
+            Modality::Text => "Textual",
+            Modality::Image => "Visual",
+        }
+    }
+}
+
+/// One aggregation weight: manager of `modality` in cross-modal `layer`, for uni-modal `expert`.
+/// `layer` and `expert` are the numbers shown on the figure (the paper uses layers 1–6 and
+/// experts 7–12).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ManagerWeightPoint {
+    pub step: u64,
+    pub modality: Modality,
+    pub layer: u32,
+    pub expert: u32,
+    pub weight: f64,
+}
+
+/// Output formats of [`crate::write_all`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Format {
+    Markdown,
+    Latex,
+    Csv,
+    Svg,
+    Png,
+}
+
+impl Format {
+    pub const ALL: [Format; 5] = [
+        Format::Markdown,
+        Format::Latex,
+        Format::Csv,
+        Format::Svg,
+        Format::Png,
+    ];
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Markdown => "md",
+            Format::Latex => "tex",
+            Format::Csv => "csv",
+            Format::Svg => "svg",
+            Format::Png => "png",
+        }
+    }
+}

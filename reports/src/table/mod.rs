@@ -1,0 +1,253 @@
+//! The table model (one row per cell, one column per metric) and its renderers.
+
+mod csv;
+mod latex;
+mod markdown;
+mod terminal;
+
+pub use csv::{render_csv, render_runs_csv};
+pub use latex::{escape_latex, render_latex};
+pub use markdown::render_markdown;
+pub use terminal::render_terminal;
+
+use std::collections::BTreeMap;
+
+use crate::analysis::{select_runs, validate, SeedCoverage};
+use crate::error::Result;
+use crate::input::{MetricSpec, ReportInput};
+use crate::parallel::par_map;
+use crate::provenance::Provenance;
+use crate::stats::{paired, welch, Summary, TTest};
+use crate::summarize::summarize_run;
+
+/// A report table, computed once and rendered to any format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub provenance: Provenance,
+    pub axes: Vec<String>,
+    pub metrics: Vec<MetricSpec>,
+    /// Digits after the point per metric column.
+    pub decimals: Vec<usize>,
+    pub baseline: Option<String>,
+    pub rows: Vec<Row>,
+    /// Every run's value per metric (in `metrics` order), finished or not, by run id.
+    pub run_values: BTreeMap<String, Vec<Option<f64>>>,
+}
+
+/// One grid cell.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub cell: String,
+    /// Values in the order of `Table::axes`.
+    pub axis_values: Vec<String>,
+    pub is_baseline: bool,
+    pub coverage: SeedCoverage,
+    /// One entry per metric column.
+    pub entries: Vec<Entry>,
+}
+
+/// One (cell, metric) statistic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// `(seed, run_id, value)` of every run that had a value, by seed.
+    pub values: Vec<(u64, String, f64)>,
+    /// `None` when no run had a value.
+    pub summary: Option<Summary>,
+    /// Best mean of its column (ties are all best).
+    pub best: bool,
+    /// Against the baseline row; `None` on the baseline row itself or without a baseline.
+    pub comparison: Option<Comparison>,
+}
+
+/// Difference to the baseline cell and its significance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Comparison {
+    /// This mean minus the baseline mean.
+    pub delta: f64,
+    /// Paired when both cells have the same seeds (≥ 2), else Welch; `None` when undefined.
+    pub test: Option<TTest>,
+}
+
+/// Significance level of a p-value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Significance {
+    None,
+    /// p < 0.05 (†)
+    P05,
+    /// p < 0.01 (‡)
+    P01,
+}
+
+impl Significance {
+    pub fn of(p: f64) -> Self {
+        if p < 0.01 {
+            Significance::P01
+        } else if p < 0.05 {
+            Significance::P05
+        } else {
+            Significance::None
+        }
+    }
+
+    pub fn mark(self) -> &'static str {
+        match self {
+            Significance::None => "",
+            Significance::P05 => "†",
+            Significance::P01 => "‡",
+        }
+    }
+}
+
+impl Comparison {
+    pub fn significance(&self) -> Significance {
+        self.test
+            .map_or(Significance::None, |t| Significance::of(t.p))
+    }
+}
+
+/// Computes the table: per-run summaries, per-cell statistics, best marks, tests against the
+/// baseline.
+pub fn build_table(input: &ReportInput) -> Result<Table> {
+    validate(input)?;
+    // Summaries of every run, computed once, cells in parallel.
+    let per_cell: Vec<Vec<(String, Vec<Option<f64>>)>> = par_map(&input.cells, |cell| {
+        cell.runs
+            .iter()
+            .map(|r| {
+                let values = input.metrics.iter().map(|m| summarize_run(r, m)).collect();
+                (r.run_id.clone(), values)
+            })
+            .collect()
+    });
+    let run_values: BTreeMap<String, Vec<Option<f64>>> = per_cell.into_iter().flatten().collect();
+    let mut run_ids = Vec::new();
+    let mut rows: Vec<Row> = input
+        .cells
+        .iter()
+        .map(|cell| {
+            let (used, coverage) = select_runs(cell);
+            run_ids.extend(used.iter().map(|r| r.run_id.clone()));
+            let entries = (0..input.metrics.len())
+                .map(|col| {
+                    let values: Vec<(u64, String, f64)> = used
+                        .iter()
+                        .filter_map(|r| {
+                            run_values[&r.run_id][col].map(|v| (r.seed, r.run_id.clone(), v))
+                        })
+                        .collect();
+                    let plain: Vec<f64> = values.iter().map(|v| v.2).collect();
+                    Entry {
+                        summary: Summary::of(&plain),
+                        values,
+                        best: false,
+                        comparison: None,
+                    }
+                })
+                .collect();
+            Row {
+                cell: cell.key.clone(),
+                axis_values: input.axes.iter().map(|a| cell.axes[a].clone()).collect(),
+                is_baseline: input.baseline.as_deref() == Some(cell.key.as_str()),
+                coverage,
+                entries,
+            }
+        })
+        .collect();
+
+    for (col, metric) in input.metrics.iter().enumerate() {
+        let best = rows
+            .iter()
+            .filter_map(|r| r.entries[col].summary.map(|s| s.mean))
+            .reduce(|a, b| if metric.goal.better(b, a) { b } else { a });
+        if let Some(best) = best {
+            for row in &mut rows {
+                let e = &mut row.entries[col];
+                e.best = e.summary.is_some_and(|s| s.mean == best);
+            }
+        }
+    }
+
+    if let Some(base_idx) = rows.iter().position(|r| r.is_baseline) {
+        let base = rows[base_idx].entries.clone();
+        for row in rows.iter_mut().filter(|r| !r.is_baseline) {
+            for (e, b) in row.entries.iter_mut().zip(&base) {
+                e.comparison = compare(e, b);
+            }
+        }
+    }
+
+    let decimals = input
+        .metrics
+        .iter()
+        .enumerate()
+        .map(|(col, m)| {
+            m.decimals.unwrap_or_else(|| {
+                auto_decimals(
+                    rows.iter()
+                        .filter_map(|r| r.entries[col].summary.map(|s| s.mean)),
+                )
+            })
+        })
+        .collect();
+
+    Ok(Table {
+        provenance: Provenance::new(input, run_ids),
+        axes: input.axes.clone(),
+        metrics: input.metrics.clone(),
+        decimals,
+        baseline: input.baseline.clone(),
+        rows,
+        run_values,
+    })
+}
+
+fn compare(e: &Entry, base: &Entry) -> Option<Comparison> {
+    let (s, b) = (e.summary?, base.summary?);
+    let seeds = |x: &Entry| x.values.iter().map(|v| v.0).collect::<Vec<_>>();
+    let a: Vec<f64> = e.values.iter().map(|v| v.2).collect();
+    let bv: Vec<f64> = base.values.iter().map(|v| v.2).collect();
+    // Values are ordered by seed, so equal seed lists pair up index by index.
+    let test = if seeds(e) == seeds(base) && a.len() >= 2 {
+        paired(&a, &bv).or_else(|| welch(&a, &bv))
+    } else {
+        welch(&a, &bv)
+    };
+    Some(Comparison {
+        delta: s.mean - b.mean,
+        test,
+    })
+}
+
+/// Enough digits to tell typical values apart: 4 below 1, 3 below 10, then 2, then 1.
+fn auto_decimals(means: impl Iterator<Item = f64>) -> usize {
+    let max = means.map(f64::abs).fold(0.0, f64::max);
+    match max {
+        m if m < 1.0 => 4,
+        m if m < 10.0 => 3,
+        m if m < 1000.0 => 2,
+        _ => 1,
+    }
+}
+
+/// Fixed-point formatting without a negative zero.
+pub(crate) fn fixed(v: f64, decimals: usize) -> String {
+    let s = format!("{v:.decimals$}");
+    if s.starts_with('-') && s[1..].chars().all(|c| c == '0' || c == '.') {
+        s[1..].to_string()
+    } else {
+        s
+    }
+}
+
+/// Fixed-point with an explicit sign, for differences.
+pub(crate) fn signed(v: f64, decimals: usize) -> String {
+    let s = fixed(v, decimals);
+    if s.starts_with('-') || s.chars().all(|c| c == '0' || c == '.') {
+        s
+    } else {
+        format!("+{s}")
+    }
+}
+
+#[cfg(test)]
+mod tests;

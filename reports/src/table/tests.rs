@@ -1,0 +1,230 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::input::{Cell, Goal, Policy, RunData, RunStatus};
+use crate::sample::sample_input;
+
+/// A cell whose finished runs log `acc` and `loss` once, at step 10, with the given values.
+fn cell(key: &str, axis: &str, values: &[(u64, f64, f64)]) -> Cell {
+    Cell {
+        key: key.into(),
+        axes: BTreeMap::from([("variant".to_string(), axis.to_string())]),
+        expected_seeds: values.iter().map(|v| v.0).collect(),
+        runs: values
+            .iter()
+            .map(|&(seed, acc, loss)| {
+                let mut r = RunData::new(format!("{key}-{seed}"), seed, RunStatus::Finished);
+                r.series.insert("acc".into(), vec![(10, acc)]);
+                r.series.insert("loss".into(), vec![(10, loss)]);
+                r
+            })
+            .collect(),
+    }
+}
+
+fn input(cells: Vec<Cell>) -> ReportInput {
+    ReportInput {
+        experiment: "exp_1".into(),
+        experiment_hash: "abc123".into(),
+        axes: vec!["variant".into()],
+        metrics: vec![
+            MetricSpec::new("acc", Goal::Maximize, Policy::Last),
+            MetricSpec::new("loss", Goal::Minimize, Policy::Last),
+        ],
+        baseline: Some("a".into()),
+        cells,
+    }
+}
+
+#[test]
+fn best_is_bold_in_both_directions() {
+    let t = build_table(&input(vec![
+        cell("a", "base", &[(0, 0.50, 1.0), (1, 0.52, 1.2)]),
+        cell("b", "better_acc", &[(0, 0.60, 1.5), (1, 0.62, 1.7)]),
+        cell("c", "better_loss", &[(0, 0.40, 0.3), (1, 0.42, 0.5)]),
+    ]))
+    .unwrap();
+    let best: Vec<(bool, bool)> = t
+        .rows
+        .iter()
+        .map(|r| (r.entries[0].best, r.entries[1].best))
+        .collect();
+    assert_eq!(best, [(false, false), (true, false), (false, true)]);
+    let md = render_markdown(&t);
+    assert!(md.contains("**0.6100 ± 0.0141** (n=2)"), "{md}");
+    assert!(md.contains("**0.400 ± 0.141** (n=2)"), "{md}");
+    assert!(md.contains("| acc ↑ | loss ↓ |"), "{md}");
+    let tex = render_latex(&t);
+    assert!(tex.contains("$\\mathbf{0.6100 \\pm 0.0141}$"), "{tex}");
+    assert!(tex.contains("$\\mathbf{0.400 \\pm 0.141}$"), "{tex}");
+    let term = render_terminal(&t);
+    assert!(term.contains("0.6100 ± 0.0141 (n=2) Δ+0.1000†*"), "{term}");
+}
+
+#[test]
+fn paired_test_when_seeds_match_welch_otherwise() {
+    let base = cell(
+        "a",
+        "base",
+        &[(0, 0.50, 1.0), (1, 0.52, 1.0), (2, 0.49, 1.0)],
+    );
+    let same = cell(
+        "b",
+        "same",
+        &[(0, 0.55, 1.0), (1, 0.58, 1.0), (2, 0.53, 1.0)],
+    );
+    let other = cell(
+        "c",
+        "other",
+        &[(3, 0.55, 1.0), (4, 0.58, 1.0), (5, 0.53, 1.0)],
+    );
+    let t = build_table(&input(vec![base, same, other])).unwrap();
+    let b = t.rows[1].entries[0].comparison.unwrap();
+    let c = t.rows[2].entries[0].comparison.unwrap();
+    assert_eq!(b.test.unwrap().kind, crate::stats::TestKind::Paired);
+    assert_eq!(c.test.unwrap().kind, crate::stats::TestKind::Welch);
+    // Same numbers, paired differences 0.05, 0.06, 0.04: t = 0.05 / (0.01/√3) = 8.660.
+    assert!((b.test.unwrap().t - 8.660_254).abs() < 1e-5);
+    assert!((b.delta - 0.05).abs() < 1e-12);
+    assert_eq!(b.significance(), Significance::P05);
+    // Loss is constant everywhere: no test, no mark.
+    assert!(t.rows[1].entries[1].comparison.unwrap().test.is_none());
+    assert!(t.rows[0].entries[0].comparison.is_none(), "baseline row");
+    let csv = render_csv(&t);
+    let line = csv
+        .lines()
+        .find(|l| l.starts_with("b,same,false,acc,"))
+        .unwrap();
+    assert!(line.contains(",paired,"), "{line}");
+    assert!(line.ends_with(",†"), "{line}");
+    let p = b.test.unwrap().p;
+    assert!(line.contains(&format!(",{p:?},")), "p-value in CSV: {line}");
+}
+
+#[test]
+fn incomplete_cells_say_so() {
+    let t = build_table(&sample_input()).unwrap();
+    let md = render_markdown(&t);
+    assert!(md.contains("| SAUE | 2e-5 | 2/3 seeds, 1 failed |"), "{md}");
+    assert!(
+        md.contains("| none | 2e-5 | 2/3 seeds, 1 missing |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| none | 1e-5 (baseline) | 3/3 seeds |"),
+        "{md}"
+    );
+    let tex = render_latex(&t);
+    assert!(tex.contains("2/3 seeds, 1 failed"), "{tex}");
+    let csv = render_csv(&t);
+    assert!(csv.contains(",2/3 seeds\\, 1 failed,") || csv.contains(",\"2/3 seeds, 1 failed\","));
+    // The failed run is not averaged in and not listed as used.
+    assert!(!t.provenance.run_ids.contains(&"r112".to_string()));
+    assert_eq!(t.rows[3].entries[0].summary.unwrap().n, 2);
+}
+
+#[test]
+fn latex_escapes_everything_special() {
+    assert_eq!(
+        escape_latex(r"a_b 50% R&D #1 $x {y} ~z ^w \o <|>"),
+        r"a\_b 50\% R\&D \#1 \$x \{y\} \textasciitilde{}z \textasciicircum{}w \textbackslash{}o \textless{}\textbar{}\textgreater{}"
+    );
+    let mut i = input(vec![cell("a", "drop_50%", &[(0, 0.5, 1.0)])]);
+    i.axes = vec!["lr_sched".into()];
+    i.cells[0].axes = BTreeMap::from([("lr_sched".to_string(), "drop_50%".to_string())]);
+    i.metrics[0].label = Some("val/vqa_score".into());
+    let tex = render_latex(&build_table(&i).unwrap());
+    assert!(
+        tex.contains("lr\\_sched & Seeds & val/vqa\\_score $\\uparrow$"),
+        "{tex}"
+    );
+    assert!(tex.contains("drop\\_50\\% \\emph{(baseline)}"), "{tex}");
+    // Only comment lines may hold raw text.
+    for line in tex.lines().filter(|l| !l.starts_with('%')) {
+        let unescaped = line
+            .char_indices()
+            .any(|(i, c)| matches!(c, '_' | '%') && !line[..i].ends_with('\\'));
+        assert!(!unescaped, "{line}");
+    }
+}
+
+#[test]
+fn outputs_are_byte_identical_and_carry_provenance() {
+    let a = build_table(&sample_input()).unwrap();
+    let b = build_table(&sample_input()).unwrap();
+    assert_eq!(render_markdown(&a), render_markdown(&b));
+    assert_eq!(render_latex(&a), render_latex(&b));
+    assert_eq!(render_csv(&a), render_csv(&b));
+    assert_eq!(
+        render_runs_csv(&sample_input(), &a),
+        render_runs_csv(&sample_input(), &b)
+    );
+    let md = render_markdown(&a);
+    assert!(md.starts_with("<!--\nTowerLab table: experiment manager_ablation\nexperiment hash: 3f9a1c07e2b4d5a6\nruns used (16):\n"));
+    assert!(md.contains("r000 r001 r002"));
+    let tex = render_latex(&a);
+    assert!(tex.starts_with(
+        "% TowerLab table: experiment manager_ablation\n% experiment hash: 3f9a1c07e2b4d5a6\n"
+    ));
+    let csv = render_csv(&a);
+    assert!(csv.starts_with("# TowerLab table: experiment manager_ablation\n"));
+    assert!(csv.contains("\ncell,manager,lr,baseline,metric,"));
+}
+
+#[test]
+fn runs_csv_lists_every_run_with_its_status() {
+    let input = sample_input();
+    let csv = render_runs_csv(&input, &build_table(&input).unwrap());
+    let header = csv.lines().find(|l| !l.starts_with('#')).unwrap();
+    assert_eq!(
+        header,
+        "cell,manager,lr,run_id,seed,status,used,val/vqa/score,val/itm/loss,test/vqa/score"
+    );
+    let failed = csv.lines().find(|l| l.contains(",r112,")).unwrap();
+    assert!(failed.contains(",failed,false,"), "{failed}");
+    assert_eq!(csv.lines().filter(|l| !l.starts_with('#')).count(), 1 + 17);
+}
+
+#[test]
+fn fixed_and_signed_formatting() {
+    assert_eq!(fixed(-0.00001, 3), "0.000");
+    assert_eq!(fixed(1.23456, 2), "1.23");
+    assert_eq!(signed(0.1, 2), "+0.10");
+    assert_eq!(signed(-0.1, 2), "-0.10");
+    assert_eq!(signed(-0.0001, 2), "0.00");
+}
+
+#[test]
+fn missing_metric_shows_a_dash() {
+    let mut i = input(vec![cell("a", "x", &[(0, 0.5, 1.0)])]);
+    i.cells[0].runs[0].series.remove("loss");
+    let t = build_table(&i).unwrap();
+    assert!(render_markdown(&t).contains("(n=1) | — |"));
+    assert!(render_latex(&t).ends_with("& -- \\\\\n\\bottomrule\n\\end{tabular}\n"));
+}
+
+#[test]
+fn markdown_escapes_markup_and_column_breaks() {
+    let i = input(vec![cell("a", "a|b *c* $x$ <br>", &[(0, 0.5, 1.0)])]);
+    let md = render_markdown(&build_table(&i).unwrap());
+    assert!(
+        md.contains("| a\\|b \\*c\\* \\$x\\$ &lt;br&gt; (baseline) | 1/1 seeds |"),
+        "{md}"
+    );
+}
+
+#[test]
+fn latex_comments_cannot_be_escaped_from() {
+    let mut i = input(vec![cell("a", "x", &[(0, 0.5, 1.0)])]);
+    i.experiment = "evil\n\\end{tabular}^^5c".into();
+    let tex = render_latex(&build_table(&i).unwrap());
+    assert!(
+        tex.starts_with("% TowerLab table: experiment evil \\end{tabular}^ ^5c\n"),
+        "{tex}"
+    );
+    assert_eq!(
+        tex.matches("\\end{tabular}").count(),
+        2,
+        "one real, one commented"
+    );
+}
