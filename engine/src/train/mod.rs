@@ -12,7 +12,7 @@ pub mod source;
 
 pub use events::{Event, FailureClass};
 pub use run::{resolve_device, run_with_data, Outcome, TrainJob};
+pub use source::TaskData;
 
 #[cfg(test)]
 mod tests;
-pub use source::TaskData;

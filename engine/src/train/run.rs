@@ -145,7 +145,7 @@ fn train(
     let device = resolve_device(&s.device)?;
     let cfg = ModelConfig::from_settings(s).map_err(|e| EngineError::Invalid(e.to_string()))?;
     tch::manual_seed(s.seed as i64);
-    let vs = nn::VarStore::new(device);
+    let mut vs = nn::VarStore::new(device);
     let model = TowerModel::new(&vs.root(), &cfg)?;
 
     let accum = (s.batch_size / s.per_gpu_batchsize.max(1)).max(1) as u64;
@@ -203,14 +203,25 @@ fn train(
                 job.run_hash
             )));
         }
-        copy_named(&vs, &ck.model, true, &dir)?;
+        copy_named(&vs, &ck.model, &dir)?;
         opt.load_state(ck.state.optimizer_step, &ck.optimizer)
             .map_err(|e| EngineError::Invalid(format!("{}: {e}", dir.display())))?;
         state = ck.state;
         resumed_at = Some(state.step);
-    } else if let Some(init) = &job.init_from {
-        let report = init_weights(&vs, init)?;
-        let _ = events.send(Event::Log { message: report });
+    } else {
+        // `load_path` (e.g. Hugging Face CLIP and RoBERTa for the "without VLP" arm, comma
+        // separated), then the VLP checkpoint on top.
+        let sources = s
+            .load_path
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .chain(job.init_from.clone());
+        for path in sources {
+            let report = init_weights(&mut vs, &path)?;
+            let _ = events.send(Event::Log { message: report });
+        }
     }
     *step_out = state.step;
     let _ = events.send(Event::Started {
@@ -380,23 +391,16 @@ fn save_checkpoint(
     Ok(())
 }
 
-/// Copies named tensors into the VarStore. `strict`: every variable must be present with its
-/// shape (resuming our own checkpoint); otherwise matching names are copied and the rest listed.
-fn copy_named(
-    vs: &nn::VarStore,
-    tensors: &[(String, Tensor)],
-    strict: bool,
-    source: &Path,
-) -> Result<(usize, Vec<String>, Vec<String>)> {
+/// Copies our own checkpoint's tensors into the VarStore when resuming: every variable must be
+/// present with its shape, and nothing may be left over.
+fn copy_named(vs: &nn::VarStore, tensors: &[(String, Tensor)], source: &Path) -> Result<()> {
     let mut vars = vs.variables();
-    let mut copied = 0;
     let mut unused = Vec::new();
     let mut problems = Vec::new();
     for (name, src) in tensors {
         match vars.remove(name) {
             Some(mut dst) if dst.size() == src.size() => {
                 tch::no_grad(|| dst.copy_(src));
-                copied += 1;
             }
             Some(dst) => problems.push(format!(
                 "{name}: shape {:?} in the file, {:?} in the model",
@@ -408,10 +412,10 @@ fn copy_named(
     }
     let mut missing: Vec<String> = vars.into_keys().collect();
     missing.sort();
-    if strict && !missing.is_empty() {
+    if !missing.is_empty() {
         problems.push(format!("missing: {}", missing.join(", ")));
     }
-    if strict && !unused.is_empty() {
+    if !unused.is_empty() {
         problems.push(format!("unused: {}", unused.join(", ")));
     }
     if !problems.is_empty() {
@@ -421,31 +425,38 @@ fn copy_named(
             problems.join("; ")
         )));
     }
-    Ok((copied, missing, unused))
+    Ok(())
 }
 
-/// Initialises from another run's weights (the VLP arm): everything of the model that the
-/// file has, with the same shape; the task head absent from a pre-training checkpoint stays
-/// freshly initialised. Shape mismatches are errors.
-fn init_weights(vs: &nn::VarStore, path: &Path) -> Result<String> {
-    let file = if path.is_dir() {
-        match checkpoint::latest(path)? {
-            Some(dir) => dir.join("model.safetensors"),
-            None => path.join("model.safetensors"),
-        }
+/// Initialises from checkpoint files through the strict loader (`crate::weights`), in
+/// `partial` mode: task heads absent from a file keep their initialisation (the VLP arm starts a
+/// VQA head on a pre-training checkpoint), everything else must match by name and shape.
+/// A folder is a TowerLab run folder (its newest checkpoint), a Hugging Face model folder, or a
+/// checkpoint step folder.
+fn init_weights(vs: &mut nn::VarStore, path: &Path) -> Result<String> {
+    let file = if path.join("checkpoints").join("last").is_file() {
+        checkpoint::latest(&path.join("checkpoints"))?
+            .map(|d| d.join("model.safetensors"))
+            .unwrap_or_else(|| path.to_path_buf())
+    } else if path.join("last").is_file() {
+        checkpoint::latest(path)?
+            .map(|d| d.join("model.safetensors"))
+            .unwrap_or_else(|| path.to_path_buf())
+    } else if path.join("state.json").is_file() {
+        path.join("model.safetensors")
     } else {
         path.to_path_buf()
     };
-    let tensors = Tensor::read_safetensors(&file)
-        .map_err(|e| EngineError::Invalid(format!("{}: {e}", file.display())))?;
-    let (copied, missing, unused) = copy_named(vs, &tensors, false, &file)?;
+    let ckpt = crate::weights::read(&file).map_err(|e| EngineError::Invalid(e.to_string()))?;
+    let report = crate::weights::load_into(vs, &ckpt, &crate::weights::LoadOptions::partial())
+        .map_err(|e| EngineError::Invalid(e.to_string()))?;
     Ok(format!(
-        "initialised {copied} tensors from {}; {} new (e.g. {}), {} unused (e.g. {})",
+        "initialised {} tensors from {} ({} new head tensors, {} kept, {} adapted)",
+        report.loaded,
         file.display(),
-        missing.len(),
-        missing.first().map_or("-", String::as_str),
-        unused.len(),
-        unused.first().map_or("-", String::as_str),
+        report.missing_heads.len(),
+        report.kept.len(),
+        report.adapted.len()
     ))
 }
 

@@ -1,4 +1,6 @@
-//! The loop on in-memory batches: exact resume, NaN detection, events, cancellation.
+//! The loop on in-memory batches: NaN detection, events, refusing a foreign checkpoint.
+//! Exact resume is tested in `engine/tests/train_resume.rs`, alone in its process, because
+//! torch's random generator is process-wide and other tests running in parallel would draw from it.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
@@ -93,51 +95,7 @@ fn job(dir: &std::path::Path, s: Settings, resume: bool) -> TrainJob {
     }
 }
 
-fn final_weights(dir: &std::path::Path) -> std::collections::BTreeMap<String, Tensor> {
-    let last = checkpoint::latest(&dir.join("checkpoints"))
-        .unwrap()
-        .unwrap();
-    checkpoint::load(&last).unwrap().model.into_iter().collect()
-}
-
-#[test]
-fn resume_equals_uninterrupted() {
-    let data = RandomVqa {
-        settings: settings(6),
-        batches: 5,
-        poison_at: None,
-    };
-    let (tx, _rx) = mpsc::channel();
-    let never = AtomicBool::new(false);
-
-    let straight = tempfile::tempdir().unwrap();
-    let out = run_with_data(
-        &job(straight.path(), settings(6), false),
-        &data,
-        &tx,
-        &never,
-    );
-    assert_eq!(out, Outcome::Finished { step: 6 });
-
-    // The same run stopped after 3 steps (cancel), then resumed to 6.
-    let split = tempfile::tempdir().unwrap();
-    let stop = AtomicBool::new(true);
-    let out = run_with_data(&job(split.path(), settings(6), false), &data, &tx, &stop);
-    assert_eq!(out, Outcome::Cancelled { step: 1 });
-    let out = run_with_data(&job(split.path(), settings(6), true), &data, &tx, &never);
-    assert_eq!(out, Outcome::Finished { step: 6 });
-
-    let a = final_weights(straight.path());
-    let b = final_weights(split.path());
-    let ka: Vec<&String> = a.keys().collect();
-    let kb: Vec<&String> = b.keys().collect();
-    assert_eq!(ka, kb);
-    for ((na, ta), (_, tb)) in a.iter().zip(&b) {
-        let diff = f64::try_from((ta - tb).abs().max()).unwrap();
-        assert!(diff <= 1e-6, "{na}: {diff}");
-    }
-}
-
+#[allow(dead_code)]
 #[test]
 fn nan_loss_fails_the_run_with_class_nan() {
     let data = RandomVqa {
