@@ -5,6 +5,7 @@
 pub mod error;
 pub mod model;
 pub mod runtime;
+pub mod train;
 pub mod weights;
 
 pub use error::{EngineError, Result};

@@ -1,0 +1,142 @@
+//! One evaluation pass (`validation_step` + `epoch_wrapup` of the reference): epoch metrics,
+//! `the_metric`, and the managers' aggregation weights averaged over the evaluation set.
+
+use std::collections::BTreeMap;
+
+use experiments::Task;
+
+use super::events::{ManagerWeight, Modality};
+use super::source::TaskData;
+use crate::model::objectives::{compute_task, Split};
+use crate::model::{ForwardOptions, ManagerWeights, TowerModel};
+use crate::Result;
+
+/// Batches whose manager weights are averaged (enough for a stable mean, cheap on big sets).
+const MANAGER_WEIGHT_BATCHES: usize = 16;
+
+pub struct Evaluation {
+    /// `{split}/{task}/{loss|accuracy|score}_epoch` keys, as the reference logs them.
+    pub metrics: Vec<(String, f64)>,
+    pub the_metric: f64,
+    /// `None` for models without managers (BT, METER).
+    pub manager_weights: Option<Vec<ManagerWeight>>,
+}
+
+pub fn evaluate(model: &TowerModel, task: Task, data: &dyn TaskData) -> Result<Evaluation> {
+    tch::no_grad(|| {
+        let mut sums: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+        let mut weights = ManagerWeights::default();
+        let mut weight_batches = 0;
+        for item in data.eval_batches() {
+            let (split, batch) = item?;
+            for out in compute_task(model, task, &batch, split)? {
+                for m in out.metrics {
+                    let e = sums.entry(m.name).or_default();
+                    e.0 += m.value * m.weight;
+                    e.1 += m.weight;
+                }
+            }
+            if weight_batches < MANAGER_WEIGHT_BATCHES && model.config().is_manager_tower() {
+                let out = model.forward(
+                    &batch.text_ids,
+                    &batch.text_masks,
+                    &batch.image,
+                    ForwardOptions::eval(),
+                )?;
+                if let Some(w) = out.manager_weights {
+                    weights.merge(&w);
+                    weight_batches += 1;
+                }
+            }
+        }
+        let epoch: BTreeMap<String, f64> = sums
+            .into_iter()
+            .filter(|(_, (_, w))| *w > 0.0)
+            .map(|(k, (v, w))| (k, v / w))
+            .collect();
+        let the_metric = the_metric(task, &epoch);
+        let metrics = epoch
+            .into_iter()
+            .map(|(k, v)| (format!("{k}_epoch"), v))
+            .collect();
+        let manager_weights = (weight_batches > 0).then(|| flatten(&weights));
+        Ok(Evaluation {
+            metrics,
+            the_metric,
+            manager_weights,
+        })
+    })
+}
+
+/// `epoch_wrapup`'s sum over the enabled tasks, on the validation split.
+pub fn the_metric(task: Task, epoch: &BTreeMap<String, f64>) -> f64 {
+    let get = |k: &str| epoch.get(k).copied().unwrap_or(0.0);
+    let val = Split::Val.as_str();
+    match task {
+        Task::Vqa => get(&format!("{val}/vqa/score")),
+        Task::Nlvr2 => get(&format!("{val}/nlvr2/accuracy")),
+        Task::Snli => get(&format!("{val}/snli/accuracy")),
+        Task::Pretrain => get(&format!("{val}/itm/accuracy")) + get(&format!("{val}/mlm/accuracy")),
+        // `irtr_itm_itc` adds r_mean when recall is computed, nothing otherwise.
+        Task::Irtr => get(&format!("{val}/r_mean")),
+    }
+}
+
+fn flatten(w: &ManagerWeights) -> Vec<ManagerWeight> {
+    let mut out = Vec::new();
+    for (modality, layers) in [(Modality::Text, &w.text), (Modality::Image, &w.image)] {
+        for (layer, lw) in layers.iter().enumerate() {
+            for (e, v) in lw.experts.iter().enumerate() {
+                out.push(ManagerWeight {
+                    modality,
+                    layer: layer as u32,
+                    expert: e as i64,
+                    weight: *v,
+                });
+            }
+            // `cross` is oldest first; -1 names the immediately previous layer.
+            let n = lw.cross.len() as i64;
+            for (i, v) in lw.cross.iter().enumerate() {
+                out.push(ManagerWeight {
+                    modality,
+                    layer: layer as u32,
+                    expert: -(n - i as i64),
+                    weight: *v,
+                });
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::LayerWeights;
+
+    #[test]
+    fn the_metric_sums_the_reference_terms() {
+        let mut e = BTreeMap::new();
+        e.insert("val/itm/accuracy".to_string(), 0.75);
+        e.insert("val/mlm/accuracy".to_string(), 0.25);
+        e.insert("test/itm/accuracy".to_string(), 0.5);
+        assert_eq!(the_metric(Task::Pretrain, &e), 1.0);
+        assert_eq!(the_metric(Task::Vqa, &e), 0.0);
+    }
+
+    #[test]
+    fn cross_weights_get_negative_indices_newest_first() {
+        let w = ManagerWeights {
+            text: vec![LayerWeights {
+                experts: vec![0.5, 0.5],
+                cross: vec![0.9, 1.1],
+                tokens: 3.0,
+            }],
+            image: vec![],
+        };
+        let flat = flatten(&w);
+        let experts: Vec<i64> = flat.iter().map(|m| m.expert).collect();
+        assert_eq!(experts, vec![0, 1, -2, -1]);
+        assert_eq!(flat[3].weight, 1.1);
+    }
+}

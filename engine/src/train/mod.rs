@@ -1,0 +1,18 @@
+//! Training: the reference optimiser and its parameter groups, the learning-rate schedule,
+//! metric accumulators, evaluation, checkpoints, and the loop that reports through events.
+
+pub mod checkpoint;
+pub mod eval;
+pub mod events;
+pub mod metrics;
+pub mod optim;
+pub mod run;
+pub mod schedule;
+pub mod source;
+
+pub use events::{Event, FailureClass};
+pub use run::{resolve_device, run_with_data, Outcome, TrainJob};
+pub use source::TaskData;
+
+#[cfg(test)]
+mod tests;

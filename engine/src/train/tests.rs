@@ -1,0 +1,209 @@
+//! The loop on in-memory batches: NaN detection, events, refusing a foreign checkpoint.
+//! Exact resume is tested in `engine/tests/train_resume.rs`, alone in its process, because
+//! torch's random generator is process-wide and other tests running in parallel would draw from it.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
+
+use experiments::{ManagerType, Settings, Task};
+use tch::{Device, Kind, Tensor};
+
+use super::source::TaskData;
+use super::*;
+use crate::model::objectives::{Batch, Split};
+use crate::Result;
+
+/// Random VQA batches, a pure function of (epoch, batch index): what the real loader guarantees.
+struct RandomVqa {
+    settings: Settings,
+    batches: usize,
+    poison_at: Option<(u64, usize)>,
+}
+
+impl RandomVqa {
+    fn batch(&self, epoch: u64, index: usize, eval: bool) -> Batch {
+        let s = &self.settings;
+        let _guard = tch::no_grad_guard();
+        let seed = 1000 + epoch as i64 * 100 + index as i64 + if eval { 50_000 } else { 0 };
+        let gen_seed = |k: i64| tch::manual_seed(seed * 7 + k);
+        let b = s.per_gpu_batchsize as i64;
+        let l = s.max_text_len;
+        gen_seed(0);
+        let ids = Tensor::randint_low(3, s.vocab_size, [b, l], (Kind::Int64, Device::Cpu));
+        let masks = Tensor::ones([b, l], (Kind::Int64, Device::Cpu));
+        gen_seed(1);
+        let mut image = Tensor::randn(
+            [b, 3, s.image_size, s.image_size],
+            (Kind::Float, Device::Cpu),
+        );
+        if self.poison_at == Some((epoch, index)) {
+            image *= f64::NAN;
+        }
+        gen_seed(2);
+        let targets = Tensor::rand([b, s.vqav2_label_size], (Kind::Float, Device::Cpu))
+            .lt(0.05)
+            .to_kind(Kind::Float);
+        let mut batch = Batch::new(ids, masks, image);
+        batch.vqa_targets = Some(targets);
+        batch
+    }
+}
+
+impl TaskData for RandomVqa {
+    fn train_batches_per_epoch(&self) -> usize {
+        self.batches
+    }
+    fn train_epoch(
+        &self,
+        epoch: u64,
+        start: usize,
+    ) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
+        Box::new((start..self.batches).map(move |i| Ok(self.batch(epoch, i, false))))
+    }
+    fn eval_batches(&self) -> Box<dyn Iterator<Item = Result<(Split, Batch)>> + '_> {
+        Box::new((0..2).map(|i| Ok((Split::Val, self.batch(0, i, true)))))
+    }
+    fn skipped_images(&self) -> usize {
+        0
+    }
+}
+
+fn settings(max_steps: i64) -> Settings {
+    Settings {
+        task: Task::Vqa,
+        manager_type: ManagerType::Aaue,
+        device: "cpu".into(),
+        vqav2_label_size: 10,
+        per_gpu_batchsize: 4,
+        batch_size: 8,
+        max_steps,
+        val_check_steps: 2,
+        image_size: 32,
+        resolution_before: 32,
+        max_text_len: 8,
+        ..Settings::tiny()
+    }
+}
+
+fn job(dir: &std::path::Path, s: Settings, resume: bool) -> TrainJob {
+    TrainJob {
+        settings: s,
+        run_hash: "test-run".into(),
+        run_dir: dir.to_path_buf(),
+        init_from: None,
+        resume,
+    }
+}
+
+#[allow(dead_code)]
+#[test]
+fn nan_loss_fails_the_run_with_class_nan() {
+    let data = RandomVqa {
+        settings: settings(4),
+        batches: 5,
+        poison_at: Some((0, 2)),
+    };
+    let (tx, rx) = mpsc::channel();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_with_data(
+        &job(dir.path(), settings(4), false),
+        &data,
+        &tx,
+        &AtomicBool::new(false),
+    );
+    match out {
+        Outcome::Failed { class, message, .. } => {
+            assert_eq!(class, FailureClass::Nan);
+            assert!(message.contains("loss is NaN"), "{message}");
+        }
+        other => panic!("expected a NaN failure, got {other:?}"),
+    }
+    let last = rx.try_iter().last().unwrap();
+    assert!(matches!(
+        last,
+        Event::Failed {
+            class: FailureClass::Nan,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn events_come_in_order_with_eval_and_manager_weights() {
+    let data = RandomVqa {
+        settings: settings(2),
+        batches: 4,
+        poison_at: None,
+    };
+    let (tx, rx) = mpsc::channel();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_with_data(
+        &job(dir.path(), settings(2), false),
+        &data,
+        &tx,
+        &AtomicBool::new(false),
+    );
+    assert_eq!(out, Outcome::Finished { step: 2 });
+    let events: Vec<Event> = rx.try_iter().collect();
+    assert!(matches!(
+        events[0],
+        Event::Started {
+            total_steps: 2,
+            resumed_at: None,
+            ..
+        }
+    ));
+    let steps = events
+        .iter()
+        .filter(|e| matches!(e, Event::Step { .. }))
+        .count();
+    assert_eq!(steps, 2);
+    let eval = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Eval { metrics, .. } => Some(metrics.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        eval.iter().any(|(k, _)| k == "val/vqa/score_epoch"),
+        "{eval:?}"
+    );
+    assert!(eval.iter().any(|(k, _)| k == "val/the_metric"));
+    let weights = events
+        .iter()
+        .find_map(|e| match e {
+            Event::ManagerWeights { weights, .. } => Some(weights.clone()),
+            _ => None,
+        })
+        .unwrap();
+    // tiny: 2 cross-modal layers × 2 modalities; 3 experts each, plus the cross weight on layer 1.
+    assert_eq!(weights.len(), 2 * (3 + 3 + 1));
+    assert!(matches!(events.last(), Some(Event::Finished { step: 2 })));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Checkpoint { step: 2, .. })));
+}
+
+#[test]
+fn resuming_another_runs_checkpoint_is_refused() {
+    let data = RandomVqa {
+        settings: settings(2),
+        batches: 4,
+        poison_at: None,
+    };
+    let (tx, _rx) = mpsc::channel();
+    let dir = tempfile::tempdir().unwrap();
+    run_with_data(
+        &job(dir.path(), settings(2), false),
+        &data,
+        &tx,
+        &AtomicBool::new(false),
+    );
+    let mut other = job(dir.path(), settings(4), true);
+    other.run_hash = "someone-else".into();
+    match run_with_data(&other, &data, &tx, &AtomicBool::new(false)) {
+        Outcome::Failed { message, .. } => assert!(message.contains("someone-else"), "{message}"),
+        o => panic!("{o:?}"),
+    }
+}
