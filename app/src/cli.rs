@@ -28,6 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Show what TowerLab found: libtorch, devices, store and cache locations.
     Doctor,
+    /// Paper-ready table (Markdown, LaTeX, CSV) and figures (PNG, SVG) of an experiment.
+    Report(crate::cmd::report::ReportArgs),
     /// Inspect weights files and run a model on them.
     #[cfg(feature = "engine")]
     #[command(subcommand)]

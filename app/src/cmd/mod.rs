@@ -3,6 +3,7 @@
 mod doctor;
 #[cfg(feature = "engine")]
 mod model;
+pub mod report;
 
 use crate::cli::{Cli, Command};
 
@@ -10,6 +11,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let db = cli.db_path();
     match cli.command {
         Command::Doctor => doctor::run(&db),
+        Command::Report(args) => report::run(args, &db),
         #[cfg(feature = "engine")]
         Command::Model(cmd) => model::run(cmd),
     }
