@@ -28,6 +28,10 @@ pub struct Cli {
 pub enum Command {
     /// Show what TowerLab found: libtorch, devices, store and cache locations.
     Doctor,
+    /// Synthetic datasets and Arrow dataset inspection.
+    #[cfg(feature = "engine")]
+    #[command(subcommand)]
+    Data(crate::cmd::data::DataCommand),
 }
 
 impl Cli {

@@ -2,7 +2,9 @@
 //!
 //! It knows nothing of the store, tokio or the terminal UI; it reports through events on a channel.
 
+pub mod data;
 pub mod error;
 pub mod runtime;
+pub mod train;
 
 pub use error::{EngineError, Result};
