@@ -560,6 +560,23 @@ fn synth_is_deterministic_loadable_and_not_trivial() {
         }
     }
 
+    // A run's settings build the loader.
+    let mut settings = experiments::Settings::preset("tiny").unwrap();
+    settings.task = experiments::Task::Vqa;
+    settings.data_root = a.path().to_string_lossy().into_owned();
+    settings.tokenizer = "roberta-base".into();
+    settings.image_size = 32;
+    settings.per_gpu_batchsize = 4;
+    settings.num_workers = 1;
+    settings.train_transform_keys = vec!["albef_randaug_wohf".into()];
+    let loader = loader_from_settings(&settings, Split::Train, SplitProtocol::HeldOut).unwrap();
+    let first = loader.epoch(0).next().unwrap().unwrap();
+    assert_eq!(
+        first.vqa_targets.as_ref().unwrap().size(),
+        vec![4, settings.vqav2_label_size]
+    );
+    assert_eq!(first.image.as_ref().unwrap().size(), vec![4, 3, 32, 32]);
+
     let vqa = inspect_path(&a.path().join("vqav2_train.arrow"), 2).unwrap();
     let labels = vqa[0].labels.as_ref().unwrap();
     assert!(
