@@ -77,6 +77,10 @@ pub enum ModelCommand {
         #[arg(long)]
         partial: bool,
     },
+    /// Synthetic datasets and Arrow dataset inspection.
+    #[cfg(feature = "engine")]
+    #[command(subcommand)]
+    Data(crate::cmd::data::DataCommand),
 }
 
 impl Cli {

@@ -2,6 +2,7 @@
 //!
 //! It knows nothing of the store, tokio or the terminal UI; it reports through events on a channel.
 
+pub mod data;
 pub mod error;
 pub mod model;
 pub mod runtime;

@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
+#[cfg(feature = "engine")]
+pub mod data;
 mod doctor;
 #[cfg(feature = "engine")]
 mod model;
@@ -14,5 +16,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Report(args) => report::run(args, &db),
         #[cfg(feature = "engine")]
         Command::Model(cmd) => model::run(cmd),
+        #[cfg(feature = "engine")]
+        Command::Data(cmd) => data::run(cmd),
     }
 }

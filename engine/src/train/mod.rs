@@ -2,6 +2,7 @@
 //! metric accumulators, evaluation, checkpoints, and the loop that reports through events.
 
 pub mod checkpoint;
+pub mod data_source;
 pub mod eval;
 pub mod events;
 pub mod metrics;
@@ -11,7 +12,7 @@ pub mod schedule;
 pub mod source;
 
 pub use events::{Event, FailureClass};
-pub use run::{resolve_device, run_with_data, Outcome, TrainJob};
+pub use run::{resolve_device, run, run_with_data, Outcome, TrainJob};
 pub use source::TaskData;
 
 #[cfg(test)]

@@ -65,18 +65,21 @@ pub struct AdamWConfig {
 }
 
 impl AdamWConfig {
-    /// The reference settings. `lr_mult_*` multiply the base rate (the reference also accepts a
-    /// float there as an absolute rate; TowerLab's settings are always multipliers).
+    /// The reference settings. The reference multiplies the base rate by `lr_mult_*` when the
+    /// multiplier is a Python int and uses it as the rate itself when it is a float; settings
+    /// hold numbers as f64, so a whole number stands for the int case (every release script
+    /// uses whole multipliers).
     pub fn reference(
         lr: f64,
         weight_decay: f64,
         lr_mult_head: f64,
         lr_mult_cross_modal: f64,
     ) -> Self {
+        let resolve = |mult: f64| if mult.fract() == 0.0 { lr * mult } else { mult };
         Self {
             lr,
-            lr_head: lr * lr_mult_head,
-            lr_cross_modal: lr * lr_mult_cross_modal,
+            lr_head: resolve(lr_mult_head),
+            lr_cross_modal: resolve(lr_mult_cross_modal),
             weight_decay,
             beta1: 0.9,
             beta2: 0.98,
@@ -347,6 +350,13 @@ mod tests {
         for i in 0..2 {
             assert!((got[i] - p[i]).abs() < 1e-12, "{got:?} vs {p:?}");
         }
+    }
+
+    #[test]
+    fn whole_multipliers_multiply_and_fractions_are_rates() {
+        let c = AdamWConfig::reference(1e-5, 0.01, 50.0, 5e-5);
+        assert!((c.lr_head - 5e-4).abs() < 1e-18);
+        assert_eq!(c.lr_cross_modal, 5e-5);
     }
 
     #[test]

@@ -470,3 +470,24 @@ pub fn task_losses(task: Task) -> &'static [&'static str] {
         Task::Irtr => &["irtr_itm", "irtr_itc"],
     }
 }
+
+/// Runs one training job on the ViLT Arrow files its settings name (see
+/// [`super::data_source::LoaderData`]). Data errors end the run as `Failed` like any other.
+pub fn run(job: &TrainJob, events: &Sender<Event>, cancel: &AtomicBool) -> Outcome {
+    match super::data_source::LoaderData::open(&job.settings) {
+        Ok(data) => run_with_data(job, &data, events, cancel),
+        Err(e) => {
+            let message = e.to_string();
+            let _ = events.send(Event::Failed {
+                step: 0,
+                class: FailureClass::Error,
+                message: message.clone(),
+            });
+            Outcome::Failed {
+                step: 0,
+                class: FailureClass::Error,
+                message,
+            }
+        }
+    }
+}

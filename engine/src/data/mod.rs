@@ -1,0 +1,48 @@
+//! ViLT/ManagerTower data: Arrow IPC readers, image transforms, tokenisation, batches and a
+//! deterministic multi-threaded loader, plus a synthetic dataset generator.
+//!
+//! Typical use:
+//! ```no_run
+//! # use std::{path::Path, sync::Arc};
+//! # use engine::data::*;
+//! # fn main() -> Result<(), DataError> {
+//! let dir = Path::new("data");
+//! let names = split_names(dir, DataTask::Vqa, Split::Train, SplitProtocol::Reference, &[])?;
+//! let dataset = Arc::new(ViltDataset::open(dir, &names, DatasetKind::Vqa)?);
+//! let tokenizer = Arc::new(TextTokenizer::from_file(&dir.join("tokenizer.json"), 50)?);
+//! let transform = ImageTransform::from_key("albef_randaug_wohf", 576)?;
+//! let loader = Loader::new(SamplePipeline::new(dataset, transform, tokenizer), LoaderConfig::default())?;
+//! for batch in loader.epoch(0) {
+//!     let batch = batch?;
+//!     let _ = (batch.text.ids, batch.image, batch.vqa_targets);
+//! }
+//! # Ok(()) }
+//! ```
+
+pub mod arrow_file;
+pub mod batch;
+pub mod dataset;
+pub mod error;
+pub mod inspect;
+pub mod loader;
+pub mod randaugment;
+pub mod settings;
+pub mod splits;
+pub mod synth;
+pub mod synth_tokenizer;
+pub mod text;
+pub mod transforms;
+pub mod writer;
+
+pub use arrow_file::{ArrowFile, ColKind};
+pub use batch::{Batch, SamplePipeline, TextBatch};
+pub use dataset::{DatasetKind, ImageSlot, Target, ViltDataset};
+pub use error::{DataError, DataResult};
+pub use inspect::{inspect_path, FileSummary};
+pub use loader::{EpochIter, Loader, LoaderConfig, LoaderPosition};
+pub use settings::{data_task, loader_from_settings, tokenizer_path};
+pub use splits::{split_names, DataTask, Split, SplitProtocol};
+pub use synth::{synth, SynthReport, SynthSize};
+pub use text::{mlm_mask, Encoded, TextTokenizer, IGNORE_INDEX};
+pub use transforms::{decode_rgb, ImageTransform, TransformKind, CLIP_MEAN, CLIP_STD};
+pub use writer::{write_arrow, Column};

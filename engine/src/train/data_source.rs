@@ -1,0 +1,252 @@
+//! [`TaskData`] over the ViLT Arrow files: the task's tables from the settings, the reference
+//! transforms, the tokenizer, and the deterministic loader.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use experiments::settings::Split as TableSplit;
+use experiments::{Settings, Task};
+
+use super::source::TaskData;
+use crate::data::{
+    self, DatasetKind, ImageTransform, Loader, LoaderConfig, LoaderPosition, SamplePipeline,
+    TextTokenizer, ViltDataset,
+};
+use crate::model::objectives::{Batch, Split};
+use crate::{EngineError, Result};
+
+/// The loaders of one run.
+pub struct LoaderData {
+    task: Task,
+    /// Corrupt images skipped in the batches handed out so far.
+    skipped: std::sync::atomic::AtomicUsize,
+    train: Loader,
+    /// One loader per evaluation table, with the split its metrics are logged under.
+    eval: Vec<(Split, Loader)>,
+}
+
+fn dataset_kind(task: Task) -> DatasetKind {
+    match task {
+        Task::Vqa => DatasetKind::Vqa,
+        Task::Nlvr2 => DatasetKind::Nlvr2,
+        Task::Snli => DatasetKind::Snli,
+        Task::Pretrain | Task::Irtr => DatasetKind::Captions,
+    }
+}
+
+/// Expands `name_*` shard patterns against the files present in `dir`.
+fn expand_tables(dir: &Path, tables: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in tables {
+        match t.strip_suffix('*') {
+            Some(prefix) => {
+                let mut shards: Vec<String> = std::fs::read_dir(dir)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        let stem = name.strip_suffix(".arrow")?.to_string();
+                        let rest = stem.strip_prefix(prefix)?;
+                        (!rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
+                            .then_some(stem)
+                    })
+                    .collect();
+                shards.sort_by_key(|s| s[prefix.len()..].parse::<u64>().unwrap_or(u64::MAX));
+                if shards.is_empty() {
+                    // Let the reader name the missing file.
+                    shards.push(format!("{prefix}0"));
+                }
+                out.extend(shards);
+            }
+            None => out.push(t.clone()),
+        }
+    }
+    out
+}
+
+/// The tokenizer: the `tokenizer` setting as a `tokenizer.json` file or a folder holding one,
+/// else the `tokenizer.json` beside the data (the synthetic dataset ships one).
+pub fn tokenizer_path(settings: &Settings) -> Result<PathBuf> {
+    let named = Path::new(&settings.tokenizer);
+    let beside_data = Path::new(&settings.data_root).join("tokenizer.json");
+    let candidates = [
+        named.to_path_buf(),
+        named.join("tokenizer.json"),
+        beside_data.clone(),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            EngineError::Invalid(format!(
+                "no tokenizer: `tokenizer = \"{}\"` is neither a tokenizer.json file nor a folder \
+                 holding one, and {} does not exist",
+                settings.tokenizer,
+                beside_data.display()
+            ))
+        })
+}
+
+fn data_err(e: data::DataError) -> EngineError {
+    EngineError::Invalid(e.to_string())
+}
+
+impl LoaderData {
+    pub fn open(s: &Settings) -> Result<Self> {
+        let dir = Path::new(&s.data_root);
+        let kind = dataset_kind(s.task);
+        let tokenizer = Arc::new(
+            TextTokenizer::from_file(&tokenizer_path(s)?, s.max_text_len.max(1) as usize)
+                .map_err(data_err)?,
+        );
+        let key = |keys: &[String]| keys.first().cloned().unwrap_or_else(|| "clip".into());
+        let size = s.image_size.max(1) as u32;
+        let train_transform =
+            ImageTransform::from_key(&key(&s.train_transform_keys), size).map_err(data_err)?;
+        let eval_transform =
+            ImageTransform::from_key(&key(&s.val_transform_keys), size).map_err(data_err)?;
+        let pipeline = |names: &[String], transform: &ImageTransform| -> Result<SamplePipeline> {
+            let dataset = Arc::new(ViltDataset::open(dir, names, kind).map_err(data_err)?);
+            let mut p = SamplePipeline::new(dataset, transform.clone(), tokenizer.clone());
+            p.mlm_prob = s.mlm_prob;
+            // Pre-training's ITM swaps in a random other image (`draw_false_image = 1`).
+            p.draw_false_image = if s.task == Task::Pretrain {
+                s.draw_false_image.max(1)
+            } else {
+                s.draw_false_image
+            };
+            p.draw_false_text = s.draw_false_text;
+            p.num_answers = s.vqav2_label_size.max(1) as usize;
+            Ok(p)
+        };
+        let train_names = expand_tables(dir, &s.tables(TableSplit::Train));
+        let train = Loader::new(
+            pipeline(&train_names, &train_transform)?,
+            LoaderConfig {
+                batch_size: s.per_gpu_batchsize.max(1),
+                shuffle: true,
+                drop_last: true,
+                seed: s.seed,
+                num_workers: s.num_workers,
+                prefetch: 2,
+            },
+        )
+        .map_err(data_err)?;
+        let mut eval = Vec::new();
+        for name in expand_tables(dir, &s.tables(TableSplit::Val)) {
+            // NLVR2 and SNLI-VE evaluate dev and test in one pass, told apart by table name.
+            let split = if matches!(s.task, Task::Nlvr2 | Task::Snli) && name.contains("test") {
+                Split::Test
+            } else {
+                Split::Val
+            };
+            let loader = Loader::new(
+                pipeline(std::slice::from_ref(&name), &eval_transform)?,
+                LoaderConfig {
+                    batch_size: s.per_gpu_eval_batchsize.max(1),
+                    shuffle: false,
+                    drop_last: false,
+                    seed: s.seed,
+                    num_workers: s.num_workers,
+                    prefetch: 2,
+                },
+            )
+            .map_err(data_err)?;
+            eval.push((split, loader));
+        }
+        Ok(Self {
+            task: s.task,
+            skipped: Default::default(),
+            train,
+            eval,
+        })
+    }
+}
+
+impl LoaderData {
+    fn count_skipped(&self, b: &data::Batch) {
+        self.skipped
+            .fetch_add(b.skipped_images, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// From the loader's collated batch to the model's.
+fn to_model_batch(task: Task, b: data::Batch) -> Result<Batch> {
+    let image = match (b.image, &b.image_0) {
+        (Some(image), _) => image,
+        (None, Some(image_0)) => image_0.shallow_clone(),
+        (None, None) => return Err(EngineError::Invalid("a batch without images".into())),
+    };
+    let mut out = Batch::new(b.text.ids, b.text.masks, image);
+    out.text_ids_mlm = Some(b.text.ids_mlm);
+    out.text_labels_mlm = Some(b.text.labels_mlm);
+    out.false_image = b.false_images.into_iter().next();
+    out.image_1 = b.image_1;
+    out.vqa_targets = b.vqa_targets;
+    out.labels = match task {
+        Task::Nlvr2 => b.nlvr2_labels,
+        Task::Snli => b.snli_labels,
+        _ => None,
+    };
+    out.img_index = Some(b.img_index);
+    if !b.false_texts.is_empty() {
+        let ids: Vec<_> = b
+            .false_texts
+            .iter()
+            .map(|t| t.ids.shallow_clone())
+            .collect();
+        let masks: Vec<_> = b
+            .false_texts
+            .iter()
+            .map(|t| t.masks.shallow_clone())
+            .collect();
+        out.false_text_ids = Some(tch::Tensor::stack(&ids, 1));
+        out.false_text_masks = Some(tch::Tensor::stack(&masks, 1));
+    }
+    Ok(out)
+}
+
+impl TaskData for LoaderData {
+    fn train_batches_per_epoch(&self) -> usize {
+        self.train.batches_per_epoch()
+    }
+
+    fn train_epoch(
+        &self,
+        epoch: u64,
+        start: usize,
+    ) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
+        let task = self.task;
+        let iter = self.train.resume(LoaderPosition {
+            epoch,
+            batch: start,
+        });
+        Box::new(iter.map(move |b| {
+            b.map_err(data_err).and_then(|b| {
+                self.count_skipped(&b);
+                to_model_batch(task, b)
+            })
+        }))
+    }
+
+    fn eval_batches(&self) -> Box<dyn Iterator<Item = Result<(Split, Batch)>> + '_> {
+        let task = self.task;
+        Box::new(self.eval.iter().flat_map(move |(split, loader)| {
+            let split = *split;
+            loader.epoch(0).map(move |b| {
+                b.map_err(data_err)
+                    .and_then(|b| {
+                        self.count_skipped(&b);
+                        to_model_batch(task, b)
+                    })
+                    .map(|b| (split, b))
+            })
+        }))
+    }
+
+    fn skipped_images(&self) -> usize {
+        self.skipped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
