@@ -3,7 +3,7 @@
 //! optimiser (AdamW, betas 0.9/0.98, eps 1e-8, weight decay 0.01).
 //!
 //! `cargo bench -p engine --bench bt_train_step` (`TOWERLAB_BENCH_STEPS`, default 10, and
-//! `TOWERLAB_BENCH_ROUNDS`, default 2, set the effort). Parameter counts differ slightly: ours
+//! `TOWERLAB_BENCH_ROUNDS`, default 2, set the effort; `TOWERLAB_BENCH_THREADS` the threads). Parameter counts differ slightly: ours
 //! keeps the reference's unused CLIP text-side tensors and RoBERTa pooler (no gradient, no update).
 //! The peer runs as `python3 scripts/bench_bt_peer.py` with `PYTHONPATH` from
 //! `scripts/setup-python-peer.sh` (which installs the pinned transformers once).
@@ -226,7 +226,10 @@ fn main() {
     // load that other processes put on a shared machine.
     let rounds = env_usize("TOWERLAB_BENCH_ROUNDS", 2).max(1);
     let warmup = 2;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as i32);
+    // Intra-op threads on both sides (`TOWERLAB_BENCH_THREADS`, default: all cores). On a
+    // machine shared with other work, 1 thread avoids OpenMP spin-waits dominating the timings.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = env_usize("TOWERLAB_BENCH_THREADS", cores).max(1) as i32;
     tch::set_num_threads(threads);
     println!(
         "BridgeTower training step on CPU ({threads} threads; best of {rounds} alternating rounds \
