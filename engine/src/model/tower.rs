@@ -427,15 +427,16 @@ impl TowerModel {
                 text_links,
                 image_links,
             } => {
-                let ut = te + &tt_text;
-                let ui = ie + &tt_image;
-                let mut x = text_layernorm.forward(&ut.select(1, 0), ctx);
-                let mut y = image_layernorm.forward(&ui.select(1, 0), ctx);
+                // Per layer (not on the whole stack): each sum is then contiguous for its LN.
+                let ut = |l: usize| te.select(1, l as i64) + &tt_text;
+                let ui = |l: usize| ie.select(1, l as i64) + &tt_image;
+                let mut x = text_layernorm.forward(&ut(0), ctx);
+                let mut y = image_layernorm.forward(&ui(0), ctx);
                 for l in 0..self.text_layers.len() {
                     if l > 0 {
                         let (tl, il) = (&text_links[l - 1], &image_links[l - 1]);
-                        let xin = tl.forward(&(ut.select(1, l as i64) + &x), ctx);
-                        let yin = il.forward(&(ui.select(1, l as i64) + &y), ctx);
+                        let xin = tl.forward(&(ut(l) + &x), ctx);
+                        let yin = il.forward(&(ui(l) + &y), ctx);
                         (x, y) = (xin, yin);
                     }
                     (x, y) = self.cross_step(l, &x, &y, &text_ext, ctx);

@@ -300,3 +300,60 @@ fn base_aaue_manager_parameter_count() {
     // SAUE at layer 0: 6 vector scores + 6 LNs + 2 temperatures, per modality.
     assert_eq!(layer0, 2 * (n * d + n * 2 * d + 2));
 }
+
+/// The reference `heads.SAUE`/`heads.AAUE` (eval mode, randomised parameters, temperature 0.7),
+/// recorded by `scripts/gen_manager_fixture.py`: same keys, same outputs.
+#[test]
+fn managers_match_the_reference_implementation() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/managers_reference.safetensors"
+    );
+    let t: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(path)
+        .unwrap()
+        .into_iter()
+        .collect();
+    for (wt, w) in [
+        ("vector", ManagerWeightType::Vector),
+        ("scalar", ManagerWeightType::Scalar),
+    ] {
+        for (name, kind, layer) in [
+            ("SAUE", ManagerType::Saue, 0),
+            ("SAUE", ManagerType::Saue, 1),
+            ("AAUE", ManagerType::Aaue, 1),
+        ] {
+            let tag = format!("{wt}_{name}_{layer}");
+            let mut c = cfg(kind, w, 16);
+            c.manager_softmax_temperature = 0.7;
+            let vs = VarStore::new(Device::Cpu);
+            let m = Manager::new(vs.root() / tag.as_str(), &c, 3, layer);
+            let reference_params = t
+                .keys()
+                .filter(|k| k.starts_with(&format!("{tag}.manager_layer.")))
+                .count();
+            assert_eq!(
+                vs.variables().len(),
+                reference_params,
+                "{tag}: parameter keys"
+            );
+            for (k, v) in vs.variables() {
+                let r = t
+                    .get(&k)
+                    .unwrap_or_else(|| panic!("{k} not in the reference"));
+                assert_eq!(v.size(), r.size(), "{k}");
+                set(&v, r);
+            }
+            let normed = normalize_experts(&t[&format!("{tag}.__U")], Ctx::eval());
+            let prev = [t[&format!("{tag}.__C")].shallow_clone()];
+            let other = &t[&format!("{tag}.__Co")];
+            let inp = if layer == 0 {
+                input(&normed, &[], None)
+            } else {
+                input(&normed, &prev, Some(other))
+            };
+            let (y, _) = m.forward(&inp, Ctx::eval());
+            let diff = f64::try_from((&y - &t[&format!("{tag}.__y")]).abs().max()).unwrap();
+            assert!(diff < 1e-5, "{tag}: max difference {diff}");
+        }
+    }
+}
