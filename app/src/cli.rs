@@ -20,14 +20,17 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Without a subcommand, a terminal opens the TUI.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show what TowerLab found: libtorch, devices, store and cache locations.
     Doctor,
+    /// Browse, compare and queue runs in a terminal UI (the default in a terminal).
+    Tui,
 }
 
 impl Cli {
