@@ -125,21 +125,33 @@ fn main() {
     app.update(Action::Resize(W, H));
     draw(&mut terminal, &app);
     let first_frame = start.elapsed();
-    let runs = loop {
+    // The data thread sends the first page of runs, then every run.
+    let mut first_data_frame = None;
+    let full_frame;
+    loop {
         match data
             .rx
             .recv_timeout(Duration::from_secs(60))
             .expect("runs in time")
         {
-            DataMsg::Runs(r) => break r,
+            DataMsg::RunsHead(r) => {
+                app.apply(DataMsg::RunsHead(r));
+                draw(&mut terminal, &app);
+                first_data_frame.get_or_insert(start.elapsed());
+            }
+            DataMsg::Runs(r) => {
+                app.apply(DataMsg::Runs(r));
+                draw(&mut terminal, &app);
+                full_frame = start.elapsed();
+                first_data_frame.get_or_insert(full_frame);
+                break;
+            }
             DataMsg::Error(e) => panic!("{e}"),
             _ => {}
         }
-    };
-    let n_runs = runs.len();
-    app.apply(DataMsg::Runs(runs));
-    draw(&mut terminal, &app);
-    let first_data_frame = start.elapsed();
+    }
+    let first_data_frame = first_data_frame.unwrap_or(full_frame);
+    let n_runs = app.runs.len();
     drop(data);
 
     // ---- interaction ---------------------------------------------------------------------

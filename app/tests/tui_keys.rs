@@ -230,3 +230,16 @@ fn clicks_select_rows_and_tabs() {
     app.update(app::tui::Action::Click(sweeps_x, 0));
     assert_eq!(app.view, View::Sweeps);
 }
+
+#[test]
+fn a_first_page_shows_until_the_full_list_and_never_replaces_it() {
+    let mut src = FixtureSource::ablation(12);
+    let mut app = app::tui::App::new("t.db");
+    let head: Vec<_> = src.runs().unwrap().into_iter().take(4).collect();
+    app.apply(app::tui::DataMsg::RunsHead(head.clone()));
+    assert!(app.partial && app.runs.len() == 4);
+    app.apply(app::tui::DataMsg::Runs(src.runs().unwrap()));
+    assert!(!app.partial && app.runs.len() == 12);
+    app.apply(app::tui::DataMsg::RunsHead(head));
+    assert!(!app.partial && app.runs.len() == 12);
+}

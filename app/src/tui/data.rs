@@ -15,6 +15,8 @@ use super::state::{Command, DataMsg, Interest, LocalWorker, SERIES_POINTS};
 
 /// Log lines the run view asks for.
 pub const LOG_LINES: usize = 50;
+/// Runs read first, before the full list (a screenful or two, whatever the store's size).
+pub const FIRST_RUNS: usize = 200;
 
 /// Messages from the UI to the data thread.
 #[derive(Debug)]
@@ -63,6 +65,7 @@ impl DataThread {
                     fetched: HashSet::new(),
                     local: None,
                     last_sweep_read: None,
+                    head_sent: false,
                 };
                 worker.run(&from_ui);
                 worker.stop_local_worker();
@@ -111,6 +114,8 @@ struct Worker {
     fetched: HashSet<Item>,
     local: Option<Child>,
     last_sweep_read: Option<Instant>,
+    /// The first page of runs went out (only the very first read is split).
+    head_sent: bool,
 }
 
 impl Worker {
@@ -179,14 +184,24 @@ impl Worker {
     fn refresh(&mut self) -> Result<(), ()> {
         match self.source.change_token() {
             Ok(token) if Some(token) == self.token => {}
-            Ok(token) => match self.source.runs() {
-                Ok(runs) => {
-                    self.token = Some(token);
-                    self.fetched.clear();
-                    self.send(DataMsg::Runs(runs))?;
+            Ok(token) => {
+                if !self.head_sent {
+                    self.head_sent = true;
+                    if let Ok(head) = self.source.first_runs(FIRST_RUNS) {
+                        if head.len() == FIRST_RUNS {
+                            self.send(DataMsg::RunsHead(head))?;
+                        }
+                    }
                 }
-                Err(e) => self.send(DataMsg::Error(format!("reading runs: {e}")))?,
-            },
+                match self.source.runs() {
+                    Ok(runs) => {
+                        self.token = Some(token);
+                        self.fetched.clear();
+                        self.send(DataMsg::Runs(runs))?;
+                    }
+                    Err(e) => self.send(DataMsg::Error(format!("reading runs: {e}")))?,
+                }
+            }
             Err(e) => self.send(DataMsg::Error(format!("store: {e}")))?,
         }
         let interest = self.interest.clone();

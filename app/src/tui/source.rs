@@ -29,6 +29,14 @@ pub trait TuiSource: Send {
     /// Every run with the summaries of its metrics, by id.
     fn runs(&mut self) -> SourceResult<Vec<RunSummary>>;
 
+    /// The first `limit` runs by id: shown while the full list is still being read, so the
+    /// first frame of a large store does not wait for every run.
+    fn first_runs(&mut self, limit: usize) -> SourceResult<Vec<RunSummary>> {
+        let mut runs = self.runs()?;
+        runs.truncate(limit);
+        Ok(runs)
+    }
+
     fn run_detail(&mut self, run: i64, log_lines: usize) -> SourceResult<Option<RunDetail>>;
 
     /// One metric of one run, downsampled by the source to at most `max_points` points.

@@ -76,6 +76,8 @@ pub enum LocalWorker {
 #[derive(Debug, Clone, PartialEq)]
 pub enum DataMsg {
     Runs(Vec<RunSummary>),
+    /// The first runs of a large store, while the full list is read.
+    RunsHead(Vec<RunSummary>),
     Detail(i64, Option<Box<RunDetail>>),
     Series(Series),
     Weights(i64, Option<ManagerWeights>),
@@ -121,6 +123,11 @@ pub struct App {
     /// False until the first list of runs arrives.
     pub loaded: bool,
     pub runs: Vec<RunSummary>,
+    /// Only the first runs are in: the full list is still being read.
+    pub partial: bool,
+    /// Per run (same index): its cell key, and the lower-case text a filter word searches.
+    pub cells: Vec<String>,
+    pub search: Vec<String>,
     /// Indices into `runs` that pass the filter, in display order.
     pub visible: Vec<usize>,
     pub groups: Vec<Group>,
@@ -174,6 +181,9 @@ impl App {
             size: (80, 24),
             loaded: false,
             runs: Vec::new(),
+            partial: false,
+            cells: Vec::new(),
+            search: Vec::new(),
             visible: Vec::new(),
             groups: Vec::new(),
             cursor: 0,
@@ -300,7 +310,17 @@ impl App {
 
     pub fn apply(&mut self, msg: DataMsg) {
         match msg {
-            DataMsg::Runs(runs) => self.set_runs(runs),
+            DataMsg::Runs(runs) => {
+                self.partial = false;
+                self.set_runs(runs);
+            }
+            DataMsg::RunsHead(runs) => {
+                // Never replace a full list by a head.
+                if !self.loaded {
+                    self.set_runs(runs);
+                    self.partial = true;
+                }
+            }
             DataMsg::Detail(id, Some(d)) => {
                 self.details.insert(id, *d);
             }
@@ -341,6 +361,14 @@ impl App {
         let keep = self.current_run().map(|r| r.id);
         self.runs = runs;
         self.loaded = true;
+        // Computed once per list, not per keystroke or comparison.
+        self.cells = self.runs.iter().map(RunSummary::cell_key).collect();
+        self.search = self
+            .runs
+            .iter()
+            .zip(&self.cells)
+            .map(|(r, cell)| table::search_text(r, cell))
+            .collect();
         self.axes = table::axis_names(&self.runs);
         self.metrics = table::metric_names(&self.runs);
         if self
@@ -365,6 +393,8 @@ impl App {
     pub fn recompute(&mut self) {
         self.visible = table::visible_rows(
             &self.runs,
+            &self.cells,
+            &self.search,
             &self.filter,
             &self.sort,
             self.metric(),

@@ -133,6 +133,21 @@ impl TuiSource for StoreSource {
             .collect())
     }
 
+    fn first_runs(&mut self, limit: usize) -> SourceResult<Vec<RunSummary>> {
+        let filter = RunFilter {
+            limit: Some(limit as i64),
+            ..RunFilter::default()
+        };
+        let rows = self
+            .rt
+            .block_on(self.store.list_runs_with_summaries(&filter))
+            .map_err(err)?;
+        Ok(rows
+            .iter()
+            .map(|r| run_summary(&r.run, &r.summaries))
+            .collect())
+    }
+
     fn run_detail(&mut self, run: i64, log_lines: usize) -> SourceResult<Option<RunDetail>> {
         let id = RunId(run);
         let Some(d) = self.rt.block_on(self.store.run_detail(id)).map_err(err)? else {

@@ -81,6 +81,11 @@ impl Filter {
     }
 
     pub fn matches(&self, run: &RunSummary) -> bool {
+        self.matches_text(run, &search_text(run, &run.cell_key()))
+    }
+
+    /// `matches` with the run's [`search_text`] computed beforehand.
+    pub fn matches_text(&self, run: &RunSummary, search: &str) -> bool {
         if !self.statuses.is_empty() && !self.statuses.contains(&run.status) {
             return false;
         }
@@ -90,19 +95,15 @@ impl Filter {
                 _ => return false,
             }
         }
-        if self.words.is_empty() {
-            return true;
-        }
-        let id = run.id.to_string();
-        let exp = run.experiment.to_lowercase();
-        let cell = run.cell_key().to_lowercase();
-        self.words.iter().all(|w| {
-            id == *w
-                || exp.contains(w.as_str())
-                || cell.contains(w.as_str())
-                || run.status.as_str() == w
-        })
+        self.words
+            .iter()
+            .all(|w| search.contains(w.as_str()) || w.parse::<i64>().is_ok_and(|id| id == run.id))
     }
+}
+
+/// The lower-case text a filter word is looked up in: experiment, cell and status.
+pub fn search_text(run: &RunSummary, cell: &str) -> String {
+    format!("{} {} {}", run.experiment, cell, run.status.as_str()).to_lowercase()
 }
 
 /// `6` matches `6.0`; other values compare as text.
@@ -135,13 +136,15 @@ impl Default for Sort {
 /// Indices of the runs that pass `filter`, ordered by `sort` (ties by id).
 pub fn visible_rows(
     runs: &[RunSummary],
+    cells: &[String],
+    search: &[String],
     filter: &Filter,
     sort: &Sort,
     metric: &str,
     now_ms: i64,
 ) -> Vec<usize> {
     let mut rows: Vec<usize> = (0..runs.len())
-        .filter(|&i| filter.matches(&runs[i]))
+        .filter(|&i| filter.matches_text(&runs[i], &search[i]))
         .collect();
     rows.sort_by(|&a, &b| {
         let (ra, rb) = (&runs[a], &runs[b]);
@@ -153,7 +156,10 @@ pub fn visible_rows(
                 return by_presence;
             }
         }
-        let ord = compare(ra, rb, sort.column, metric, now_ms);
+        let ord = match sort.column {
+            Column::Axes => cells[a].cmp(&cells[b]),
+            col => compare(ra, rb, col, metric, now_ms),
+        };
         let ord = if sort.descending { ord.reverse() } else { ord };
         ord.then(ra.id.cmp(&rb.id))
     });
@@ -164,7 +170,8 @@ fn compare(a: &RunSummary, b: &RunSummary, col: Column, metric: &str, now: i64) 
     match col {
         Column::Id => a.id.cmp(&b.id),
         Column::Experiment => a.experiment.cmp(&b.experiment),
-        Column::Axes => a.cell_key().cmp(&b.cell_key()),
+        // Sorted through the cached cell keys in `visible_rows`.
+        Column::Axes => Ordering::Equal,
         Column::Status => a.status.cmp(&b.status),
         Column::Progress => fraction(a).total_cmp(&fraction(b)),
         Column::Duration => a.duration_ms(now).cmp(&b.duration_ms(now)),
@@ -206,14 +213,17 @@ pub struct Group {
 
 /// Groups the visible runs by the value of `axis` (runs without it go under `-`), sorted by value.
 pub fn group_rows(runs: &[RunSummary], visible: &[usize], axis: &str, metric: &str) -> Vec<Group> {
-    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut by_value: std::collections::HashMap<&str, Vec<usize>> = Default::default();
     for &i in visible {
-        let value = runs[i].axis(axis).unwrap_or("-").to_owned();
-        match groups.iter_mut().find(|(v, _)| *v == value) {
-            Some((_, members)) => members.push(i),
-            None => groups.push((value, vec![i])),
-        }
+        by_value
+            .entry(runs[i].axis(axis).unwrap_or("-"))
+            .or_default()
+            .push(i);
     }
+    let mut groups: Vec<(String, Vec<usize>)> = by_value
+        .into_iter()
+        .map(|(v, members)| (v.to_owned(), members))
+        .collect();
     groups.sort_by(
         |(a, _), (b, _)| match (a.parse::<f64>(), b.parse::<f64>()) {
             (Ok(x), Ok(y)) => x.total_cmp(&y),
@@ -344,6 +354,16 @@ mod tests {
         }
     }
 
+    fn caches(rs: &[RunSummary]) -> (Vec<String>, Vec<String>) {
+        let cells: Vec<String> = rs.iter().map(RunSummary::cell_key).collect();
+        let search = rs
+            .iter()
+            .zip(&cells)
+            .map(|(r, c)| search_text(r, c))
+            .collect();
+        (cells, search)
+    }
+
     fn runs() -> Vec<RunSummary> {
         vec![
             run(
@@ -378,7 +398,8 @@ mod tests {
         let rs = runs();
         let ids = |f: &str| -> Vec<i64> {
             let f = Filter::parse(f).unwrap();
-            visible_rows(&rs, &f, &Sort::default(), "acc", 0)
+            let (cells, search) = caches(&rs);
+            visible_rows(&rs, &cells, &search, &f, &Sort::default(), "acc", 0)
                 .into_iter()
                 .map(|i| rs[i].id)
                 .collect()
@@ -405,8 +426,9 @@ mod tests {
             column: Column::Metric,
             descending: false,
         };
+        let (cells, search) = caches(&rs);
         let order = |s: &Sort| -> Vec<i64> {
-            visible_rows(&rs, &Filter::default(), s, "acc", 0)
+            visible_rows(&rs, &cells, &search, &Filter::default(), s, "acc", 0)
                 .into_iter()
                 .map(|i| rs[i].id)
                 .collect()

@@ -42,6 +42,12 @@ fn title(app: &App) -> Line<'static> {
             app.metric()
         },
     ))];
+    if app.partial {
+        spans.push(Span::styled(
+            "· reading all runs… ",
+            Style::new().fg(Color::Yellow),
+        ));
+    }
     if !app.filter_text.is_empty() {
         spans.push(Span::styled(
             format!("· /{} ", app.filter_text),
