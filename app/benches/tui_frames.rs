@@ -2,8 +2,9 @@
 //!
 //! A real store of 10k runs and ~10M metric points (generated once into a cache file under
 //! target/, and the generation is timed), then:
-//! - start to first frame: open the store, the data thread reads every run with its summaries,
-//!   the UI applies them and draws the runs table (target < 300 ms);
+//! - start to first frame: open the store, the data thread reads the first page of runs with
+//!   their summaries, the UI applies them and draws the runs table (target < 300 ms); then the
+//!   time until every run is in;
 //! - frame time while scrolling, paging, filtering (typed key by key), sorting and grouping:
 //!   each key's update + draw, worst case (target < 16 ms).
 //!
@@ -263,7 +264,8 @@ fn main() {
         ms(first_frame)
     );
     println!(
-        "| start → first frame with all {n_runs} runs | {} | < 300 ms |",
+        "| start → first frame with runs (first {} runs) | {} | < 300 ms |",
+        app::tui::data::FIRST_RUNS,
         ms(first_data_frame)
     );
     let all: Vec<&Stats> = vec![&scroll, &filter, &sort, &group];
@@ -277,6 +279,10 @@ fn main() {
             ms(s.max())
         );
     }
+    println!(
+        "| start → frame with all {n_runs} runs | {} | (no target) |",
+        ms(full_frame)
+    );
     let worst = all.iter().map(|s| s.max()).max().unwrap_or_default();
     println!("| worst frame overall | {} | < 16 ms |", ms(worst));
 }

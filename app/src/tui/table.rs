@@ -146,27 +146,45 @@ pub fn visible_rows(
     let mut rows: Vec<usize> = (0..runs.len())
         .filter(|&i| filter.matches_text(&runs[i], &search[i]))
         .collect();
-    rows.sort_by(|&a, &b| {
+    // Metric values are looked up once per run, not once per comparison.
+    let values: Vec<Option<f64>> = if sort.column == Column::Metric {
+        runs.iter().map(|r| headline(r, metric)).collect()
+    } else {
+        Vec::new()
+    };
+    rows.sort_unstable_by(|&a, &b| {
         let (ra, rb) = (&runs[a], &runs[b]);
-        // Runs without the metric go last whichever the direction.
-        if sort.column == Column::Metric {
-            let missing = |r: &RunSummary| headline(r, metric).is_none();
-            let by_presence = missing(ra).cmp(&missing(rb));
-            if by_presence != Ordering::Equal {
-                return by_presence;
-            }
-        }
         let ord = match sort.column {
             Column::Axes => cells[a].cmp(&cells[b]),
-            col => compare(ra, rb, col, metric, now_ms),
+            // Runs without the metric go last whichever the direction.
+            Column::Metric => match (values[a], values[b]) {
+                (Some(x), Some(y)) => {
+                    let o = x.total_cmp(&y);
+                    if sort.descending {
+                        o.reverse()
+                    } else {
+                        o
+                    }
+                }
+                (Some(_), None) => return Ordering::Less,
+                (None, Some(_)) => return Ordering::Greater,
+                (None, None) => Ordering::Equal,
+            },
+            col => {
+                let o = compare(ra, rb, col, now_ms);
+                if sort.descending {
+                    o.reverse()
+                } else {
+                    o
+                }
+            }
         };
-        let ord = if sort.descending { ord.reverse() } else { ord };
         ord.then(ra.id.cmp(&rb.id))
     });
     rows
 }
 
-fn compare(a: &RunSummary, b: &RunSummary, col: Column, metric: &str, now: i64) -> Ordering {
+fn compare(a: &RunSummary, b: &RunSummary, col: Column, now: i64) -> Ordering {
     match col {
         Column::Id => a.id.cmp(&b.id),
         Column::Experiment => a.experiment.cmp(&b.experiment),
@@ -175,10 +193,8 @@ fn compare(a: &RunSummary, b: &RunSummary, col: Column, metric: &str, now: i64) 
         Column::Status => a.status.cmp(&b.status),
         Column::Progress => fraction(a).total_cmp(&fraction(b)),
         Column::Duration => a.duration_ms(now).cmp(&b.duration_ms(now)),
-        Column::Metric => match (headline(a, metric), headline(b, metric)) {
-            (Some(x), Some(y)) => x.total_cmp(&y),
-            _ => Ordering::Equal,
-        },
+        // Sorted through the precomputed values in `visible_rows`.
+        Column::Metric => Ordering::Equal,
     }
 }
 
