@@ -1,5 +1,5 @@
 # The two commands of the README. Both do all set-up on a fresh machine first.
-.PHONY: demo test setup
+.PHONY: demo test setup test-tools
 
 # Installs libtorch (torch==2.11.0 from the Python package registry) into ~/.cache/towerlab once.
 setup:
@@ -9,6 +9,10 @@ setup:
 demo: setup
 	cargo run --release -p app --bin towerlab -- demo
 
+# Tools the tests drive (tmux for the TUI's end-to-end test), installed only when missing.
+test-tools:
+	@./scripts/setup-test-tools.sh
+
 # The whole test suite.
-test: setup
+test: setup test-tools
 	cargo test --workspace

@@ -20,8 +20,9 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Without a subcommand, a terminal opens the TUI.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +82,8 @@ pub enum ModelCommand {
     #[cfg(feature = "engine")]
     #[command(subcommand)]
     Data(crate::cmd::data::DataCommand),
+    /// Browse, compare and queue runs in a terminal UI (the default in a terminal).
+    Tui,
 }
 
 impl Cli {

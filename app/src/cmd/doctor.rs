@@ -67,6 +67,7 @@ fn engine_section(out: &mut String) {
     let _ = writeln!(out, "devices:   none usable");
 }
 
+#[cfg(feature = "engine")]
 fn yes_no(b: bool) -> &'static str {
     if b {
         "yes"

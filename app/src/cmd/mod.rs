@@ -6,6 +6,7 @@ mod doctor;
 #[cfg(feature = "engine")]
 mod model;
 pub mod report;
+mod tui;
 
 use crate::cli::{Cli, Command};
 
@@ -18,5 +19,19 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Model(cmd) => model::run(cmd),
         #[cfg(feature = "engine")]
         Command::Data(cmd) => data::run(cmd),
+        Some(Command::Doctor) => doctor::run(&db),
+        Some(Command::Tui) => tui::run(&db),
+        None => no_command(&db),
     }
+}
+
+/// `towerlab` alone: the TUI in a terminal, the help otherwise (scripts, pipes).
+fn no_command(db: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
+        return tui::run(db);
+    }
+    use clap::CommandFactory;
+    Cli::command().print_help()?;
+    Ok(())
 }

@@ -1,0 +1,380 @@
+//! [`TuiSource`] over the real SQLite store. The data thread owns it; each call blocks on a
+//! small single-threaded tokio runtime, so the UI thread never waits for SQLite.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use store::{RunFilter, RunId, SeriesOptions, Store, StoreOptions};
+
+use super::model::{
+    CellState, ExperimentInfo, Goal, LogLine, ManagerWeights, MetricSummary, ModalityWeights, Plan,
+    PlanCell, RunDetail, RunStatus, RunSummary, Series, WorkerInfo,
+};
+use super::source::{SourceError, SourceResult, TuiSource};
+
+/// A running run whose last heartbeat is older than this shows as stale in plans.
+pub const STALE_AFTER: Duration = Duration::from_secs(60);
+/// Workers seen within this window are listed.
+pub const WORKER_WINDOW: Duration = Duration::from_secs(120);
+
+pub struct StoreSource {
+    rt: tokio::runtime::Runtime,
+    store: Store,
+}
+
+fn err(e: impl std::fmt::Display) -> SourceError {
+    SourceError::new(e.to_string())
+}
+
+impl StoreSource {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> anyhow::Result<StoreSource> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        // One connection: `PRAGMA data_version` is per connection, and it is the change signal.
+        let options = StoreOptions {
+            max_connections: 1,
+            ..StoreOptions::default()
+        };
+        let store = rt.block_on(Store::open_with(path, &options))?;
+        Ok(StoreSource { rt, store })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+fn status(s: store::RunStatus) -> RunStatus {
+    match s {
+        store::RunStatus::Queued => RunStatus::Queued,
+        store::RunStatus::Running => RunStatus::Running,
+        store::RunStatus::Finished => RunStatus::Finished,
+        store::RunStatus::Failed => RunStatus::Failed,
+        store::RunStatus::Crashed => RunStatus::Crashed,
+        store::RunStatus::Cancelled => RunStatus::Cancelled,
+    }
+}
+
+fn json_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn summary(s: &store::MetricSummary) -> MetricSummary {
+    MetricSummary {
+        key: s.key.clone(),
+        goal: s.goal.map(|g| match g {
+            store::Goal::Minimize => Goal::Minimize,
+            store::Goal::Maximize => Goal::Maximize,
+        }),
+        last: s.last,
+        best: s.best,
+        min: s.min,
+        max: s.max,
+        count: s.count,
+    }
+}
+
+fn run_summary(r: &store::RunRow, summaries: &[store::MetricSummary]) -> RunSummary {
+    RunSummary {
+        id: r.id.0,
+        experiment: r.experiment.clone(),
+        axes: r
+            .axes
+            .iter()
+            .map(|(k, v)| (k.clone(), json_text(v)))
+            .collect(),
+        status: status(r.status),
+        progress: r.progress_step.zip(r.progress_total),
+        started_ms: r.started_ms,
+        ended_ms: r.ended_ms,
+        heartbeat_ms: r.heartbeat_ms,
+        worker: r.worker.clone(),
+        failure_class: r.failure_class.map(|c| c.as_str().to_owned()),
+        failure_message: r.failure_message.clone(),
+        summaries: summaries.iter().map(summary).collect(),
+    }
+}
+
+/// Experiment files in `dir` (`*.toml`), sorted.
+fn experiment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+impl TuiSource for StoreSource {
+    fn change_token(&mut self) -> SourceResult<u64> {
+        let v: i64 = self
+            .rt
+            .block_on(sqlx::query_scalar("PRAGMA data_version").fetch_one(self.store.pool()))
+            .map_err(err)?;
+        Ok(v as u64)
+    }
+
+    fn runs(&mut self) -> SourceResult<Vec<RunSummary>> {
+        let rows = self
+            .rt
+            .block_on(self.store.list_runs_with_summaries(&RunFilter::default()))
+            .map_err(err)?;
+        Ok(rows
+            .iter()
+            .map(|r| run_summary(&r.run, &r.summaries))
+            .collect())
+    }
+
+    fn first_runs(&mut self, limit: usize) -> SourceResult<Vec<RunSummary>> {
+        let filter = RunFilter {
+            limit: Some(limit as i64),
+            ..RunFilter::default()
+        };
+        let rows = self
+            .rt
+            .block_on(self.store.list_runs_with_summaries(&filter))
+            .map_err(err)?;
+        Ok(rows
+            .iter()
+            .map(|r| run_summary(&r.run, &r.summaries))
+            .collect())
+    }
+
+    fn run_detail(&mut self, run: i64, log_lines: usize) -> SourceResult<Option<RunDetail>> {
+        let id = RunId(run);
+        let Some(d) = self.rt.block_on(self.store.run_detail(id)).map_err(err)? else {
+            return Ok(None);
+        };
+        let keys = self.rt.block_on(self.store.metric_keys(id)).map_err(err)?;
+        let logs = self
+            .rt
+            .block_on(self.store.log_tail(id, log_lines as i64))
+            .map_err(err)?;
+        Ok(Some(RunDetail {
+            run: run_summary(&d.run, &d.summaries),
+            config: d
+                .params
+                .iter()
+                .map(|p| (p.key.clone(), json_text(&p.value)))
+                .collect(),
+            metric_keys: keys,
+            log_tail: logs
+                .into_iter()
+                .map(|l| LogLine {
+                    level: l.level,
+                    text: l.text,
+                })
+                .collect(),
+        }))
+    }
+
+    fn series(&mut self, run: i64, key: &str, max_points: usize) -> SourceResult<Series> {
+        let options = SeriesOptions {
+            after_step: None,
+            max_points: Some(max_points),
+        };
+        let points = self
+            .rt
+            .block_on(self.store.metric_series(RunId(run), key, options))
+            .map_err(err)?;
+        Ok(Series {
+            run,
+            key: key.to_owned(),
+            points: points.iter().map(|p| (p.step as f64, p.value)).collect(),
+        })
+    }
+
+    fn manager_weights(
+        &mut self,
+        run: i64,
+        step: Option<i64>,
+    ) -> SourceResult<Option<ManagerWeights>> {
+        let id = RunId(run);
+        let steps = self
+            .rt
+            .block_on(self.store.manager_weight_steps(id))
+            .map_err(err)?;
+        if steps.is_empty() {
+            return Ok(None);
+        }
+        let step = step.filter(|s| steps.contains(s));
+        let rows = self
+            .rt
+            .block_on(self.store.manager_weights(id, step))
+            .map_err(err)?;
+        let Some(shown) = rows.first().map(|w| w.step) else {
+            return Ok(None);
+        };
+        let mut modalities: Vec<ModalityWeights> = Vec::new();
+        for w in &rows {
+            let m = match modalities.iter_mut().position(|m| m.modality == w.modality) {
+                Some(i) => &mut modalities[i],
+                None => {
+                    modalities.push(ModalityWeights {
+                        modality: w.modality.clone(),
+                        grid: Vec::new(),
+                    });
+                    modalities.last_mut().expect("just pushed")
+                }
+            };
+            let (layer, expert) = (w.layer.max(0) as usize, w.expert.max(0) as usize);
+            if m.grid.len() <= layer {
+                m.grid.resize(layer + 1, Vec::new());
+            }
+            let row = &mut m.grid[layer];
+            if row.len() <= expert {
+                row.resize(expert + 1, f64::NAN);
+            }
+            row[expert] = w.weight;
+        }
+        // The text side first, as in the paper.
+        modalities.sort_by_key(|m| (m.modality != "text", m.modality.clone()));
+        Ok(Some(ManagerWeights {
+            run,
+            steps,
+            step: shown,
+            modalities,
+        }))
+    }
+
+    fn experiments(&mut self, dir: &Path) -> SourceResult<Vec<ExperimentInfo>> {
+        let rows = self.rt.block_on(self.store.experiments()).map_err(err)?;
+        let mut out: Vec<ExperimentInfo> = rows
+            .into_iter()
+            .map(|e| ExperimentInfo {
+                name: e.name,
+                path: Some(e.path),
+            })
+            .collect();
+        for file in experiment_files(dir) {
+            let shown = file.display().to_string();
+            let known = out.iter().any(|e| {
+                e.path.as_deref().is_some_and(|p| {
+                    Path::new(p) == file || Path::new(p).file_name() == file.file_name()
+                })
+            });
+            if !known {
+                let name = file
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| shown.clone());
+                out.push(ExperimentInfo {
+                    name,
+                    path: Some(shown),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn plan(&mut self, experiment: &ExperimentInfo) -> SourceResult<Plan> {
+        let row = self
+            .rt
+            .block_on(self.store.experiment_by_name(&experiment.name))
+            .map_err(err)?;
+        let Some(row) = row else {
+            // TODO(lead): expand the file's grid with the experiments crate to list its new cells.
+            return Err(SourceError::new(format!(
+                "{} is not in the store yet; planning a file's new cells needs the experiments \
+                 crate's grid expansion (not merged into this build)",
+                experiment.name
+            )));
+        };
+        let filter = RunFilter {
+            experiment: Some(row.id),
+            ..RunFilter::default()
+        };
+        let runs = self
+            .rt
+            .block_on(self.store.list_runs(&filter))
+            .map_err(err)?;
+        let now = store::now_ms();
+        let stale_ms = STALE_AFTER.as_millis() as i64;
+        let cells = runs
+            .iter()
+            .map(|r| PlanCell {
+                cell_key: r.cell_key.clone(),
+                state: match r.status {
+                    store::RunStatus::Queued => CellState::Queued,
+                    store::RunStatus::Running
+                        if r.heartbeat_ms.is_some_and(|h| now - h > stale_ms) =>
+                    {
+                        CellState::Stale
+                    }
+                    store::RunStatus::Running => CellState::Running,
+                    store::RunStatus::Finished => CellState::Done,
+                    store::RunStatus::Failed | store::RunStatus::Crashed => CellState::Failed,
+                    store::RunStatus::Cancelled => CellState::Cancelled,
+                },
+                run: Some(r.id.0),
+                progress: r.progress_step.zip(r.progress_total),
+            })
+            .collect();
+        Ok(Plan {
+            experiment: experiment.name.clone(),
+            cells,
+        })
+    }
+
+    fn workers(&mut self) -> SourceResult<Vec<WorkerInfo>> {
+        let rows = self
+            .rt
+            .block_on(self.store.workers(Some(WORKER_WINDOW)))
+            .map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .map(|w| WorkerInfo {
+                id: w.id,
+                host: w.host,
+                pid: w.pid,
+                device: w.device,
+                seen_ms: w.seen_ms,
+                run: w.run_id.map(|r| r.0),
+            })
+            .collect())
+    }
+
+    fn queue_experiment(&mut self, experiment: &ExperimentInfo) -> SourceResult<usize> {
+        // TODO(lead): queue through the experiments crate (grid expansion + create_runs).
+        Err(SourceError::new(format!(
+            "queueing {} needs the experiments crate's grid expansion, not merged into this \
+             build; run `towerlab run {}` meanwhile",
+            experiment.name,
+            experiment.path.as_deref().unwrap_or("<file>")
+        )))
+    }
+
+    fn cancel_runs(&mut self, runs: &[i64]) -> SourceResult<usize> {
+        let ids: Vec<RunId> = runs.iter().map(|&r| RunId(r)).collect();
+        let out = self
+            .rt
+            .block_on(self.store.cancel_runs(&ids))
+            .map_err(err)?;
+        Ok(out
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    store::CancelOutcome::Cancelled | store::CancelOutcome::Requested
+                )
+            })
+            .count())
+    }
+
+    fn retry_runs(&mut self, runs: &[i64]) -> SourceResult<usize> {
+        let ids: Vec<RunId> = runs.iter().map(|&r| RunId(r)).collect();
+        let out = self
+            .rt
+            .block_on(self.store.requeue_runs(&ids, false))
+            .map_err(err)?;
+        Ok(out.len())
+    }
+}

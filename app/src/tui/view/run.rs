@@ -1,0 +1,266 @@
+//! One run: what it is, how it ended, its metrics, a chart and its last log lines.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Axis, Chart, Dataset, GraphType, LegendPosition, Paragraph, Wrap};
+use ratatui::Frame;
+
+use super::{ellipsize, pane, status_color, PALETTE};
+use crate::tui::model::Series;
+use crate::tui::state::App;
+use crate::tui::table::{format_duration, format_value};
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let Some(id) = app.open_run else {
+        frame.render_widget(
+            Paragraph::new("No run selected: pick one in Runs and press Enter.")
+                .block(pane(" run ")),
+            area,
+        );
+        return;
+    };
+    let [top, logs] = Layout::vertical([Constraint::Min(8), Constraint::Length(7)]).areas(area);
+    let [info, chart] =
+        Layout::horizontal([Constraint::Length(38), Constraint::Min(20)]).areas(top);
+    draw_info(frame, info, app, id);
+    draw_chart(frame, chart, app, id);
+    draw_logs(frame, logs, app, id);
+}
+
+fn draw_info(frame: &mut Frame, area: Rect, app: &App, id: i64) {
+    let width = area.width.saturating_sub(2) as usize;
+    let dim = Style::new().fg(Color::DarkGray);
+    let mut lines = Vec::new();
+    let run = app
+        .details
+        .get(&id)
+        .map(|d| &d.run)
+        .or_else(|| app.run_by_id(id));
+    let Some(run) = run else {
+        frame.render_widget(
+            Paragraph::new(format!("Run {id} is not in the store (any more)."))
+                .block(pane(" run ")),
+            area,
+        );
+        return;
+    };
+    lines.push(Line::from(vec![
+        Span::styled(
+            run.status.as_str(),
+            Style::new()
+                .fg(status_color(run.status))
+                .add_modifier(Modifier::BOLD),
+        ),
+        Span::raw(match run.progress {
+            Some((s, t)) if t > 0 => format!("  step {s}/{t}"),
+            _ => String::new(),
+        }),
+        Span::raw(
+            run.duration_ms(app.now_ms)
+                .map(|d| format!("  {}", format_duration(d)))
+                .unwrap_or_default(),
+        ),
+    ]));
+    if let Some(worker) = &run.worker {
+        lines.push(Line::from(Span::styled(
+            ellipsize(&format!("worker {worker}"), width),
+            dim,
+        )));
+    }
+    if run.status.is_failure() || run.failure_class.is_some() {
+        let red = Style::new().fg(Color::Red);
+        lines.push(Line::from(Span::styled(
+            format!(
+                "failure: {}",
+                run.failure_class.as_deref().unwrap_or("unknown")
+            ),
+            red.add_modifier(Modifier::BOLD),
+        )));
+        if let Some(msg) = &run.failure_message {
+            // Long messages wrap over a few lines; the log pane has the rest.
+            for chunk in wrap(msg, width).into_iter().take(3) {
+                lines.push(Line::from(Span::styled(chunk, red)));
+            }
+        }
+    }
+    lines.push(Line::from(Span::styled("metrics (best · last)", dim)));
+    for s in &run.summaries {
+        let best = s.best.map(format_value).unwrap_or_else(|| "-".into());
+        let last = s.last.map(format_value).unwrap_or_else(|| "-".into());
+        let selected = app.chart_key() == Some(s.key.as_str());
+        let style = if selected {
+            Style::new().fg(Color::Cyan)
+        } else {
+            Style::new()
+        };
+        lines.push(Line::from(Span::styled(
+            ellipsize(
+                &format!("{:<16} {best:>8} {last:>8}", ellipsize(&s.key, 16)),
+                width,
+            ),
+            style,
+        )));
+    }
+    if let Some(detail) = app.details.get(&id) {
+        lines.push(Line::from(Span::styled("config", dim)));
+        for (k, v) in &detail.config {
+            lines.push(Line::from(ellipsize(&format!("{k} = {v}"), width)));
+        }
+    } else {
+        lines.push(Line::from(Span::styled("config: loading…", dim)));
+    }
+    let title = format!(" run {} · {} · {} ", run.id, run.experiment, run.cell_key());
+    frame.render_widget(
+        Paragraph::new(lines).block(pane(ellipsize(
+            &title,
+            (area.width as usize).saturating_sub(2),
+        ))),
+        area,
+    );
+}
+
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(8);
+    let chars: Vec<char> = text.chars().collect();
+    chars.chunks(width).map(|c| c.iter().collect()).collect()
+}
+
+fn draw_chart(frame: &mut Frame, area: Rect, app: &App, id: i64) {
+    let Some(key) = app.chart_key() else {
+        let msg = if app.details.contains_key(&id) {
+            "No metrics logged yet."
+        } else {
+            "Loading…"
+        };
+        frame.render_widget(Paragraph::new(msg).block(pane(" chart ")), area);
+        return;
+    };
+    let n = app.details.get(&id).map_or(0, |d| d.metric_keys.len());
+    let title = format!(" {key} ({}/{n}) ←→ ", app.chart_metric.min(n - 1) + 1);
+    match app.series.get(&(id, key.to_owned())) {
+        Some(series) => {
+            let data = chart_data(&[series]);
+            frame.render_widget(line_chart(&data, &[], title), area);
+        }
+        None => frame.render_widget(Paragraph::new("Loading…").block(pane(title)), area),
+    }
+}
+
+/// The finite points of each series (a NaN breaks nothing, it is just not drawn).
+pub(crate) fn chart_data(series: &[&Series]) -> Vec<Vec<(f64, f64)>> {
+    series
+        .iter()
+        .map(|s| {
+            s.points
+                .iter()
+                .copied()
+                .filter(|(_, y)| y.is_finite())
+                .collect()
+        })
+        .collect()
+}
+
+/// A line chart of several series, coloured by [`PALETTE`]; `names` label the legend.
+pub(crate) fn line_chart<'a>(
+    data: &'a [Vec<(f64, f64)>],
+    names: &[String],
+    title: String,
+) -> Chart<'a> {
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for (x, y) in data.iter().flatten() {
+        x0 = x0.min(*x);
+        x1 = x1.max(*x);
+        y0 = y0.min(*y);
+        y1 = y1.max(*y);
+    }
+    if x0 > x1 {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    if y1 <= y0 {
+        y0 -= 0.5;
+        y1 += 0.5;
+    }
+    let datasets = data
+        .iter()
+        .enumerate()
+        .map(|(i, pts)| {
+            let mut ds = Dataset::default()
+                .marker(Marker::Braille)
+                .graph_type(GraphType::Line)
+                .style(Style::new().fg(PALETTE[i % PALETTE.len()]))
+                .data(pts);
+            if let Some(name) = names.get(i) {
+                ds = ds.name(name.clone());
+            }
+            ds
+        })
+        .collect();
+    let label = |v: f64| Span::raw(format_value(v));
+    // The legend goes where curves usually are not: top right for falling ones (loss), bottom
+    // right for rising ones (accuracy).
+    let rising = data
+        .first()
+        .and_then(|d| Some(d.last()?.1 > d.first()?.1))
+        .unwrap_or(false);
+    let position = if rising {
+        LegendPosition::BottomRight
+    } else {
+        LegendPosition::TopRight
+    };
+    Chart::new(datasets)
+        .legend_position(Some(position))
+        .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(3, 4)))
+        .block(pane(title))
+        .x_axis(
+            Axis::default()
+                .bounds([x0, x1])
+                .labels(vec![
+                    Span::raw(format!("{x0:.0}")),
+                    Span::raw(format!("{x1:.0}")),
+                ])
+                .style(Style::new().fg(Color::DarkGray)),
+        )
+        .y_axis(
+            Axis::default()
+                .bounds([y0, y1])
+                .labels(vec![label(y0), label((y0 + y1) / 2.0), label(y1)])
+                .style(Style::new().fg(Color::DarkGray)),
+        )
+}
+
+fn draw_logs(frame: &mut Frame, area: Rect, app: &App, id: i64) {
+    let width = area.width.saturating_sub(2) as usize;
+    let lines: Vec<Line> = match app.details.get(&id) {
+        Some(d) if d.log_tail.is_empty() => vec![Line::from(Span::styled(
+            "no log lines",
+            Style::new().fg(Color::DarkGray),
+        ))],
+        Some(d) => {
+            let keep = area.height.saturating_sub(2) as usize;
+            let skip = d.log_tail.len().saturating_sub(keep);
+            d.log_tail[skip..]
+                .iter()
+                .map(|l| {
+                    let style = match l.level.as_str() {
+                        "error" | "ERROR" => Style::new().fg(Color::Red),
+                        "warn" | "WARN" => Style::new().fg(Color::Yellow),
+                        _ => Style::new(),
+                    };
+                    Line::from(Span::styled(ellipsize(&l.text, width), style))
+                })
+                .collect()
+        }
+        None => vec![Line::from("Loading…")],
+    };
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(pane(" log (last lines) ")),
+        area,
+    );
+}

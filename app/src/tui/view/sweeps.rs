@@ -1,0 +1,173 @@
+//! Sweeps: experiments, the plan of the chosen one (state per cell), workers and the local worker.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, List, ListItem, ListState, Paragraph, Row, Table, TableState};
+use ratatui::Frame;
+
+use super::{cell_color, ellipsize, pane};
+use crate::tui::model::CellState;
+use crate::tui::state::{App, LocalWorker, SweepPane};
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let [list, right] =
+        Layout::horizontal([Constraint::Length(26), Constraint::Min(30)]).areas(area);
+    let [plan, workers] =
+        Layout::vertical([Constraint::Min(6), Constraint::Length(7)]).areas(right);
+    draw_experiments(frame, list, app);
+    draw_plan(frame, plan, app);
+    draw_workers(frame, workers, app);
+}
+
+fn focus_style(active: bool) -> Style {
+    if active {
+        Style::new()
+            .bg(Color::DarkGray)
+            .add_modifier(Modifier::BOLD)
+    } else {
+        Style::new().add_modifier(Modifier::BOLD)
+    }
+}
+
+fn draw_experiments(frame: &mut Frame, area: Rect, app: &App) {
+    let width = area.width.saturating_sub(3) as usize;
+    let items: Vec<ListItem> = app
+        .experiments
+        .iter()
+        .map(|e| {
+            let shown = app.plan_for.as_ref() == Some(e);
+            let mark = if shown { "▸" } else { " " };
+            let mut lines = vec![Line::from(format!("{mark}{}", ellipsize(&e.name, width)))];
+            if let Some(p) = &e.path {
+                lines.push(Line::from(Span::styled(
+                    format!(" {}", ellipsize(p, width)),
+                    Style::new().fg(Color::DarkGray),
+                )));
+            }
+            ListItem::new(lines)
+        })
+        .collect();
+    if items.is_empty() {
+        frame.render_widget(
+            Paragraph::new("No experiments yet.\nPut experiment files in experiments/*.toml.")
+                .block(pane(" experiments ")),
+            area,
+        );
+        return;
+    }
+    let list = List::new(items)
+        .block(pane(" experiments "))
+        .highlight_style(focus_style(app.sweep_pane == SweepPane::Experiments));
+    let mut state = ListState::default().with_selected(Some(app.experiment_cursor));
+    frame.render_stateful_widget(list, area, &mut state);
+}
+
+fn draw_plan(frame: &mut Frame, area: Rect, app: &App) {
+    let Some(exp) = &app.plan_for else {
+        frame.render_widget(
+            Paragraph::new("Pick an experiment and press Enter to see its plan.")
+                .block(pane(" plan ")),
+            area,
+        );
+        return;
+    };
+    let Some(plan) = app.plan.as_ref().filter(|p| p.experiment == exp.name) else {
+        frame.render_widget(
+            Paragraph::new("Reading the plan…").block(pane(format!(" plan · {} ", exp.name))),
+            area,
+        );
+        return;
+    };
+    let mut counts: Vec<(CellState, usize)> = Vec::new();
+    for c in &plan.cells {
+        match counts.iter_mut().find(|(s, _)| *s == c.state) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((c.state, 1)),
+        }
+    }
+    let mut title = vec![Span::raw(format!(" plan · {} · ", exp.name))];
+    for (state, n) in &counts {
+        title.push(Span::styled(
+            format!("{n} {} ", state.as_str()),
+            Style::new().fg(cell_color(*state)),
+        ));
+    }
+    let rows = plan.cells.iter().map(|c| {
+        let progress = match c.progress {
+            Some((s, t)) if t > 0 => format!("{:>3}%", s * 100 / t),
+            _ => String::new(),
+        };
+        Row::new(vec![
+            Cell::from(c.cell_key.clone()),
+            Cell::from(Span::styled(
+                c.state.as_str(),
+                Style::new().fg(cell_color(c.state)),
+            )),
+            Cell::from(c.run.map(|r| format!("#{r}")).unwrap_or_default()),
+            Cell::from(progress),
+        ])
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Min(16),
+            Constraint::Length(9),
+            Constraint::Length(7),
+            Constraint::Length(5),
+        ],
+    )
+    .header(
+        Row::new(vec!["cell", "state", "run", "prog"])
+            .style(Style::new().fg(Color::Gray).add_modifier(Modifier::BOLD)),
+    )
+    .block(pane(Line::from(title)))
+    .row_highlight_style(focus_style(app.sweep_pane == SweepPane::Cells));
+    let mut state = TableState::default().with_selected(
+        (app.sweep_pane == SweepPane::Cells && !plan.cells.is_empty()).then_some(app.cell_cursor),
+    );
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
+fn draw_workers(frame: &mut Frame, area: Rect, app: &App) {
+    let dim = Style::new().fg(Color::DarkGray);
+    let local = match &app.local_worker {
+        LocalWorker::Stopped => Line::from(vec![
+            Span::raw("local worker: stopped "),
+            Span::styled("(W starts one)", dim),
+        ]),
+        LocalWorker::Running { pid } => Line::from(vec![
+            Span::styled(
+                format!("local worker: running, pid {pid} "),
+                Style::new().fg(Color::Green),
+            ),
+            Span::styled("(X stops it)", dim),
+        ]),
+        LocalWorker::Exited { message } => Line::from(Span::styled(
+            format!("local worker: {message}"),
+            Style::new().fg(Color::Red),
+        )),
+    };
+    let mut lines = vec![local];
+    if app.workers.is_empty() {
+        lines.push(Line::from(Span::styled("no worker seen in the store", dim)));
+    }
+    for w in &app.workers {
+        let age = ((app.now_ms - w.seen_ms).max(0) / 1000).to_string();
+        let doing = w
+            .run
+            .map(|r| format!("run #{r}"))
+            .unwrap_or_else(|| "idle".to_owned());
+        lines.push(Line::from(format!(
+            "{} {}:{} {} · {doing} · seen {age}s ago",
+            ellipsize(&w.id, 12),
+            w.host,
+            w.pid,
+            w.device
+        )));
+    }
+    frame.render_widget(
+        Paragraph::new(lines).block(pane(format!(" workers ({}) ", app.workers.len()))),
+        area,
+    );
+}

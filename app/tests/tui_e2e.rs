@@ -1,0 +1,287 @@
+//! The real `towerlab` binary driven in tmux: open on a populated store, filter, open a run,
+//! see its chart, quit; and the terminal is restored afterwards (also after SIGTERM).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use app::tui::sample_store::{fill, SampleSpec};
+
+fn tmux_available() -> bool {
+    Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A tmux server of our own (its own socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(cmd: &str, w: u16, h: u16) -> Tmux {
+        let socket = format!("towerlab-e2e-{}-{}", std::process::id(), rand_suffix());
+        let t = Tmux { socket };
+        let out = t.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "e2e",
+            "-x",
+            &w.to_string(),
+            "-y",
+            &h.to_string(),
+            cmd,
+        ]);
+        assert!(
+            out.status.success(),
+            "tmux: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        t
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .env_remove("TMUX")
+            .output()
+            .expect("running tmux")
+    }
+
+    fn capture(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "e2e"]).stdout).into_owned()
+    }
+
+    fn alternate_on(&self) -> bool {
+        let out = self.run(&["display-message", "-p", "-t", "e2e", "#{alternate_on}"]);
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            let out = self.run(&["send-keys", "-t", "e2e", k]);
+            assert!(out.status.success());
+        }
+    }
+
+    fn literal(&self, text: &str) {
+        assert!(self
+            .run(&["send-keys", "-t", "e2e", "-l", text])
+            .status
+            .success());
+    }
+
+    /// Waits until the screen satisfies `pred`, failing with the last screen after 20 s.
+    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let screen = self.capture();
+            if pred(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+
+    fn pane_pid(&self) -> u32 {
+        let out = self.run(&["display-message", "-p", "-t", "e2e", "#{pane_pid}"]);
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("pane pid")
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() % 1_000_000_007)
+}
+
+fn populated_store(dir: &Path) -> PathBuf {
+    let db = dir.join("e2e.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = store::Store::open(&db).await.unwrap();
+        fill(
+            &store,
+            SampleSpec {
+                runs: 12,
+                steps: 200,
+                batch: 12,
+            },
+        )
+        .await
+        .unwrap();
+        store.close().await;
+    });
+    db
+}
+
+/// The command tmux runs: the TUI, then the exit code and the tty modes once it has left.
+fn shell_command(db: &Path) -> String {
+    format!(
+        "{} tui --db {}; echo EXITED:$?; stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo; sleep 60",
+        env!("CARGO_BIN_EXE_towerlab"),
+        db.display()
+    )
+}
+
+fn skip_without_tmux() -> bool {
+    if tmux_available() {
+        return false;
+    }
+    eprintln!(
+        "\n\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+         !!! SKIPPED: tmux is not installed, so the TUI end-to-end test did not run.\n\
+         !!! Install it with scripts/setup-test-tools.sh (or `make test`).\n\
+         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+    );
+    true
+}
+
+fn assert_restored(t: &Tmux, code: &str) {
+    let screen = t.wait_for("the exit line", |s| s.contains("EXITED:"));
+    assert!(screen.contains(&format!("EXITED:{code}")), "{screen}");
+    let modes = t.wait_for("the tty modes", |s| s.contains("icanon"));
+    assert!(
+        !modes.contains("-icanon") && !modes.contains("-echo"),
+        "raw mode left on:\n{modes}"
+    );
+    assert!(!t.alternate_on(), "the alternate screen was not left");
+    // Mouse capture was turned off: tmux reports no mouse mode for the pane.
+    let out = t.run(&["display-message", "-p", "-t", "e2e", "#{mouse_any_flag}"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+}
+
+#[test]
+fn browse_filter_open_chart_quit() {
+    if skip_without_tmux() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = populated_store(dir.path());
+    let t = Tmux::start(&shell_command(&db), 100, 30);
+
+    t.wait_for("the runs table", |s| s.contains("runs 12/12"));
+    assert!(t.alternate_on(), "the TUI uses the alternate screen");
+
+    t.keys(&["/"]);
+    t.literal("manager=adaptive layers=12");
+    t.keys(&["Enter"]);
+    let screen = t.wait_for("the filtered table", |s| s.contains("runs 2/12"));
+    assert!(screen.contains("layers=12,manager=adaptive"), "{screen}");
+
+    t.keys(&["Enter"]);
+    let screen = t.wait_for("the run's chart", |s| {
+        s.contains("train/loss (1/2)") && s.chars().any(|c| ('\u{2801}'..='\u{28ff}').contains(&c))
+    });
+    assert!(screen.contains("model.num_layers = 12"), "{screen}");
+
+    t.keys(&["q"]);
+    assert_restored(&t, "0");
+}
+
+#[test]
+fn sigterm_restores_the_terminal() {
+    if skip_without_tmux() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = populated_store(dir.path());
+    let t = Tmux::start(&shell_command(&db), 80, 24);
+    t.wait_for("the runs table", |s| s.contains("runs 12/12"));
+    let shell = t.pane_pid();
+    let out = Command::new("pkill")
+        .args(["-TERM", "-P", &shell.to_string(), "-x", "towerlab"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "no towerlab child of the pane's shell"
+    );
+    assert_restored(&t, "0");
+}
+
+#[test]
+fn a_run_written_by_another_process_shows_within_a_second() {
+    if skip_without_tmux() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = populated_store(dir.path());
+    let t = Tmux::start(&shell_command(&db), 100, 30);
+    t.wait_for("the runs table", |s| s.contains("runs 12/12"));
+
+    // This test process is the "other process": it queues and starts a run of a new sweep.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let written = rt.block_on(async {
+        let store = store::Store::open(&db).await.unwrap();
+        let exp = store
+            .upsert_experiment("live-sweep", "experiments/live.toml", "h")
+            .await
+            .unwrap();
+        let run = store::NewRun {
+            hash: "live0001".into(),
+            cell_key: "seed=1".into(),
+            axes: serde_json::json!({"seed": 1}).as_object().cloned().unwrap(),
+            task: "vqa".into(),
+            params: vec![],
+            depends_on: None,
+        };
+        store.create_runs(exp.id, &[run]).await.unwrap();
+        let at = Instant::now();
+        store.close().await;
+        at
+    });
+    let screen = t.wait_for("the new run", |s| s.contains("runs 13/13"));
+    let took = written.elapsed();
+    assert!(screen.contains("live-sweep"), "{screen}");
+    assert!(
+        took < Duration::from_secs(1),
+        "the new run took {took:?} to show"
+    );
+    t.keys(&["q"]);
+    assert_restored(&t, "0");
+}
+
+#[test]
+fn no_arguments_in_a_terminal_opens_the_tui_on_an_empty_store() {
+    if skip_without_tmux() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("fresh.db");
+    let cmd = format!(
+        "TOWERLAB_DB={} {}; echo EXITED:$?; stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo; sleep 60",
+        db.display(),
+        env!("CARGO_BIN_EXE_towerlab"),
+    );
+    let t = Tmux::start(&cmd, 80, 24);
+    let screen = t.wait_for("the empty-store help", |s| s.contains("make demo"));
+    assert!(
+        screen.contains("towerlab run experiments/demo.toml"),
+        "{screen}"
+    );
+    t.keys(&["C-c"]);
+    assert_restored(&t, "0");
+}
