@@ -3,8 +3,10 @@
 
 -- One point per (run, key, step): a re-sent batch is ignored, never duplicated.
 -- NaN is stored as NULL (SQLite has no NaN).
+-- No foreign key on the two high-volume tables: the store checks the run once per batch instead
+-- of SQLite checking it once per row, and deletes their rows itself.
 CREATE TABLE metric_points (
-    run_id  INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    run_id  INTEGER NOT NULL,
     key     TEXT    NOT NULL,
     step    INTEGER NOT NULL,
     value   REAL,
@@ -29,7 +31,7 @@ CREATE TABLE metric_summaries (
 ) WITHOUT ROWID;
 
 CREATE TABLE manager_weights (
-    run_id   INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    run_id   INTEGER NOT NULL,
     step     INTEGER NOT NULL,
     modality TEXT    NOT NULL,
     layer    INTEGER NOT NULL,

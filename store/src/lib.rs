@@ -12,6 +12,7 @@ mod artifacts;
 mod error;
 mod experiments;
 mod lifecycle;
+mod list_json;
 mod logs;
 mod manager;
 mod metrics;

@@ -1,31 +1,26 @@
 //! ManagerTower manager weights: how much each cross-modal layer's manager takes from each
 //! unimodal layer, over training.
 
-use std::fmt::Write as _;
-
 use crate::error::{Result, StoreError};
 use crate::rows::ManagerWeight;
 use crate::types::RunId;
 use crate::Store;
 
-/// Rows per multi-row INSERT (5 bound values each, plus the run).
-const INSERT_CHUNK: usize = 200;
+/// Rows per multi-row INSERT (6 bound values each).
+const INSERT_CHUNK: usize = 500;
 
+/// Multi-row insert with anonymous `?` parameters (named ones are looked up by a linear scan).
 fn insert_sql(rows: usize) -> String {
     let mut sql = String::from(
-        "INSERT OR IGNORE INTO manager_weights (run_id, step, modality, layer, expert, weight) VALUES ",
+        "INSERT OR IGNORE INTO manager_weights (run_id, step, modality, layer, expert, weight) \
+         VALUES ",
     );
     for i in 0..rows {
-        let p = 2 + 5 * i;
-        let sep = if i == 0 { "" } else { ", " };
-        let _ = write!(
-            sql,
-            "{sep}(?1, ?{p}, ?{}, ?{}, ?{}, ?{})",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4
-        );
+        sql.push_str(if i == 0 {
+            "(?, ?, ?, ?, ?, ?)"
+        } else {
+            ", (?, ?, ?, ?, ?, ?)"
+        });
     }
     sql
 }
@@ -52,9 +47,10 @@ impl Store {
         let mut inserted = 0;
         for chunk in weights.chunks(INSERT_CHUNK) {
             let sql = insert_sql(chunk.len());
-            let mut query = sqlx::query(&sql).bind(run);
+            let mut query = sqlx::query(&sql);
             for w in chunk {
                 query = query
+                    .bind(run)
                     .bind(w.step)
                     .bind(&w.modality)
                     .bind(w.layer)

@@ -5,8 +5,7 @@
 //! re-sent batch changes nothing. The summaries of the touched keys are merged in the same
 //! transaction from exactly the points that were new (`RETURNING` only yields inserted rows).
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use sqlx::SqliteConnection;
@@ -17,8 +16,11 @@ use crate::rows::{MetricPoint, MetricSummary, SeriesPoint, SUMMARY_COLUMNS};
 use crate::types::{Goal, RunId};
 use crate::Store;
 
-/// Rows per multi-row INSERT (3 bound values each, plus run and key).
-const INSERT_CHUNK: usize = 256;
+/// Rows per multi-row INSERT (5 bound values each).
+const INSERT_CHUNK: usize = 512;
+
+/// Summaries per multi-row upsert (11 bound values each).
+const SUMMARY_CHUNK: usize = 256;
 
 /// How `metric_series` reads a series.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,16 +43,32 @@ pub struct HistoryRow {
     pub values: BTreeMap<String, f64>,
 }
 
-/// A summary being merged in memory.
+/// A summary being merged in memory. `min`/`max` carry the earliest step reaching them (unknown,
+/// `i64::MAX`, for values read back from a stored summary, which keeps only `best_step`).
 #[derive(Debug, Clone, Default)]
 struct Acc {
     goal: Option<Goal>,
     count: i64,
     nan_count: i64,
     last: Option<(i64, Option<f64>)>,
-    min: Option<f64>,
-    max: Option<f64>,
+    min: Option<(f64, i64)>,
+    max: Option<(f64, i64)>,
     best: Option<(f64, i64)>,
+}
+
+/// `a` or `b`, whichever is better by `goal` (the earlier step wins a tie).
+fn better(goal: Goal, a: Option<(f64, i64)>, b: Option<(f64, i64)>) -> Option<(f64, i64)> {
+    match (a, b) {
+        (Some((va, sa)), Some((vb, sb))) => {
+            let b_wins = match goal {
+                Goal::Maximize => vb > va,
+                Goal::Minimize => vb < va,
+            } || (vb == va && sb < sa);
+            Some(if b_wins { (vb, sb) } else { (va, sa) })
+        }
+        (a, None) => a,
+        (None, b) => b,
+    }
 }
 
 impl Acc {
@@ -62,8 +80,8 @@ impl Acc {
             last: s
                 .last_step
                 .map(|step| (step, s.last.filter(|v| !v.is_nan()))),
-            min: s.min,
-            max: s.max,
+            min: s.min.map(|v| (v, i64::MAX)),
+            max: s.max.map(|v| (v, i64::MAX)),
             best: s.best.zip(s.best_step),
         }
     }
@@ -78,77 +96,89 @@ impl Acc {
             self.last = Some((step, value));
         }
         let Some(v) = value else { return };
-        self.min = Some(self.min.map_or(v, |m| m.min(v)));
-        self.max = Some(self.max.map_or(v, |m| m.max(v)));
+        self.min = better(Goal::Minimize, self.min, Some((v, step)));
+        self.max = better(Goal::Maximize, self.max, Some((v, step)));
         if let Some(goal) = self.goal {
-            let better = match self.best {
-                None => true,
-                Some((b, b_step)) => match goal {
-                    Goal::Maximize => v > b || (v == b && step < b_step),
-                    Goal::Minimize => v < b || (v == b && step < b_step),
-                },
-            };
-            if better {
-                self.best = Some((v, step));
+            self.best = better(goal, self.best, Some((v, step)));
+        }
+    }
+
+    /// Folds in the summary of other points (`self`'s goal decides `best`).
+    fn merge(&mut self, other: &Acc) {
+        self.count += other.count;
+        self.nan_count += other.nan_count;
+        if let Some((step, value)) = other.last {
+            if self.last.is_none_or(|(last, _)| step > last) {
+                self.last = Some((step, value));
             }
+        }
+        self.min = better(Goal::Minimize, self.min, other.min);
+        self.max = better(Goal::Maximize, self.max, other.max);
+        if let Some(goal) = self.goal {
+            let candidate = match goal {
+                Goal::Maximize => other.max,
+                Goal::Minimize => other.min,
+            };
+            self.best = better(goal, self.best, candidate);
         }
     }
 }
 
+/// Multi-row insert with anonymous `?` parameters: SQLite looks a named parameter (`?NNN`) up by
+/// a linear scan, which made binding a large statement quadratic.
 fn insert_sql(rows: usize) -> String {
-    let mut sql = String::with_capacity(40 + rows * 20);
+    let mut sql = String::with_capacity(90 + rows * 17);
     sql.push_str("INSERT OR IGNORE INTO metric_points (run_id, key, step, value, wall_ms) VALUES ");
     for i in 0..rows {
-        let p = 3 + 3 * i;
-        let sep = if i == 0 { "" } else { ", " };
-        let _ = write!(sql, "{sep}(?1, ?2, ?{p}, ?{}, ?{})", p + 1, p + 2);
+        sql.push_str(if i == 0 {
+            "(?, ?, ?, ?, ?)"
+        } else {
+            ", (?, ?, ?, ?, ?)"
+        });
     }
-    sql.push_str(" RETURNING step, value");
     sql
 }
 
-async fn fetch_summary(
+/// Upserts the summaries of `run` for the given keys in one statement.
+async fn write_summaries(
     conn: &mut SqliteConnection,
     run: RunId,
-    key: &str,
-) -> Result<Option<MetricSummary>> {
-    Ok(sqlx::query_as::<_, MetricSummary>(&format!(
-        "SELECT {SUMMARY_COLUMNS} FROM metric_summaries WHERE run_id = ?1 AND key = ?2"
-    ))
-    .bind(run)
-    .bind(key)
-    .fetch_optional(conn)
-    .await?)
-}
-
-async fn write_summary(
-    conn: &mut SqliteConnection,
-    run: RunId,
-    key: &str,
-    acc: &Acc,
+    accs: &[(&str, Acc)],
 ) -> Result<()> {
-    sqlx::query(
+    if accs.is_empty() {
+        return Ok(());
+    }
+    let mut sql = String::from(
         "INSERT INTO metric_summaries \
              (run_id, key, goal, count, nan_count, last, last_step, min, max, best, best_step) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
-         ON CONFLICT (run_id, key) DO UPDATE SET count = excluded.count, \
+         VALUES ",
+    );
+    for i in 0..accs.len() {
+        sql.push_str(if i == 0 { "" } else { ", " });
+        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    }
+    sql.push_str(
+        " ON CONFLICT (run_id, key) DO UPDATE SET count = excluded.count, \
              nan_count = excluded.nan_count, last = excluded.last, last_step = excluded.last_step, \
              min = excluded.min, max = excluded.max, best = excluded.best, \
              best_step = excluded.best_step",
-    )
-    .bind(run)
-    .bind(key)
-    .bind(acc.goal.map(Goal::as_str))
-    .bind(acc.count)
-    .bind(acc.nan_count)
-    .bind(acc.last.and_then(|(_, v)| v))
-    .bind(acc.last.map(|(s, _)| s))
-    .bind(acc.min)
-    .bind(acc.max)
-    .bind(acc.best.map(|(v, _)| v))
-    .bind(acc.best.map(|(_, s)| s))
-    .execute(conn)
-    .await?;
+    );
+    let mut query = sqlx::query(&sql);
+    for (key, acc) in accs {
+        query = query
+            .bind(run)
+            .bind(*key)
+            .bind(acc.goal.map(Goal::as_str))
+            .bind(acc.count)
+            .bind(acc.nan_count)
+            .bind(acc.last.and_then(|(_, v)| v))
+            .bind(acc.last.map(|(s, _)| s))
+            .bind(acc.min.map(|(v, _)| v))
+            .bind(acc.max.map(|(v, _)| v))
+            .bind(acc.best.map(|(v, _)| v))
+            .bind(acc.best.map(|(_, s)| s));
+    }
+    query.execute(conn).await?;
     Ok(())
 }
 
@@ -262,31 +292,63 @@ impl Store {
         }
         let mut tx = self.write_tx().await?;
         ensure_run(&mut tx, run).await?;
+        let mut stored: HashMap<String, MetricSummary> = sqlx::query_as::<_, MetricSummary>(
+            &format!("SELECT {SUMMARY_COLUMNS} FROM metric_summaries WHERE run_id = ?1"),
+        )
+        .bind(run)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|s| (s.key.clone(), s))
+        .collect();
+        let mut merged: Vec<(&str, Acc)> = Vec::with_capacity(by_key.len());
         let mut new_points = 0u64;
         for (key, key_points) in by_key {
-            let mut inserted: Vec<(i64, Option<f64>)> = Vec::with_capacity(key_points.len());
+            // Fast path: a chunk whose rows were all inserted is merged from memory. When some
+            // were already stored (a re-sent batch, a repeated step), the summary of that key is
+            // recomputed from the stored points instead, so it never counts a point twice.
+            let mut fresh = Acc::default();
+            let mut partial = false;
+            let mut inserted_for_key = 0u64;
             for chunk in key_points.chunks(INSERT_CHUNK) {
                 let sql = insert_sql(chunk.len());
-                let mut query = sqlx::query_as::<_, (i64, Option<f64>)>(&sql)
-                    .bind(run)
-                    .bind(key);
+                let mut query = sqlx::query(&sql);
                 for p in chunk {
-                    query = query.bind(p.step).bind(p.value).bind(p.wall_ms);
+                    query = query
+                        .bind(run)
+                        .bind(key)
+                        .bind(p.step)
+                        .bind(p.value)
+                        .bind(p.wall_ms);
                 }
-                inserted.extend(query.fetch_all(&mut *tx).await?);
+                let inserted = query.execute(&mut *tx).await?.rows_affected();
+                inserted_for_key += inserted;
+                if inserted == chunk.len() as u64 {
+                    for p in chunk {
+                        fresh.add(p.step, Some(p.value));
+                    }
+                } else if inserted > 0 {
+                    partial = true;
+                }
             }
-            if inserted.is_empty() {
+            if inserted_for_key == 0 {
                 continue;
             }
-            new_points += inserted.len() as u64;
-            let mut acc = fetch_summary(&mut tx, run, key)
-                .await?
-                .map(|s| Acc::from_summary(&s))
-                .unwrap_or_default();
-            for (step, value) in inserted {
-                acc.add(step, value);
+            new_points += inserted_for_key;
+            let stored = stored.remove(key);
+            if partial {
+                if stored.is_none() {
+                    write_summaries(&mut tx, run, &[(key, Acc::default())]).await?;
+                }
+                recompute_summaries(&mut tx, run, Some(key)).await?;
+            } else {
+                let mut acc = stored.as_ref().map(Acc::from_summary).unwrap_or_default();
+                acc.merge(&fresh);
+                merged.push((key, acc));
             }
-            write_summary(&mut tx, run, key, &acc).await?;
+        }
+        for chunk in merged.chunks(SUMMARY_CHUNK) {
+            write_summaries(&mut tx, run, chunk).await?;
         }
         tx.commit().await?;
         Ok(new_points)
@@ -434,6 +496,44 @@ mod tests {
         assert_eq!(max.last, Some((5, Some(0.9))));
         assert_eq!(max.count, 5);
         assert_eq!(max.nan_count, 1);
-        assert_eq!((max.min, max.max), (Some(0.1), Some(0.9)));
+        assert_eq!((max.min, max.max), (Some((0.1, 4)), Some((0.9, 1))));
+    }
+
+    #[test]
+    fn merging_fresh_points_into_a_stored_summary_matches_adding_them_one_by_one() {
+        let points = [
+            (0, 0.5),
+            (1, 0.9),
+            (2, f64::NAN),
+            (3, 0.2),
+            (4, 0.9),
+            (5, 0.1),
+        ];
+        for goal in [Goal::Maximize, Goal::Minimize] {
+            let mut one_by_one = Acc {
+                goal: Some(goal),
+                ..Acc::default()
+            };
+            for &(s, v) in &points {
+                one_by_one.add(s, Some(v));
+            }
+            let mut stored = Acc {
+                goal: Some(goal),
+                ..Acc::default()
+            };
+            for &(s, v) in &points[..2] {
+                stored.add(s, Some(v));
+            }
+            let mut fresh = Acc::default();
+            for &(s, v) in &points[2..] {
+                fresh.add(s, Some(v));
+            }
+            stored.merge(&fresh);
+            assert_eq!(stored.best, one_by_one.best, "{goal}");
+            assert_eq!(stored.last, one_by_one.last);
+            assert_eq!((stored.count, stored.nan_count), (6, 1));
+            assert_eq!(stored.min.map(|m| m.0), Some(0.1));
+            assert_eq!(stored.max.map(|m| m.0), Some(0.9));
+        }
     }
 }

@@ -14,6 +14,8 @@ use crate::{Store, StoreOptions, APPLICATION_ID, MIGRATOR};
 const SQLITE_CORRUPT: &str = "11";
 const SQLITE_NOTADB: &str = "26";
 
+const ROW_CHANNEL: usize = 4096;
+
 fn classify(path: &Path, source: sqlx::Error) -> StoreError {
     let corrupt = source
         .as_database_error()
@@ -42,7 +44,10 @@ pub(crate) async fn open_file(path: &Path, options: StoreOptions) -> Result<Stor
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(options.busy_timeout)
         .foreign_keys(true)
-        .optimize_on_close(true, None);
+        .optimize_on_close(true, None)
+        // Rows cross from SQLite's thread in a bounded channel; the default (50) makes a large
+        // read hand over between threads every 50 rows.
+        .row_buffer_size(ROW_CHANNEL);
     let pool = SqlitePoolOptions::new()
         .max_connections(options.max_connections.max(1))
         .acquire_timeout(options.busy_timeout.max(Duration::from_secs(5)))
@@ -62,7 +67,8 @@ pub(crate) async fn open_memory() -> Result<Store> {
     let path = PathBuf::from(":memory:");
     let connect = SqliteConnectOptions::from_str("sqlite::memory:")
         .map_err(|e| classify(&path, e))?
-        .foreign_keys(true);
+        .foreign_keys(true)
+        .row_buffer_size(ROW_CHANNEL);
     // Every connection to ":memory:" is a separate database, so the pool keeps exactly one alive.
     let pool = SqlitePoolOptions::new()
         .max_connections(1)

@@ -1,16 +1,12 @@
 //! Runs: creating queued runs with their params, and the readers (lists, details, queue state).
 
-use std::collections::HashMap;
-
 use serde_json::Value;
-use sqlx::{FromRow, QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Row, Sqlite};
 use tracing::instrument;
 
 use crate::error::{Result, StoreError};
-use crate::rows::{
-    Axes, MetricSummary, Param, QueueState, RunDetail, RunRow, RunWithSummaries, RUN_COLUMNS,
-    SUMMARY_COLUMNS,
-};
+use crate::list_json;
+use crate::rows::{Axes, Param, QueueState, RunDetail, RunRow, RunWithSummaries, RUN_COLUMNS};
 use crate::types::{ExperimentId, RunId, RunStatus};
 use crate::{now_ms, Store};
 
@@ -95,7 +91,7 @@ fn json_path(axis: &str) -> String {
 }
 
 /// Appends ` WHERE ...` for `filter` on alias `r` (the runs table), ordered by id, limited.
-fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, filter: &RunFilter) {
+pub(crate) fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, filter: &RunFilter) {
     qb.push(" WHERE 1 = 1");
     if let Some(experiment) = filter.experiment {
         qb.push(" AND r.experiment_id = ").push_bind(experiment);
@@ -266,60 +262,17 @@ impl Store {
 
     /// Runs matching `filter`, by id.
     pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
-        let mut qb = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {RUN_COLUMNS} FROM runs r JOIN experiments e ON e.id = r.experiment_id"
-        ));
-        push_filter(&mut qb, filter);
-        Ok(qb.build_query_as::<RunRow>().fetch_all(&self.pool).await?)
+        let runs = list_json::list(&self.pool, filter, false).await?;
+        Ok(runs.into_iter().map(|r| r.run).collect())
     }
 
-    /// Runs matching `filter` with their metric summaries (by key), by id.
+    /// Runs matching `filter` with their metric summaries (by key), by id, from one snapshot.
     #[instrument(level = "trace", skip_all, err)]
     pub async fn list_runs_with_summaries(
         &self,
         filter: &RunFilter,
     ) -> Result<Vec<RunWithSummaries>> {
-        // Both reads in one transaction so that runs and summaries come from one snapshot.
-        let mut tx = self.pool.begin().await?;
-        let mut qb = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {RUN_COLUMNS} FROM runs r JOIN experiments e ON e.id = r.experiment_id"
-        ));
-        push_filter(&mut qb, filter);
-        let runs = qb.build_query_as::<RunRow>().fetch_all(&mut *tx).await?;
-
-        let mut qb = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT s.run_id, {SUMMARY_COLUMNS} FROM metric_summaries s \
-             WHERE s.run_id IN (SELECT r.id FROM runs r"
-        ));
-        push_filter(&mut qb, filter);
-        qb.push(")");
-        if !filter.summary_keys.is_empty() {
-            qb.push(" AND s.key IN (");
-            let mut list = qb.separated(", ");
-            for key in &filter.summary_keys {
-                list.push_bind(key.clone());
-            }
-            qb.push(")");
-        }
-        qb.push(" ORDER BY s.run_id, s.key");
-        let rows = qb.build().fetch_all(&mut *tx).await?;
-        tx.commit().await?;
-
-        let mut by_run: HashMap<RunId, Vec<MetricSummary>> = HashMap::new();
-        for row in &rows {
-            let run_id: RunId = row.try_get("run_id")?;
-            by_run
-                .entry(run_id)
-                .or_default()
-                .push(MetricSummary::from_row(row)?);
-        }
-        Ok(runs
-            .into_iter()
-            .map(|run| RunWithSummaries {
-                summaries: by_run.remove(&run.id).unwrap_or_default(),
-                run,
-            })
-            .collect())
+        list_json::list(&self.pool, filter, true).await
     }
 
     /// Runs (in any experiment) whose identity hash is one of `hashes`, by id. This is what a

@@ -220,3 +220,70 @@ async fn series_can_be_downsampled() {
         "spike kept"
     );
 }
+
+#[tokio::test]
+async fn run_lists_agree_with_single_run_reads_including_infinities_and_nan() {
+    let (store, _dir) = temp_store().await;
+    let exp = experiment(&store, "m").await;
+    let created = store
+        .create_runs(exp, &(0..3).map(new_run).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let run = created[0].id;
+    let claim = store
+        .claim(&common::worker("w"), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim.run.id, run);
+    store
+        .declare_metrics(run, &[("grad", Goal::Minimize)])
+        .await
+        .unwrap();
+    store
+        .ingest_metrics(
+            run,
+            &[
+                p("grad", 0, f64::INFINITY),
+                p("grad", 1, f64::NEG_INFINITY),
+                p("grad", 2, f64::NAN),
+                p("acc", 0, 0.25),
+            ],
+        )
+        .await
+        .unwrap();
+    store
+        .fail(
+            &claim.lease,
+            store::FailureClass::Nan,
+            "loss is NaN",
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+
+    let listed = store
+        .list_runs_with_summaries(&RunFilter::default())
+        .await
+        .unwrap();
+    let plain = store.list_runs(&RunFilter::default()).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    for (item, row) in listed.iter().zip(&plain) {
+        let single = store.run(item.run.id).await.unwrap().unwrap();
+        assert_eq!(item.run, single);
+        assert_eq!(*row, single);
+        let single_summaries = store.summaries(item.run.id).await.unwrap();
+        // NaN != NaN, so compare the debug forms.
+        assert_eq!(
+            format!("{:?}", item.summaries),
+            format!("{single_summaries:?}")
+        );
+    }
+    let grad = listed[0].summary("grad").unwrap();
+    assert_eq!(grad.max, Some(f64::INFINITY));
+    assert_eq!(grad.min, Some(f64::NEG_INFINITY));
+    assert_eq!(grad.best, Some(f64::NEG_INFINITY));
+    assert_eq!(grad.best_step, Some(1));
+    assert!(grad.last.unwrap().is_nan());
+    assert_eq!(listed[0].run.failure_class, Some(store::FailureClass::Nan));
+}
