@@ -264,3 +264,91 @@ fn dir_size(path: &Path) -> u64 {
         Err(_) => 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use store::{ExperimentId, NewRun, SeriesOptions};
+
+    async fn one_run(store: &Store) -> RunId {
+        let exp = store.upsert_experiment("e", "e.toml", "h").await.unwrap();
+        assert_eq!(exp.id, ExperimentId(1));
+        let made = store
+            .create_runs(
+                exp.id,
+                &[NewRun {
+                    hash: "a".repeat(64),
+                    cell_key: "k".into(),
+                    axes: Default::default(),
+                    task: "vqa".into(),
+                    params: vec![],
+                    depends_on: None,
+                }],
+            )
+            .await
+            .unwrap();
+        made[0].id
+    }
+
+    fn step(step: u64) -> RunEvent {
+        RunEvent::Step {
+            step,
+            metrics: vec![("train/loss".into(), 1.0 / step as f64)],
+        }
+    }
+
+    #[tokio::test]
+    async fn points_are_batched_and_a_checkpoint_is_recorded_after_its_points() {
+        let store = Store::open_in_memory().await.unwrap();
+        let run = one_run(&store).await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = Sink::new(store.clone(), run, dir.path(), LiveProgress::new(None));
+        for s in 1..=3 {
+            sink.handle(step(s)).await.unwrap();
+        }
+        // Buffered: nothing stored yet, but a flush is due within a second.
+        let series = |store: Store| async move {
+            store
+                .metric_series(run, "train/loss", SeriesOptions::default())
+                .await
+                .unwrap()
+                .len()
+        };
+        assert_eq!(series(store.clone()).await, 0);
+        assert!(sink.flush_due_in().is_some_and(|d| d <= FLUSH_EVERY));
+        let ckpt = dir.path().join("checkpoints").join("step-3");
+        std::fs::create_dir_all(&ckpt).unwrap();
+        std::fs::write(ckpt.join("state.json"), "{}").unwrap();
+        sink.handle(RunEvent::Checkpoint {
+            step: 3,
+            path: ckpt.clone(),
+        })
+        .await
+        .unwrap();
+        // The checkpoint flushed the points before it.
+        assert_eq!(series(store.clone()).await, 3);
+        let row = store.run(run).await.unwrap().unwrap();
+        assert_eq!(row.checkpoint_step, Some(3));
+        assert_eq!(sink.progress.get().map(|p| p.step), Some(3));
+
+        // Many points in one go are written once the batch is full.
+        for s in 4..(4 + FLUSH_POINTS as u64) {
+            sink.handle(step(s)).await.unwrap();
+        }
+        assert_eq!(series(store.clone()).await, 3 + FLUSH_POINTS);
+        sink.handle(RunEvent::Log {
+            message: "hello".into(),
+        })
+        .await
+        .unwrap();
+        sink.flush().await.unwrap();
+        let logs = store.log_lines(run, None, None).await.unwrap();
+        assert!(logs.iter().any(|l| l.text == "hello"));
+        assert!(logs
+            .iter()
+            .any(|l| l.text.starts_with("checkpoint at step 3")));
+        assert!(std::fs::read_to_string(dir.path().join("train.log"))
+            .unwrap()
+            .contains("hello"));
+    }
+}
