@@ -1,0 +1,98 @@
+//! `towerlab run FILE`: queue the experiment's missing cells and work on them here until the
+//! grid is done, then print the results table and where things were written.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use experiments::{CellState, Overrides};
+
+use crate::cli::RunArgs;
+use crate::runner::worker::{self, Runner, Slot, Until};
+use crate::runner::{self, executor, plan, results, Workspace};
+
+pub fn run(db: &Path, args: RunArgs) -> anyhow::Result<()> {
+    apply(db, Some(args.plan.file.as_path()), args.plan.set, args.jobs)
+}
+
+/// Queue + a foreground worker for one experiment (`None`: the embedded demo).
+pub fn apply(
+    db: &Path,
+    file: Option<&Path>,
+    set: Vec<String>,
+    jobs: Option<usize>,
+) -> anyhow::Result<()> {
+    let (exp, source) = plan::load_experiment(file, &Overrides::from_process_env(set))?;
+    let executor = executor::local_executor()?;
+    let cells = runner::cells_of(&exp, true)?;
+    let rt = runner::runtime()?;
+    rt.block_on(async move {
+        let ws = Workspace::new(db);
+        let store = ws.open().await?;
+        let (plan, stored) = plan::plan_against(&store, &exp, cells.clone()).await?;
+        let report = plan::queue_plan(&store, &exp, &source, &plan, &stored).await?;
+        let pending = plan
+            .rows
+            .iter()
+            .filter(|r| matches!(r.state, CellState::Queued | CellState::Running))
+            .count();
+        if report.added.is_empty() && report.resumed.is_empty() && pending == 0 {
+            println!(
+                "nothing to run: all {} cells of {} are done or failed",
+                plan.rows.len(),
+                exp.name
+            );
+        } else {
+            print!("{}", super::queue::describe(&report, plan.rows.len()));
+            let Some(row) = &report.experiment else {
+                anyhow::bail!("the experiment {} is not in the store", exp.name);
+            };
+            let devices = executor::local_devices();
+            let gpu = devices.iter().any(|d| d.starts_with("cuda"));
+            let n = jobs.unwrap_or(if gpu { devices.len() } else { 1 }).max(1);
+            let slots = Slot::for_process(n, &devices, &executor.engine_version());
+            let mut r = Runner::new(store.clone(), ws.runs_dir.clone(), executor);
+            r.experiment = Some(row.id);
+            let todo = report.added.len() + report.resumed.len() + pending;
+            r.ui = runner::ui::Ui::new().with_sweep(todo as u64, 0);
+            let runner = Arc::new(r);
+            watch_ctrl_c(runner.clone());
+            let ran = worker::serve(runner.clone(), slots, Until::ExperimentDone).await?;
+            if runner.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                println!(
+                    "stopped after {} attempt(s); run the same command again to resume",
+                    ran.len()
+                );
+            }
+        }
+        let (after, _) = plan::plan_against(&store, &exp, cells.clone()).await?;
+        let c = after.counts();
+        let table = results::render(&results::collect(&store, &exp, &cells).await?);
+        println!("\n{} — {}", exp.name, exp.path.display());
+        print!("{table}");
+        println!(
+            "{} done, {} failed, {} queued, {} running, {} new, {} stale",
+            c.done, c.failed, c.queued, c.running, c.new, c.stale
+        );
+        println!("store:    {}", ws.db.display());
+        println!("run dirs: {}/<identity>", ws.runs_dir.display());
+        if c.failed > 0 {
+            println!("see failures with `towerlab ls --status failed` and `towerlab show RUN`");
+        }
+        store.close().await;
+        anyhow::Ok(())
+    })
+}
+
+/// First Ctrl-C: stop claiming, let active runs checkpoint and stop. Second: abort at once.
+pub fn watch_ctrl_c(runner: Arc<Runner>) {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("stopping: active runs checkpoint and stop (Ctrl-C again aborts now)");
+            runner.stop();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("aborted; interrupted runs resume from their last checkpoint");
+                std::process::exit(130);
+            }
+        }
+    });
+}

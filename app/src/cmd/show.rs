@@ -1,0 +1,127 @@
+//! `towerlab show RUN`: one run's config, summaries, failure and artifacts.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::cli::ShowArgs;
+use crate::exit::UserError;
+use crate::runner::{self, lookup, table, Workspace};
+
+fn time(ms: Option<i64>) -> String {
+    ms.map_or("-".into(), |ms| {
+        format!("{:.3} s since epoch", ms as f64 / 1000.0)
+    })
+}
+
+pub fn run(db: &Path, args: ShowArgs) -> anyhow::Result<()> {
+    let rt = runner::runtime()?;
+    rt.block_on(async move {
+        let ws = Workspace::new(db);
+        let Some(store) = ws.open_existing().await? else {
+            return Err(anyhow::Error::new(UserError {
+                code: 1,
+                message: format!("no store at {}", ws.db.display()),
+            }));
+        };
+        let row = lookup::run(&store, &args.run).await?;
+        let detail = store
+            .run_detail(row.id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("run {} vanished", row.id))?;
+        let r = &detail.run;
+        let mut out = String::new();
+        let _ = writeln!(out, "run {}  {}", r.id, r.hash);
+        let _ = writeln!(out, "experiment  {}", r.experiment);
+        let _ = writeln!(out, "cell        {}", r.cell_key);
+        let _ = writeln!(out, "task        {}", r.task);
+        let _ = writeln!(out, "status      {} (attempt {})", r.status, r.attempts);
+        if let (Some(class), msg) = (r.failure_class, &r.failure_message) {
+            let _ = writeln!(out, "failure     {class}: {}", msg.as_deref().unwrap_or(""));
+        }
+        if let Some(dep) = r.depends_on {
+            let _ = writeln!(out, "after       run {dep} (pre-training)");
+        }
+        let _ = writeln!(
+            out,
+            "worker      {} (host {}, pid {}, device {})",
+            r.worker.as_deref().unwrap_or("-"),
+            r.host.as_deref().unwrap_or("-"),
+            r.pid.map_or("-".into(), |p| p.to_string()),
+            r.device.as_deref().unwrap_or("-")
+        );
+        let _ = writeln!(out, "started     {}", time(r.started_ms));
+        let _ = writeln!(out, "ended       {}", time(r.ended_ms));
+        let _ = writeln!(
+            out,
+            "progress    {} / {}",
+            r.progress_step.map_or("-".into(), |s| s.to_string()),
+            r.progress_total.map_or("-".into(), |s| s.to_string())
+        );
+        if let Some(c) = &r.checkpoint_path {
+            let _ = writeln!(
+                out,
+                "checkpoint  {c} (step {})",
+                r.checkpoint_step.map_or("-".into(), |s| s.to_string())
+            );
+        }
+        let _ = writeln!(
+            out,
+            "run dir     {}",
+            runner::worker::run_dir(&ws.runs_dir, &r.hash).display()
+        );
+        let _ = writeln!(out, "\nconfig:");
+        for p in detail.params.iter().filter(|p| !p.key.starts_with('_')) {
+            let _ = writeln!(out, "  {} = {}", p.key, p.value);
+        }
+        if !detail.summaries.is_empty() {
+            let rows: Vec<Vec<String>> = detail
+                .summaries
+                .iter()
+                .map(|s| {
+                    let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.5}"));
+                    vec![
+                        s.key.clone(),
+                        s.count.to_string(),
+                        f(s.last),
+                        f(s.min),
+                        f(s.max),
+                        match (s.best, s.best_step) {
+                            (Some(b), Some(st)) => format!("{b:.5} @{st}"),
+                            _ => "-".into(),
+                        },
+                    ]
+                })
+                .collect();
+            let _ = writeln!(out, "\nmetrics:");
+            out.push_str(&table::render(
+                &["key", "points", "last", "min", "max", "best"],
+                &rows,
+            ));
+        }
+        if !detail.artifacts.is_empty() {
+            let _ = writeln!(out, "\nartifacts:");
+            for a in &detail.artifacts {
+                let _ = writeln!(
+                    out,
+                    "  {:<10} {}{}{}",
+                    a.kind.as_str(),
+                    a.path,
+                    a.step.map_or(String::new(), |s| format!("  step {s}")),
+                    a.size_bytes.map_or(String::new(), |b| format!(
+                        "  {:.1} MiB",
+                        b as f64 / 1048576.0
+                    ))
+                );
+            }
+        }
+        let tail = store.log_tail(r.id, 8).await?;
+        if !tail.is_empty() {
+            let _ = writeln!(out, "\nlog (last {} lines):", tail.len());
+            for l in tail {
+                let _ = writeln!(out, "  [{}] {:<5} {}", l.attempt, l.level, l.text);
+            }
+        }
+        print!("{out}");
+        anyhow::Ok(())
+    })
+}

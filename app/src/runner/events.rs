@@ -1,0 +1,74 @@
+//! What an executor reports about the run it executes, independent of the engine's own types
+//! (the app also builds without the engine, and other executors — Slurm — report the same).
+
+use std::path::PathBuf;
+
+use store::FailureClass;
+
+/// One manager aggregation weight (see `engine::train::events::ManagerWeight`). `expert` is
+/// `None` for the weight on the previous cross-modal layer's output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManagerWeight {
+    pub modality: &'static str,
+    pub layer: u32,
+    pub expert: Option<u32>,
+    pub weight: f64,
+}
+
+/// Events of one attempt, in order: `Started`, any number of the others, then at most one of
+/// `Finished` / `Failed` (an executor that was killed sends neither).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEvent {
+    Started {
+        total_steps: u64,
+        device: String,
+        resumed_at: Option<u64>,
+    },
+    /// Training metrics of one optimiser step.
+    Step {
+        step: u64,
+        metrics: Vec<(String, f64)>,
+    },
+    /// Evaluation metrics.
+    Eval {
+        step: u64,
+        metrics: Vec<(String, f64)>,
+    },
+    ManagerWeights {
+        step: u64,
+        weights: Vec<ManagerWeight>,
+    },
+    /// A complete checkpoint was written (the run resumes from the latest one).
+    Checkpoint {
+        step: u64,
+        path: PathBuf,
+    },
+    Log {
+        message: String,
+    },
+    Finished {
+        step: u64,
+    },
+    Failed {
+        step: u64,
+        class: FailureClass,
+        message: String,
+    },
+}
+
+/// How an attempt ended, as the executor returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Finished {
+        step: u64,
+    },
+    /// Stopped because the cancel flag was set (after writing a checkpoint).
+    Cancelled {
+        step: u64,
+    },
+    Failed {
+        step: u64,
+        class: FailureClass,
+        message: String,
+    },
+}

@@ -1,0 +1,291 @@
+//! The plan against the store: what the store knows about an experiment's cells (a
+//! [`RunsView`]), and queueing the cells that have to run.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::Context as _;
+use experiments::plan::LastRun;
+use experiments::{Cell, CellKey, CellState, Experiment, KnownRuns, Plan, Role};
+use serde_json::{Map, Value as Json};
+use store::{ExperimentRow, NewRun, RunFilter, RunRow, RunStatus, Store};
+
+/// Params the runner keeps on each run besides the flattened settings.
+pub const PARAM_SETTINGS: &str = "_settings";
+pub const PARAM_IDENTITY: &str = "_identity";
+pub const PARAM_ROLE: &str = "_role";
+
+/// The plan-side status of a stored run. A cancelled run counts as interrupted, like a crashed
+/// one: the plan shows it as failed and `queue`/`run` resume it.
+fn plan_status(s: RunStatus) -> experiments::RunStatus {
+    match s {
+        RunStatus::Queued => experiments::RunStatus::Queued,
+        RunStatus::Running => experiments::RunStatus::Running,
+        RunStatus::Finished => experiments::RunStatus::Finished,
+        RunStatus::Failed => experiments::RunStatus::Failed,
+        RunStatus::Crashed | RunStatus::Cancelled => experiments::RunStatus::Crashed,
+    }
+}
+
+/// Which of two runs with the same identity speaks for it (a finished one wins).
+fn rank(s: RunStatus) -> u8 {
+    match s {
+        RunStatus::Finished => 5,
+        RunStatus::Running => 4,
+        RunStatus::Queued => 3,
+        RunStatus::Cancelled | RunStatus::Crashed => 2,
+        RunStatus::Failed => 1,
+    }
+}
+
+/// The seed a stored run was queued with (kept in its axes).
+pub fn run_seed(run: &RunRow) -> Option<u64> {
+    run.axes.get("seed").and_then(Json::as_u64)
+}
+
+/// What the store knows about `cells`: the status of each identity (in any experiment) and,
+/// within `experiment`, the last run of each cell key and seed with its identity document.
+pub async fn known_runs(
+    store: &Store,
+    experiment: Option<&ExperimentRow>,
+    cells: &[Cell],
+) -> anyhow::Result<(KnownRuns, HashMap<String, RunRow>)> {
+    let hashes: Vec<String> = cells
+        .iter()
+        .map(|c| c.identity.as_str().to_string())
+        .collect();
+    let mut known = KnownRuns::default();
+    let mut by_hash: HashMap<String, RunRow> = HashMap::new();
+    for run in store.runs_by_hash(&hashes).await? {
+        let better = by_hash
+            .get(&run.hash)
+            .is_none_or(|old| rank(run.status) > rank(old.status));
+        if better {
+            by_hash.insert(run.hash.clone(), run);
+        }
+    }
+    for (hash, run) in &by_hash {
+        if let Some(id) = experiments::RunId::parse(hash) {
+            known.by_identity.insert(id, plan_status(run.status));
+        }
+    }
+    if let Some(exp) = experiment {
+        let runs = store
+            .list_runs(&RunFilter {
+                experiment: Some(exp.id),
+                ..RunFilter::default()
+            })
+            .await?;
+        // The newest run (highest id) of each cell key and seed.
+        let mut last: HashMap<(String, u64), &RunRow> = HashMap::new();
+        for run in &runs {
+            if let Some(seed) = run_seed(run) {
+                last.insert((run.cell_key.clone(), seed), run);
+            }
+        }
+        for ((key, seed), run) in last {
+            let Some(identity) = experiments::RunId::parse(&run.hash) else {
+                continue;
+            };
+            let params = store.params(run.id).await?;
+            let document = params
+                .into_iter()
+                .find(|p| p.key == PARAM_IDENTITY)
+                .map_or(Json::Null, |p| p.value);
+            known
+                .by_slot
+                .insert((CellKey(key), seed), LastRun { identity, document });
+        }
+    }
+    Ok((known, by_hash))
+}
+
+/// The experiment's plan against the store, with the stored runs of its identities.
+pub async fn plan_against(
+    store: &Store,
+    exp: &Experiment,
+    cells: Vec<Cell>,
+) -> anyhow::Result<(Plan, HashMap<String, RunRow>)> {
+    let row = store.experiment_by_name(&exp.name).await?;
+    let (known, by_hash) = known_runs(store, row.as_ref(), &cells).await?;
+    Ok((experiments::plan::plan(cells, &known), by_hash))
+}
+
+fn flatten(prefix: &str, v: &Json, out: &mut Vec<(String, Json)>) {
+    match v {
+        Json::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        _ => out.push((prefix.to_string(), v.clone())),
+    }
+}
+
+/// The store row for a cell: axes (with the seed), task, flattened settings, and the settings
+/// and identity document whole (the worker runs from the first, `plan` diffs the second).
+pub fn new_run(cell: &Cell) -> anyhow::Result<NewRun> {
+    let settings = serde_json::to_value(&cell.settings).context("encoding settings")?;
+    let mut params = Vec::new();
+    flatten("", &settings, &mut params);
+    params.push((PARAM_SETTINGS.to_string(), settings));
+    params.push((PARAM_IDENTITY.to_string(), cell.identity_document.clone()));
+    let role = match cell.role {
+        Role::Grid => "grid",
+        Role::Pretrain => "pretrain",
+    };
+    params.push((PARAM_ROLE.to_string(), Json::String(role.into())));
+    let mut axes: Map<String, Json> = cell.axes.iter().cloned().collect();
+    axes.insert("seed".into(), Json::from(cell.seed));
+    let task = serde_json::to_value(cell.settings.task)?
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    Ok(NewRun {
+        hash: cell.identity.as_str().to_string(),
+        cell_key: cell.key.0.clone(),
+        axes,
+        task,
+        params,
+        depends_on: cell.depends_on.as_ref().map(|d| d.as_str().to_string()),
+    })
+}
+
+/// What `queue` did.
+#[derive(Debug, Clone, Default)]
+pub struct QueueReport {
+    pub experiment: Option<ExperimentRow>,
+    /// Cells queued as new runs (new or stale cells).
+    pub added: Vec<Cell>,
+    /// Interrupted runs (cancelled or crashed) of the plan put back in the queue to resume.
+    pub resumed: Vec<store::RunId>,
+    /// Cells already done, queued or running.
+    pub unchanged: usize,
+    /// Cells whose run failed (left alone: `towerlab retry` re-queues them).
+    pub failed: usize,
+    /// Queued runs of stale cells, cancelled because a run with the new identity replaces them.
+    pub superseded: Vec<store::RunId>,
+}
+
+fn store_goal(g: experiments::Goal) -> store::Goal {
+    match g {
+        experiments::Goal::Maximize => store::Goal::Maximize,
+        experiments::Goal::Minimize => store::Goal::Minimize,
+    }
+}
+
+/// A hash of the experiment's source text, recorded with the experiment.
+pub fn content_hash(src: &str) -> String {
+    experiments::RunId::of_document(&Json::String(src.to_string()))
+        .as_str()
+        .to_string()
+}
+
+/// Queues the plan's new and stale cells (pre-training runs before their dependents, each
+/// once) and resumes its interrupted runs. Nothing is written when nothing needs to run.
+pub async fn queue_plan(
+    store: &Store,
+    exp: &Experiment,
+    source: &str,
+    plan: &Plan,
+    stored: &HashMap<String, RunRow>,
+) -> anyhow::Result<QueueReport> {
+    let mut report = QueueReport::default();
+    let mut to_add = Vec::new();
+    let mut interrupted = Vec::new();
+    let mut previous = Vec::new();
+    for row in &plan.rows {
+        match row.state {
+            CellState::New => to_add.push(&row.cell),
+            CellState::Stale => {
+                to_add.push(&row.cell);
+                previous.extend(row.previous.as_ref().map(|p| p.as_str().to_string()));
+            }
+            CellState::Failed => match stored.get(row.cell.identity.as_str()) {
+                Some(run) if matches!(run.status, RunStatus::Cancelled | RunStatus::Crashed) => {
+                    interrupted.push(run.id);
+                }
+                _ => report.failed += 1,
+            },
+            CellState::Done | CellState::Queued | CellState::Running => report.unchanged += 1,
+        }
+    }
+    if to_add.is_empty() && interrupted.is_empty() {
+        report.experiment = store.experiment_by_name(&exp.name).await?;
+        return Ok(report);
+    }
+    let path = exp.path.display().to_string();
+    let row = store
+        .upsert_experiment(&exp.name, &path, &content_hash(source))
+        .await?;
+    let new_runs = to_add
+        .iter()
+        .map(|c| new_run(c))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let created = store.create_runs(row.id, &new_runs).await?;
+    for (made, cell) in created.iter().zip(&to_add) {
+        if !made.inserted {
+            continue;
+        }
+        if let Some(metric) = exp.metric_for(cell.settings.task) {
+            store
+                .declare_metrics(made.id, &[(metric.name.as_str(), store_goal(metric.goal))])
+                .await?;
+        }
+        report.added.push((*cell).clone());
+    }
+    report.resumed = store.requeue_runs(&interrupted, false).await?;
+    // A queued run of the old identity would still be claimed and run: cancel it.
+    let old: Vec<store::RunId> = store
+        .runs_by_hash(&previous)
+        .await?
+        .into_iter()
+        .filter(|r| r.experiment_id == row.id && r.status == RunStatus::Queued)
+        .map(|r| r.id)
+        .collect();
+    store.cancel_runs(&old).await?;
+    report.superseded = old;
+    report.experiment = Some(row);
+    Ok(report)
+}
+
+/// Reads the experiment file (or the embedded demo), returning it with its source text.
+/// Validation problems become one user error (exit code 2) listing every problem.
+pub fn load_experiment(
+    file: Option<&Path>,
+    overrides: &experiments::Overrides,
+) -> anyhow::Result<(Experiment, String)> {
+    let (result, source) = match file {
+        Some(path) => (
+            Experiment::load(path, overrides),
+            std::fs::read_to_string(path).unwrap_or_default(),
+        ),
+        None => (
+            Experiment::demo(overrides),
+            experiments::DEMO_TOML.to_string(),
+        ),
+    };
+    match result {
+        Ok(exp) => {
+            for w in &exp.warnings {
+                eprintln!("warning: {w}");
+            }
+            Ok((exp, source))
+        }
+        Err(errors) => {
+            let n = errors.len();
+            Err(anyhow::Error::new(crate::exit::UserError {
+                code: 2,
+                message: format!(
+                    "{n} problem{} in the experiment; nothing was run:\n{errors}",
+                    if n == 1 { "" } else { "s" }
+                ),
+            }))
+        }
+    }
+}
