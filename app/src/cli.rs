@@ -28,6 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Show what TowerLab found: libtorch, devices, store and cache locations.
     Doctor,
+    /// Push runs to an experiment tracker (Weights & Biases).
+    Sync(crate::cmd::sync::SyncArgs),
 }
 
 impl Cli {
