@@ -1,0 +1,270 @@
+//! `cargo bench -p store --bench ingest`: metric ingest throughput of `Store::ingest_metrics`
+//! against plain per-row `INSERT` loops on the same schema, and the time to list 10k runs with
+//! their summaries. Prints a table; targets: >= 500k points/s, list < 100 ms.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use store::{ExperimentId, Goal, MetricPoint, NewRun, RunFilter, RunId, Store};
+
+const KEYS: [&str; 5] = [
+    "train/loss",
+    "train/lr",
+    "train/grad_norm",
+    "val/loss",
+    "val/acc",
+];
+
+/// `n` points spread over the keys above, steps from `first_step`.
+fn points(first_step: i64, n: usize) -> Vec<MetricPoint> {
+    let steps = n / KEYS.len();
+    let mut out = Vec::with_capacity(n);
+    for s in 0..steps as i64 {
+        let step = first_step + s;
+        for (k, key) in KEYS.iter().enumerate() {
+            out.push(MetricPoint {
+                key: (*key).to_owned(),
+                step,
+                value: 1.0 / (step + 1 + k as i64) as f64,
+                wall_ms: 1_700_000_000_000 + step,
+            });
+        }
+    }
+    out
+}
+
+fn new_run(i: usize) -> NewRun {
+    NewRun {
+        hash: format!("{i:016x}"),
+        cell_key: format!("manager=adaptive,layers={},seed={}", 3 + i % 4, i),
+        axes: json!({"manager": "adaptive", "layers": 3 + i % 4, "seed": i})
+            .as_object()
+            .unwrap()
+            .clone(),
+        task: "vqa".to_owned(),
+        params: vec![("train.lr".to_owned(), json!(1e-5))],
+        depends_on: None,
+    }
+}
+
+async fn fresh(
+    dir: &tempfile::TempDir,
+    name: &str,
+    runs: usize,
+) -> (Store, ExperimentId, Vec<RunId>) {
+    let store = Store::open(dir.path().join(name)).await.unwrap();
+    let exp = store
+        .upsert_experiment("bench", "bench.toml", "h")
+        .await
+        .unwrap()
+        .id;
+    let all: Vec<NewRun> = (0..runs).map(new_run).collect();
+    let ids = store
+        .create_runs(exp, &all)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    (store, exp, ids)
+}
+
+struct Row {
+    method: String,
+    batch: usize,
+    points: usize,
+    elapsed: Duration,
+}
+
+async fn bench_store(dir: &tempfile::TempDir, batch: usize, total: usize) -> Row {
+    let (store, _, ids) = fresh(dir, &format!("store-{batch}.db"), 1).await;
+    let run = ids[0];
+    let goals: Vec<(&str, Goal)> = vec![("val/acc", Goal::Maximize), ("val/loss", Goal::Minimize)];
+    store.declare_metrics(run, &goals).await.unwrap();
+    let batches: Vec<Vec<MetricPoint>> = (0..total / batch)
+        .map(|b| points((b * batch / KEYS.len()) as i64, batch))
+        .collect();
+    let start = Instant::now();
+    let mut stored = 0;
+    for b in &batches {
+        stored += store.ingest_metrics(run, b).await.unwrap();
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(stored as usize, total);
+    let s = store.summaries(run).await.unwrap();
+    assert_eq!(s.iter().map(|s| s.count).sum::<i64>() as usize, total);
+    store.close().await;
+    Row {
+        method: "Store::ingest_metrics (multi-row, +summaries)".into(),
+        batch,
+        points: total,
+        elapsed,
+    }
+}
+
+/// The peer: one `INSERT` statement per point (prepared once, reused), either each in its own
+/// autocommit transaction or one transaction per batch. No summaries are maintained.
+async fn bench_per_row(
+    dir: &tempfile::TempDir,
+    batch: usize,
+    total: usize,
+    tx_per_batch: bool,
+) -> Row {
+    let name = format!("peer-{batch}-{tx_per_batch}.db");
+    let (store, _, ids) = fresh(dir, &name, 1).await;
+    let run = ids[0];
+    let pool = store.pool().clone();
+    let sql = "INSERT OR IGNORE INTO metric_points (run_id, key, step, value, wall_ms) \
+               VALUES (?1, ?2, ?3, ?4, ?5)";
+    let batches: Vec<Vec<MetricPoint>> = (0..total / batch)
+        .map(|b| points((b * batch / KEYS.len()) as i64, batch))
+        .collect();
+    let start = Instant::now();
+    for b in &batches {
+        if tx_per_batch {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+            for p in b {
+                sqlx::query(sql)
+                    .bind(run)
+                    .bind(&p.key)
+                    .bind(p.step)
+                    .bind(p.value)
+                    .bind(p.wall_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+            }
+            tx.commit().await.unwrap();
+        } else {
+            for p in b {
+                sqlx::query(sql)
+                    .bind(run)
+                    .bind(&p.key)
+                    .bind(p.step)
+                    .bind(p.value)
+                    .bind(p.wall_ms)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM metric_points")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n as usize, total);
+    store.close().await;
+    Row {
+        method: if tx_per_batch {
+            "peer: per-row INSERT, one tx per batch".into()
+        } else {
+            "peer: per-row INSERT, autocommit".into()
+        },
+        batch,
+        points: total,
+        elapsed,
+    }
+}
+
+async fn bench_list(dir: &tempfile::TempDir, runs: usize) -> Vec<(String, Duration, usize)> {
+    let (store, _, ids) = fresh(dir, "list.db", runs).await;
+    for (i, &run) in ids.iter().enumerate() {
+        let pts: Vec<MetricPoint> = points(0, 2 * KEYS.len())
+            .into_iter()
+            .map(|mut p| {
+                p.value += i as f64;
+                p
+            })
+            .collect();
+        store.ingest_metrics(run, &pts).await.unwrap();
+    }
+    let mut out = Vec::new();
+    let cases: [(&str, RunFilter); 3] = [
+        ("list_runs (no summaries)", RunFilter::default()),
+        (
+            "list_runs_with_summaries (5 keys/run)",
+            RunFilter::default(),
+        ),
+        (
+            "list_runs_with_summaries (1 key selected)",
+            RunFilter {
+                summary_keys: vec!["val/acc".into()],
+                ..RunFilter::default()
+            },
+        ),
+    ];
+    for (i, (name, filter)) in cases.iter().enumerate() {
+        let mut times = Vec::new();
+        let mut n = 0;
+        for _ in 0..7 {
+            let start = Instant::now();
+            n = if i == 0 {
+                store.list_runs(filter).await.unwrap().len()
+            } else {
+                let got = store.list_runs_with_summaries(filter).await.unwrap();
+                assert!(got.iter().all(|r| !r.summaries.is_empty()));
+                got.len()
+            };
+            times.push(start.elapsed());
+        }
+        times.sort();
+        out.push(((*name).to_owned(), times[times.len() / 2], n));
+    }
+    store.close().await;
+    out
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let mut rows = Vec::new();
+        for batch in [100, 1_000, 10_000] {
+            rows.push(bench_store(&dir, batch, 500_000).await);
+        }
+        rows.push(bench_per_row(&dir, 1_000, 200_000, true).await);
+        rows.push(bench_per_row(&dir, 1_000, 10_000, false).await);
+
+        println!("\nmetric ingest (file store, WAL, synchronous=NORMAL; 5 keys per step)\n");
+        println!(
+            "| {:<46} | {:>6} | {:>8} | {:>9} | {:>12} |",
+            "method", "batch", "points", "seconds", "points/s"
+        );
+        println!(
+            "|{:-<48}|{:->8}|{:->10}|{:->11}|{:->14}|",
+            "", "", "", "", ""
+        );
+        for r in &rows {
+            let secs = r.elapsed.as_secs_f64();
+            println!(
+                "| {:<46} | {:>6} | {:>8} | {:>9.3} | {:>12.0} |",
+                r.method,
+                r.batch,
+                r.points,
+                secs,
+                r.points as f64 / secs
+            );
+        }
+
+        let runs = 10_000;
+        let list = bench_list(&dir, runs).await;
+        println!("\nrun lists ({runs} runs, 5 metric summaries each; median of 7)\n");
+        println!("| {:<44} | {:>6} | {:>9} |", "query", "runs", "ms");
+        println!("|{:-<46}|{:->8}|{:->11}|", "", "", "");
+        for (name, t, n) in list {
+            println!(
+                "| {:<44} | {:>6} | {:>9.1} |",
+                name,
+                n,
+                t.as_secs_f64() * 1e3
+            );
+        }
+        println!("\ntargets: >= 500000 points/s in batches; list with summaries < 100 ms");
+    });
+}

@@ -1,0 +1,151 @@
+//! Opening a store file: connection options, recognising foreign/corrupt/newer files, migrating.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use tracing::{debug, instrument};
+
+use crate::error::{Result, StoreError};
+use crate::{Store, StoreOptions, APPLICATION_ID, MIGRATOR};
+
+/// SQLite result codes that mean "this file is damaged or not a database at all".
+const SQLITE_CORRUPT: &str = "11";
+const SQLITE_NOTADB: &str = "26";
+
+const ROW_CHANNEL: usize = 4096;
+
+fn classify(path: &Path, source: sqlx::Error) -> StoreError {
+    let corrupt = source
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == SQLITE_CORRUPT || code == SQLITE_NOTADB);
+    let path = path.to_path_buf();
+    if corrupt {
+        StoreError::Corrupt { path, source }
+    } else {
+        StoreError::Open { path, source }
+    }
+}
+
+#[instrument(level = "debug", skip(options), err)]
+pub(crate) async fn open_file(path: &Path, options: StoreOptions) -> Result<Store> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    let connect = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(options.busy_timeout)
+        .foreign_keys(true)
+        .optimize_on_close(true, None)
+        // Rows cross from SQLite's thread in a bounded channel; the default (50) makes a large
+        // read hand over between threads every 50 rows.
+        .row_buffer_size(ROW_CHANNEL);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(options.max_connections.max(1))
+        .acquire_timeout(options.busy_timeout.max(Duration::from_secs(5)))
+        .connect_with(connect)
+        .await
+        .map_err(|e| classify(path, e))?;
+    let store = Store {
+        pool,
+        path: path.to_path_buf(),
+    };
+    prepare_schema(&store).await?;
+    debug!(path = %path.display(), "store open");
+    Ok(store)
+}
+
+pub(crate) async fn open_memory() -> Result<Store> {
+    let path = PathBuf::from(":memory:");
+    let connect = SqliteConnectOptions::from_str("sqlite::memory:")
+        .map_err(|e| classify(&path, e))?
+        .foreign_keys(true)
+        .row_buffer_size(ROW_CHANNEL);
+    // Every connection to ":memory:" is a separate database, so the pool keeps exactly one alive.
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(connect)
+        .await
+        .map_err(|e| classify(&path, e))?;
+    let store = Store { pool, path };
+    prepare_schema(&store).await?;
+    Ok(store)
+}
+
+/// Checks what the file is and migrates it, all under one write lock so that several processes
+/// opening a fresh file at once do not race to create the tables.
+async fn prepare_schema(store: &Store) -> Result<()> {
+    let path = store.path();
+    let err = |e| classify(path, e);
+    let mut tx = store
+        .pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(err)?;
+
+    let application_id: i64 = sqlx::query_scalar("PRAGMA application_id")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(err)?;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+         ORDER BY name",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(err)?;
+
+    let fresh = application_id == 0 && tables.is_empty();
+    if !fresh && application_id != APPLICATION_ID {
+        return Err(StoreError::NotAStore {
+            path: path.to_path_buf(),
+            application_id,
+            tables: if tables.is_empty() {
+                "none".to_owned()
+            } else {
+                tables.join(", ")
+            },
+        });
+    }
+
+    if tables.iter().any(|t| t == "_sqlx_migrations") {
+        let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(err)?;
+        let supported = latest_version();
+        if let Some(found) = found.filter(|&v| v > supported) {
+            return Err(StoreError::NewerSchema {
+                path: path.to_path_buf(),
+                found,
+                supported,
+            });
+        }
+    }
+
+    MIGRATOR
+        .run_direct(&mut *tx)
+        .await
+        .map_err(|source| StoreError::Migrate {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    tx.commit().await.map_err(err)?;
+    Ok(())
+}
+
+/// The newest migration this build knows.
+pub(crate) fn latest_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}

@@ -1,0 +1,222 @@
+//! Batch ingest: idempotence, summaries, NaN, series.
+
+mod common;
+
+use common::{experiment, new_run, temp_store};
+use store::{Goal, MetricPoint, RunFilter, RunId, SeriesOptions, Store};
+
+fn p(key: &str, step: i64, value: f64) -> MetricPoint {
+    MetricPoint {
+        key: key.into(),
+        step,
+        value,
+        wall_ms: 1_000 + step,
+    }
+}
+
+async fn one_run(store: &Store) -> RunId {
+    let exp = experiment(store, "m").await;
+    store.create_runs(exp, &[new_run(0)]).await.unwrap()[0].id
+}
+
+#[tokio::test]
+async fn the_same_batch_twice_stores_each_point_once() {
+    let (store, _dir) = temp_store().await;
+    let run = one_run(&store).await;
+    // More points than one INSERT statement holds, over several keys.
+    let batch: Vec<MetricPoint> = (0..1500)
+        .flat_map(|s| [p("train/loss", s, 1.0 / (s + 1) as f64), p("lr", s, 1e-4)])
+        .collect();
+    assert_eq!(store.ingest_metrics(run, &batch).await.unwrap(), 3000);
+    let before = store.summaries(run).await.unwrap();
+    assert_eq!(store.ingest_metrics(run, &batch).await.unwrap(), 0);
+    assert_eq!(store.summaries(run).await.unwrap(), before);
+    let series = store
+        .metric_series(run, "train/loss", SeriesOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(series.len(), 1500);
+    assert!(series.windows(2).all(|w| w[0].step + 1 == w[1].step));
+    let loss = before.iter().find(|s| s.key == "train/loss").unwrap();
+    assert_eq!(loss.count, 1500);
+
+    // A batch overlapping the stored one only adds the new steps, and duplicates inside one
+    // batch count once.
+    let overlap: Vec<MetricPoint> = (1400..1600).map(|s| p("train/loss", s, 0.0)).collect();
+    let mut with_dup = overlap.clone();
+    with_dup.push(p("train/loss", 1599, 7.0));
+    assert_eq!(store.ingest_metrics(run, &with_dup).await.unwrap(), 100);
+    let loss = store.summaries(run).await.unwrap();
+    let loss = loss.iter().find(|s| s.key == "train/loss").unwrap();
+    assert_eq!(loss.count, 1600);
+    assert_eq!(loss.last_step, Some(1599));
+    assert_eq!(loss.last, Some(0.0), "the first point of a step wins");
+}
+
+#[tokio::test]
+async fn summaries_follow_the_goal_of_each_metric() {
+    let (store, _dir) = temp_store().await;
+    let run = one_run(&store).await;
+    store
+        .declare_metrics(
+            run,
+            &[("val/acc", Goal::Maximize), ("val/loss", Goal::Minimize)],
+        )
+        .await
+        .unwrap();
+    let acc = [(0, 0.30), (1, 0.55), (2, 0.71), (3, 0.69), (4, 0.71)];
+    let loss = [(0, 2.0), (1, 1.2), (2, f64::NAN), (3, 0.8), (4, 0.9)];
+    // In two batches, out of order, to exercise the merge with the stored summary.
+    let first: Vec<MetricPoint> = [acc[3], acc[0], acc[1]]
+        .iter()
+        .map(|&(s, v)| p("val/acc", s, v))
+        .chain(loss[..3].iter().map(|&(s, v)| p("val/loss", s, v)))
+        .chain([p("epoch", 0, 0.0)])
+        .collect();
+    let second: Vec<MetricPoint> = [acc[4], acc[2]]
+        .iter()
+        .map(|&(s, v)| p("val/acc", s, v))
+        .chain(loss[3..].iter().map(|&(s, v)| p("val/loss", s, v)))
+        .collect();
+    store.ingest_metrics(run, &first).await.unwrap();
+    store.ingest_metrics(run, &second).await.unwrap();
+
+    let summaries = store.summaries(run).await.unwrap();
+    let get = |k: &str| summaries.iter().find(|s| s.key == k).unwrap().clone();
+    let a = get("val/acc");
+    assert_eq!(a.goal, Some(Goal::Maximize));
+    assert_eq!(
+        (a.best, a.best_step),
+        (Some(0.71), Some(2)),
+        "earliest of the tied best"
+    );
+    assert_eq!((a.last, a.last_step), (Some(0.71), Some(4)));
+    assert_eq!(
+        (a.min, a.max, a.count, a.nan_count),
+        (Some(0.30), Some(0.71), 5, 0)
+    );
+
+    let l = get("val/loss");
+    assert_eq!((l.best, l.best_step), (Some(0.8), Some(3)));
+    assert_eq!((l.min, l.max), (Some(0.8), Some(2.0)));
+    assert_eq!((l.count, l.nan_count), (5, 1));
+    assert_eq!(l.last, Some(0.9));
+
+    let e = get("epoch");
+    assert_eq!(e.goal, None);
+    assert_eq!(e.best, None, "no goal, no best");
+    assert_eq!(e.last, Some(0.0));
+
+    // Changing the goal recomputes best from the stored points.
+    store
+        .declare_metrics(run, &[("val/loss", Goal::Maximize)])
+        .await
+        .unwrap();
+    let l = store.summaries(run).await.unwrap();
+    let l = l.iter().find(|s| s.key == "val/loss").unwrap();
+    assert_eq!((l.best, l.best_step), (Some(2.0), Some(0)));
+    assert_eq!(l.count, 5);
+
+    // The NaN point reads back as NaN.
+    let series = store
+        .metric_series(run, "val/loss", SeriesOptions::default())
+        .await
+        .unwrap();
+    assert!(series[2].value.is_nan());
+    // Incremental reads.
+    let tail = store
+        .metric_series(
+            run,
+            "val/acc",
+            SeriesOptions {
+                after_step: Some(2),
+                max_points: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(tail.iter().map(|p| p.step).collect::<Vec<_>>(), vec![3, 4]);
+}
+
+#[tokio::test]
+async fn a_nan_last_point_is_reported_as_nan() {
+    let (store, _dir) = temp_store().await;
+    let run = one_run(&store).await;
+    store
+        .ingest_metrics(run, &[p("loss", 0, 1.0), p("loss", 1, f64::NAN)])
+        .await
+        .unwrap();
+    let s = &store.summaries(run).await.unwrap()[0];
+    assert!(s.last.unwrap().is_nan());
+    assert_eq!(s.last_step, Some(1));
+    assert_eq!((s.min, s.max, s.nan_count), (Some(1.0), Some(1.0), 1));
+}
+
+#[tokio::test]
+async fn run_lists_carry_summaries_and_can_select_keys() {
+    let (store, _dir) = temp_store().await;
+    let exp = experiment(&store, "m").await;
+    let ids: Vec<RunId> = store
+        .create_runs(exp, &(0..4).map(new_run).collect::<Vec<_>>())
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    for (i, &run) in ids.iter().enumerate().take(3) {
+        store
+            .ingest_metrics(run, &[p("val/acc", 0, i as f64), p("loss", 0, 1.0)])
+            .await
+            .unwrap();
+    }
+    let all = store
+        .list_runs_with_summaries(&RunFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[1].summary("val/acc").unwrap().last, Some(1.0));
+    assert_eq!(all[0].summaries.len(), 2);
+    assert!(all[3].summaries.is_empty());
+
+    let only_acc = RunFilter {
+        summary_keys: vec!["val/acc".into()],
+        ..RunFilter::default()
+    };
+    let got = store.list_runs_with_summaries(&only_acc).await.unwrap();
+    assert!(got[..3]
+        .iter()
+        .all(|r| r.summaries.len() == 1 && r.summaries[0].key == "val/acc"));
+
+    let limited = RunFilter {
+        limit: Some(2),
+        ..RunFilter::default()
+    };
+    let got = store.list_runs_with_summaries(&limited).await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].summary("val/acc").unwrap().last, Some(1.0));
+}
+
+#[tokio::test]
+async fn series_can_be_downsampled() {
+    let (store, _dir) = temp_store().await;
+    let run = one_run(&store).await;
+    let mut points: Vec<MetricPoint> = (0..5000).map(|s| p("loss", s, 1.0)).collect();
+    points[4321].value = 9.0;
+    store.ingest_metrics(run, &points).await.unwrap();
+    let small = store
+        .metric_series(
+            run,
+            "loss",
+            SeriesOptions {
+                after_step: None,
+                max_points: Some(200),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(small.len() <= 200 && small.len() >= 100, "{}", small.len());
+    assert!(
+        small.iter().any(|p| p.step == 4321 && p.value == 9.0),
+        "spike kept"
+    );
+}

@@ -1,0 +1,188 @@
+//! Opening store files: fresh, reopened, foreign, newer, older, corrupt.
+
+mod common;
+
+use std::path::Path;
+
+use common::{experiment, new_run};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::SqlitePool;
+use store::{RunFilter, Store, StoreError, MIGRATOR};
+
+async fn raw_pool(path: &Path) -> SqlitePool {
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true),
+        )
+        .await
+        .unwrap()
+}
+
+fn latest() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap()
+}
+
+#[tokio::test]
+async fn open_creates_the_directory_uses_wal_and_keeps_data_across_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/deeper/towerlab.db");
+    let store = Store::open(&path).await.unwrap();
+    assert!(path.exists());
+    assert_eq!(store.path(), path);
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    assert_eq!(store.schema_version().await.unwrap(), latest());
+    let exp = experiment(&store, "keep").await;
+    store.create_runs(exp, &[new_run(0)]).await.unwrap();
+    store.close().await;
+
+    let again = Store::open(&path).await.unwrap();
+    assert_eq!(
+        again.list_runs(&RunFilter::default()).await.unwrap().len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn several_handles_opening_a_fresh_file_at_once_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fresh.db");
+    let opens = (0..6).map(|_| {
+        let path = path.clone();
+        tokio::spawn(async move { Store::open(path).await })
+    });
+    for handle in opens {
+        let store = handle.await.unwrap().unwrap();
+        assert_eq!(store.schema_version().await.unwrap(), latest());
+    }
+}
+
+#[tokio::test]
+async fn a_database_of_another_program_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.sqlite");
+    let pool = raw_pool(&path).await;
+    sqlx::query("CREATE TABLE history (id INTEGER PRIMARY KEY, command TEXT)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let err = Store::open(&path).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotAStore { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("other.sqlite") && msg.contains("not a TowerLab store"),
+        "{msg}"
+    );
+    assert!(msg.contains("history"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_store_from_a_newer_towerlab_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("newer.db");
+    Store::open(&path).await.unwrap().close().await;
+    let pool = raw_pool(&path).await;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (29991231000000, 'from the future', TRUE, x'00', 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let err = Store::open(&path).await.unwrap_err();
+    match &err {
+        StoreError::NewerSchema {
+            found, supported, ..
+        } => {
+            assert_eq!(*found, 29991231000000);
+            assert_eq!(*supported, latest());
+        }
+        other => panic!("expected NewerSchema, got {other}"),
+    }
+    assert!(err.to_string().contains("newer.db"), "{err}");
+}
+
+#[tokio::test]
+async fn a_store_at_an_older_schema_version_is_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    // A migrations folder with only the first migration: what an older build shipped.
+    let old_migrations = dir.path().join("migrations");
+    std::fs::create_dir(&old_migrations).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut files: Vec<_> = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2, "this test needs at least two migrations");
+    std::fs::copy(
+        &files[0],
+        old_migrations.join(files[0].file_name().unwrap()),
+    )
+    .unwrap();
+    let old = sqlx::migrate::Migrator::new(old_migrations.as_path())
+        .await
+        .unwrap();
+
+    let path = dir.path().join("old.db");
+    let pool = raw_pool(&path).await;
+    old.run(&pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO experiments (name, path, content_hash, created_ms, updated_ms) \
+         VALUES ('legacy', 'legacy.toml', 'h', 1, 1)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let store = Store::open(&path).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), latest());
+    let legacy = store.experiment_by_name("legacy").await.unwrap().unwrap();
+    let run = store.create_runs(legacy.id, &[new_run(0)]).await.unwrap()[0].id;
+    let point = store::MetricPoint {
+        key: "k".into(),
+        step: 0,
+        value: 1.0,
+        wall_ms: 0,
+    };
+    assert_eq!(store.ingest_metrics(run, &[point]).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_corrupt_file_is_a_clear_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.db");
+    let garbage: Vec<u8> = (0..8192u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(&path, garbage).unwrap();
+
+    let err = Store::open(&path).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("broken.db") && msg.contains("not a SQLite database"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn a_directory_that_cannot_be_created_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let err = Store::open(blocker.join("store.db")).await.unwrap_err();
+    assert!(matches!(err, StoreError::CreateDir { .. }), "{err}");
+    assert!(err.to_string().contains("file"), "{err}");
+}
