@@ -71,3 +71,23 @@ fn a_bad_mode_is_one_clear_error() {
         "{text}"
     );
 }
+
+#[test]
+fn a_missing_store_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("none.db");
+    let out = towerlab()
+        .args(["sync", "wandb", "--db"])
+        .arg(&db)
+        .env("WANDB_API_KEY", "tl-cli-secret-key")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("no store at") && text.contains("none.db"),
+        "{text}"
+    );
+    assert!(!text.contains("tl-cli-secret-key"));
+    assert!(!db.exists(), "sync must not create a store");
+}

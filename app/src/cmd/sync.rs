@@ -1,11 +1,16 @@
 //! `towerlab sync <tracker>`: push runs from the store to an experiment tracker.
 
 use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
 
 use clap::{Args, Subcommand};
 
-use crate::wandb::cli::WandbArgs;
+use crate::exit::UserError;
+use crate::wandb::cli::{execute, WandbArgs};
 use crate::wandb::config::{Mode, WandbConfig};
+use crate::wandb::store_source::StoreSource;
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
@@ -31,7 +36,7 @@ pub fn run(db: &Path, args: SyncArgs) -> anyhow::Result<()> {
 }
 
 fn wandb(db: &Path, args: &WandbArgs) -> anyhow::Result<()> {
-    let config = args.apply(WandbConfig::from_env()?);
+    let config = WandbConfig::from_env()?;
     if config.mode != Mode::Online {
         println!(
             "WANDB_MODE={}: nothing synced (unset WANDB_MODE or set it to online to sync)",
@@ -39,11 +44,27 @@ fn wandb(db: &Path, args: &WandbArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    // The store's run reader (a `SyncSource`) and its sync-cursor table (an `OffsetStore`)
-    // plug in here: `crate::wandb::cli::run_blocking(args, config, source, offsets)`.
-    anyhow::bail!(
-        "`towerlab sync wandb` cannot read runs from {} yet: this build has no store adapter for \
-         the W&B sync",
-        db.display()
-    )
+    if !db.exists() {
+        return Err(anyhow::Error::new(UserError {
+            code: 1,
+            message: format!(
+                "no store at {}: run an experiment first, or point --db / TOWERLAB_DB at one",
+                db.display()
+            ),
+        }));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let store = store::Store::open(db)
+            .await
+            .with_context(|| format!("opening the store {}", db.display()))?;
+        let source = Arc::new(StoreSource::new(store.clone()));
+        let mut stdout = std::io::stdout();
+        let result = execute(args, config, source.clone(), source, &mut stdout).await;
+        store.close().await;
+        result.map(drop)
+    })
 }

@@ -94,20 +94,3 @@ pub async fn execute<S: SyncSource, O: OffsetStore>(
     }
     Ok(report)
 }
-
-/// [`execute`] on a fresh runtime, printing to stdout (for the `towerlab` binary).
-pub fn run_blocking<S: SyncSource, O: OffsetStore>(
-    args: &WandbArgs,
-    config: WandbConfig,
-    source: Arc<S>,
-    offsets: Arc<O>,
-) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let mut stdout = std::io::stdout();
-    runtime
-        .block_on(execute(args, config, source, offsets, &mut stdout))
-        .map(drop)
-}

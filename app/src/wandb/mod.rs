@@ -14,6 +14,7 @@ pub mod netrc;
 pub mod progress;
 pub mod secret;
 pub mod source;
+pub mod store_source;
 pub mod sync;
 pub mod types;
 
@@ -25,6 +26,7 @@ pub use secret::ApiKey;
 pub use source::{
     sync_key, Acked, BoxError, FileOffsets, MemoryOffsets, OffsetStore, Offsets, SyncSource,
 };
+pub use store_source::StoreSource;
 pub use sync::{sync_runs, Outcome, RunReport, SyncError, SyncOptions, SyncReport};
 pub use types::{
     manager_weight_key, HistoryRow, LogLine, LogStream, RunMeta, RunStatus, Selection,
