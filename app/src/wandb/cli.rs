@@ -16,7 +16,8 @@ pub struct WandbArgs {
     /// Sync the runs of this experiment (repeatable; with --run: the union).
     #[arg(long = "experiment", value_name = "NAME")]
     pub experiments: Vec<String>,
-    /// Sync this run (repeatable). Without --experiment or --run: every run.
+    /// Sync this run: its store id or content hash (repeatable). Without --experiment or
+    /// --run: every run.
     #[arg(long = "run", value_name = "ID")]
     pub runs: Vec<String>,
     /// W&B project (default: WANDB_PROJECT, else "towerlab").

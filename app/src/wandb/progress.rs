@@ -56,6 +56,10 @@ impl Progress {
     pub fn run_done(&self, bar: &ProgressBar) {
         bar.finish_and_clear();
         self.multi.remove(bar);
+    }
+
+    /// One more run handled (synced, unchanged or failed).
+    pub fn run_handled(&self) {
         self.total.inc(1);
     }
 

@@ -306,6 +306,7 @@ pub async fn sync_runs<S: SyncSource, O: OffsetStore>(
                 .await
                 .map_err(Some)
             };
+            shared.progress.run_handled();
             if let Err(Some(RunError::Request(RequestError::Unauthorized { .. }))) = &result {
                 // The key is the same for every run: stop the ones not started yet.
                 shared.abort.store(true, Ordering::Relaxed);
