@@ -209,6 +209,8 @@ pub struct ExportArgs {
     /// The file to write.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    /// Push runs to an experiment tracker (Weights & Biases).
+    Sync(crate::cmd::sync::SyncArgs),
 }
 
 impl Cli {

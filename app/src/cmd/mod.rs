@@ -18,6 +18,7 @@ mod retry;
 mod run;
 mod show;
 mod worker;
+pub mod sync;
 
 use crate::cli::{Cli, Command};
 
@@ -43,6 +44,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Cancel(args) => cancel::run(&db, args),
         Command::Retry(args) => retry::run(&db, args),
         Command::Export(args) => export::run(&db, args),
+        Command::Sync(args) => sync::run(&db, args),
     }
 }
 

@@ -1,0 +1,33 @@
+//! Push TowerLab runs to Weights & Biases over W&B's own HTTP protocol (GraphQL
+//! `UpsertBucket` + `file_stream`), idempotently: the W&B run id comes from the content hash
+//! and acknowledged line offsets are kept per run, so a sync sends only what is new.
+//!
+//! Self-contained (it uses nothing else of the app) so that the store adapter, the runner and
+//! the tests can all plug in through [`SyncSource`] and [`OffsetStore`].
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod encode;
+pub mod live;
+pub mod netrc;
+pub mod progress;
+pub mod secret;
+pub mod source;
+pub mod store_source;
+pub mod sync;
+pub mod types;
+
+pub use client::RequestError;
+pub use config::{Mode, RetryPolicy, WandbConfig};
+pub use encode::wandb_run_id;
+pub use live::{live_sync, LiveHandle, LiveOptions, LiveSummary};
+pub use secret::ApiKey;
+pub use source::{
+    sync_key, Acked, BoxError, FileOffsets, MemoryOffsets, OffsetStore, Offsets, SyncSource,
+};
+pub use store_source::StoreSource;
+pub use sync::{sync_runs, Outcome, RunReport, SyncError, SyncOptions, SyncReport};
+pub use types::{
+    manager_weight_key, HistoryRow, LogLine, LogStream, RunMeta, RunStatus, Selection,
+};
