@@ -35,6 +35,34 @@ pub enum Command {
     #[cfg(feature = "engine")]
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Synthetic datasets and Arrow dataset inspection.
+    #[cfg(feature = "engine")]
+    #[command(subcommand)]
+    Data(crate::cmd::data::DataCommand),
+    /// Browse, compare and queue runs in a terminal UI (the default in a terminal).
+    Tui,
+    /// Show every cell of an experiment as new, done, failed, running, queued or stale.
+    Plan(PlanArgs),
+    /// Queue the cells of an experiment that are missing from the store.
+    Queue(PlanArgs),
+    /// Queue an experiment and run it here until its grid is done, then print the results.
+    Run(RunArgs),
+    /// Run the embedded demo experiment (store ./towerlab.db, synthetic data).
+    Demo(DemoArgs),
+    /// Claim queued runs and execute them (several workers may share one store).
+    Worker(WorkerArgs),
+    /// List runs.
+    Ls(LsArgs),
+    /// Show one run: config, summaries, failure, artifacts.
+    Show(ShowArgs),
+    /// Cancel runs (queued ones at once, running ones at their next heartbeat).
+    Cancel(CancelArgs),
+    /// Put failed, crashed or cancelled runs back in the queue.
+    Retry(RetryArgs),
+    /// Export metrics (run, key, step, value, time) as CSV, Parquet or Arrow IPC.
+    Export(ExportArgs),
+    /// Push runs to an experiment tracker (Weights & Biases).
+    Sync(crate::cmd::sync::SyncArgs),
 }
 
 #[cfg(feature = "engine")]
@@ -78,32 +106,6 @@ pub enum ModelCommand {
         #[arg(long)]
         partial: bool,
     },
-    /// Synthetic datasets and Arrow dataset inspection.
-    #[cfg(feature = "engine")]
-    #[command(subcommand)]
-    Data(crate::cmd::data::DataCommand),
-    /// Browse, compare and queue runs in a terminal UI (the default in a terminal).
-    Tui,
-    /// Show every cell of an experiment as new, done, failed, running, queued or stale.
-    Plan(PlanArgs),
-    /// Queue the cells of an experiment that are missing from the store.
-    Queue(PlanArgs),
-    /// Queue an experiment and run it here until its grid is done, then print the results.
-    Run(RunArgs),
-    /// Run the embedded demo experiment (store ./towerlab.db, synthetic data).
-    Demo(DemoArgs),
-    /// Claim queued runs and execute them (several workers may share one store).
-    Worker(WorkerArgs),
-    /// List runs.
-    Ls(LsArgs),
-    /// Show one run: config, summaries, failure, artifacts.
-    Show(ShowArgs),
-    /// Cancel runs (queued ones at once, running ones at their next heartbeat).
-    Cancel(CancelArgs),
-    /// Put failed, crashed or cancelled runs back in the queue.
-    Retry(RetryArgs),
-    /// Export metrics (run, key, step, value, time) as CSV, Parquet or Arrow IPC.
-    Export(ExportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -209,8 +211,6 @@ pub struct ExportArgs {
     /// The file to write.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// Push runs to an experiment tracker (Weights & Biases).
-    Sync(crate::cmd::sync::SyncArgs),
 }
 
 impl Cli {

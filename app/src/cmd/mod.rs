@@ -1,50 +1,48 @@
 //! One module per subcommand.
 
+mod cancel;
 #[cfg(feature = "engine")]
 pub mod data;
-mod doctor;
-#[cfg(feature = "engine")]
-mod model;
-pub mod report;
-mod tui;
-mod cancel;
 mod demo;
 mod doctor;
 mod export;
 mod ls;
+#[cfg(feature = "engine")]
+mod model;
 mod plan;
 mod queue;
+pub mod report;
 mod retry;
 mod run;
 mod show;
-mod worker;
 pub mod sync;
+mod tui;
+mod worker;
 
 use crate::cli::{Cli, Command};
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let db = cli.db_path();
     match cli.command {
-        Command::Doctor => doctor::run(&db),
-        Command::Report(args) => report::run(args, &db),
-        #[cfg(feature = "engine")]
-        Command::Model(cmd) => model::run(cmd),
-        #[cfg(feature = "engine")]
-        Command::Data(cmd) => data::run(cmd),
         Some(Command::Doctor) => doctor::run(&db),
+        Some(Command::Report(args)) => report::run(args, &db),
+        #[cfg(feature = "engine")]
+        Some(Command::Model(cmd)) => model::run(cmd),
+        #[cfg(feature = "engine")]
+        Some(Command::Data(cmd)) => data::run(cmd),
         Some(Command::Tui) => tui::run(&db),
         None => no_command(&db),
-        Command::Plan(args) => plan::run(&db, args),
-        Command::Queue(args) => queue::run(&db, args),
-        Command::Run(args) => run::run(&db, args),
-        Command::Demo(args) => demo::run(&db, args),
-        Command::Worker(args) => worker::run(&db, args),
-        Command::Ls(args) => ls::run(&db, args),
-        Command::Show(args) => show::run(&db, args),
-        Command::Cancel(args) => cancel::run(&db, args),
-        Command::Retry(args) => retry::run(&db, args),
-        Command::Export(args) => export::run(&db, args),
-        Command::Sync(args) => sync::run(&db, args),
+        Some(Command::Plan(args)) => plan::run(&db, args),
+        Some(Command::Queue(args)) => queue::run(&db, args),
+        Some(Command::Run(args)) => run::run(&db, args),
+        Some(Command::Demo(args)) => demo::run(&db, args),
+        Some(Command::Worker(args)) => worker::run(&db, args),
+        Some(Command::Ls(args)) => ls::run(&db, args),
+        Some(Command::Show(args)) => show::run(&db, args),
+        Some(Command::Cancel(args)) => cancel::run(&db, args),
+        Some(Command::Retry(args)) => retry::run(&db, args),
+        Some(Command::Export(args)) => export::run(&db, args),
+        Some(Command::Sync(args)) => sync::run(&db, args),
     }
 }
 

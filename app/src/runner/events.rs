@@ -5,13 +5,13 @@ use std::path::PathBuf;
 
 use store::FailureClass;
 
-/// One manager aggregation weight (see `engine::train::events::ManagerWeight`). `expert` is
-/// `None` for the weight on the previous cross-modal layer's output.
+/// One manager aggregation weight (see `engine::train::events::ManagerWeight`): `expert >= 0`
+/// is a uni-modal expert, `-k` the raw weight on the k-th previous cross-modal output.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ManagerWeight {
     pub modality: &'static str,
     pub layer: u32,
-    pub expert: Option<u32>,
+    pub expert: i64,
     pub weight: f64,
 }
 

@@ -144,7 +144,7 @@ impl Sink {
                         modality: w.modality.to_string(),
                         layer: i64::from(w.layer),
                         // -1: the weight on the previous cross-modal layer's output.
-                        expert: w.expert.map_or(-1, i64::from),
+                        expert: w.expert,
                         weight: w.weight,
                     })
                     .collect();
