@@ -35,6 +35,10 @@ max_steps = {MAX_STEPS}
 max_epoch = 100
 val_check_steps = 5
 learning_rate = 1e-3
+train_tables = ["vqav2_train"]
+val_tables = ["vqav2_val"]
+test_tables = ["vqav2_test"]
+vqav2_label_size = 21
 
 [grid]
 manager_type = ["BT", "SAUE"]
@@ -100,7 +104,7 @@ async fn assert_complete_series(store: &Store) {
     for run in store.list_runs(&RunFilter::default()).await.unwrap() {
         assert_eq!(run.status, RunStatus::Finished, "run {}", run.id);
         let series = store
-            .metric_series(run.id, "train/loss", SeriesOptions::default())
+            .metric_series(run.id, "train/vqa/loss", SeriesOptions::default())
             .await
             .unwrap();
         let steps: Vec<i64> = series.iter().map(|p| p.step).collect();
@@ -114,8 +118,9 @@ async fn assert_complete_series(store: &Store) {
 }
 
 #[test]
-#[ignore = "needs engine::train::run (branch `train`) and engine::data::synth (branch `data`) \
-            merged, and the app's `train` feature on by default"]
+#[ignore = "not yet passing with the real engine: the sweep finishes before the kill lands \
+            and the test takes ~6 min on 2 cores; to be tuned (smaller grid, kill on the first \
+            recorded checkpoint)"]
 fn two_worker_processes_execute_every_run_exactly_once() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -145,8 +150,9 @@ fn two_worker_processes_execute_every_run_exactly_once() {
 }
 
 #[test]
-#[ignore = "needs engine::train::run (branch `train`) and engine::data::synth (branch `data`) \
-            merged, and the app's `train` feature on by default"]
+#[ignore = "not yet passing with the real engine: the sweep finishes before the kill lands \
+            and the test takes ~6 min on 2 cores; to be tuned (smaller grid, kill on the first \
+            recorded checkpoint)"]
 fn a_sweep_killed_mid_run_resumes_from_its_checkpoint_without_losing_points() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -171,7 +177,7 @@ fn a_sweep_killed_mid_run_resumes_from_its_checkpoint_without_losing_points() {
                 for r in runs.iter().filter(|r| r.status == RunStatus::Running) {
                     let Some(k) = r.checkpoint_step else { continue };
                     let before = store
-                        .metric_series(r.id, "train/loss", SeriesOptions::default())
+                        .metric_series(r.id, "train/vqa/loss", SeriesOptions::default())
                         .await
                         .unwrap();
                     // Committed points past the checkpoint: it is mid-way between two.
@@ -200,7 +206,7 @@ fn a_sweep_killed_mid_run_resumes_from_its_checkpoint_without_losing_points() {
         assert_eq!(run.attempts, 2, "the killed run ran once more");
         // Points up to the checkpoint were kept, not recomputed: same wall times.
         let after = store
-            .metric_series(killed, "train/loss", SeriesOptions::default())
+            .metric_series(killed, "train/vqa/loss", SeriesOptions::default())
             .await
             .unwrap();
         for p in before.iter().filter(|p| p.step <= checkpoint) {
