@@ -118,9 +118,6 @@ async fn assert_complete_series(store: &Store) {
 }
 
 #[test]
-#[ignore = "not yet passing with the real engine: the sweep finishes before the kill lands \
-            and the test takes ~6 min on 2 cores; to be tuned (smaller grid, kill on the first \
-            recorded checkpoint)"]
 fn two_worker_processes_execute_every_run_exactly_once() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -150,9 +147,6 @@ fn two_worker_processes_execute_every_run_exactly_once() {
 }
 
 #[test]
-#[ignore = "not yet passing with the real engine: the sweep finishes before the kill lands \
-            and the test takes ~6 min on 2 cores; to be tuned (smaller grid, kill on the first \
-            recorded checkpoint)"]
 fn a_sweep_killed_mid_run_resumes_from_its_checkpoint_without_losing_points() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

@@ -122,16 +122,26 @@ pub struct PlanArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub plan: PlanArgs,
+    #[command(flatten)]
+    pub slots: SlotArgs,
+}
+
+/// How many runs a process executes at once, and with how many CPU threads each.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct SlotArgs {
     /// Concurrent runs (default: one per GPU, else 1 on the CPU).
     #[arg(long, short)]
     pub jobs: Option<usize>,
+    /// CPU threads per run (default: the cores shared among the live CPU workers of this host,
+    /// re-checked at each claim, so several worker processes do not oversubscribe the cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Concurrent runs (default: one per GPU, else 1 on the CPU).
-    #[arg(long, short)]
-    pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub slots: SlotArgs,
     /// Override a setting of the demo, e.g. `--set max_steps=200`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -139,9 +149,8 @@ pub struct DemoArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct WorkerArgs {
-    /// Concurrent runs (default: one per GPU, else 1 on the CPU).
-    #[arg(long, short)]
-    pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub slots: SlotArgs,
     /// Exit when nothing in the queue is runnable.
     #[arg(long)]
     pub once: bool,

@@ -5,5 +5,5 @@ use std::path::Path;
 use crate::cli::DemoArgs;
 
 pub fn run(db: &Path, args: DemoArgs) -> anyhow::Result<()> {
-    super::run::apply(db, None, args.set, args.jobs)
+    super::run::apply(db, None, args.set, args.slots)
 }

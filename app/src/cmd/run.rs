@@ -6,12 +6,17 @@ use std::sync::Arc;
 
 use experiments::{CellState, Overrides};
 
-use crate::cli::RunArgs;
+use crate::cli::{RunArgs, SlotArgs};
 use crate::runner::worker::{self, Runner, Slot, Until};
-use crate::runner::{self, executor, plan, results, Workspace};
+use crate::runner::{self, executor, plan, results, tracker, Workspace};
 
 pub fn run(db: &Path, args: RunArgs) -> anyhow::Result<()> {
-    apply(db, Some(args.plan.file.as_path()), args.plan.set, args.jobs)
+    apply(
+        db,
+        Some(args.plan.file.as_path()),
+        args.plan.set,
+        args.slots,
+    )
 }
 
 /// Queue + a foreground worker for one experiment (`None`: the embedded demo).
@@ -19,7 +24,7 @@ pub fn apply(
     db: &Path,
     file: Option<&Path>,
     set: Vec<String>,
-    jobs: Option<usize>,
+    slots: SlotArgs,
 ) -> anyhow::Result<()> {
     let (exp, source) = plan::load_experiment(file, &Overrides::from_process_env(set))?;
     let executor = executor::local_executor()?;
@@ -47,16 +52,22 @@ pub fn apply(
                 anyhow::bail!("the experiment {} is not in the store", exp.name);
             };
             let devices = executor::local_devices();
-            let gpu = devices.iter().any(|d| d.starts_with("cuda"));
-            let n = jobs.unwrap_or(if gpu { devices.len() } else { 1 }).max(1);
-            let slots = Slot::for_process(n, &devices, &executor.engine_version());
+            let slots = Slot::for_process(
+                slots.jobs,
+                slots.threads,
+                &devices,
+                &executor.engine_version(),
+            );
             let mut r = Runner::new(store.clone(), ws.runs_dir.clone(), executor);
             r.experiment = Some(row.id);
             let todo = report.added.len() + report.resumed.len() + pending;
             r.ui = runner::ui::Ui::new().with_sweep(todo as u64, 0);
             let runner = Arc::new(r);
             watch_ctrl_c(runner.clone());
-            let ran = worker::serve(runner.clone(), slots, Until::ExperimentDone).await?;
+            let tracker = tracker::TrackerSync::start(&exp, &store);
+            let ran = worker::serve(runner.clone(), slots, Until::ExperimentDone).await;
+            tracker.finish().await;
+            let ran = ran?;
             if runner.stopping.load(std::sync::atomic::Ordering::SeqCst) {
                 println!(
                     "stopped after {} attempt(s); run the same command again to resume",

@@ -15,12 +15,13 @@ pub fn run(db: &Path, args: WorkerArgs) -> anyhow::Result<()> {
         let ws = Workspace::new(db);
         let store = ws.open().await?;
         let devices = executor::local_devices();
-        let gpu = devices.iter().any(|d| d.starts_with("cuda"));
-        let n = args
-            .jobs
-            .unwrap_or(if gpu { devices.len() } else { 1 })
-            .max(1);
-        let slots = Slot::for_process(n, &devices, &executor.engine_version());
+        let slots = Slot::for_process(
+            args.slots.jobs,
+            args.slots.threads,
+            &devices,
+            &executor.engine_version(),
+        );
+        let n = slots.len();
         let mut r = Runner::new(store.clone(), ws.runs_dir.clone(), executor);
         if let Some(name) = &args.experiment {
             r.experiment = Some(lookup::experiment(&store, name).await?.id);

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod results;
 pub mod sink;
 pub mod table;
+pub mod tracker;
 pub mod ui;
 pub mod worker;
 

@@ -96,23 +96,31 @@ impl Runner {
 pub struct Slot {
     pub worker: WorkerInfo,
     pub device: String,
-    /// Intra-op threads for runs in this slot.
-    pub threads: usize,
+    /// Intra-op threads for runs in this slot; `None`: this host's cores shared among its live
+    /// CPU workers, counted at each claim.
+    pub threads: Option<usize>,
 }
 
 impl Slot {
-    /// Slots of this process: `host:pid/N` on `devices[N % len]`.
-    pub fn for_process(n: usize, devices: &[String], engine_version: &str) -> Vec<Slot> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    /// `jobs` slots of this process (default: one per GPU, else one on the CPU), named
+    /// `host:pid/N`, on `devices[N % len]`.
+    pub fn for_process(
+        jobs: Option<usize>,
+        threads: Option<usize>,
+        devices: &[String],
+        engine_version: &str,
+    ) -> Vec<Slot> {
+        let gpu = devices.iter().any(|d| d.starts_with("cuda"));
+        let n = jobs.unwrap_or(if gpu { devices.len() } else { 1 }).max(1);
         (0..n)
             .map(|i| {
                 let device = devices[i % devices.len().max(1)].clone();
                 let mut worker = WorkerInfo::this_process(&device, engine_version);
                 worker.id = format!("{}/{i}", worker.id);
                 let threads = if device == "cpu" {
-                    (cores / n).max(1)
+                    threads.map(|t| t.max(1))
                 } else {
-                    1
+                    Some(1)
                 };
                 Slot {
                     worker,
@@ -122,6 +130,25 @@ impl Slot {
             })
             .collect()
     }
+}
+
+/// This host's cores divided among its live CPU worker slots (of every process on the store).
+/// Without it two worker processes each take every core, and torch's OpenMP threads spin
+/// against each other: runs get ~10x slower.
+async fn cpu_share(runner: &Runner) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let me = WorkerInfo::this_process("", "");
+    let live = match runner.store.workers(Some(runner.heartbeat_timeout)).await {
+        Ok(w) => w
+            .iter()
+            .filter(|w| w.host == me.host && w.device == "cpu")
+            .count(),
+        Err(e) => {
+            tracing::warn!("cannot count this host's workers: {e}");
+            1
+        }
+    };
+    (cores / live.max(1)).max(1)
 }
 
 /// How an attempt ended, as the store recorded it.
@@ -261,7 +288,10 @@ async fn execute_claimed(
         run_dir: dir.clone(),
         init_from,
         resume: run.checkpoint_step.is_some(),
-        threads: slot.threads,
+        threads: match slot.threads {
+            Some(t) => t,
+            None => cpu_share(runner).await,
+        },
     };
     if runner.stopping.load(Ordering::SeqCst) {
         cancel.store(true, Ordering::SeqCst);

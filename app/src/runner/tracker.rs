@@ -1,0 +1,158 @@
+//! The experiment file's `[wandb]` section applied by `towerlab run`: with `live = true` a sync
+//! runs beside the workers while the grid trains (it polls the store, so training never waits on
+//! the network and an outage is caught up at the next poll); with `live = false` one sync of the
+//! experiment follows the sweep. A missing key or an unreachable server is a warning, never a
+//! failed sweep: the store keeps everything and `towerlab sync wandb` can push it later.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use experiments::{Experiment, WandbSpec};
+use store::Store;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::wandb::config::{Mode, WandbConfig};
+use crate::wandb::sync::{sync_runs, SyncOptions};
+use crate::wandb::types::Selection;
+use crate::wandb::{live_sync, LiveOptions, LiveSummary, StoreSource};
+
+/// How often a live sync polls the store.
+pub const LIVE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The sync an experiment asked for, started (live) or pending (after the sweep).
+pub enum TrackerSync {
+    Off,
+    Live {
+        stop: oneshot::Sender<()>,
+        task: JoinHandle<LiveSummary>,
+        project: String,
+    },
+    After {
+        config: WandbConfig,
+        source: Arc<StoreSource>,
+        selection: Selection,
+    },
+}
+
+/// The W&B config of an experiment: the environment (key, base URL, mode), with the file's
+/// project and entity. `None` (after one line on stderr) when nothing is to be sent.
+fn config_for(spec: &WandbSpec) -> Option<WandbConfig> {
+    if !spec.enabled {
+        return None;
+    }
+    let mut config = match WandbConfig::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("W&B sync skipped: {e}");
+            return None;
+        }
+    };
+    if config.mode != Mode::Online {
+        eprintln!(
+            "W&B sync skipped: WANDB_MODE={} (the store keeps the runs; `towerlab sync wandb` \
+             pushes them later)",
+            config.mode.as_str()
+        );
+        return None;
+    }
+    if config.api_key.is_none() {
+        eprintln!(
+            "W&B sync skipped: no API key (set WANDB_API_KEY, or add a ~/.netrc entry for the \
+             API host); push later with `towerlab sync wandb --experiment NAME`"
+        );
+        return None;
+    }
+    config.project.clone_from(&spec.project);
+    if let Some(entity) = &spec.entity {
+        config.entity = Some(entity.clone());
+    }
+    Some(config)
+}
+
+impl TrackerSync {
+    /// Starts the live sync (on the current tokio runtime) or prepares the one after the sweep.
+    pub fn start(exp: &Experiment, store: &Store) -> Self {
+        let Some(spec) = &exp.wandb else {
+            return Self::Off;
+        };
+        let Some(config) = config_for(spec) else {
+            return Self::Off;
+        };
+        let source = Arc::new(StoreSource::new(store.clone()));
+        let selection = Selection {
+            experiments: vec![exp.name.clone()],
+            runs: Vec::new(),
+        };
+        if !spec.live {
+            return Self::After {
+                config,
+                source,
+                selection,
+            };
+        }
+        let (stop, stopped) = oneshot::channel::<()>();
+        let project = config.project.clone();
+        let options = LiveOptions {
+            interval: LIVE_INTERVAL,
+            selection,
+        };
+        let task = tokio::spawn(live_sync(config, source.clone(), source, options, async {
+            let _ = stopped.await;
+        }));
+        Self::Live {
+            stop,
+            task,
+            project,
+        }
+    }
+
+    /// Ends the sync: the live one makes its last pass; the deferred one runs now. Prints one
+    /// summary line; failures are reported, not returned.
+    pub async fn finish(self) {
+        match self {
+            Self::Off => {}
+            Self::Live {
+                stop,
+                task,
+                project,
+            } => {
+                let _ = stop.send(());
+                match task.await {
+                    Ok(s) => {
+                        println!(
+                            "W&B live sync (project {project}): {} passes, {} history lines, \
+                             {} log lines{}",
+                            s.passes,
+                            s.history_lines,
+                            s.log_lines,
+                            s.last_error.map_or(String::new(), |e| format!(
+                                "; last error: {e} (run `towerlab sync wandb` to catch up)"
+                            ))
+                        );
+                    }
+                    Err(e) => eprintln!("W&B live sync ended abnormally: {e}"),
+                }
+            }
+            Self::After {
+                config,
+                source,
+                selection,
+            } => {
+                let options = SyncOptions {
+                    selection,
+                    dry_run: false,
+                    progress: true,
+                    heartbeat: false,
+                };
+                match sync_runs(&config, source.clone(), source, &options).await {
+                    Ok(report) => println!("{report}"),
+                    Err(e) => eprintln!(
+                        "W&B sync failed: {e}; the store keeps the runs, run `towerlab sync \
+                         wandb` to push them"
+                    ),
+                }
+            }
+        }
+    }
+}
