@@ -1,9 +1,16 @@
-//! `towerlab tui`: the terminal UI on the store.
+//! `towerlab tui`: the terminal UI on the store, with the runner's planner so that the Sweeps
+//! view plans and queues experiment files exactly as `towerlab plan` / `towerlab queue` do.
 
 use std::io::IsTerminal;
 use std::path::Path;
 
+use app::tui::model::{CellState, PlanCell};
+use app::tui::Planner;
+use experiments::Overrides;
+use store::Store;
+
 use crate::exit::UserError;
+use crate::runner::{self, plan};
 
 pub fn run(db: &Path) -> anyhow::Result<()> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
@@ -13,5 +20,159 @@ pub fn run(db: &Path) -> anyhow::Result<()> {
         }
         .into());
     }
-    app::tui::run_on_store(db)
+    app::tui::run_on_store(db, Some(Box::new(RunnerPlanner)))
+}
+
+/// A dead heartbeat older than this shows a running cell as "no heartbeat".
+const UNRESPONSIVE_AFTER_MS: i64 = 60_000;
+
+/// The runner's plan and queue, for the TUI.
+struct RunnerPlanner;
+
+fn load(file: &Path) -> anyhow::Result<(experiments::Experiment, String)> {
+    plan::load_experiment(Some(file), &Overrides::from_process_env(Vec::new()))
+}
+
+fn cell_state(row: &experiments::plan::PlanRow, run: Option<&store::RunRow>) -> CellState {
+    use experiments::CellState as S;
+    let now = store::now_ms();
+    match row.state {
+        S::New => CellState::New,
+        S::Done => CellState::Done,
+        S::Failed => match run.map(|r| r.status) {
+            Some(store::RunStatus::Cancelled) => CellState::Cancelled,
+            _ => CellState::Failed,
+        },
+        S::Queued => CellState::Queued,
+        S::Stale => CellState::Stale,
+        S::Running => {
+            let dead = run
+                .and_then(|r| r.heartbeat_ms)
+                .is_some_and(|h| now - h > UNRESPONSIVE_AFTER_MS);
+            if dead {
+                CellState::Unresponsive
+            } else {
+                CellState::Running
+            }
+        }
+    }
+}
+
+impl Planner for RunnerPlanner {
+    fn plan(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        store: &Store,
+        file: &Path,
+    ) -> anyhow::Result<Vec<PlanCell>> {
+        let (exp, _) = load(file)?;
+        // No side effects here: synthetic data is made when the cells are queued.
+        let cells = runner::cells_of(&exp, false)?;
+        let (plan, stored) = rt.block_on(plan::plan_against(store, &exp, cells))?;
+        Ok(plan
+            .rows
+            .iter()
+            .map(|row| {
+                let run = stored.get(row.cell.identity.as_str());
+                PlanCell {
+                    cell_key: format!("{} seed {}", row.cell.key.0, row.cell.seed),
+                    state: cell_state(row, run),
+                    run: run.map(|r| r.id.0),
+                    progress: run.and_then(|r| r.progress_step.zip(r.progress_total)),
+                }
+            })
+            .collect())
+    }
+
+    fn queue(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        store: &Store,
+        file: &Path,
+    ) -> anyhow::Result<usize> {
+        let (exp, source) = load(file)?;
+        runner::data::ensure_synthetic(&exp)?;
+        let cells = runner::cells_of(&exp, false)?;
+        rt.block_on(async {
+            let (plan, stored) = plan::plan_against(store, &exp, cells).await?;
+            let report = plan::queue_plan(store, &exp, &source, &plan, &stored).await?;
+            Ok(report.added.len() + report.resumed.len())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXPERIMENT: &str = r#"
+name = "tui-plan"
+task = "vqa"
+
+[data]
+root = "data"
+synthetic = true
+
+[base]
+preset = "tiny"
+max_steps = 4
+train_tables = ["vqav2_train"]
+val_tables = ["vqav2_val"]
+test_tables = ["vqav2_test"]
+vqav2_label_size = 21
+
+[grid]
+manager_type = ["BT", "AAUE"]
+seeds = [0, 1]
+
+[metric]
+name = "val/vqa/score_epoch"
+goal = "maximize"
+"#;
+
+    #[test]
+    fn the_sweeps_view_plans_queues_and_replans_an_experiment_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("exp.toml");
+        let data = dir.path().join("data");
+        std::fs::write(
+            &file,
+            EXPERIMENT.replace("root = \"data\"", &format!("root = {data:?}")),
+        )
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = rt.block_on(Store::open(dir.path().join("t.db"))).unwrap();
+        let planner = RunnerPlanner;
+
+        let queued = planner.queue(&rt, &store, &file).unwrap();
+        assert_eq!(queued, 4);
+        let cells = planner.plan(&rt, &store, &file).unwrap();
+        assert_eq!(cells.len(), 4);
+        assert!(cells
+            .iter()
+            .all(|c| c.state == CellState::Queued && c.run.is_some()));
+        assert!(cells
+            .iter()
+            .any(|c| c.cell_key == "manager_type=AAUE seed 1"));
+        // Queueing again adds nothing.
+        assert_eq!(planner.queue(&rt, &store, &file).unwrap(), 0);
+
+        // A changed file makes its cells stale: they would run again with the new config.
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(&file, text.replace("max_steps = 4", "max_steps = 5")).unwrap();
+        let cells = planner.plan(&rt, &store, &file).unwrap();
+        assert!(
+            cells.iter().all(|c| c.state == CellState::Stale),
+            "{cells:?}"
+        );
+
+        // A broken file is one error naming it.
+        std::fs::write(&file, text.replace("max_steps = 4", "max_stepz = 4")).unwrap();
+        let e = format!("{:#}", planner.plan(&rt, &store, &file).unwrap_err());
+        assert!(e.contains("max_stepz") && e.contains("exp.toml"), "{e}");
+        rt.block_on(store.close());
+    }
 }

@@ -31,15 +31,19 @@ pub use action::{Action, InputMode};
 pub use data::{DataOptions, DataThread, ToData, WorkerLaunch};
 pub use source::{SourceError, TuiSource};
 pub use state::{App, Command, DataMsg, Interest, View};
-pub use store_source::StoreSource;
+pub use store_source::{Planner, StoreSource};
 
 /// How often the store is checked for writes by other processes.
 pub const POLL: Duration = Duration::from_millis(250);
 
-/// Opens the TUI on the store at `db` and runs it until the user quits.
-pub fn run_on_store(db: &Path) -> anyhow::Result<()> {
-    let source =
+/// Opens the TUI on the store at `db` and runs it until the user quits; `planner` plans and
+/// queues experiment files from the Sweeps view.
+pub fn run_on_store(db: &Path, planner: Option<Box<dyn Planner>>) -> anyhow::Result<()> {
+    let mut source =
         StoreSource::open(db).with_context(|| format!("opening the store {}", db.display()))?;
+    if let Some(planner) = planner {
+        source = source.with_planner(planner);
+    }
     let worker = std::env::current_exe().ok().map(|exe| WorkerLaunch {
         program: exe,
         args: vec!["worker".into(), "--db".into(), db.display().to_string()],

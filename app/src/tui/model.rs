@@ -193,7 +193,10 @@ pub enum CellState {
     New,
     Queued,
     Running,
-    /// Running, but its worker stopped sending heartbeats.
+    /// Running, but its worker stopped sending heartbeats (it will be reaped and resumed).
+    Unresponsive,
+    /// A run exists for this cell, but the file's config (or data, or engine) has changed
+    /// since: queueing runs it again with the new identity.
     Stale,
     Done,
     Failed,
@@ -206,6 +209,7 @@ impl CellState {
             CellState::New => "new",
             CellState::Queued => "queued",
             CellState::Running => "running",
+            CellState::Unresponsive => "no heartbeat",
             CellState::Stale => "stale",
             CellState::Done => "done",
             CellState::Failed => "failed",

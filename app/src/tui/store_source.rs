@@ -20,6 +20,27 @@ pub const WORKER_WINDOW: Duration = Duration::from_secs(120);
 pub struct StoreSource {
     rt: tokio::runtime::Runtime,
     store: Store,
+    planner: Option<Box<dyn Planner>>,
+}
+
+/// Plans and queues experiment files against the store. The binary supplies it from its
+/// runner (grid expansion, identities, the queue), which this library does not link.
+pub trait Planner: Send {
+    /// Every cell of the file's grid and where it stands in the store.
+    fn plan(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        store: &Store,
+        file: &Path,
+    ) -> anyhow::Result<Vec<PlanCell>>;
+    /// Queues the file's missing cells (and resumes its interrupted runs); returns how many
+    /// runs were queued.
+    fn queue(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        store: &Store,
+        file: &Path,
+    ) -> anyhow::Result<usize>;
 }
 
 fn err(e: impl std::fmt::Display) -> SourceError {
@@ -38,12 +59,33 @@ impl StoreSource {
             ..StoreOptions::default()
         };
         let store = rt.block_on(Store::open_with(path, &options))?;
-        Ok(StoreSource { rt, store })
+        Ok(StoreSource {
+            rt,
+            store,
+            planner: None,
+        })
+    }
+
+    /// Plans and queues experiment files with `planner` (without one, the Sweeps view shows
+    /// the runs an experiment has in the store, and cannot queue).
+    #[must_use]
+    pub fn with_planner(mut self, planner: Box<dyn Planner>) -> Self {
+        self.planner = Some(planner);
+        self
     }
 
     pub fn store(&self) -> &Store {
         &self.store
     }
+}
+
+/// The experiment's file, when it names one that exists.
+fn experiment_file(experiment: &ExperimentInfo) -> Option<PathBuf> {
+    experiment
+        .path
+        .as_deref()
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
 }
 
 fn status(s: store::RunStatus) -> RunStatus {
@@ -276,16 +318,24 @@ impl TuiSource for StoreSource {
     }
 
     fn plan(&mut self, experiment: &ExperimentInfo) -> SourceResult<Plan> {
+        if let (Some(planner), Some(file)) = (&self.planner, experiment_file(experiment)) {
+            let cells = planner
+                .plan(&self.rt, &self.store, &file)
+                .map_err(|e| SourceError::new(format!("{e:#}")))?;
+            return Ok(Plan {
+                experiment: experiment.name.clone(),
+                cells,
+            });
+        }
         let row = self
             .rt
             .block_on(self.store.experiment_by_name(&experiment.name))
             .map_err(err)?;
         let Some(row) = row else {
-            // TODO(lead): expand the file's grid with the experiments crate to list its new cells.
             return Err(SourceError::new(format!(
-                "{} is not in the store yet; planning a file's new cells needs the experiments \
-                 crate's grid expansion (not merged into this build)",
-                experiment.name
+                "{} is not in the store and its file {} cannot be read",
+                experiment.name,
+                experiment.path.as_deref().unwrap_or("(none)")
             )));
         };
         let filter = RunFilter {
@@ -307,7 +357,7 @@ impl TuiSource for StoreSource {
                     store::RunStatus::Running
                         if r.heartbeat_ms.is_some_and(|h| now - h > stale_ms) =>
                     {
-                        CellState::Stale
+                        CellState::Unresponsive
                     }
                     store::RunStatus::Running => CellState::Running,
                     store::RunStatus::Finished => CellState::Done,
@@ -343,13 +393,22 @@ impl TuiSource for StoreSource {
     }
 
     fn queue_experiment(&mut self, experiment: &ExperimentInfo) -> SourceResult<usize> {
-        // TODO(lead): queue through the experiments crate (grid expansion + create_runs).
-        Err(SourceError::new(format!(
-            "queueing {} needs the experiments crate's grid expansion, not merged into this \
-             build; run `towerlab run {}` meanwhile",
-            experiment.name,
-            experiment.path.as_deref().unwrap_or("<file>")
-        )))
+        let file = experiment_file(experiment).ok_or_else(|| {
+            SourceError::new(format!(
+                "{} has no readable experiment file ({}): queue it with `towerlab queue FILE`",
+                experiment.name,
+                experiment.path.as_deref().unwrap_or("none recorded")
+            ))
+        })?;
+        let planner = self.planner.as_ref().ok_or_else(|| {
+            SourceError::new(format!(
+                "this TUI cannot queue; run `towerlab queue {}`",
+                file.display()
+            ))
+        })?;
+        planner
+            .queue(&self.rt, &self.store, &file)
+            .map_err(|e| SourceError::new(format!("{e:#}")))
     }
 
     fn cancel_runs(&mut self, runs: &[i64]) -> SourceResult<usize> {

@@ -196,6 +196,7 @@ pub(crate) fn cell_color(state: CellState) -> Color {
         CellState::Queued => Color::Blue,
         CellState::Running => Color::Yellow,
         CellState::Stale => Color::Magenta,
+        CellState::Unresponsive => Color::LightRed,
         CellState::Done => Color::Green,
         CellState::Failed => Color::Red,
         CellState::Cancelled => Color::DarkGray,

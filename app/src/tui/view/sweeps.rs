@@ -112,7 +112,7 @@ fn draw_plan(frame: &mut Frame, area: Rect, app: &App) {
         rows,
         [
             Constraint::Min(16),
-            Constraint::Length(9),
+            Constraint::Length(12),
             Constraint::Length(7),
             Constraint::Length(5),
         ],
