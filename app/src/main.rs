@@ -2,7 +2,7 @@
 
 mod cli;
 mod cmd;
-mod exit;
+use app::exit;
 mod runner;
 // A library-like module: the store adapter, the runner's live sync and the tests use parts of
 // it that the CLI alone does not.

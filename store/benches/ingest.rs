@@ -272,13 +272,17 @@ fn main() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
+    // `-- list`: only the run lists (for profiling).
+    let only_list = std::env::args().any(|a| a == "list");
     rt.block_on(async {
         let mut rows = Vec::new();
-        for batch in [100, 1_000, 10_000] {
+        for batch in [100, 1_000, 10_000].into_iter().filter(|_| !only_list) {
             rows.push(bench_store(&dir, batch, 500_000).await);
         }
-        rows.push(bench_per_row(&dir, 1_000, 200_000, true).await);
-        rows.push(bench_per_row(&dir, 1_000, 10_000, false).await);
+        if !only_list {
+            rows.push(bench_per_row(&dir, 1_000, 200_000, true).await);
+            rows.push(bench_per_row(&dir, 1_000, 10_000, false).await);
+        }
 
         println!("\nmetric ingest (file store, WAL, synchronous=NORMAL; 5 keys per step)\n");
         println!(

@@ -2,7 +2,8 @@
 //!
 //! sqlx copies every column of every row into its own value and hands rows from SQLite's thread
 //! one by one; for 10k runs with 26 columns that alone took hundreds of milliseconds. One JSON
-//! text per list keeps the TUI's refresh of 10k runs (with summaries) far below 100 ms.
+//! text per list, with each run's summaries precomputed as JSON at write time (triggers), keeps
+//! the refresh of 10k runs with their summaries under 100 ms.
 
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
@@ -13,32 +14,46 @@ use crate::rows::{Axes, MetricSummary, RunRow, RunWithSummaries};
 use crate::runs::{push_filter, RunFilter};
 use crate::types::{ExperimentId, FailureClass, Goal, RunId, RunStatus};
 
-/// JSON has no infinities (SQLite writes them as 9e999, which serde refuses): pass them as text.
-fn real(col: &str) -> String {
-    format!(
-        "CASE WHEN abs({col}) > 1.7976931348623157e308 \
-              THEN CASE WHEN {col} > 0 THEN 'inf' ELSE '-inf' END ELSE {col} END"
-    )
-}
-
+/// A summary value: a number, `null`, or `"inf"`/`"-inf"`. A hand-written visitor: serde's
+/// untagged enums buffer every value first, which made parsing the list several times slower.
 fn de_real<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<f64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Real {
-        Number(f64),
-        Text(String),
+    struct Real;
+    impl<'de> de::Visitor<'de> for Real {
+        type Value = Option<f64>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a number, null, \"inf\" or \"-inf\"")
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<Self::Value, E> {
+            Ok(Some(v as f64))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<Self::Value, E> {
+            Ok(Some(v as f64))
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
+            match v {
+                "inf" => Ok(Some(f64::INFINITY)),
+                "-inf" => Ok(Some(f64::NEG_INFINITY)),
+                other => Err(E::custom(format!("expected a number, got {other:?}"))),
+            }
+        }
+
+        fn visit_unit<E: de::Error>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_none<E: de::Error>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
     }
-    match Option::<Real>::deserialize(d)? {
-        None => Ok(None),
-        Some(Real::Number(v)) => Ok(Some(v)),
-        Some(Real::Text(t)) => match t.as_str() {
-            "inf" => Ok(Some(f64::INFINITY)),
-            "-inf" => Ok(Some(f64::NEG_INFINITY)),
-            other => Err(de::Error::custom(format!(
-                "expected a number, got {other:?}"
-            ))),
-        },
-    }
+    d.deserialize_any(Real)
 }
 
 const RUN_FIELDS: &str = "r.id, r.experiment_id, e.name, r.hash, r.cell_key, json(r.axes), \
@@ -78,10 +93,10 @@ struct RunJson(
     Option<i64>,
 );
 
-/// One summary as `json_array(run_id, key, goal, ...)`.
+/// One summary as stored in `runs.summaries_json`: `[key, goal, count, nan_count, last,
+/// last_step, min, max, best, best_step]`.
 #[derive(Deserialize)]
 struct SummaryJson(
-    RunId,
     String,
     Option<Goal>,
     i64,
@@ -97,17 +112,17 @@ struct SummaryJson(
 impl From<SummaryJson> for MetricSummary {
     fn from(s: SummaryJson) -> Self {
         MetricSummary {
-            key: s.1,
-            goal: s.2,
-            count: s.3,
-            nan_count: s.4,
+            key: s.0,
+            goal: s.1,
+            count: s.2,
+            nan_count: s.3,
             // With a last step, a NULL last value was a NaN point.
-            last: s.6.map(|_| s.5.unwrap_or(f64::NAN)),
-            last_step: s.6,
-            min: s.7,
-            max: s.8,
-            best: s.9,
-            best_step: s.10,
+            last: s.5.map(|_| s.4.unwrap_or(f64::NAN)),
+            last_step: s.5,
+            min: s.6,
+            max: s.7,
+            best: s.8,
+            best_step: s.9,
         }
     }
 }
@@ -155,64 +170,72 @@ fn parse<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
     })
 }
 
-/// The runs matching `filter` (by id), with their summaries when `with_summaries`, read from
-/// one snapshot.
+/// The runs matching `filter` (by id), with their summaries when `with_summaries` (only
+/// `filter.summary_keys` when given), in one statement, so from one snapshot.
 pub(crate) async fn list(
     pool: &sqlx::SqlitePool,
     filter: &RunFilter,
     with_summaries: bool,
 ) -> Result<Vec<RunWithSummaries>> {
-    let mut tx = pool.begin().await?;
-    let mut qb = QueryBuilder::<Sqlite>::new("SELECT json_group_array(json_array(");
+    // One line `[[run fields], [summaries]]` per run: the summaries are already JSON (see the
+    // `run_summaries_json` migration), so nothing is formatted here. JSON escapes newlines in
+    // strings, so lines split the text into runs, which are parsed on all cores.
+    let mut qb = QueryBuilder::<Sqlite>::new("SELECT coalesce(group_concat('[' || json_array(");
     qb.push(RUN_FIELDS);
-    qb.push(")) FROM (SELECT r.id AS id FROM runs r");
+    qb.push(") || ',' || ");
+    qb.push(if with_summaries {
+        "r.summaries_json"
+    } else {
+        "'[]'"
+    });
+    qb.push(" || ']', char(10)), '') FROM (SELECT r.id AS id FROM runs r");
     push_filter(&mut qb, filter);
     qb.push(") sel JOIN runs r ON r.id = sel.id JOIN experiments e ON e.id = r.experiment_id");
-    let text: String = qb.build_query_scalar().fetch_one(&mut *tx).await?;
-    let mut runs: Vec<RunWithSummaries> = parse::<Vec<RunJson>>(&text, "run list")?
-        .into_iter()
-        .map(|r| RunWithSummaries {
-            run: r.into_row(),
-            summaries: Vec::new(),
-        })
-        .collect();
-    // Aggregation order is not guaranteed by SQL.
-    runs.sort_by_key(|r| r.run.id);
-
-    if with_summaries && !runs.is_empty() {
-        let mut qb = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT json_group_array(json_array(s.run_id, s.key, s.goal, s.count, s.nan_count, \
-                 {}, s.last_step, {}, {}, {}, s.best_step)) \
-             FROM metric_summaries s WHERE s.run_id IN (SELECT r.id FROM runs r",
-            real("s.last"),
-            real("s.min"),
-            real("s.max"),
-            real("s.best"),
-        ));
-        push_filter(&mut qb, filter);
-        qb.push(")");
-        if !filter.summary_keys.is_empty() {
-            qb.push(" AND s.key IN (");
-            let mut list = qb.separated(", ");
-            for key in &filter.summary_keys {
-                list.push_bind(key.clone());
-            }
-            qb.push(")");
-        }
-        let text: String = qb.build_query_scalar().fetch_one(&mut *tx).await?;
-        let mut summaries = parse::<Vec<SummaryJson>>(&text, "summary list")?;
-        summaries.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        // Both lists are sorted by run id: walk them together.
-        let mut at = 0;
-        for s in summaries {
-            while at < runs.len() && runs[at].run.id < s.0 {
-                at += 1;
-            }
-            if let Some(item) = runs.get_mut(at).filter(|r| r.run.id == s.0) {
-                item.summaries.push(MetricSummary::from(s));
-            }
-        }
+    let text: String = qb.build_query_scalar().fetch_one(pool).await?;
+    let mut runs = parse_lines(&text, &filter.summary_keys)?;
+    // group_concat's order is the scan's in practice, not a guarantee of SQL.
+    if !runs.is_sorted_by_key(|r| r.run.id) {
+        runs.sort_by_key(|r| r.run.id);
     }
-    tx.commit().await?;
     Ok(runs)
+}
+
+/// Parses one run per line, in parallel chunks for long lists.
+fn parse_lines(text: &str, keys: &[String]) -> Result<Vec<RunWithSummaries>> {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(lines.len() / 2_000)
+        .max(1);
+    let one = |line: &str| -> Result<RunWithSummaries> {
+        let (run, summaries) = parse::<(RunJson, Vec<SummaryJson>)>(line, "run list")?;
+        Ok(RunWithSummaries {
+            run: run.into_row(),
+            summaries: summaries
+                .into_iter()
+                .filter(|s| keys.is_empty() || keys.contains(&s.0))
+                .map(MetricSummary::from)
+                .collect(),
+        })
+    };
+    if threads == 1 {
+        return lines.into_iter().map(one).collect();
+    }
+    let chunk = lines.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = lines
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|l| one(l)).collect::<Result<Vec<_>>>())
+            })
+            .collect();
+        let mut out = Vec::with_capacity(lines.len());
+        for h in handles {
+            match h.join() {
+                Ok(part) => out.extend(part?),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        Ok(out)
+    })
 }

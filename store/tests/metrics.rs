@@ -287,3 +287,42 @@ async fn run_lists_agree_with_single_run_reads_including_infinities_and_nan() {
     assert!(grad.last.unwrap().is_nan());
     assert_eq!(listed[0].run.failure_class, Some(store::FailureClass::Nan));
 }
+
+#[tokio::test]
+async fn listed_summaries_keep_every_bit_of_the_values() {
+    let (store, _dir) = temp_store().await;
+    let run = one_run(&store).await;
+    let values = [
+        0.1 + 0.2,
+        1e-300,
+        -123_456.789_012_345_67,
+        9_007_199_254_740_993.0,
+        std::f64::consts::PI,
+        5e-324,
+    ];
+    for (i, v) in values.iter().enumerate() {
+        let key = format!("k{i}");
+        store
+            .ingest_metrics(run, &[p(&key, 0, *v), p(&key, 1, v / 3.0)])
+            .await
+            .unwrap();
+    }
+    let listed = store
+        .list_runs_with_summaries(&RunFilter::default())
+        .await
+        .unwrap();
+    let stored = store.summaries(run).await.unwrap();
+    assert_eq!(listed[0].summaries.len(), values.len());
+    for (got, want) in listed[0].summaries.iter().zip(&stored) {
+        assert_eq!(got.key, want.key);
+        for (a, b) in [
+            (got.last, want.last),
+            (got.min, want.min),
+            (got.max, want.max),
+        ] {
+            assert_eq!(a.map(f64::to_bits), b.map(f64::to_bits), "{}", got.key);
+        }
+    }
+    let first = listed[0].summary("k0").unwrap();
+    assert_eq!(first.max.map(f64::to_bits), Some((0.1f64 + 0.2).to_bits()));
+}

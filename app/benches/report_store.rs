@@ -1,0 +1,253 @@
+//! `cargo bench -p app --no-default-features --bench report_store [-- RUNS STEPS]`: the whole
+//! `towerlab report` path on a store of RUNS runs (default 1,000) with STEPS steps each (default
+//! 10k): read the store into the report input, then write the table (md, tex, csv) and every
+//! figure (curves, bars, manager panels and heatmap, SVG and PNG). The peer, in the same run:
+//! the same store's metric points read into a pandas DataFrame through sqlite3
+//! (`pd.read_sql`), with the Python environment of `scripts/setup-python-peer.sh`.
+//! Target: report < 3 s.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use store::{Goal, ManagerWeight, MetricPoint, NewRun, Store, WorkerInfo};
+
+const MANAGERS: [&str; 4] = ["BT", "SAUE", "AAUE", "METER"];
+const LAYERS: [i64; 5] = [2, 3, 4, 6, 8];
+const SEEDS: usize = 5;
+
+fn experiment_file(seeds: usize) -> String {
+    let seeds: Vec<String> = (0..seeds).map(|s| s.to_string()).collect();
+    format!(
+        r#"
+name = "report-bench"
+task = "vqa"
+baseline = {{ manager_type = "BT", num_layers = 2 }}
+
+[data]
+root = "data"
+
+[grid]
+manager_type = ["BT", "SAUE", "AAUE", "METER"]
+num_layers = [2, 3, 4, 6, 8]
+seeds = [{}]
+
+[[metric]]
+name = "val/vqa/score"
+goal = "maximize"
+summary = "best"
+
+[[metric]]
+name = "train/vqa/loss"
+goal = "minimize"
+summary = "last"
+"#,
+        seeds.join(", ")
+    )
+}
+
+/// `runs` runs over the grid (cycled), each with `train/vqa/loss` at every step,
+/// `val/vqa/score` every 100 steps and manager weights (2 modalities x 4 layers x 6 experts)
+/// at every evaluation.
+async fn fill(store: &Store, runs: usize, steps: usize) -> u64 {
+    let exp = store
+        .upsert_experiment("report-bench", "report-bench.toml", "bench")
+        .await
+        .unwrap();
+    let worker = WorkerInfo::this_process("cpu", "bench");
+    let mut points_total = 0;
+    for i in 0..runs {
+        let manager = MANAGERS[i % MANAGERS.len()];
+        let layers = LAYERS[(i / MANAGERS.len()) % LAYERS.len()];
+        let seed = (i / (MANAGERS.len() * LAYERS.len())) % SEEDS;
+        let cell = format!("manager_type={manager},num_layers={layers}");
+        let axes = json!({"manager_type": manager, "num_layers": layers, "seed": seed});
+        let new = NewRun {
+            hash: format!("{i:064x}"),
+            cell_key: cell,
+            axes: axes.as_object().cloned().unwrap_or_default(),
+            task: "vqa".into(),
+            params: vec![
+                ("text_num_layers".into(), json!(12)),
+                ("vit_num_layers".into(), json!(12)),
+                ("managed_layers_text".into(), json!(6)),
+                ("managed_layers_image".into(), json!(6)),
+            ],
+            depends_on: None,
+        };
+        store.create_runs(exp.id, &[new]).await.unwrap();
+        let claim = store.claim(&worker, Some(exp.id)).await.unwrap().unwrap();
+        let run = claim.run.id;
+        store
+            .set_goals(
+                run,
+                &[
+                    ("val/vqa/score".into(), Goal::Maximize),
+                    ("train/vqa/loss".into(), Goal::Minimize),
+                ],
+            )
+            .await
+            .unwrap();
+        let quality = 0.4 + 0.02 * (i % MANAGERS.len()) as f64 + 0.005 * seed as f64;
+        let mut points = Vec::with_capacity(steps + steps / 100);
+        for s in 1..=steps as i64 {
+            let t = s as f64 / steps as f64;
+            points.push(MetricPoint {
+                key: "train/vqa/loss".into(),
+                step: s,
+                value: 2.0 * (-3.0 * t).exp() + 0.01 * ((s * 7919 + i as i64) % 13) as f64,
+                wall_ms: s * 100,
+            });
+            if s % 100 == 0 {
+                points.push(MetricPoint {
+                    key: "val/vqa/score".into(),
+                    step: s,
+                    value: quality * (1.0 - (-4.0 * t).exp()),
+                    wall_ms: s * 100,
+                });
+            }
+        }
+        points_total += points.len() as u64;
+        store.ingest_metrics(run, &points).await.unwrap();
+        let weights: Vec<ManagerWeight> = (1..=10)
+            .flat_map(|e| {
+                let step = (e * steps / 10) as i64;
+                ["text", "image"].into_iter().flat_map(move |m| {
+                    (0..4).flat_map(move |layer| {
+                        (0..6).map(move |expert| ManagerWeight {
+                            step,
+                            modality: m.into(),
+                            layer,
+                            expert,
+                            weight: (1 + expert + layer) as f64 / 40.0,
+                        })
+                    })
+                })
+            })
+            .collect();
+        store.ingest_manager_weights(run, &weights).await.unwrap();
+        store.finish(&claim.lease).await.unwrap();
+    }
+    points_total
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64())
+}
+
+/// The pandas peer: `(seconds, rows)` or why it did not run.
+fn pandas_peer(db: &Path) -> Result<(f64, u64), String> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let setup = Command::new(repo.join("scripts/setup-python-peer.sh"))
+        .output()
+        .map_err(|e| format!("setup-python-peer.sh: {e}"))?;
+    if !setup.status.success() {
+        return Err(String::from_utf8_lossy(&setup.stderr).into_owned());
+    }
+    let pythonpath = String::from_utf8_lossy(&setup.stdout).trim().to_owned();
+    let script = r#"
+import sqlite3, sys, time
+import pandas as pd
+t = time.perf_counter()
+con = sqlite3.connect(sys.argv[1])
+df = pd.read_sql(
+    "SELECT p.run_id, p.key, p.step, p.value, p.wall_ms FROM metric_points p "
+    "JOIN runs r ON r.id = p.run_id JOIN experiments e ON e.id = r.experiment_id "
+    "WHERE e.name = 'report-bench'", con)
+print(time.perf_counter() - t, len(df))
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(db)
+        .env("PYTHONPATH", pythonpath)
+        .output()
+        .map_err(|e| format!("python3: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut parts = text.split_whitespace();
+    let secs = parts.next().and_then(|s| s.parse().ok());
+    let rows = parts.next().and_then(|s| s.parse().ok());
+    secs.zip(rows).ok_or_else(|| format!("unexpected output: {text}"))
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let runs = args.first().copied().unwrap_or(1000);
+    let steps = args.get(1).copied().unwrap_or(10_000);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bench.db");
+    let file = dir.path().join("report-bench.toml");
+    std::fs::write(&file, experiment_file(SEEDS)).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let t = Instant::now();
+    let store = rt.block_on(Store::open(&db)).unwrap();
+    let points = rt.block_on(fill(&store, runs, steps));
+    println!(
+        "store: {runs} runs x {steps} steps, {points} metric points, filled in {} s",
+        secs(t.elapsed())
+    );
+    let exp = experiments::Experiment::load(&file, &experiments::Overrides::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    println!("{:<40} {:>10}", "stage", "seconds");
+    let t = Instant::now();
+    let input = rt
+        .block_on(app::report_input::build_input(&store, &exp, None, None))
+        .unwrap();
+    let read = t.elapsed();
+    println!("{:<40} {:>10}", "towerlab: store -> report input", secs(read));
+    let out = dir.path().join("report");
+    let t = Instant::now();
+    let written = reports::write_all_with(
+        &input,
+        &out,
+        &[
+            reports::Format::Markdown,
+            reports::Format::Latex,
+            reports::Format::Csv,
+            reports::Format::Svg,
+            reports::Format::Png,
+        ],
+        &reports::WriteOptions::default(),
+    )
+    .unwrap();
+    let write = t.elapsed();
+    println!(
+        "{:<40} {:>10}",
+        format!("towerlab: table + figures ({} files)", written.files.len()),
+        secs(write)
+    );
+    let total = read + write;
+    println!(
+        "{:<40} {:>10}   (target < 3 s)",
+        "towerlab report, total",
+        secs(total)
+    );
+    rt.block_on(store.close());
+
+    match pandas_peer(&db) {
+        Ok((secs_peer, rows)) => {
+            println!(
+                "{:<40} {:>10.3}   ({rows} rows)",
+                "peer: pandas read_sql (points only)", secs_peer
+            );
+            println!(
+                "ratio peer / towerlab report: {:.2}x",
+                secs_peer / total.as_secs_f64()
+            );
+        }
+        Err(why) => println!("peer: not run ({})", why.trim()),
+    }
+}
