@@ -171,7 +171,8 @@ print(time.perf_counter() - t, len(df))
     let mut parts = text.split_whitespace();
     let secs = parts.next().and_then(|s| s.parse().ok());
     let rows = parts.next().and_then(|s| s.parse().ok());
-    secs.zip(rows).ok_or_else(|| format!("unexpected output: {text}"))
+    secs.zip(rows)
+        .ok_or_else(|| format!("unexpected output: {text}"))
 }
 
 fn main() {
@@ -207,7 +208,11 @@ fn main() {
         .block_on(app::report_input::build_input(&store, &exp, None, None))
         .unwrap();
     let read = t.elapsed();
-    println!("{:<40} {:>10}", "towerlab: store -> report input", secs(read));
+    println!(
+        "{:<40} {:>10}",
+        "towerlab: store -> report input",
+        secs(read)
+    );
     let out = dir.path().join("report");
     let t = Instant::now();
     let written = reports::write_all_with(

@@ -8,7 +8,8 @@ use experiments::Task;
 use super::events::{ManagerWeight, Modality};
 use super::source::TaskData;
 use crate::model::objectives::{compute_task, Split};
-use crate::model::{ForwardOptions, ManagerWeights, TowerModel};
+use crate::model::retrieval::{recall, rerank_scores, Recall};
+use crate::model::{ForwardOptions, ImageFeatures, ManagerWeights, TextFeatures, TowerModel};
 use crate::Result;
 
 /// Batches whose manager weights are averaged (enough for a stable mean, cheap on big sets).
@@ -22,7 +23,20 @@ pub struct Evaluation {
     pub manager_weights: Option<Vec<ManagerWeight>>,
 }
 
-pub fn evaluate(model: &TowerModel, task: Task, data: &dyn TaskData) -> Result<Evaluation> {
+/// Retrieval recall at evaluation (`get_recall_metric`), with `k_test` ITM re-ranked candidates.
+#[derive(Debug, Clone, Copy)]
+pub struct RecallOptions {
+    pub k_test: i64,
+    /// Image-text pairs fused at once while re-ranking.
+    pub chunk: i64,
+}
+
+pub fn evaluate(
+    model: &TowerModel,
+    task: Task,
+    data: &dyn TaskData,
+    recall: Option<RecallOptions>,
+) -> Result<Evaluation> {
     tch::no_grad(|| {
         let mut sums: BTreeMap<String, (f64, f64)> = BTreeMap::new();
         let mut weights = ManagerWeights::default();
@@ -54,11 +68,21 @@ pub fn evaluate(model: &TowerModel, task: Task, data: &dyn TaskData) -> Result<E
             .filter(|(_, (_, w))| *w > 0.0)
             .map(|(k, (v, w))| (k, v / w))
             .collect();
-        let the_metric = the_metric(task, &epoch);
-        let metrics = epoch
-            .into_iter()
-            .map(|(k, v)| (format!("{k}_epoch"), v))
+        let mut metrics: Vec<(String, f64)> = epoch
+            .iter()
+            .map(|(k, v)| (format!("{k}_epoch"), *v))
             .collect();
+        let mut epoch = epoch;
+        if let (Task::Irtr, Some(opts)) = (task, recall) {
+            if let Some(r) = retrieval_recall(model, data, opts)? {
+                // The reference logs recall under its own names (no `_epoch`), in percent.
+                for m in r.metrics(Split::Val.as_str()) {
+                    epoch.insert(m.name.clone(), m.value);
+                    metrics.push((m.name, m.value));
+                }
+            }
+        }
+        let the_metric = the_metric(task, &epoch);
         let manager_weights = (weight_batches > 0).then(|| flatten(&weights));
         Ok(Evaluation {
             metrics,
@@ -66,6 +90,53 @@ pub fn evaluate(model: &TowerModel, task: Task, data: &dyn TaskData) -> Result<E
             manager_weights,
         })
     })
+}
+
+/// `compute_irtr_itm_itc_recall` on the validation split: every caption against every distinct
+/// image (by `img_index`), ITC top-`k_test` candidates re-ranked by ITM. `None` without
+/// validation data.
+fn retrieval_recall(
+    model: &TowerModel,
+    data: &dyn TaskData,
+    opts: RecallOptions,
+) -> Result<Option<Recall>> {
+    let mut texts = Vec::new();
+    let mut text_image = Vec::new();
+    let mut images = Vec::new();
+    let mut image_ids = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for item in data.eval_batches() {
+        let (split, batch) = item?;
+        let Some(ids) = batch.img_index.as_ref().filter(|_| split == Split::Val) else {
+            continue;
+        };
+        let ids: Vec<i64> = ids
+            .to_device(tch::Device::Cpu)
+            .try_into()
+            .map_err(|e| crate::EngineError::Invalid(format!("img_index: {e}")))?;
+        texts.push(model.encode_text(&batch.text_ids, &batch.text_masks, false)?);
+        text_image.extend_from_slice(&ids);
+        let new: Vec<i64> = (0..ids.len())
+            .filter(|&i| seen.insert(ids[i]))
+            .map(|i| i as i64)
+            .collect();
+        if !new.is_empty() {
+            let rows = tch::Tensor::from_slice(&new).to_device(batch.image.device());
+            images.push(model.encode_image(&batch.image.index_select(0, &rows), false)?);
+            image_ids.extend(new.iter().map(|&i| ids[i as usize]));
+        }
+    }
+    if texts.is_empty() {
+        return Ok(None);
+    }
+    let texts = TextFeatures::cat(&texts.iter().collect::<Vec<_>>());
+    let images = ImageFeatures::cat(&images.iter().collect::<Vec<_>>());
+    let scores = rerank_scores(model, &texts, &images, opts.k_test, opts.chunk)?;
+    Ok(Some(recall(
+        &scores,
+        &tch::Tensor::from_slice(&image_ids),
+        &tch::Tensor::from_slice(&text_image),
+    )))
 }
 
 /// `epoch_wrapup`'s sum over the enabled tasks, on the validation split.

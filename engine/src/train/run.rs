@@ -341,6 +341,15 @@ fn train(
     }
 }
 
+/// Recall at evaluation, as `get_recall_metric` asks (the re-ranking fuses
+/// `per_gpu_eval_batchsize` pairs at a time).
+fn recall_options(s: &experiments::Settings) -> Option<super::eval::RecallOptions> {
+    s.get_recall_metric.then(|| super::eval::RecallOptions {
+        k_test: s.k_test,
+        chunk: s.per_gpu_eval_batchsize.max(1) as i64,
+    })
+}
+
 fn evaluate_and_checkpoint(
     job: &TrainJob,
     model: &TowerModel,
@@ -354,7 +363,12 @@ fn evaluate_and_checkpoint(
         metrics,
         the_metric,
         manager_weights,
-    } = evaluate(model, job.settings.task, data)?;
+    } = evaluate(
+        model,
+        job.settings.task,
+        data,
+        recall_options(&job.settings),
+    )?;
     let best = state.best_metric.map_or(the_metric, |b| b.max(the_metric));
     state.best_metric = Some(best);
     let mut metrics = metrics;

@@ -207,3 +207,64 @@ fn resuming_another_runs_checkpoint_is_refused() {
         o => panic!("{o:?}"),
     }
 }
+
+#[test]
+fn retrieval_evaluation_reports_recall_when_asked() {
+    use super::eval::{evaluate, RecallOptions};
+    use crate::model::{ModelConfig, TowerModel};
+
+    let dir = tempfile::tempdir().unwrap();
+    crate::data::synth::synth(dir.path(), crate::data::synth::SynthSize::Small, 0).unwrap();
+    let s = Settings {
+        task: Task::Irtr,
+        manager_type: ManagerType::Aaue,
+        device: "cpu".into(),
+        data_root: dir.path().display().to_string(),
+        train_tables: vec!["f30k_caption_karpathy_train".into()],
+        val_tables: vec!["f30k_caption_karpathy_val".into()],
+        test_tables: vec!["f30k_caption_karpathy_test".into()],
+        get_recall_metric: true,
+        k_test: 4,
+        num_workers: 0,
+        per_gpu_eval_batchsize: 48,
+        ..Settings::tiny()
+    };
+    let data = super::data_source::LoaderData::open(&s).unwrap();
+    let cfg = ModelConfig::from_settings(&s).unwrap();
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let model = TowerModel::new(&vs.root(), &cfg).unwrap();
+    let opts = RecallOptions {
+        k_test: 4,
+        chunk: 128,
+    };
+    let e = evaluate(&model, Task::Irtr, &data, Some(opts)).unwrap();
+    let get = |k: &str| {
+        e.metrics
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("{k} missing from {:?}", e.metrics))
+    };
+    for k in ["ir", "tr"] {
+        let (r1, r5, r10) = (
+            get(&format!("val/{k}_r1")),
+            get(&format!("val/{k}_r5")),
+            get(&format!("val/{k}_r10")),
+        );
+        assert!(
+            (0.0..=100.0).contains(&r1) && r1 <= r5 && r5 <= r10,
+            "{k}: {r1} {r5} {r10}"
+        );
+    }
+    // 48 images, 240 captions: R@10 of any ranking is far above zero.
+    assert!(get("val/tr_r10") > 0.0 && get("val/ir_r10") > 0.0);
+    assert_eq!(e.the_metric, get("val/r_mean"));
+    assert!(e
+        .metrics
+        .iter()
+        .any(|(k, _)| k == "val/irtr_itm/accuracy_epoch"));
+
+    let without = evaluate(&model, Task::Irtr, &data, None).unwrap();
+    assert!(without.metrics.iter().all(|(k, _)| !k.contains("r_mean")));
+    assert_eq!(without.the_metric, 0.0);
+}
