@@ -80,11 +80,11 @@ async fn fill(store: &Store, runs: usize, steps: usize) -> u64 {
         let claim = store.claim(&worker, Some(exp.id)).await.unwrap().unwrap();
         let run = claim.run.id;
         store
-            .set_goals(
+            .declare_metrics(
                 run,
                 &[
-                    ("val/vqa/score".into(), Goal::Maximize),
-                    ("train/vqa/loss".into(), Goal::Minimize),
+                    ("val/vqa/score", Goal::Maximize),
+                    ("train/vqa/loss", Goal::Minimize),
                 ],
             )
             .await

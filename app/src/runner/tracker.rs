@@ -29,7 +29,7 @@ pub enum TrackerSync {
         project: String,
     },
     After {
-        config: WandbConfig,
+        config: Box<WandbConfig>,
         source: Arc<StoreSource>,
         selection: Selection,
     },
@@ -86,7 +86,7 @@ impl TrackerSync {
         };
         if !spec.live {
             return Self::After {
-                config,
+                config: Box::new(config),
                 source,
                 selection,
             };
