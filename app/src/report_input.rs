@@ -2,15 +2,18 @@
 //! seeds' metric series (by the experiment's summary policies) and manager weights. Shared by
 //! `towerlab report` and the report benchmark.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 use experiments::Experiment;
 use reports::{
     Cell, Goal, ManagerWeightPoint, MetricSpec, Modality, Policy, ReportInput, RunData, RunStatus,
 };
 use serde_json::Value as Json;
 use store::{RunFilter, RunRow, SeriesOptions, Store};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 
 use crate::exit::UserError;
 
@@ -99,18 +102,6 @@ pub async fn build_input(
             format!("experiment `{}` has no runs in the store yet", exp.name),
         )
     })?;
-    let runs = store
-        .list_runs(&RunFilter {
-            experiment: Some(row.id),
-            ..Default::default()
-        })
-        .await?;
-    // Pre-training runs of the VLP arm are dependencies, not cells of the table.
-    let runs: Vec<RunRow> = runs
-        .into_iter()
-        .filter(|r| !r.cell_key.starts_with("pretrain["))
-        .collect();
-
     let metrics: Vec<MetricSpec> = exp
         .metrics
         .iter()
@@ -121,6 +112,34 @@ pub async fn build_input(
         if let Policy::AtBestOf { key, .. } = &m.policy {
             keys.insert(key.clone());
         }
+    }
+    let listed = store
+        .list_runs_with_summaries(&RunFilter {
+            experiment: Some(row.id),
+            summary_keys: keys.iter().cloned().collect(),
+            ..Default::default()
+        })
+        .await?;
+    // Pre-training runs of the VLP arm are dependencies, not cells of the table.
+    let listed: Vec<store::RunWithSummaries> = listed
+        .into_iter()
+        .filter(|r| !r.run.cell_key.starts_with("pretrain["))
+        .collect();
+    let runs: Vec<RunRow> = listed.iter().map(|r| r.run.clone()).collect();
+
+    // Runs are read a few at a time: SQLite works on its own threads, one per connection.
+    let gate = Arc::new(Semaphore::new(READS_AT_ONCE));
+    let mut reads: HashMap<store::RunId, JoinHandle<anyhow::Result<RunRead>>> = HashMap::new();
+    for item in &listed {
+        let plan = series_reads(&metrics, &keys, &item.summaries);
+        let (store, run, gate) = (store.clone(), item.run.clone(), gate.clone());
+        reads.insert(
+            item.run.id,
+            tokio::spawn(async move {
+                let _permit = gate.acquire().await?;
+                read_run(&store, &run, &plan, step).await
+            }),
+        );
     }
 
     let mut axes_names: BTreeSet<String> = BTreeSet::new();
@@ -139,19 +158,13 @@ pub async fn build_input(
             seed,
             status_of(run.status),
         );
-        for key in &keys {
-            let series = store
-                .metric_series(run.id, key, SeriesOptions::default())
-                .await?;
-            let points: Vec<(u64, f64)> = series
-                .into_iter()
-                .map(|p| (p.step.max(0) as u64, p.value))
-                .collect();
-            if !points.is_empty() {
-                data.series.insert(key.clone(), points);
-            }
-        }
-        data.manager_weights = manager_points(store, run, step).await?;
+        let (series, weights) = reads
+            .remove(&run.id)
+            .expect("a read for every run")
+            .await
+            .context("reading a run for the report")??;
+        data.series = series;
+        data.manager_weights = weights;
         cells
             .entry(run.cell_key.clone())
             .or_insert_with(|| Cell {
@@ -187,6 +200,135 @@ pub async fn build_input(
         baseline,
         cells,
     })
+}
+
+/// Runs read concurrently.
+const READS_AT_ONCE: usize = 4;
+
+/// A run's series by key and its manager-weight points.
+type RunRead = (BTreeMap<String, Vec<(u64, f64)>>, Vec<ManagerWeightPoint>);
+
+async fn read_run(
+    store: &Store,
+    run: &RunRow,
+    plan: &BTreeMap<String, SeriesRead>,
+    step: Option<u64>,
+) -> anyhow::Result<RunRead> {
+    let mut series = BTreeMap::new();
+    for (key, read) in plan {
+        let points = match read {
+            SeriesRead::All => {
+                store
+                    .metric_series(run.id, key, SeriesOptions::default())
+                    .await?
+            }
+            SeriesRead::Sampled(steps) => {
+                let sampled = store.metric_series_at(run.id, key, steps).await?;
+                // Irregular steps that the sample missed: read it all instead.
+                if (sampled.len() as i64) < CURVE_POINTS / 4 {
+                    store
+                        .metric_series(run.id, key, SeriesOptions::default())
+                        .await?
+                } else {
+                    sampled
+                }
+            }
+        };
+        let points: Vec<(u64, f64)> = points
+            .into_iter()
+            .map(|p| (p.step.max(0) as u64, p.value))
+            .collect();
+        if !points.is_empty() {
+            series.insert(key.clone(), points);
+        }
+    }
+    Ok((series, manager_points(store, run, step).await?))
+}
+
+/// Curves keep about this many points per run (a column-wide figure shows no more); the table
+/// still gets exact values: the points it needs are read as well.
+const CURVE_POINTS: i64 = 400;
+
+/// How much of one series to read.
+#[derive(Debug, Clone, PartialEq)]
+enum SeriesRead {
+    All,
+    /// The points at these steps (a regular sample plus the exact points the table needs).
+    Sampled(Vec<i64>),
+}
+
+fn store_goal(g: Goal) -> store::Goal {
+    match g {
+        Goal::Maximize => store::Goal::Maximize,
+        Goal::Minimize => store::Goal::Minimize,
+    }
+}
+
+/// For each key, what to read so that every summary policy sees its exact value: the last
+/// point, the best point (for the metric's goal), and for "value at the best of another
+/// metric" the point at that metric's best step. Long series are sampled for the curves; a
+/// series whose needed steps the stored summary cannot give (another goal, no summary) is read
+/// whole.
+fn series_reads(
+    metrics: &[MetricSpec],
+    keys: &BTreeSet<String>,
+    summaries: &[store::MetricSummary],
+) -> BTreeMap<String, SeriesRead> {
+    let summary = |k: &str| summaries.iter().find(|s| s.key == k);
+    let best_step = |k: &str, goal: Goal| {
+        summary(k)
+            .filter(|s| s.goal == Some(store_goal(goal)))
+            .and_then(|s| s.best_step)
+    };
+    let mut include: BTreeMap<&str, Option<Vec<i64>>> = keys
+        .iter()
+        .map(|k| {
+            (
+                k.as_str(),
+                summary(k).and_then(|s| s.last_step).map(|l| vec![l]),
+            )
+        })
+        .collect();
+    let mut need = |key: &str, step: Option<i64>| {
+        if let Some(slot) = include.get_mut(key) {
+            match (slot.as_mut(), step) {
+                (Some(steps), Some(step)) => steps.push(step),
+                _ => *slot = None,
+            }
+        }
+    };
+    for m in metrics {
+        match &m.policy {
+            Policy::Last => {}
+            Policy::Best => need(&m.key, best_step(&m.key, m.goal)),
+            Policy::AtBestOf { key, goal } => {
+                let at = best_step(key, *goal);
+                need(key, at);
+                need(&m.key, at);
+            }
+        }
+    }
+    include
+        .into_iter()
+        .map(|(k, steps)| {
+            let count = summary(k).map_or(0, |s| s.count);
+            let last = summary(k).and_then(|s| s.last_step).unwrap_or(0);
+            let read = match steps {
+                Some(mut steps) if count > 2 * CURVE_POINTS && last > 0 => {
+                    // Steps are usually regular (every step, or every N): stride over a
+                    // multiple of the spacing so the multiples land on logged steps.
+                    let spacing = ((last as f64 / count as f64).round() as i64).max(1);
+                    let stride = spacing * ((count + CURVE_POINTS - 1) / CURVE_POINTS);
+                    steps.extend((1..=last / stride).map(|k| k * stride));
+                    steps.sort_unstable();
+                    steps.dedup();
+                    SeriesRead::Sampled(steps)
+                }
+                _ => SeriesRead::All,
+            };
+            (k.to_owned(), read)
+        })
+        .collect()
 }
 
 /// The run's manager weights, numbered as the paper's Fig. 6: cross-modal layers from 1, experts
@@ -230,4 +372,88 @@ async fn manager_points(
             })
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(
+        key: &str,
+        goal: Option<store::Goal>,
+        count: i64,
+        best_step: i64,
+    ) -> store::MetricSummary {
+        store::MetricSummary {
+            key: key.into(),
+            goal,
+            count,
+            nan_count: 0,
+            last: Some(0.5),
+            last_step: Some(count),
+            min: Some(0.0),
+            max: Some(1.0),
+            best: Some(1.0),
+            best_step: Some(best_step),
+        }
+    }
+
+    fn keys(k: &[&str]) -> BTreeSet<String> {
+        k.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn long_series_are_sampled_with_their_last_and_best_points() {
+        let metrics = [MetricSpec::new("acc", Goal::Maximize, Policy::Best)];
+        let s = [summary("acc", Some(store::Goal::Maximize), 10_000, 4_321)];
+        let reads = series_reads(&metrics, &keys(&["acc"]), &s);
+        let SeriesRead::Sampled(steps) = &reads["acc"] else {
+            panic!("{reads:?}")
+        };
+        assert!(steps.contains(&4_321) && steps.contains(&10_000));
+        assert!(steps.windows(2).all(|w| w[0] < w[1]));
+        assert!((CURVE_POINTS..=CURVE_POINTS + 2).contains(&(steps.len() as i64)));
+    }
+
+    #[test]
+    fn a_best_the_summary_cannot_give_reads_everything() {
+        let metrics = [MetricSpec::new("acc", Goal::Maximize, Policy::Best)];
+        // Stored for the other goal, or without one: its best step is not this metric's.
+        for goal in [Some(store::Goal::Minimize), None] {
+            let s = [summary("acc", goal, 10_000, 7)];
+            assert_eq!(
+                series_reads(&metrics, &keys(&["acc"]), &s)["acc"],
+                SeriesRead::All
+            );
+        }
+        // Short series are read whole anyway.
+        let s = [summary("acc", Some(store::Goal::Maximize), 500, 7)];
+        assert_eq!(
+            series_reads(&metrics, &keys(&["acc"]), &s)["acc"],
+            SeriesRead::All
+        );
+    }
+
+    #[test]
+    fn value_at_the_best_of_another_metric_reads_that_step_in_both() {
+        let metrics = [MetricSpec::new(
+            "test/acc",
+            Goal::Maximize,
+            Policy::AtBestOf {
+                key: "val/acc".into(),
+                goal: Goal::Maximize,
+            },
+        )];
+        let s = [
+            summary("test/acc", Some(store::Goal::Maximize), 10_000, 9_999),
+            summary("val/acc", Some(store::Goal::Maximize), 10_000, 1_234),
+        ];
+        let reads = series_reads(&metrics, &keys(&["test/acc", "val/acc"]), &s);
+        for key in ["test/acc", "val/acc"] {
+            let SeriesRead::Sampled(steps) = &reads[key] else {
+                panic!("{key}: {reads:?}")
+            };
+            assert!(steps.contains(&1_234), "{key}");
+        }
+    }
 }

@@ -396,6 +396,27 @@ impl Store {
         })
     }
 
+    /// The points of a series at `steps` (those that exist), in step order: a sample of a long
+    /// series for a figure, read by index lookups, so a 10k-step run costs only the rows asked.
+    pub async fn metric_series_at(
+        &self,
+        run: RunId,
+        key: &str,
+        steps: &[i64],
+    ) -> Result<Vec<SeriesPoint>> {
+        let steps = serde_json::to_string(steps).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        Ok(sqlx::query_as::<_, SeriesPoint>(
+            "SELECT step, value, wall_ms FROM metric_points \
+             WHERE run_id = ?1 AND key = ?2 AND step IN (SELECT value FROM json_each(?3)) \
+             ORDER BY step",
+        )
+        .bind(run)
+        .bind(key)
+        .bind(steps)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Every point of `run` with a step above `after_step`, by step then key.
     pub async fn metric_points(
         &self,

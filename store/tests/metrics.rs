@@ -326,3 +326,25 @@ async fn listed_summaries_keep_every_bit_of_the_values() {
     let first = listed[0].summary("k0").unwrap();
     assert_eq!(first.max.map(f64::to_bits), Some((0.1f64 + 0.2).to_bits()));
 }
+
+#[tokio::test]
+async fn series_can_be_read_at_chosen_steps() {
+    let (store, _dir) = temp_store().await;
+    let run = one_run(&store).await;
+    // Sparse steps (every 10th), as evaluations are logged.
+    let pts: Vec<MetricPoint> = (1..=100).map(|i| p("val/acc", i * 10, i as f64)).collect();
+    store.ingest_metrics(run, &pts).await.unwrap();
+    let got = store
+        .metric_series_at(run, "val/acc", &[1000, 370, 5, 250, 370])
+        .await
+        .unwrap();
+    let steps: Vec<i64> = got.iter().map(|q| q.step).collect();
+    // In step order, once each; step 5 does not exist.
+    assert_eq!(steps, vec![250, 370, 1000]);
+    assert_eq!(got[1].value, 37.0);
+    assert!(store
+        .metric_series_at(run, "val/acc", &[])
+        .await
+        .unwrap()
+        .is_empty());
+}

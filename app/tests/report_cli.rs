@@ -1,0 +1,239 @@
+//! `towerlab report` as a user runs it, on a store written through the store's API: the table
+//! in every format and all figure kinds, byte-identical twice, `--print`, and the errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::json;
+use store::{FailureClass, Goal, ManagerWeight, MetricPoint, NewRun, Store, WorkerInfo};
+
+const EXPERIMENT: &str = r#"
+name = "report-cli"
+task = "vqa"
+baseline = { manager_type = "BT" }
+
+[data]
+root = "data"
+
+[grid]
+manager_type = ["BT", "SAUE", "AAUE"]
+seeds = [0, 1]
+
+[metric]
+name = "val/vqa/score_epoch"
+goal = "maximize"
+summary = "best"
+"#;
+
+/// Six runs (3 cells x 2 seeds); AAUE seed 1 failed at step 20.
+async fn fill(db: &Path) {
+    let store = Store::open(db).await.unwrap();
+    let exp = store
+        .upsert_experiment("report-cli", "exp.toml", "exp-hash")
+        .await
+        .unwrap();
+    let worker = WorkerInfo::this_process("cpu", "test");
+    for (c, manager) in ["BT", "SAUE", "AAUE"].into_iter().enumerate() {
+        for seed in 0..2u64 {
+            let new = NewRun {
+                hash: format!("{c}{seed}{}", "ab".repeat(31)),
+                cell_key: format!("manager_type={manager}"),
+                axes: json!({"manager_type": manager, "seed": seed})
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+                task: "vqa".into(),
+                params: vec![
+                    ("text_num_layers".into(), json!(4)),
+                    ("vit_num_layers".into(), json!(4)),
+                    ("managed_layers_text".into(), json!(3)),
+                    ("managed_layers_image".into(), json!(3)),
+                ],
+                depends_on: None,
+            };
+            store.create_runs(exp.id, &[new]).await.unwrap();
+            let claim = store.claim(&worker, Some(exp.id)).await.unwrap().unwrap();
+            let run = claim.run.id;
+            store
+                .declare_metrics(run, &[("val/vqa/score_epoch", Goal::Maximize)])
+                .await
+                .unwrap();
+            let failed = manager == "AAUE" && seed == 1;
+            let last = if failed { 20 } else { 50 };
+            let points: Vec<MetricPoint> = (1..=last)
+                .map(|s| MetricPoint {
+                    key: "val/vqa/score_epoch".into(),
+                    step: s,
+                    value: 0.2 + 0.05 * c as f64 + 0.004 * s as f64 + 0.01 * seed as f64,
+                    wall_ms: 1_000 * s,
+                })
+                .collect();
+            store.ingest_metrics(run, &points).await.unwrap();
+            if manager != "BT" {
+                let weights: Vec<ManagerWeight> = ["text", "image"]
+                    .into_iter()
+                    .flat_map(|m| {
+                        (0..2).flat_map(move |layer| {
+                            (0..3).map(move |expert| ManagerWeight {
+                                step: last,
+                                modality: m.into(),
+                                layer,
+                                expert,
+                                weight: (1 + expert + layer) as f64 / 10.0,
+                            })
+                        })
+                    })
+                    .collect();
+                store.ingest_manager_weights(run, &weights).await.unwrap();
+            }
+            if failed {
+                store
+                    .fail(
+                        &claim.lease,
+                        FailureClass::Nan,
+                        "loss is NaN",
+                        &Default::default(),
+                    )
+                    .await
+                    .unwrap();
+            } else {
+                store.finish(&claim.lease).await.unwrap();
+            }
+        }
+    }
+    store.close().await;
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        std::fs::write(root.join("exp.toml"), EXPERIMENT).unwrap();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(fill(&root.join("t.db")));
+        Setup { _dir: dir, root }
+    }
+
+    fn report(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_towerlab"))
+            .current_dir(&self.root)
+            .env_remove("TOWERLAB_DB")
+            .args(["--db", "t.db", "report"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn report_writes_the_table_and_every_figure_kind_identically_twice() {
+    let s = Setup::new();
+    let out = s.report(&["exp.toml", "--out", "a"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let a = s.root.join("a");
+    let expected = [
+        "table.md",
+        "table.tex",
+        "table.csv",
+        "runs.csv",
+        "curves-val-vqa-score_epoch.svg",
+        "curves-val-vqa-score_epoch.png",
+        "bars-val-vqa-score_epoch.svg",
+        "bars-val-vqa-score_epoch.png",
+        "manager-weights.svg",
+        "manager-weights.png",
+        "manager-heatmap.svg",
+        "manager-heatmap.png",
+    ];
+    let names: Vec<String> = std::fs::read_dir(&a)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for f in expected {
+        assert!(names.iter().any(|n| n == f), "{f} missing from {names:?}");
+    }
+
+    let md = std::fs::read_to_string(a.join("table.md")).unwrap();
+    for cell in ["BT", "SAUE", "AAUE"] {
+        assert!(md.contains(cell), "{md}");
+    }
+    // The failed seed is called out, not averaged away silently.
+    assert!(
+        md.contains("1/2") || md.to_lowercase().contains("failed"),
+        "{md}"
+    );
+    let tex = std::fs::read_to_string(a.join("table.tex")).unwrap();
+    assert!(
+        tex.contains("\\toprule") && tex.contains("exp-hash"),
+        "{tex}"
+    );
+    let curves = std::fs::read_to_string(a.join("curves-val-vqa-score_epoch.svg")).unwrap();
+    assert!(curves.contains("<desc>") && curves.contains("SAUE"));
+
+    // The same store gives the same bytes.
+    let out = s.report(&["--experiment", "report-cli", "--out", "b"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for f in expected.iter().filter(|f| !f.ends_with(".png")) {
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(s.root.join("b").join(f)).unwrap(),
+            "{f} differs between two runs"
+        );
+    }
+}
+
+#[test]
+fn report_print_shows_the_table_in_the_terminal() {
+    let s = Setup::new();
+    let out = s.report(&["exp.toml", "--print"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("manager_type") && t.contains("AAUE") && t.contains("±"),
+        "{t}"
+    );
+    assert!(!s.root.join("reports").exists(), "--print writes no files");
+}
+
+#[test]
+fn report_errors_name_the_problem_and_exit_non_zero() {
+    let s = Setup::new();
+    let out = s.report(&["exp.toml", "--format", "md,docx"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("docx"), "{}", text(&out));
+
+    let out = s.report(&["exp.toml", "--baseline", "manager_type=XYZ"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("matches no cell"), "{}", text(&out));
+
+    let out = s.report(&["--experiment", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("nope"), "{}", text(&out));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_towerlab"))
+        .current_dir(&s.root)
+        .args(["--db", "missing.db", "report", "exp.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("missing.db"), "{}", text(&out));
+    for o in [&out] {
+        assert!(!text(o).contains("panicked"));
+    }
+}
