@@ -205,3 +205,79 @@ async fn store_runs_sync_with_offsets_in_the_store() {
         );
     }
 }
+
+/// A running run's newest step is held back until a later step exists (its evaluation may still
+/// be on the way), so no history line goes out with half of its metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newest_step_of_a_running_run_waits_for_its_evaluation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("t.db")).await.unwrap();
+    let exp = store
+        .upsert_experiment("live", "live.toml", "h")
+        .await
+        .unwrap();
+    let hash = wandb::encode::hex_digest(b"live-run");
+    store
+        .create_runs(
+            exp.id,
+            &[NewRun {
+                hash: hash.clone(),
+                cell_key: "manager=aaue".into(),
+                axes: Default::default(),
+                task: "vqa".into(),
+                params: vec![],
+                depends_on: None,
+            }],
+        )
+        .await
+        .unwrap();
+    let worker = WorkerInfo::this_process("cpu", "test");
+    let claim = store.claim(&worker, Some(exp.id)).await.unwrap().unwrap();
+    let run = claim.run.id;
+    let point = |key: &str, step: i64| MetricPoint {
+        key: key.into(),
+        step,
+        value: step as f64,
+        wall_ms: T0 + step,
+    };
+    let server = TestServer::start(KEY);
+    let config = WandbConfig::new(&server.base_url, "mt", ApiKey::new(KEY).unwrap());
+    let source = Arc::new(StoreSource::new(store.clone()));
+    let options = SyncOptions::default();
+    let sync = || sync_runs(&config, source.clone(), source.clone(), &options);
+
+    // Steps 1..=4 trained; step 4's evaluation has not been written yet.
+    let train: Vec<MetricPoint> = (1..=4).map(|s| point("train/loss", s)).collect();
+    store.ingest_metrics(run, &train).await.unwrap();
+    assert!(sync().await.unwrap().failures.is_empty());
+    let steps = |server: &TestServer| -> Vec<u64> {
+        server
+            .run(&wandb_run_id(&hash))
+            .history()
+            .iter()
+            .map(|h| h["_step"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(steps(&server), vec![1, 2, 3]);
+
+    // The evaluation of step 4 arrives, then step 5 trains: step 4 goes out whole.
+    store
+        .ingest_metrics(run, &[point("val/acc", 4)])
+        .await
+        .unwrap();
+    store
+        .ingest_metrics(run, &[point("train/loss", 5)])
+        .await
+        .unwrap();
+    sync().await.unwrap();
+    let remote = server.run(&wandb_run_id(&hash)).history();
+    assert_eq!(remote.len(), 4);
+    assert_eq!(remote[3]["_step"], 4);
+    assert!(remote[3].get("val/acc").is_some() && remote[3].get("train/loss").is_some());
+
+    // The run ends: its last step goes out too, with `complete`.
+    store.finish(&claim.lease).await.unwrap();
+    sync().await.unwrap();
+    assert_eq!(steps(&server), vec![1, 2, 3, 4, 5]);
+    assert_eq!(server.run(&wandb_run_id(&hash)).exit_code, Some(0));
+}

@@ -35,6 +35,56 @@ pub fn run(db: &Path, args: SyncArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The project each selected experiment asked for in its file's `[wandb]` section, so that a
+/// later `sync wandb --experiment E` lands where `towerlab run` synced E live. An explicit
+/// `--project` or `WANDB_PROJECT` wins; runs picked by `--run` use the default.
+async fn by_project(
+    store: &store::Store,
+    args: &WandbArgs,
+    config: &WandbConfig,
+) -> Vec<WandbArgs> {
+    let explicit = args.project.is_some()
+        || std::env::var("WANDB_PROJECT").is_ok_and(|v| !v.trim().is_empty());
+    if explicit || args.experiments.is_empty() {
+        return vec![args.clone()];
+    }
+    let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for name in &args.experiments {
+        let project = file_project(store, name)
+            .await
+            .unwrap_or_else(|| config.project.clone());
+        groups.entry(project).or_default().push(name.clone());
+    }
+    let mut out: Vec<WandbArgs> = groups
+        .into_iter()
+        .map(|(project, experiments)| WandbArgs {
+            experiments,
+            runs: Vec::new(),
+            project: Some(project),
+            ..args.clone()
+        })
+        .collect();
+    if !args.runs.is_empty() {
+        out.push(WandbArgs {
+            experiments: Vec::new(),
+            ..args.clone()
+        });
+    }
+    out
+}
+
+/// `[wandb] project` of the experiment's recorded file, when it can be read.
+async fn file_project(store: &store::Store, name: &str) -> Option<String> {
+    let row = store.experiment_by_name(name).await.ok()??;
+    let overrides = experiments::Overrides::default();
+    let exp = if row.path == experiments::DEMO_PATH {
+        experiments::Experiment::demo(&overrides).ok()?
+    } else {
+        experiments::Experiment::load(Path::new(&row.path), &overrides).ok()?
+    };
+    exp.wandb.map(|w| w.project)
+}
+
 fn wandb(db: &Path, args: &WandbArgs) -> anyhow::Result<()> {
     let config = WandbConfig::from_env()?;
     if config.mode != Mode::Online {
@@ -63,8 +113,25 @@ fn wandb(db: &Path, args: &WandbArgs) -> anyhow::Result<()> {
             .with_context(|| format!("opening the store {}", db.display()))?;
         let source = Arc::new(StoreSource::new(store.clone()));
         let mut stdout = std::io::stdout();
-        let result = execute(args, config, source.clone(), source, &mut stdout).await;
+        let mut result = Ok(());
+        for args in by_project(&store, args, &config).await {
+            let r = execute(
+                &args,
+                config.clone(),
+                source.clone(),
+                source.clone(),
+                &mut stdout,
+            )
+            .await;
+            if let Err(e) = r {
+                // Keep syncing the other projects; report the first failure at the end.
+                eprintln!("error: {e:#}");
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
+        }
         store.close().await;
-        result.map(drop)
+        result
     })
 }

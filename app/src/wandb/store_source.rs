@@ -70,6 +70,16 @@ impl StoreSource {
         .bind(id)
         .fetch_one(self.store.pool())
         .await?;
+        let running = matches!(
+            row.status,
+            store::RunStatus::Queued | store::RunStatus::Running
+        );
+        // The newest step of a running run is held back (see `history`).
+        let history_len = if running {
+            (history_len - 1).max(0)
+        } else {
+            history_len
+        };
         let status = match row.status {
             store::RunStatus::Queued | store::RunStatus::Running => RunStatus::Running,
             store::RunStatus::Finished => RunStatus::Finished,
@@ -105,6 +115,17 @@ impl StoreSource {
             history_len: u64::try_from(history_len).unwrap_or(0),
             log_len: u64::try_from(log_len).unwrap_or(0),
         })
+    }
+
+    /// The highest step with a metric point or manager weights.
+    async fn newest_step(&self, run: RunId) -> Result<Option<i64>, BoxError> {
+        Ok(sqlx::query_scalar(
+            "SELECT max(step) FROM (SELECT max(step) AS step FROM metric_points WHERE run_id = ?1 \
+             UNION ALL SELECT max(step) FROM manager_weights WHERE run_id = ?1)",
+        )
+        .bind(run)
+        .fetch_one(self.store.pool())
+        .await?)
     }
 
     async fn started_ms(&self, run: RunId) -> Result<Option<i64>, BoxError> {
@@ -181,7 +202,17 @@ impl SyncSource for StoreSource {
         let id = store_id(&self.store, run).await?;
         let after = after_step.map(i64::try_from).transpose()?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let metric_rows = self.store.history(id, after, Some(limit)).await?;
+        // A running run's newest step may still be getting points (the evaluation of a step
+        // comes after its training metrics), and W&B history lines are never rewritten: it is
+        // sent once a later step exists, or when the run has ended.
+        let open_step = match run.status {
+            RunStatus::Running => self.newest_step(id).await?,
+            _ => None,
+        };
+        let mut metric_rows = self.store.history(id, after, Some(limit)).await?;
+        if let Some(open) = open_step {
+            metric_rows.retain(|r| r.step < open);
+        }
         // Manager weights up to the last metric row (all of them at the end of the history),
         // so a step with weights but no metrics still gets its own row, in order.
         let upto = if i64::try_from(metric_rows.len()).unwrap_or(i64::MAX) < limit {
@@ -196,7 +227,7 @@ impl SyncSource for StoreSource {
         )
         .bind(id)
         .bind(after)
-        .bind(upto)
+        .bind(upto.min(open_step.map_or(i64::MAX, |s| s - 1)))
         .fetch_all(self.store.pool())
         .await?;
         let started = self.started_ms(id).await?.unwrap_or(0);
