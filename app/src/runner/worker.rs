@@ -141,7 +141,8 @@ async fn cpu_share(runner: &Runner) -> usize {
     let live = match runner.store.workers(Some(runner.heartbeat_timeout)).await {
         Ok(w) => w
             .iter()
-            .filter(|w| w.host == me.host && w.device == "cpu")
+            // A worker killed without retiring stays listed until its heartbeat ages out.
+            .filter(|w| w.host == me.host && w.device == "cpu" && pid_alive(w.pid) != Some(false))
             .count(),
         Err(e) => {
             tracing::warn!("cannot count this host's workers: {e}");
