@@ -17,8 +17,7 @@ pub fn run(db: &Path, args: PlanArgs) -> anyhow::Result<()> {
     rt.block_on(async {
         let ws = Workspace::new(db);
         let store = ws.open().await?;
-        let (plan, stored) = plan::plan_against(&store, &exp, cells).await?;
-        let report = plan::queue_plan(&store, &exp, &source, &plan, &stored).await?;
+        let (plan, report) = plan::plan_and_queue(&store, &exp, &source, cells).await?;
         print!("{}", describe(&report, plan.rows.len()));
         println!(
             "store: {}; start a worker with `towerlab worker`",

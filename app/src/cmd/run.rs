@@ -33,8 +33,7 @@ pub fn apply(
     rt.block_on(async move {
         let ws = Workspace::new(db);
         let store = ws.open().await?;
-        let (plan, stored) = plan::plan_against(&store, &exp, cells.clone()).await?;
-        let report = plan::queue_plan(&store, &exp, &source, &plan, &stored).await?;
+        let (plan, report) = plan::plan_and_queue(&store, &exp, &source, cells.clone()).await?;
         let pending = plan
             .rows
             .iter()

@@ -93,11 +93,8 @@ impl Planner for RunnerPlanner {
         let (exp, source) = load(file)?;
         runner::data::ensure_synthetic(&exp)?;
         let cells = runner::cells_of(&exp, false)?;
-        rt.block_on(async {
-            let (plan, stored) = plan::plan_against(store, &exp, cells).await?;
-            let report = plan::queue_plan(store, &exp, &source, &plan, &stored).await?;
-            Ok(report.added.len() + report.resumed.len())
-        })
+        let (_, report) = rt.block_on(plan::plan_and_queue(store, &exp, &source, cells))?;
+        Ok(report.added.len() + report.resumed.len())
     }
 }
 

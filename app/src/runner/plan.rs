@@ -186,6 +186,19 @@ pub fn content_hash(src: &str) -> String {
         .to_string()
 }
 
+/// Plans `cells` against the store and queues what has to run (what `queue`, `run` and the
+/// TUI's Sweeps view do).
+pub async fn plan_and_queue(
+    store: &Store,
+    exp: &Experiment,
+    source: &str,
+    cells: Vec<Cell>,
+) -> anyhow::Result<(Plan, QueueReport)> {
+    let (plan, stored) = plan_against(store, exp, cells).await?;
+    let report = queue_plan(store, exp, source, &plan, &stored).await?;
+    Ok((plan, report))
+}
+
 /// Queues the plan's new and stale cells (pre-training runs before their dependents, each
 /// once) and resumes its interrupted runs. Nothing is written when nothing needs to run.
 pub async fn queue_plan(
