@@ -2,7 +2,7 @@
 //! seeds' metric series (by the experiment's summary policies) and manager weights. Shared by
 //! `towerlab report` and the report benchmark.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
@@ -125,26 +125,24 @@ pub async fn build_input(
         .into_iter()
         .filter(|r| !r.run.cell_key.starts_with("pretrain["))
         .collect();
-    let runs: Vec<RunRow> = listed.iter().map(|r| r.run.clone()).collect();
 
     // Runs are read a few at a time: SQLite works on its own threads, one per connection.
     let gate = Arc::new(Semaphore::new(READS_AT_ONCE));
-    let mut reads: HashMap<store::RunId, JoinHandle<anyhow::Result<RunRead>>> = HashMap::new();
-    for item in &listed {
-        let plan = series_reads(&metrics, &keys, &item.summaries);
-        let (store, run, gate) = (store.clone(), item.run.clone(), gate.clone());
-        reads.insert(
-            item.run.id,
+    let reads: Vec<JoinHandle<anyhow::Result<RunRead>>> = listed
+        .iter()
+        .map(|item| {
+            let plan = series_reads(&metrics, &keys, &item.summaries);
+            let (store, run, gate) = (store.clone(), item.run.clone(), gate.clone());
             tokio::spawn(async move {
                 let _permit = gate.acquire().await?;
                 read_run(&store, &run, &plan, step).await
-            }),
-        );
-    }
+            })
+        })
+        .collect();
 
     let mut axes_names: BTreeSet<String> = BTreeSet::new();
     let mut cells: BTreeMap<String, Cell> = BTreeMap::new();
-    for run in &runs {
+    for (store::RunWithSummaries { run, .. }, read) in listed.iter().zip(reads) {
         let axes: BTreeMap<String, String> = run
             .axes
             .iter()
@@ -158,11 +156,7 @@ pub async fn build_input(
             seed,
             status_of(run.status),
         );
-        let (series, weights) = reads
-            .remove(&run.id)
-            .expect("a read for every run")
-            .await
-            .context("reading a run for the report")??;
+        let (series, weights) = read.await.context("reading a run for the report")??;
         data.series = series;
         data.manager_weights = weights;
         cells
@@ -179,8 +173,9 @@ pub async fn build_input(
     let cells: Vec<Cell> = cells.into_values().collect();
     let baseline = match baseline {
         Some(flag) => Some(baseline_from_flag(flag, &cells)?),
-        None => runs
+        None => listed
             .iter()
+            .map(|l| &l.run)
             .find(|r| {
                 let axes: Vec<(String, Json)> = r
                     .axes

@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 
 use app::tui::model::{CellState, PlanCell};
+use app::tui::store_source::UNRESPONSIVE_AFTER;
 use app::tui::Planner;
 use experiments::Overrides;
 use store::Store;
@@ -22,9 +23,6 @@ pub fn run(db: &Path) -> anyhow::Result<()> {
     }
     app::tui::run_on_store(db, Some(Box::new(RunnerPlanner)))
 }
-
-/// A dead heartbeat older than this shows a running cell as "no heartbeat".
-const UNRESPONSIVE_AFTER_MS: i64 = 60_000;
 
 /// The runner's plan and queue, for the TUI.
 struct RunnerPlanner;
@@ -48,7 +46,7 @@ fn cell_state(row: &experiments::plan::PlanRow, run: Option<&store::RunRow>) -> 
         S::Running => {
             let dead = run
                 .and_then(|r| r.heartbeat_ms)
-                .is_some_and(|h| now - h > UNRESPONSIVE_AFTER_MS);
+                .is_some_and(|h| now - h > UNRESPONSIVE_AFTER.as_millis() as i64);
             if dead {
                 CellState::Unresponsive
             } else {

@@ -12,8 +12,8 @@ use super::model::{
 };
 use super::source::{SourceError, SourceResult, TuiSource};
 
-/// A running run whose last heartbeat is older than this shows as stale in plans.
-pub const STALE_AFTER: Duration = Duration::from_secs(60);
+/// A running run whose last heartbeat is older than this shows as "no heartbeat" in plans.
+pub const UNRESPONSIVE_AFTER: Duration = Duration::from_secs(60);
 /// Workers seen within this window are listed.
 pub const WORKER_WINDOW: Duration = Duration::from_secs(120);
 
@@ -347,7 +347,7 @@ impl TuiSource for StoreSource {
             .block_on(self.store.list_runs(&filter))
             .map_err(err)?;
         let now = store::now_ms();
-        let stale_ms = STALE_AFTER.as_millis() as i64;
+        let stale_ms = UNRESPONSIVE_AFTER.as_millis() as i64;
         let cells = runs
             .iter()
             .map(|r| PlanCell {
