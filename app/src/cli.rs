@@ -87,7 +87,9 @@ pub enum ModelCommand {
         output: PathBuf,
     },
     /// One eval-mode forward pass: text_ids, text_masks and image from a safetensors file in,
-    /// text_feats, image_feats, cls_feats and the manager weights out.
+    /// text_feats, image_feats, cls_feats and the manager weights out (as the reference's
+    /// `infer`), plus retrieval.cls_feats (and retrieval.itc_* with ITC heads) from its
+    /// retrieval path.
     Forward {
         /// Weights to load (any format `model inspect` reads). Repeat it to combine files, e.g.
         /// Hugging Face CLIP and RoBERTa directories for a model without VLP.

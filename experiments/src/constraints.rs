@@ -119,9 +119,11 @@ pub fn check(s: &Settings) -> Vec<Problem> {
             }
         }
         Some(_) if s.manager_type == ManagerType::Bt => {
+            // The ViT's blocks: `vit_remove_last` drops the top one.
+            let vit_blocks = s.vit_num_layers - i64::from(s.vit_remove_last);
             for (enc_key, enc) in [
                 ("text_num_layers", s.text_num_layers),
-                ("vit_num_layers", s.vit_num_layers),
+                ("vit_num_layers", vit_blocks),
             ] {
                 if s.num_layers > enc {
                     out.push(problem(
@@ -133,17 +135,48 @@ pub fn check(s: &Settings) -> Vec<Problem> {
                     ));
                 }
             }
-            if s.vit_num_layers != s.text_num_layers {
+            if vit_blocks != s.text_num_layers {
+                let removed = if s.vit_remove_last {
+                    " (minus 1 for vit_remove_last)"
+                } else {
+                    ""
+                };
                 out.push(problem(
-                    &["vit_num_layers", "text_num_layers"],
+                    &["vit_num_layers", "text_num_layers", "vit_remove_last"],
                     format!(
-                        "BT needs uni-modal encoders of equal depth, found vit_num_layers = {} and text_num_layers = {}",
+                        "BT needs uni-modal encoders of equal depth, found vit_num_layers = {}{removed} and text_num_layers = {}",
                         s.vit_num_layers, s.text_num_layers
                     ),
                 ));
             }
         }
         Some(_) => {}
+    }
+
+    if s.meter_fusion {
+        if s.manager_type != ManagerType::Meter {
+            out.push(problem(
+                &["meter_fusion", "manager_type"],
+                format!(
+                    "meter_fusion applies to METER only, found manager_type = {}",
+                    s.manager_type.as_str()
+                ),
+            ));
+        }
+        if s.input_text_embed_size != s.hidden_size || s.input_image_embed_size != s.hidden_size {
+            out.push(problem(
+                &[
+                    "meter_fusion",
+                    "input_text_embed_size",
+                    "input_image_embed_size",
+                    "hidden_size",
+                ],
+                format!(
+                    "meter_fusion gates the uni-modal layers with hidden_size x hidden_size linears, so input_text_embed_size ({}) and input_image_embed_size ({}) must equal hidden_size ({})",
+                    s.input_text_embed_size, s.input_image_embed_size, s.hidden_size
+                ),
+            ));
+        }
     }
 
     if s.max_text_len + 2 > s.text_max_position_embeddings {
@@ -327,6 +360,53 @@ mod tests {
         assert_eq!(
             messages(&s),
             ["BT needs uni-modal encoders of equal depth, found vit_num_layers = 6 and text_num_layers = 12"]
+        );
+    }
+
+    #[test]
+    fn bridgetower_depth_counts_vit_blocks_after_remove_last() {
+        // The reference's valid setup: a ViT one block deeper than the text encoder, top removed.
+        let s = Settings {
+            manager_type: ManagerType::Bt,
+            vit_num_layers: 13,
+            vit_remove_last: true,
+            ..Settings::default()
+        };
+        assert!(check(&s).is_empty(), "{:?}", messages(&s));
+        let s = Settings {
+            vit_num_layers: 12,
+            ..s
+        };
+        assert_eq!(
+            messages(&s),
+            ["BT needs uni-modal encoders of equal depth, found vit_num_layers = 12 (minus 1 for vit_remove_last) and text_num_layers = 12"]
+        );
+    }
+
+    #[test]
+    fn meter_fusion_needs_meter_and_hidden_widths() {
+        let s = Settings {
+            manager_type: ManagerType::Meter,
+            meter_fusion: true,
+            ..Settings::default()
+        };
+        assert!(check(&s).is_empty(), "{:?}", messages(&s));
+        let s = Settings {
+            manager_type: ManagerType::Bt,
+            hidden_size: 384,
+            ..s
+        };
+        let p = check(&s);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert_eq!(
+            p[0].message,
+            "meter_fusion applies to METER only, found manager_type = BT"
+        );
+        assert!(p[1].keys.contains(&"input_image_embed_size"));
+        assert!(
+            p[1].message.contains("must equal hidden_size (384)"),
+            "{}",
+            p[1].message
         );
     }
 

@@ -58,6 +58,13 @@ pub fn identity_document(
         for k in Settings::EXECUTION_KEYS {
             map.remove(k);
         }
+        // Keys added after runs were stored count only when set, so that those runs keep
+        // their identities.
+        for (k, default) in Settings::LATE_KEYS {
+            if map.get(k) == Some(&default) {
+                map.remove(k);
+            }
+        }
     }
     json!({
         "settings": s,
@@ -174,44 +181,45 @@ pub fn data_digest<P: AsRef<Path>>(files: &[P]) -> DataDigest {
     DataDigest(sha256_hex(lines.join("\n").as_bytes()))
 }
 
-/// The `.arrow` files a run reads: the tables of every split under `data_root`. Shard patterns
-/// (`sbu_*`) are expanded by listing the folder; a pattern with no match yields the pattern's
-/// own path, which then counts as missing.
+/// The `.arrow` files a run reads: the tables of every split under `data_root`, shard patterns
+/// expanded by [`expand_table`].
 pub fn data_files(settings: &Settings) -> Vec<PathBuf> {
     let root = Path::new(&settings.data_root);
-    let mut out = Vec::new();
-    for split in [Split::Train, Split::Val, Split::Test] {
-        for table in settings.tables(split) {
-            match table.strip_suffix('*') {
-                Some(prefix) => {
-                    let mut found: Vec<PathBuf> = std::fs::read_dir(root)
-                        .into_iter()
-                        .flatten()
-                        .flatten()
-                        .map(|e| e.path())
-                        .filter(|p| {
-                            p.extension().is_some_and(|e| e == "arrow")
-                                && p.file_stem()
-                                    .and_then(|s| s.to_str())
-                                    .and_then(|s| s.strip_prefix(prefix))
-                                    .is_some_and(|n| {
-                                        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
-                                    })
-                        })
-                        .collect();
-                    if found.is_empty() {
-                        found.push(root.join(format!("{table}.arrow")));
-                    }
-                    found.sort();
-                    out.extend(found);
-                }
-                None => out.push(root.join(format!("{table}.arrow"))),
-            }
-        }
-    }
+    let mut out: Vec<PathBuf> = [Split::Train, Split::Val, Split::Test]
+        .into_iter()
+        .flat_map(|split| settings.tables(split))
+        .flat_map(|table| expand_table(root, &table))
+        .map(|name| root.join(format!("{name}.arrow")))
+        .collect();
     out.sort();
     out.dedup();
     out
+}
+
+/// The file stems a table name stands for in `dir`: the name itself, or for a shard pattern
+/// (`sbu_*`) the numbered shards present (`sbu_0`, `sbu_1`, ... in numeric order). A pattern
+/// with no shard stays as it is, so that whoever opens it reports the missing file by name.
+pub fn expand_table(dir: &Path, table: &str) -> Vec<String> {
+    let Some(prefix) = table.strip_suffix('*') else {
+        return vec![table.to_string()];
+    };
+    let mut shards: Vec<(u64, String)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let stem = e.file_name().to_str()?.strip_suffix(".arrow")?.to_string();
+            let number = stem.strip_prefix(prefix)?;
+            let k = (!number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| number.parse().unwrap_or(u64::MAX))?;
+            Some((k, stem))
+        })
+        .collect();
+    if shards.is_empty() {
+        return vec![table.to_string()];
+    }
+    shards.sort();
+    shards.into_iter().map(|(_, stem)| stem).collect()
 }
 
 /// What identities are computed with, besides the settings: the engine version and the data.
@@ -292,6 +300,17 @@ mod tests {
                 ..s.clone()
             })
         );
+        // A late key at its default leaves the identity of runs stored before it existed.
+        let doc = identity_document(&s, "d", "v1", None);
+        assert!(doc["settings"].get("meter_fusion").is_none());
+        assert_eq!(RunId::of_document(&doc), base);
+        assert_ne!(
+            base,
+            id(&Settings {
+                meter_fusion: true,
+                ..s.clone()
+            })
+        );
         let other_engine = RunId::of_document(&identity_document(&s, "d", "v2", None));
         assert_ne!(base, other_engine);
         let with_dep = RunId::of_document(&identity_document(&s, "d", "v1", Some(&base)));
@@ -329,5 +348,25 @@ mod tests {
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["sbu_0.arrow", "sbu_1.arrow", "vg.arrow"]);
+    }
+
+    #[test]
+    fn shards_come_in_numeric_order_and_a_pattern_without_shards_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in [
+            "gcc_10.arrow",
+            "gcc_2.arrow",
+            "gcc_0.arrow",
+            "gcc_x.arrow",
+            "gcc_.arrow",
+        ] {
+            std::fs::write(dir.path().join(n), b"x").unwrap();
+        }
+        assert_eq!(
+            expand_table(dir.path(), "gcc_*"),
+            ["gcc_0", "gcc_2", "gcc_10"]
+        );
+        assert_eq!(expand_table(dir.path(), "sbu_*"), ["sbu_*"]);
+        assert_eq!(expand_table(dir.path(), "vg"), ["vg"]);
     }
 }

@@ -26,7 +26,7 @@ pub mod spec;
 pub use errors::{Origin, ValidationError, ValidationErrors};
 pub use experiment::{Cell, Experiment, ResolvedRun, Role, DEMO_PATH, DEMO_TOML};
 pub use grid::{Assignment, CellKey, Dimension};
-pub use identity::{data_digest, data_files, DataDigest, IdentityContext, RunId};
+pub use identity::{data_digest, data_files, expand_table, DataDigest, IdentityContext, RunId};
 pub use layering::Overrides;
 pub use plan::{CellState, KnownRuns, Plan, PlanRow, RunStatus};
 pub use settings::{ManagerType, ManagerWeightType, Settings, Split, Task};

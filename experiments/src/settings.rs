@@ -186,6 +186,9 @@ pub struct Settings {
     // ---- BridgeTower / METER ----
     pub vit_remove_last: bool,
     pub vit_layernorm_shared: bool,
+    /// METER only: feed the cross-modal layers a gated sum of every uni-modal layer instead of
+    /// the top one (`text_gate`, `image_gate`); needs both encoder widths equal to `hidden_size`.
+    pub meter_fusion: bool,
     pub task_head_layers: i64,
     pub head_hidden_scale: i64,
     pub nlvr2_drop_rate: f64,
@@ -270,6 +273,7 @@ impl Default for Settings {
 
             vit_remove_last: false,
             vit_layernorm_shared: true,
+            meter_fusion: false,
             task_head_layers: 2,
             head_hidden_scale: 1,
             nlvr2_drop_rate: 0.1,
@@ -344,7 +348,7 @@ impl Settings {
 
     /// Keys that define the model's architecture. A fine-tuning cell with `vlp = true` starts
     /// from a pre-training run with exactly these values.
-    pub const MODEL_KEYS: [&'static str; 26] = [
+    pub const MODEL_KEYS: [&'static str; 27] = [
         "vit",
         "input_image_embed_size",
         "input_text_embed_size",
@@ -364,6 +368,7 @@ impl Settings {
         "mlp_ratio",
         "vit_remove_last",
         "vit_layernorm_shared",
+        "meter_fusion",
         "manager_type",
         "managed_layers_text",
         "managed_layers_image",
@@ -381,6 +386,11 @@ impl Settings {
         "data_root",
         "per_gpu_eval_batchsize",
     ];
+
+    /// Keys added after runs were first stored, with their defaults: run identity leaves a key
+    /// out while it holds its default, so runs stored before it existed keep their identities.
+    pub const LATE_KEYS: [(&'static str, serde_json::Value); 1] =
+        [("meter_fusion", serde_json::Value::Bool(false))];
 
     /// The tables a split reads: the explicit `*_tables` setting, else the reference tables of
     /// the task (spec 2.2 and 4). A name ending in `_*` stands for numbered shards.
@@ -401,6 +411,16 @@ impl Settings {
             (Task::Nlvr2, _) => &["nlvr2_dev", "nlvr2_test1"],
             (Task::Snli, Split::Train) => &["snli_train"],
             (Task::Snli, _) => &["snli_dev", "snli_test"],
+            // COCO retrieval when `datasets = ["coco"]` (the reference picks the datamodule by
+            // `datasets`); Flickr30K otherwise, as the paper. Both validate on their test split,
+            // as ViLT and METER do.
+            (Task::Irtr, split) if self.coco_retrieval() => match split {
+                Split::Train => &[
+                    "coco_caption_karpathy_train",
+                    "coco_caption_karpathy_restval",
+                ],
+                _ => &["coco_caption_karpathy_test"],
+            },
             (Task::Irtr, Split::Train) => {
                 &["f30k_caption_karpathy_train", "f30k_caption_karpathy_val"]
             }
@@ -430,6 +450,10 @@ impl Settings {
             }
         };
         names.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn coco_retrieval(&self) -> bool {
+        self.datasets == ["coco"]
     }
 
     /// The valid keys, in declaration order (for validation and suggestions).
@@ -485,9 +509,14 @@ mod tests {
         let all = Settings::MODEL_KEYS
             .iter()
             .chain(Settings::EXECUTION_KEYS.iter())
-            .chain(Settings::CHOICES.iter().map(|(k, _)| k));
+            .chain(Settings::CHOICES.iter().map(|(k, _)| k))
+            .chain(Settings::LATE_KEYS.iter().map(|(k, _)| k));
         for k in all {
             assert!(keys.iter().any(|x| x == k), "{k}");
+        }
+        let defaults = serde_json::to_value(Settings::default()).unwrap();
+        for (k, v) in Settings::LATE_KEYS {
+            assert_eq!(defaults[k], v, "{k}");
         }
     }
 
@@ -510,9 +539,19 @@ mod tests {
             ..Settings::default()
         };
         assert_eq!(s.tables(Split::Test), ["f30k_caption_karpathy_test"]);
+        s.datasets = vec!["coco".into()];
+        assert_eq!(
+            s.tables(Split::Train),
+            [
+                "coco_caption_karpathy_train",
+                "coco_caption_karpathy_restval"
+            ]
+        );
+        assert_eq!(s.tables(Split::Val), ["coco_caption_karpathy_test"]);
         s.test_tables = vec!["mine".into()];
         assert_eq!(s.tables(Split::Test), ["mine"]);
         s.task = Task::Pretrain;
+        s.datasets = Settings::default().datasets;
         assert!(s.tables(Split::Train).contains(&"sbu_*".to_string()));
     }
 

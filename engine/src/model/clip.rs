@@ -1,7 +1,9 @@
 //! The CLIP ViT vision expert (`vit_model.*`), batch-first.
 //!
 //! Pre-LN residual blocks with QuickGELU and a fused `in_proj` attention, as OpenAI CLIP; every
-//! tapped layer goes through the one shared `ln_post` (the released `vit_layernorm_shared=True`).
+//! tapped layer goes through the one shared `ln_post` (the released `vit_layernorm_shared=True`),
+//! or, on BridgeTower's uni-modal path with `vit_layernorm_shared = false`, block `i` through
+//! `ln_separate.{i}` ([`ClipVisual::forward_separate`]).
 
 use tch::{nn, Kind, Tensor};
 
@@ -65,6 +67,8 @@ pub struct ClipVisual {
     ln_pre: LayerNorm,
     blocks: Vec<ResidualBlock>,
     ln_post: LayerNorm,
+    /// `ln_separate.*` (`vit_layernorm_shared = false`): one per block before `vit_remove_last`.
+    ln_separate: Vec<LayerNorm>,
     patch_size: i64,
 }
 
@@ -97,13 +101,12 @@ impl ClipVisual {
             .map(|i| ResidualBlock::new(&rb / i, w, cfg.vit_heads, cfg.vit_layers))
             .collect();
         let ln_post = LayerNorm::new(&v / "ln_post", w, LN_EPS);
-        if !cfg.vit_layernorm_shared {
-            // Present in the reference state dict, never applied by MT/BT's forward_post.
-            let sep = &v / "ln_separate";
-            for i in 0..cfg.vit_layers {
-                let _ = LayerNorm::new(&sep / i, w, LN_EPS);
-            }
-        }
+        // One per block *before* `vit_remove_last` (the reference builds `layers` of them and
+        // zips them with the blocks); `forward_post` (MT, BT's `infer`) never applies them.
+        let sep = &v / "ln_separate";
+        let ln_separate = (0..cfg.vit_ln_separate)
+            .map(|i| LayerNorm::new(&sep / i, w, LN_EPS))
+            .collect();
         // CLIP's text tower is not built, but these two stay in its state dict.
         let (ctx_len, text_w) = cfg.clip_text_context;
         let _ = p.var("positional_embedding", &[ctx_len, text_w], normal(0.01));
@@ -115,6 +118,7 @@ impl ClipVisual {
             ln_pre,
             blocks,
             ln_post,
+            ln_separate,
             patch_size: ps,
         }
     }
@@ -156,6 +160,17 @@ impl ClipVisual {
 
     /// Runs every block and returns `ln_post` of the top `keep` block outputs, lowest first.
     pub fn forward(&self, image: &Tensor, keep: i64, ctx: Ctx) -> Vec<Tensor> {
+        self.forward_with(image, keep, false, ctx)
+    }
+
+    /// As [`forward`](Self::forward), but block `i` goes through `ln_separate.{i}` (the
+    /// reference's `VisualTransformer.forward` in BT mode with `vit_layernorm_shared = false`);
+    /// `ln_post` when the model has no `ln_separate`.
+    pub fn forward_separate(&self, image: &Tensor, keep: i64, ctx: Ctx) -> Vec<Tensor> {
+        self.forward_with(image, keep, !self.ln_separate.is_empty(), ctx)
+    }
+
+    fn forward_with(&self, image: &Tensor, keep: i64, separate: bool, ctx: Ctx) -> Vec<Tensor> {
         let n = self.num_layers();
         let split = n - keep;
         let mut x = self.embed(image, ctx);
@@ -163,7 +178,12 @@ impl ClipVisual {
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(&x, ctx);
             if i as i64 >= split {
-                out.push(self.ln_post.forward(&x, ctx));
+                let ln = if separate {
+                    &self.ln_separate[i]
+                } else {
+                    &self.ln_post
+                };
+                out.push(ln.forward(&x, ctx));
             }
         }
         out

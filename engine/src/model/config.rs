@@ -93,6 +93,12 @@ pub struct ModelConfig {
     pub vit_heads: i64,
     /// One `ln_post` for every tapped layer (`vit_layernorm_shared`); otherwise `ln_separate.*` exist.
     pub vit_layernorm_shared: bool,
+    /// How many `ln_separate.*` LayerNorms the reference state dict holds: `vit_num_layers` —
+    /// counted *before* `vit_remove_last` drops a block — with `vit_layernorm_shared = false`;
+    /// none for METER, whose `build_model` call does not pass `vit_layernorm_shared` and so
+    /// always builds the shared layout. Only BridgeTower's uni-modal path applies them (see
+    /// [`ModelConfig::vit_separate_norms_applied`]).
+    pub vit_ln_separate: i64,
     /// Shape of CLIP's unused text-side `positional_embedding` and `ln_final`, kept so reference
     /// checkpoints load strictly: (context length, text width).
     pub clip_text_context: (i64, i64),
@@ -115,6 +121,10 @@ pub struct ModelConfig {
     pub num_layers: i64,
     pub mlp_ratio: i64,
     pub drop_rate: f64,
+
+    /// METER's `meter_fusion`: the cross-modal layers read `top + Σ softmax(gate(F_l)) ⊙ F_l`
+    /// over all uni-modal layers (`text_gate`, `image_gate`).
+    pub meter_fusion: bool,
 
     // ---- managers ----
     pub managed_layers_text: i64,
@@ -150,6 +160,11 @@ impl ModelConfig {
             vit_layers,
             vit_heads: s.vit_num_heads,
             vit_layernorm_shared: s.vit_layernorm_shared,
+            vit_ln_separate: if s.vit_layernorm_shared || s.manager_type == ManagerType::Meter {
+                0
+            } else {
+                s.vit_num_layers
+            },
             clip_text_context: clip_text_shape(&s.vit, s.input_image_embed_size),
             vocab_size: s.vocab_size,
             text_width: s.input_text_embed_size,
@@ -163,6 +178,7 @@ impl ModelConfig {
             num_layers: s.num_layers,
             mlp_ratio: s.mlp_ratio,
             drop_rate: s.drop_rate,
+            meter_fusion: s.meter_fusion,
             managed_layers_text: s.managed_layers_text,
             managed_layers_image: s.managed_layers_image,
             manager_learnable: s.manager_learnable,
@@ -208,6 +224,14 @@ impl ModelConfig {
             ManagerType::Bt => (self.num_layers.max(1), self.num_layers.max(1)),
             ManagerType::Meter => (1, 1),
         }
+    }
+
+    /// Whether the ViT's uni-modal path (the reference's `get_uni_modal_features` and
+    /// `infer_image`: ITC, ITM+ITC, retrieval) puts block `i` through `ln_separate.{i}` instead
+    /// of `ln_post`: BridgeTower with `vit_layernorm_shared = false`. Its `infer` (and every path
+    /// of ManagerTower) uses `ln_post`.
+    pub fn vit_separate_norms_applied(&self) -> bool {
+        self.manager_type == ManagerType::Bt && self.vit_ln_separate > 0
     }
 
     /// Whether the model has managers (ManagerTower variants).
@@ -317,6 +341,17 @@ impl ModelConfig {
             }
         }
         if self.manager_type == ManagerType::Bt {
+            // The reference's `infer` runs ViT block `i` beside RoBERTa layer `i` (IndexError
+            // with a shallower ViT, top blocks silently unused with a deeper one) while its
+            // retrieval path (`infer_image`) taps the top ViT blocks: only equal depths agree.
+            if self.vit_layers != self.text_layers {
+                return Err(ConfigError::Inconsistent(format!(
+                    "BT runs ViT block i beside RoBERTa layer i, so the ViT's blocks \
+                     (`vit_num_layers` minus `vit_remove_last`: {}) must equal \
+                     `text_num_layers` ({})",
+                    self.vit_layers, self.text_layers
+                )));
+            }
             for (limit_key, limit) in [
                 ("text_num_layers", self.text_layers),
                 ("vit_num_layers", self.vit_layers),
@@ -341,6 +376,23 @@ impl ModelConfig {
                  `hidden_size` ({})",
                 self.text_width, self.vit_width, self.hidden_size
             )));
+        }
+        if self.meter_fusion {
+            if self.manager_type != ManagerType::Meter {
+                // The reference's MT and BT modules never read the key.
+                return Err(ConfigError::Inconsistent(format!(
+                    "`meter_fusion` applies to METER only, not `manager_type` = {}",
+                    self.manager_type.as_str()
+                )));
+            }
+            if self.text_width != self.hidden_size || self.vit_width != self.hidden_size {
+                return Err(ConfigError::Inconsistent(format!(
+                    "`meter_fusion` gates the uni-modal layers with `hidden_size` x `hidden_size` \
+                     linears (`text_gate`, `image_gate`), so `input_text_embed_size` ({}) and \
+                     `input_image_embed_size` ({}) must equal `hidden_size` ({})",
+                    self.text_width, self.vit_width, self.hidden_size
+                )));
+            }
         }
         if !(1..=2).contains(&self.task_head_layers) {
             return Err(ConfigError::OutOfRange {
@@ -440,6 +492,57 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn bt_needs_equal_depths_after_vit_remove_last() {
+        let mut s = Settings::tiny();
+        s.manager_type = ManagerType::Bt;
+        s.vit_num_layers = s.text_num_layers + 2;
+        let err = ModelConfig::from_settings(&s).unwrap_err();
+        assert!(err.to_string().contains("text_num_layers"), "{err}");
+        s.vit_num_layers = s.text_num_layers + 1;
+        s.vit_remove_last = true;
+        assert!(ModelConfig::from_settings(&s).is_ok());
+    }
+
+    #[test]
+    fn ln_separate_counts_blocks_before_remove_last_and_meter_has_none() {
+        let mut s = Settings::tiny();
+        s.vit_layernorm_shared = false;
+        s.vit_remove_last = true;
+        let c = ModelConfig::from_settings(&s).unwrap();
+        assert_eq!(
+            (c.vit_layers, c.vit_ln_separate),
+            (s.vit_num_layers - 1, s.vit_num_layers)
+        );
+        s.manager_type = ManagerType::Meter;
+        assert_eq!(ModelConfig::from_settings(&s).unwrap().vit_ln_separate, 0);
+        s.vit_layernorm_shared = true;
+        s.manager_type = ManagerType::Aaue;
+        assert_eq!(ModelConfig::from_settings(&s).unwrap().vit_ln_separate, 0);
+    }
+
+    #[test]
+    fn meter_fusion_is_meter_only_with_hidden_widths() {
+        let mut s = Settings::tiny();
+        s.meter_fusion = true;
+        s.manager_type = ManagerType::Meter;
+        assert!(ModelConfig::from_settings(&s).unwrap().meter_fusion);
+        s.manager_type = ManagerType::Bt;
+        let err = ModelConfig::from_settings(&s).unwrap_err();
+        assert!(err.to_string().contains("METER only"), "{err}");
+        s.manager_type = ManagerType::Meter;
+        s.input_image_embed_size = 32;
+        s.vit_num_heads = 2;
+        let err = ModelConfig::from_settings(&s).unwrap_err().to_string();
+        for key in [
+            "input_text_embed_size",
+            "input_image_embed_size",
+            "hidden_size",
+        ] {
+            assert!(err.contains(key), "{err}");
+        }
     }
 
     #[test]

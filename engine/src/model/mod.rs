@@ -23,4 +23,4 @@ pub use clip::{f_resize_position_embedding, resize_position_embedding};
 pub use config::{ConfigError, HeadSet, ModelConfig};
 pub use layers::Ctx;
 pub use managers::{LayerWeights, ManagerWeights};
-pub use tower::{ForwardOptions, ImageFeatures, Output, TextFeatures, TowerModel};
+pub use tower::{ForwardOptions, ImageFeatures, ImagePath, Output, TextFeatures, TowerModel};

@@ -4,7 +4,7 @@
 use experiments::Task;
 use tch::{Kind, Reduction, Tensor};
 
-use super::tower::{ForwardOptions, ImageFeatures, TextFeatures, TowerModel};
+use super::tower::{ForwardOptions, ImageFeatures, ImagePath, TextFeatures, TowerModel};
 use crate::{EngineError, Result};
 
 /// The label value ignored by MLM and the accuracies.
@@ -520,7 +520,8 @@ pub fn compute_irtr(model: &TowerModel, batch: &Batch, split: Split) -> Result<T
     let all_masks = Tensor::cat(&[batch.text_masks.unsqueeze(1), masks.shallow_clone()], 1)
         .view([b * (f + 1), l]);
     let text = model.encode_text(&all_ids, &all_masks, train)?;
-    let image = model.encode_image(&batch.image, train)?;
+    // The reference scores these pairs with `infer`.
+    let image = model.encode_image_via(&batch.image, train, ImagePath::Infer)?;
     let device = batch.image.device();
     let repeat =
         Tensor::arange(b, (Kind::Int64, device)).repeat_interleave_self_int(f + 1, 0, None);

@@ -390,8 +390,11 @@ fn gradients_reach_every_parameter() {
         (ManagerType::Sae, Task::Irtr),
         (ManagerType::Bt, Task::Nlvr2),
         (ManagerType::Meter, Task::Snli),
+        (ManagerType::Meter, Task::Irtr),
     ] {
-        let s = settings(kind, task);
+        let mut s = settings(kind, task);
+        // ITC on the unfused top layers, ITM on the gated sum.
+        s.meter_fusion = kind == ManagerType::Meter && task == Task::Irtr;
         let (vs, model) = build(&s);
         let batch = train_batch(&s, task);
         let outs = objectives::compute_task(&model, task, &batch, Split::Train).unwrap();
@@ -527,4 +530,151 @@ fn amp_path_runs_in_bf16_and_stays_close() {
     let w = half.manager_weights.unwrap();
     let sum: f64 = w.text[1].experts.iter().sum();
     assert!((sum - 1.0).abs() < 1e-4);
+}
+
+fn close(a: &Tensor, b: &Tensor) -> bool {
+    a.size() == b.size() && a.allclose(b, 1e-5, 1e-6, false)
+}
+
+/// The gate math by hand: identity gate, zero bias, three layers of two channels.
+#[test]
+fn meter_fusion_gate_math() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let gate = layers::Linear::new(vs.root() / "gate", 2, 2);
+    tch::no_grad(|| {
+        gate.weight
+            .shallow_clone()
+            .copy_(&Tensor::eye(2, (Kind::Float, Device::Cpu)));
+    });
+    let t = |v: [f32; 2]| Tensor::from_slice(&v).view([1, 1, 2]);
+    let ln3 = 3f32.ln();
+    let (f0, f1, f2) = (t([0.0, ln3]), t([0.0, 0.0]), t([1.0, -2.0]));
+    let fused = tower::meter_fusion(&gate, &[f0.copy(), f1.copy(), f2.copy()], Ctx::eval());
+    // Channel 0: softmax(0, 0) = (1/2, 1/2) of zeros; channel 1: softmax(ln 3, 0) = (3/4, 1/4),
+    // so 3/4 · ln 3 + 1/4 · 0.
+    assert!(close(&fused, &t([1.0, -2.0 + 0.75 * ln3])), "{fused}");
+    // One layer: just the top.
+    assert!(tower::meter_fusion(&gate, &[f2.copy()], Ctx::eval()).equal(&f2));
+    // A zero gate weighs the lower layers uniformly.
+    tch::no_grad(|| {
+        let _ = gate.weight.shallow_clone().zero_();
+    });
+    let fused = tower::meter_fusion(&gate, &[f0.copy(), f1.copy(), f2.copy()], Ctx::eval());
+    assert!(close(&fused, &(&f2 + (&f0 + &f1) / 2.0)), "{fused}");
+}
+
+/// METER with `meter_fusion`: gate keys, all layers fused (zero gates: top + mean of the
+/// rest), the unfused top kept for ITC, and the poolers reading the fused features with
+/// `num_layers = 0`.
+#[test]
+fn meter_fusion_fuses_every_uni_modal_layer() {
+    for num_layers in [2, 0] {
+        let mut s = settings(ManagerType::Meter, Task::Irtr);
+        s.meter_fusion = true;
+        s.num_layers = num_layers;
+        s.vit_num_layers = 3;
+        let (vs, model) = build(&s);
+        let keys = names(&vs);
+        assert_eq!(keys.get("text_gate.weight"), Some(&vec![64, 64]));
+        assert_eq!(keys.get("image_gate.bias"), Some(&vec![64]));
+        tch::no_grad(|| {
+            for (k, mut v) in vs.variables() {
+                if k.contains("_gate.") {
+                    let _ = v.zero_();
+                }
+            }
+        });
+        // The uni-modal encoders alone, with the model's weights.
+        let cfg = model.config().clone();
+        let mut uni = nn::VarStore::new(Device::Cpu);
+        let roberta = roberta::Roberta::new(uni.root() / "text_transformer", &cfg);
+        let vit = clip::ClipVisual::new(uni.root() / "vit_model", &cfg);
+        uni.copy(&vs).unwrap();
+        let (ids, mask) = text(&s);
+        let img = image(&s);
+        let (t, i, out) = tch::no_grad(|| {
+            let t = model.encode_text(&ids, &mask, false).unwrap();
+            let i = model.encode_image(&img, false).unwrap();
+            let out = model.fuse(&t, &i, ForwardOptions::eval()).unwrap();
+            (t, i, out)
+        });
+        let tl =
+            tch::no_grad(|| roberta.forward(&ids, &layers::extended_mask(&mask), 4, Ctx::eval()));
+        let vl = tch::no_grad(|| vit.forward(&img, 3, Ctx::eval()));
+        let want_t = &tl[3] + (&tl[0] + &tl[1] + &tl[2]) / 3.0;
+        let want_v = &vl[2] + (&vl[0] + &vl[1]) / 2.0;
+        assert!(close(&t.top, &tl[3]) && close(&i.top, &vl[2]));
+        if num_layers == 0 {
+            assert!(t.experts.is_none());
+            assert!(close(t.fused.as_ref().unwrap(), &want_t));
+            assert!(close(i.fused.as_ref().unwrap(), &want_v));
+            assert!(close(&out.text_feats, &want_t) && close(&out.image_feats, &want_v));
+        } else {
+            let vars = vs.variables();
+            let project = |x: &Tensor, name: &str| {
+                let w = &vars[&format!("cross_modal_{name}_transform.weight")];
+                let b = &vars[&format!("cross_modal_{name}_transform.bias")];
+                x.linear(w, Some(b)).unsqueeze(1)
+            };
+            assert!(t.fused.is_none() && i.fused.is_none());
+            assert!(close(
+                t.experts.as_ref().unwrap(),
+                &project(&want_t, "text")
+            ));
+            assert!(close(
+                i.experts.as_ref().unwrap(),
+                &project(&want_v, "image")
+            ));
+            assert_eq!(
+                t.experts.as_ref().unwrap().size(),
+                [B, 1, s.max_text_len, 64]
+            );
+            let full = tch::no_grad(|| {
+                model
+                    .forward(&ids, &mask, &img, ForwardOptions::eval())
+                    .unwrap()
+            });
+            assert!(close(&full.cls_feats, &out.cls_feats));
+        }
+    }
+}
+
+/// BridgeTower with `vit_layernorm_shared = false`: the uni-modal path (ITC, retrieval) puts
+/// block i through `ln_separate.{i}`, `infer` through `ln_post`; ManagerTower never uses them.
+#[test]
+fn ln_separate_only_on_bridgetower_uni_modal_path() {
+    for kind in [ManagerType::Bt, ManagerType::Aaue] {
+        let mut s = settings(kind, Task::Irtr);
+        s.vit_layernorm_shared = false;
+        s.vit_num_layers = 5;
+        s.vit_remove_last = true;
+        let (vs, model) = build(&s);
+        let keys = names(&vs);
+        assert!(keys.contains_key("vit_model.visual.ln_separate.4.weight"));
+        tch::no_grad(|| {
+            for (k, mut v) in vs.variables() {
+                if k.starts_with("vit_model.visual.ln_separate.") && k.ends_with(".weight") {
+                    let _ = v.fill_(2.0);
+                }
+            }
+        });
+        let img = image(&s);
+        let (uni, infer) = tch::no_grad(|| {
+            (
+                model.encode_image(&img, false).unwrap(),
+                model
+                    .encode_image_via(&img, false, ImagePath::Infer)
+                    .unwrap(),
+            )
+        });
+        let scale = if kind == ManagerType::Bt { 2.0 } else { 1.0 };
+        assert!(close(&uni.top, &(&infer.top * scale)), "{kind:?}");
+        assert_eq!(
+            close(
+                uni.experts.as_ref().unwrap(),
+                infer.experts.as_ref().unwrap()
+            ),
+            kind != ManagerType::Bt
+        );
+    }
 }

@@ -27,6 +27,10 @@ pub struct TextFeatures {
     pub experts: Option<Tensor>,
     /// `[B, L, Dt]`: the top RoBERTa layer, before any projection (ITC, `num_layers = 0`).
     pub top: Tensor,
+    /// `[B, L, Dt]`: METER's `meter_fusion` of every layer with `num_layers = 0`, where it
+    /// replaces `top` as the poolers' input (ITC keeps `top`). `None` otherwise (with
+    /// cross-modal layers `experts` holds it, projected).
+    pub fused: Option<Tensor>,
     /// `[B, L]` 1/0 attention mask.
     pub mask: Tensor,
 }
@@ -36,8 +40,10 @@ pub struct TextFeatures {
 pub struct ImageFeatures {
     /// `[B, K, L, H]`: `ln_post` of the kept blocks after `cross_modal_image_transform`.
     pub experts: Option<Tensor>,
-    /// `[B, L, Dv]`: `ln_post` of the top block.
+    /// `[B, L, Dv]`: `ln_post` of the top block (`ln_separate` on BridgeTower's uni-modal path).
     pub top: Tensor,
+    /// `[B, L, Dv]`: METER's `meter_fusion` of every block, as [`TextFeatures::fused`].
+    pub fused: Option<Tensor>,
 }
 
 impl TextFeatures {
@@ -46,6 +52,7 @@ impl TextFeatures {
         Self {
             experts: self.experts.as_ref().map(|e| e.index_select(0, index)),
             top: self.top.index_select(0, index),
+            fused: self.fused.as_ref().map(|f| f.index_select(0, index)),
             mask: self.mask.index_select(0, index),
         }
     }
@@ -60,6 +67,7 @@ impl TextFeatures {
         Self {
             experts,
             top: Tensor::cat(&parts.iter().map(|p| &p.top).collect::<Vec<_>>(), 0),
+            fused: cat_optional(parts.iter().map(|p| p.fused.as_ref())),
             mask: Tensor::cat(&parts.iter().map(|p| &p.mask).collect::<Vec<_>>(), 0),
         }
     }
@@ -74,6 +82,7 @@ impl ImageFeatures {
         Self {
             experts: self.experts.as_ref().map(|e| e.index_select(0, index)),
             top: self.top.index_select(0, index),
+            fused: self.fused.as_ref().map(|f| f.index_select(0, index)),
         }
     }
 
@@ -86,12 +95,45 @@ impl ImageFeatures {
         Self {
             experts,
             top: Tensor::cat(&parts.iter().map(|p| &p.top).collect::<Vec<_>>(), 0),
+            fused: cat_optional(parts.iter().map(|p| p.fused.as_ref())),
         }
     }
 
     pub fn batch_size(&self) -> i64 {
         self.top.size()[0]
     }
+}
+
+/// Concatenates along the batch when every part has the tensor.
+fn cat_optional<'a>(parts: impl Iterator<Item = Option<&'a Tensor>>) -> Option<Tensor> {
+    parts
+        .collect::<Option<Vec<_>>>()
+        .map(|v| Tensor::cat(&v, 0))
+}
+
+/// METER's `meter_fusion` over a modality's layers `F_0 … F_{N-1}` (lowest first, `[B, L, D]`
+/// each): `F_{N-1} + Σ_{l<N-1} g_l ⊙ F_l` with `g = softmax over l of gate(F_l)`, per row, token
+/// and channel; just `F_{N-1}` for one layer. Computed in fp32 (autocast's softmax policy).
+pub(crate) fn meter_fusion(gate: &Linear, layers: &[Tensor], ctx: Ctx) -> Tensor {
+    let (top, lower) = layers.split_last().expect("at least one layer");
+    let top = ctx.full(top);
+    if lower.is_empty() {
+        return top;
+    }
+    let lower = ctx.full(&Tensor::stack(lower, 0)); // [N-1, B, L, D]
+    let g = ctx.full(&gate.forward(&lower, ctx)).softmax(0, Kind::Float);
+    top + (g * lower).sum_dim_intlist(0, false, Kind::Float)
+}
+
+/// Which of the reference's two image paths to follow. They differ only for BridgeTower with
+/// `vit_layernorm_shared = false` ([`ModelConfig::vit_separate_norms_applied`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImagePath {
+    /// `infer` (fine-tuning tasks, MLM, ITM, `irtr`): every tapped block through `ln_post`.
+    Infer,
+    /// `get_uni_modal_features` (ITC, ITM+ITC) and `infer_image` (retrieval): block `i`
+    /// through `ln_separate.{i}` where those are applied.
+    UniModal,
 }
 
 /// What the model returns for a batch of (text, image) pairs.
@@ -175,6 +217,8 @@ pub struct TowerModel {
     text_pooler: Pooler,
     image_pooler: Pooler,
     fusion: Fusion,
+    /// METER's `meter_fusion` gates: (`text_gate`, `image_gate`).
+    meter_gates: Option<(Linear, Linear)>,
     heads: Heads,
     /// Tests run the bf16 path on CPU.
     pub(crate) amp_on_cpu: bool,
@@ -245,6 +289,12 @@ impl TowerModel {
             }
             ManagerType::Meter => Fusion::Meter,
         };
+        let meter_gates = cfg.meter_fusion.then(|| {
+            (
+                Linear::new(root / "text_gate", hs, hs),
+                Linear::new(root / "image_gate", hs, hs),
+            )
+        });
         Ok(Self {
             device: root.device(),
             text_transform: Linear::new(root / "cross_modal_text_transform", cfg.text_width, hs),
@@ -258,6 +308,7 @@ impl TowerModel {
             text_transformer,
             vit_model,
             fusion,
+            meter_gates,
             cfg: cfg.clone(),
             amp_on_cpu: false,
         })
@@ -288,9 +339,12 @@ impl TowerModel {
         }
     }
 
-    /// Uni-modal layers kept for the cross-modal encoder (1 when there is none: the top).
+    /// Uni-modal layers kept for the cross-modal encoder (1 when there is none: the top); all
+    /// of them for `meter_fusion`.
     fn kept(&self) -> (i64, i64) {
-        if self.cfg.num_layers == 0 {
+        if self.meter_gates.is_some() {
+            (self.cfg.text_layers, self.cfg.vit_layers)
+        } else if self.cfg.num_layers == 0 {
             (1, 1)
         } else {
             self.cfg.experts()
@@ -305,17 +359,34 @@ impl TowerModel {
         let (keep, _) = self.kept();
         let layers = self.text_transformer.forward(ids, &ext, keep, ctx);
         let top = layers.last().expect("at least one layer").shallow_clone();
+        let fused = self
+            .meter_gates
+            .as_ref()
+            .map(|(gate, _)| meter_fusion(gate, &layers, ctx));
+        let layers = fused.as_ref().map_or(layers, |f| vec![f.shallow_clone()]);
         let experts = (self.cfg.num_layers > 0)
             .then(|| self.text_transform.forward(&Tensor::stack(&layers, 1), ctx));
         Ok(TextFeatures {
             experts,
             top,
+            fused: fused.filter(|_| self.cfg.num_layers == 0),
             mask: mask.shallow_clone(),
         })
     }
 
-    /// Runs the CLIP ViT on `[B, 3, S, S]` images and keeps the expert layers.
+    /// Runs the CLIP ViT on `[B, 3, S, S]` images and keeps the expert layers, as the
+    /// reference's uni-modal path (ITC, ITM+ITC, retrieval): [`ImagePath::UniModal`].
     pub fn encode_image(&self, image: &Tensor, train: bool) -> Result<ImageFeatures> {
+        self.encode_image_via(image, train, ImagePath::UniModal)
+    }
+
+    /// [`encode_image`](Self::encode_image) along either of the reference's image paths.
+    pub fn encode_image_via(
+        &self,
+        image: &Tensor,
+        train: bool,
+        path: ImagePath,
+    ) -> Result<ImageFeatures> {
         let s = self.cfg.image_size;
         let size = image.size();
         if size.len() != 4 || size[1] != 3 || size[2] != s || size[3] != s {
@@ -325,16 +396,30 @@ impl TowerModel {
         }
         let ctx = self.ctx(train);
         let (_, keep) = self.kept();
-        let layers = self.vit_model.forward(image, keep, ctx);
+        let layers = if path == ImagePath::UniModal && self.cfg.vit_separate_norms_applied() {
+            self.vit_model.forward_separate(image, keep, ctx)
+        } else {
+            self.vit_model.forward(image, keep, ctx)
+        };
         let top = layers.last().expect("at least one layer").shallow_clone();
+        let fused = self
+            .meter_gates
+            .as_ref()
+            .map(|(_, gate)| meter_fusion(gate, &layers, ctx));
+        let layers = fused.as_ref().map_or(layers, |f| vec![f.shallow_clone()]);
         let experts = (self.cfg.num_layers > 0).then(|| {
             self.image_transform
                 .forward(&Tensor::stack(&layers, 1), ctx)
         });
-        Ok(ImageFeatures { experts, top })
+        Ok(ImageFeatures {
+            experts,
+            top,
+            fused: fused.filter(|_| self.cfg.num_layers == 0),
+        })
     }
 
-    /// L2-normalised ITC features of the top uni-modal CLS tokens: (text, image), `[B, C]` each.
+    /// L2-normalised ITC features of the top uni-modal CLS tokens: (text, image), `[B, C]` each
+    /// (the unfused top layers with `meter_fusion`, as the reference).
     pub fn itc_features(
         &self,
         text: &TextFeatures,
@@ -381,16 +466,18 @@ impl TowerModel {
             )));
         }
         if self.cfg.num_layers == 0 {
+            let t = text.fused.as_ref().unwrap_or(&text.top);
+            let i = image.fused.as_ref().unwrap_or(&image.top);
             let cls = Tensor::cat(
                 &[
-                    self.text_pooler.forward(&text.top, ctx),
-                    self.image_pooler.forward(&image.top, ctx),
+                    self.text_pooler.forward(t, ctx),
+                    self.image_pooler.forward(i, ctx),
                 ],
                 -1,
             );
             return Ok(Output {
-                text_feats: text.top.shallow_clone(),
-                image_feats: image.top.shallow_clone(),
+                text_feats: t.shallow_clone(),
+                image_feats: i.shallow_clone(),
                 cls_feats: cls,
                 manager_weights: None,
             });
@@ -534,7 +621,7 @@ impl TowerModel {
         (x, y, weights)
     }
 
-    /// `encode_text` + `encode_image` + `fuse`.
+    /// `encode_text` + `encode_image_via(ImagePath::Infer)` + `fuse`: the reference's `infer`.
     pub fn forward(
         &self,
         text_ids: &Tensor,
@@ -543,7 +630,7 @@ impl TowerModel {
         opts: ForwardOptions,
     ) -> Result<Output> {
         let text = self.encode_text(text_ids, text_masks, opts.train)?;
-        let image = self.encode_image(image, opts.train)?;
+        let image = self.encode_image_via(image, opts.train, ImagePath::Infer)?;
         self.fuse(&text, &image, opts)
     }
 

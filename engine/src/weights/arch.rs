@@ -32,6 +32,17 @@ pub struct VisionArch {
     pub grid: i64,
     /// `grid * patch_size`.
     pub image_size: i64,
+    /// `ln_separate.*` LayerNorms present: `vit_layernorm_shared = false` (0 when shared).
+    pub ln_separate: i64,
+}
+
+impl VisionArch {
+    /// `vit_remove_last`, as far as the keys tell: the reference builds one `ln_separate` per
+    /// block *before* the top block is removed, so one more than the blocks means it was.
+    /// `None` without `ln_separate` (a shared `ln_post` leaves no trace of it).
+    pub fn remove_last(&self) -> Option<bool> {
+        (self.ln_separate > 0).then_some(self.ln_separate == self.num_layers + 1)
+    }
 }
 
 /// The cross-modal part: which fusion design and its sizes.
@@ -48,6 +59,8 @@ pub struct FusionArch {
     pub weight_type: ManagerWeightType,
     /// Rows of `token_type_embeddings` (3 after NLVR2 fine-tuning).
     pub token_types: i64,
+    /// METER's `meter_fusion` (`text_gate` and `image_gate` present).
+    pub meter_fusion: bool,
 }
 
 /// Everything inferable from a state dict.
@@ -99,6 +112,10 @@ fn indices(tensors: &[(String, Tensor)], prefix: &str) -> BTreeSet<i64> {
         .filter_map(|(k, _)| k.strip_prefix(prefix))
         .filter_map(|rest| rest.split('.').next()?.parse().ok())
         .collect()
+}
+
+fn has_prefix(tensors: &[(String, Tensor)], prefix: &str) -> bool {
+    tensors.iter().any(|(k, _)| k.starts_with(prefix))
 }
 
 fn count(tensors: &[(String, Tensor)], prefix: &str) -> i64 {
@@ -166,7 +183,18 @@ impl Architecture {
         }
         if let Some(v) = &self.vision {
             s.input_image_embed_size = v.width;
-            s.vit_num_layers = v.num_layers;
+            if v.ln_separate > 0 {
+                s.vit_layernorm_shared = false;
+            } else if self
+                .fusion
+                .as_ref()
+                .is_some_and(|f| f.kind != ManagerType::Meter)
+            {
+                // METER never builds `ln_separate`, whatever the key says.
+                s.vit_layernorm_shared = true;
+            }
+            s.vit_remove_last = v.remove_last().unwrap_or(s.vit_remove_last);
+            s.vit_num_layers = v.num_layers + i64::from(s.vit_remove_last);
             s.vit_num_heads = v.num_heads;
             s.patch_size = v.patch_size;
             s.resolution_before = v.image_size;
@@ -178,6 +206,7 @@ impl Architecture {
                 s.num_heads = h;
             }
             s.num_layers = f.num_layers;
+            s.meter_fusion = f.meter_fusion;
             if matches!(
                 f.kind,
                 ManagerType::Aaue | ManagerType::Saue | ManagerType::Sae
@@ -246,6 +275,7 @@ fn infer_vision(
         patch_size: patch,
         grid,
         image_size: grid * patch,
+        ln_separate: count(tensors, "vit_model.visual.ln_separate."),
     })
 }
 
@@ -324,6 +354,9 @@ fn infer_fusion(tensors: &[(String, Tensor)]) -> Option<FusionArch> {
         managed_layers_image: managed_image,
         weight_type,
         token_types,
+        meter_fusion: kind == ManagerType::Meter
+            && has_prefix(tensors, "text_gate.")
+            && has_prefix(tensors, "image_gate."),
     })
 }
 
@@ -336,6 +369,8 @@ pub enum Component {
     Projections,
     /// BridgeTower's LinkTower and first-layer LayerNorms.
     Bridges,
+    /// METER's `meter_fusion` gates (`text_gate`, `image_gate`).
+    Gates,
     Managers,
     CrossModalLayers,
     Poolers,
@@ -352,6 +387,7 @@ impl Component {
             Self::VisionEncoder => "vision encoder",
             Self::Projections => "projections + embeddings",
             Self::Bridges => "bridge layers (LinkTower)",
+            Self::Gates => "METER fusion gates",
             Self::Managers => "managers",
             Self::CrossModalLayers => "cross-modal layers",
             Self::Poolers => "poolers",
@@ -380,6 +416,8 @@ impl Component {
             || key.starts_with("cross_modal_image_layernorm.")
         {
             Self::Bridges
+        } else if key.starts_with("text_gate.") || key.starts_with("image_gate.") {
+            Self::Gates
         } else if key.contains("_pooler.") {
             Self::Poolers
         } else if is_head_key(key) {
@@ -461,9 +499,121 @@ mod tests {
                 num_heads: 12,
                 patch_size: 16,
                 grid: 18,
-                image_size: 288
+                image_size: 288,
+                ln_separate: 0,
             }
         );
+    }
+
+    fn named(keys: &[(String, Vec<i64>)]) -> Vec<(String, Tensor)> {
+        keys.iter().map(|(k, s)| (k.clone(), z(s))).collect()
+    }
+
+    /// The keys of a tiny model built from `s`.
+    fn model_keys(s: &Settings) -> Vec<(String, Tensor)> {
+        let cfg = crate::model::ModelConfig::from_settings(s).unwrap();
+        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        let _m = crate::model::TowerModel::new(&vs.root(), &cfg).unwrap();
+        let mut keys: Vec<(String, Vec<i64>)> = vs
+            .variables()
+            .into_iter()
+            .map(|(k, v)| (k, v.size()))
+            .collect();
+        keys.sort();
+        named(&keys)
+    }
+
+    #[test]
+    fn ln_separate_means_unshared_and_one_extra_means_remove_last() {
+        let mut s = Settings::tiny();
+        s.manager_type = ManagerType::Bt;
+        s.vit_layernorm_shared = false;
+        s.vit_num_layers = s.text_num_layers + 1;
+        s.vit_remove_last = true;
+        let tensors = model_keys(&s);
+        let arch = Architecture::infer(&tensors, None);
+        let v = arch.vision.as_ref().unwrap();
+        assert_eq!((v.num_layers, v.ln_separate), (4, 5));
+        assert_eq!(v.remove_last(), Some(true));
+        // From the default (shared, no remove-last) settings back to the checkpoint's.
+        let back = arch.to_settings(&Settings::tiny());
+        assert_eq!(
+            (
+                back.vit_layernorm_shared,
+                back.vit_remove_last,
+                back.vit_num_layers
+            ),
+            (false, true, 5)
+        );
+        assert_eq!(model_keys(&back).len(), tensors.len());
+        let shapes = |t: &[(String, Tensor)]| -> Vec<(String, Vec<i64>)> {
+            t.iter().map(|(k, v)| (k.clone(), v.size())).collect()
+        };
+        assert_eq!(shapes(&model_keys(&back)), shapes(&tensors));
+
+        // Without remove-last: as many ln_separate as blocks.
+        s.vit_num_layers = s.text_num_layers;
+        s.vit_remove_last = false;
+        let arch = Architecture::infer(&model_keys(&s), None);
+        assert_eq!(arch.vision.as_ref().unwrap().remove_last(), Some(false));
+        let mut base = Settings::tiny();
+        base.vit_remove_last = true;
+        let back = arch.to_settings(&base);
+        assert_eq!(
+            (
+                back.vit_layernorm_shared,
+                back.vit_remove_last,
+                back.vit_num_layers
+            ),
+            (false, false, 4)
+        );
+
+        // Shared: no ln_separate; a BT checkpoint then says shared whatever the base says, and
+        // the base's vit_remove_last keeps the block count.
+        s.vit_layernorm_shared = true;
+        let arch = Architecture::infer(&model_keys(&s), None);
+        assert_eq!(arch.vision.as_ref().unwrap().remove_last(), None);
+        let mut base = Settings::tiny();
+        base.vit_layernorm_shared = false;
+        base.vit_remove_last = true;
+        let back = arch.to_settings(&base);
+        assert_eq!(
+            (
+                back.vit_layernorm_shared,
+                back.vit_remove_last,
+                back.vit_num_layers
+            ),
+            (true, true, 5)
+        );
+        assert_eq!(
+            crate::model::ModelConfig::from_settings(&back)
+                .unwrap()
+                .vit_layers,
+            4
+        );
+    }
+
+    #[test]
+    fn meter_gates_mean_meter_fusion() {
+        let mut s = Settings::tiny();
+        s.manager_type = ManagerType::Meter;
+        s.meter_fusion = true;
+        let tensors = model_keys(&s);
+        assert!(tensors.iter().any(|(k, _)| k == "text_gate.weight"));
+        let arch = Architecture::infer(&tensors, None);
+        let f = arch.fusion.as_ref().unwrap();
+        assert_eq!((f.kind, f.meter_fusion), (ManagerType::Meter, true));
+        let back = arch.to_settings(&Settings::tiny());
+        assert!(back.meter_fusion);
+        assert_eq!(back.manager_type, ManagerType::Meter);
+        assert_eq!(model_keys(&back).len(), tensors.len());
+        assert_eq!(Component::of("image_gate.bias"), Component::Gates);
+        // And a METER checkpoint without gates turns it off.
+        let mut base = Settings::tiny();
+        base.meter_fusion = true;
+        s.meter_fusion = false;
+        let arch = Architecture::infer(&model_keys(&s), None);
+        assert!(!arch.to_settings(&base).meter_fusion);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! One eval-mode forward pass from files: a model built from `Settings`, weights loaded strictly,
 //! inputs from safetensors (`text_ids`, `text_masks`, `image`), outputs to safetensors
-//! (`text_feats`, `image_feats`, `cls_feats` and the managers' weights).
+//! (`text_feats`, `image_feats`, `cls_feats` and the managers' weights, as the reference's
+//! `infer`; `retrieval.cls_feats` and, with ITC heads, `retrieval.itc_text` / `.itc_image`, as
+//! its retrieval path `infer_text` + `infer_image` + `infer_fusion`).
 
 use std::path::{Path, PathBuf};
 
@@ -151,14 +153,29 @@ pub fn forward_files(req: &ForwardRequest) -> Result<ForwardSummary, WeightsErro
     let ids = input(&inputs, &req.inputs, "text_ids", Kind::Int64, device)?;
     let masks = input(&inputs, &req.inputs, "text_masks", Kind::Int64, device)?;
     let image = input(&inputs, &req.inputs, "image", Kind::Float, device)?;
+    let model_err =
+        |e: crate::EngineError| WeightsError::Model(format!("{}: {e}", req.inputs.display()));
     let out = tch::no_grad(|| model.forward(&ids, &masks, &image, ForwardOptions::eval()))
-        .map_err(|e| WeightsError::Model(format!("{}: {e}", req.inputs.display())))?;
+        .map_err(model_err)?;
+    // The retrieval path: uni-modal features cached once, then fused (`ImagePath::UniModal`).
+    let (retrieval, itc) = tch::no_grad(|| -> crate::Result<_> {
+        let text = model.encode_text(&ids, &masks, false)?;
+        let img = model.encode_image(&image, false)?;
+        let itc = model.itc_features(&text, &img, false).ok();
+        Ok((model.fuse(&text, &img, ForwardOptions::eval())?, itc))
+    })
+    .map_err(model_err)?;
 
     let mut tensors: Vec<(String, Tensor)> = vec![
         ("text_feats".into(), out.text_feats),
         ("image_feats".into(), out.image_feats),
         ("cls_feats".into(), out.cls_feats),
+        ("retrieval.cls_feats".into(), retrieval.cls_feats),
     ];
+    if let Some((t, i)) = itc {
+        tensors.push(("retrieval.itc_text".into(), t));
+        tensors.push(("retrieval.itc_image".into(), i));
+    }
     if let Some(w) = &out.manager_weights {
         for (tower, layers) in [("text", &w.text), ("image", &w.image)] {
             for (l, lw) in layers.iter().enumerate() {

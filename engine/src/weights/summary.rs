@@ -140,7 +140,11 @@ impl fmt::Display for Summary {
                     f,
                     "fusion:     {} = {}",
                     x.kind.as_str(),
-                    fusion_name(x.kind)
+                    if x.meter_fusion {
+                        "METER with meter_fusion (gated sum of every uni-modal layer)"
+                    } else {
+                        fusion_name(x.kind)
+                    }
                 )?;
                 let mut line = format!(
                     "            {} cross-modal layers, hidden {}, {}",
@@ -181,11 +185,22 @@ impl fmt::Display for Summary {
             )?;
         }
         if let Some(v) = &self.arch.vision {
-            writeln!(
-                f,
+            let mut line = format!(
                 "vision:     CLIP ViT, width {}, {} layers, {} heads, patch {}, grid {}x{} ({} px)",
                 v.width, v.num_layers, v.num_heads, v.patch_size, v.grid, v.grid, v.image_size
-            )?;
+            );
+            if v.ln_separate > 0 {
+                line.push_str(&format!(
+                    ", {} ln_separate (vit_layernorm_shared = false{})",
+                    v.ln_separate,
+                    if v.remove_last() == Some(true) {
+                        ", vit_remove_last"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            writeln!(f, "{line}")?;
         }
         if !self.arch.heads.is_empty() {
             let mut line = format!("heads:      {}", self.arch.heads.join(", "));
@@ -226,6 +241,41 @@ mod tests {
         assert_eq!(human_count(12_031_234), "12.03M");
         assert_eq!(human_count(27_660), "27.7K");
         assert_eq!(human_count(512), "512");
+    }
+
+    fn summary_of(s: &experiments::Settings) -> String {
+        let cfg = ModelConfig::from_settings(s).unwrap();
+        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        let _m = crate::model::TowerModel::new(&vs.root(), &cfg).unwrap();
+        let ckpt = Checkpoint {
+            path: PathBuf::from("m.safetensors"),
+            format: super::super::Format::Safetensors,
+            hf_model: None,
+            hf_config: None,
+            tensors: crate::weights::named_tensors(&vs),
+            dropped: Vec::new(),
+        };
+        Summary::of(&ckpt).to_string()
+    }
+
+    #[test]
+    fn meter_fusion_and_ln_separate_are_reported() {
+        let mut s = experiments::Settings::tiny();
+        s.manager_type = ManagerType::Meter;
+        s.meter_fusion = true;
+        let text = summary_of(&s);
+        assert!(text.contains("METER with meter_fusion"), "{text}");
+        assert!(text.contains("METER fusion gates"), "{text}");
+        s.manager_type = ManagerType::Bt;
+        s.meter_fusion = false;
+        s.vit_layernorm_shared = false;
+        s.vit_num_layers = 5;
+        s.vit_remove_last = true;
+        let text = summary_of(&s);
+        assert!(
+            text.contains("4 layers, 1 heads, patch 16, grid 4x4 (64 px), 5 ln_separate (vit_layernorm_shared = false, vit_remove_last)"),
+            "{text}"
+        );
     }
 
     /// The base-size AAUE managers (spec 1.5): 10 AAUE managers of ~1.20M parameters each.
