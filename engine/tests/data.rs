@@ -532,21 +532,38 @@ fn synth_is_deterministic_loadable_and_not_trivial() {
         );
         assert!(x == y, "{n} differs between two runs with the same seed");
     }
-    // Every task's split opens and yields a batch with the synthetic tokenizer.
+    // Every task's tables (as a run's settings name them) open and yield a batch with the
+    // synthetic tokenizer.
+    use engine::train::TaskData;
+    use experiments::settings::Split as TableSplit;
+    use experiments::Task;
     let tok = Arc::new(TextTokenizer::from_file(&a.path().join("tokenizer.json"), 40).unwrap());
-    for task in [
-        DataTask::Pretrain,
-        DataTask::Vqa,
-        DataTask::Nlvr2,
-        DataTask::Snli,
-        DataTask::F30k,
-        DataTask::Coco,
+    for (task, kind, datasets) in [
+        (
+            Task::Pretrain,
+            DatasetKind::Captions,
+            &["coco", "vg", "sbu", "gcc"][..],
+        ),
+        (Task::Vqa, DatasetKind::Vqa, &[]),
+        (Task::Nlvr2, DatasetKind::Nlvr2, &[]),
+        (Task::Snli, DatasetKind::Snli, &[]),
+        (Task::Irtr, DatasetKind::Captions, &["f30k"]),
+        (Task::Irtr, DatasetKind::Captions, &["coco"]),
     ] {
-        for split in [Split::Train, Split::Val] {
-            let datasets = strs(&["coco", "vg", "sbu", "gcc"]);
-            let names =
-                split_names(a.path(), task, split, SplitProtocol::HeldOut, &datasets).unwrap();
-            let ds = Arc::new(ViltDataset::open(a.path(), &names, task.kind()).unwrap());
+        let settings = experiments::Settings {
+            task,
+            datasets: strs(datasets),
+            ..experiments::Settings::default()
+        };
+        for split in [TableSplit::Train, TableSplit::Val] {
+            let names: Vec<String> = settings
+                .tables(split)
+                .iter()
+                .flat_map(|t| experiments::expand_table(a.path(), t))
+                // The synthetic set has no `_fix` (corrected-answer) VQA files.
+                .map(|n| n.trim_end_matches("_fix").to_string())
+                .collect();
+            let ds = Arc::new(ViltDataset::open(a.path(), &names, kind).unwrap());
             assert!(ds.len() > 10, "{task:?} {split:?}");
             let mut p = SamplePipeline::new(
                 ds,
@@ -560,22 +577,24 @@ fn synth_is_deterministic_loadable_and_not_trivial() {
         }
     }
 
-    // A run's settings build the loader.
+    // A run's settings build its loaders.
     let mut settings = experiments::Settings::preset("tiny").unwrap();
-    settings.task = experiments::Task::Vqa;
+    settings.task = Task::Vqa;
     settings.data_root = a.path().to_string_lossy().into_owned();
     settings.tokenizer = "roberta-base".into();
     settings.image_size = 32;
     settings.per_gpu_batchsize = 4;
     settings.num_workers = 1;
     settings.train_transform_keys = vec!["albef_randaug_wohf".into()];
-    let loader = loader_from_settings(&settings, Split::Train, SplitProtocol::HeldOut).unwrap();
-    let first = loader.epoch(0).next().unwrap().unwrap();
+    settings.train_tables = strs(&["vqav2_train"]);
+    settings.val_tables = strs(&["vqav2_val"]);
+    let data = engine::train::data_source::LoaderData::open(&settings).unwrap();
+    let first = data.train_epoch(0, 0).next().unwrap().unwrap();
     assert_eq!(
         first.vqa_targets.as_ref().unwrap().size(),
         vec![4, settings.vqav2_label_size]
     );
-    assert_eq!(first.image.as_ref().unwrap().size(), vec![4, 3, 32, 32]);
+    assert_eq!(first.image.size(), vec![4, 3, 32, 32]);
 
     let vqa = inspect_path(&a.path().join("vqav2_train.arrow"), 2).unwrap();
     let labels = vqa[0].labels.as_ref().unwrap();

@@ -7,7 +7,8 @@
 //! # use engine::data::*;
 //! # fn main() -> Result<(), DataError> {
 //! let dir = Path::new("data");
-//! let names = split_names(dir, DataTask::Vqa, Split::Train, SplitProtocol::Reference, &[])?;
+//! // A run's tables come from `Settings::tables`, shard patterns from `experiments::expand_table`.
+//! let names = ["vqav2_train".to_string(), "vqav2_val".to_string()];
 //! let dataset = Arc::new(ViltDataset::open(dir, &names, DatasetKind::Vqa)?);
 //! let tokenizer = Arc::new(TextTokenizer::from_file(&dir.join("tokenizer.json"), 50)?);
 //! let transform = ImageTransform::from_key("albef_randaug_wohf", 576)?;
@@ -26,8 +27,6 @@ pub mod error;
 pub mod inspect;
 pub mod loader;
 pub mod randaugment;
-pub mod settings;
-pub mod splits;
 pub mod synth;
 pub mod synth_tokenizer;
 pub mod text;
@@ -40,8 +39,6 @@ pub use dataset::{DatasetKind, ImageSlot, Target, ViltDataset};
 pub use error::{DataError, DataResult};
 pub use inspect::{inspect_path, FileSummary};
 pub use loader::{EpochIter, Loader, LoaderConfig, LoaderPosition};
-pub use settings::{data_task, loader_from_settings, tokenizer_path};
-pub use splits::{split_names, DataTask, Split, SplitProtocol};
 pub use synth::{synth, SynthReport, SynthSize};
 pub use text::{mlm_mask, Encoded, TextTokenizer, IGNORE_INDEX};
 pub use transforms::{decode_rgb, ImageTransform, TransformKind, CLIP_MEAN, CLIP_STD};

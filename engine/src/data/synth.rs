@@ -1,7 +1,9 @@
 //! A synthetic dataset of coloured-shape scenes in every ViLT format, for learnability checks.
 //!
 //! Scenes hold circles, squares and triangles of six colours on a jittered grid, so counts and
-//! spatial relations (left/right/above/below by grid cell) are exact. Texts are built so that the
+//! spatial relations (left/right/above/below by grid cell) are exact. Caption scenes (pre-training
+//! and retrieval) sit on a lighter shade of a colour no object has, named by a word of its own
+//! (`pink`, `mint`, ...) at the start of every caption: a global cue for image-text matching. Texts are built so that the
 //! image and the text are both needed: VQA count answers are drawn uniformly before the scene is
 //! built, yes/no questions are balanced, NLVR2 labels are balanced by rejection, and SNLI-VE
 //! templates are shared between labels (a text-only model cannot tell them apart).
@@ -29,6 +31,9 @@ const RGB: [[u8; 3]; 6] = [
     [240, 130, 25],
 ];
 pub const SHAPES: [&str; 3] = ["circle", "square", "triangle"];
+/// Names of the lighter shades of [`COLOURS`] that caption backgrounds are painted with: words
+/// of their own, so that a background is never confused with an object's colour.
+const BACKGROUNDS: [&str; 6] = ["pink", "mint", "sky", "gold", "lilac", "peach"];
 const NUMBERS: [&str; 10] = [
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
 ];
@@ -106,6 +111,8 @@ struct Obj {
 #[derive(Debug, Clone)]
 struct Scene {
     objects: Vec<Obj>,
+    /// A lighter shade of one of [`COLOURS`] (named by [`BACKGROUNDS`]); `None` is plain grey.
+    background: Option<usize>,
 }
 
 impl Scene {
@@ -188,7 +195,10 @@ impl Gen {
                 col,
             });
         }
-        Scene { objects }
+        Scene {
+            objects,
+            background: None,
+        }
     }
 
     fn random_scene(&mut self) -> Scene {
@@ -196,16 +206,38 @@ impl Gen {
         self.scene(&[], n)
     }
 
+    /// A scene for the caption sets, on a coloured background that most captions name: a global
+    /// cue that makes image-text matching learnable from scratch in minutes, while captions
+    /// about counts and relations still need the objects. The background's colour is one no
+    /// object has, so every object stays visible.
+    fn caption_scene(&mut self) -> Scene {
+        let mut scene = self.random_scene();
+        let free: Vec<usize> = (0..COLOURS.len())
+            .filter(|&c| scene.count(Some(c), None) == 0)
+            .collect();
+        scene.background = Some(match free.choose(&mut self.rng) {
+            Some(&c) => c,
+            None => self.rng.gen_range(0..COLOURS.len()),
+        });
+        scene
+    }
+
     fn render(&mut self, scene: &Scene) -> RgbImage {
         let s = self.plan.image;
         let cell = s as f32 / self.plan.grid as f32;
         let base = self.rng.gen_range(225..=245u8);
+        // Three quarters of the full colour: paler tints all but vanish behind the ViT's
+        // LayerNorm (a bright offset with small hue differences), and matching stalls.
+        let tint = |v: u8, c: usize| match scene.background {
+            Some(b) => 255 - ((255 - RGB[b][c] as u32) * 3 / 4) as u8 - (255 - v) / 2,
+            None => v,
+        };
         // Per-pixel noise from a hash of one draw: cheap even in debug builds.
         let noise_seed: u64 = self.rng.gen();
         let mut img = RgbImage::from_fn(s, s, |x, y| {
             let n = (super::loader::mix(noise_seed ^ (y as u64 * s as u64 + x as u64)) % 9) as u8;
             let v = base.saturating_sub(n);
-            image::Rgb([v, v, v])
+            image::Rgb([tint(v, 0), tint(v, 1), tint(v, 2)])
         });
         for o in &scene.objects {
             let r = cell * self.rng.gen_range(0.28..0.38);
@@ -285,25 +317,32 @@ impl Gen {
         Some(format!("a {} {} a {}", name(&a), RELATIONS[rel], name(&b)))
     }
 
+    /// `n` distinct true captions. Each starts by naming the background, so that image-text
+    /// matching has a cue a model trained from scratch finds in minutes (a cue at varying
+    /// places, or in only some captions, is not found in that time); the rest of a caption
+    /// lists objects, counts or a relation.
     fn captions(&mut self, scene: &Scene, n: usize) -> Vec<String> {
-        let mut out = vec![format!("a picture of {}", self.listing(scene))];
+        let bg = scene.background.map_or("grey", |b| BACKGROUNDS[b]);
+        let mut out = vec![format!("a {bg} background with {}", self.listing(scene))];
         let total = scene.objects.len();
         let mut tries = 0;
         while out.len() < n && tries < 20 {
             tries += 1;
             let c = match self.rng.gen_range(0..4) {
-                0 => self.relation_caption(scene),
-                1 => Some(format!("{} shapes on a grey background", NUMBERS[total])),
+                0 => self
+                    .relation_caption(scene)
+                    .map(|r| format!("a {bg} background where {r}")),
+                1 => Some(format!("a {bg} background with {} shapes", NUMBERS[total])),
                 2 => {
                     let s = self.rng.gen_range(0..SHAPES.len());
                     let k = scene.count(None, Some(s));
                     Some(format!(
-                        "there are {} {} in the picture",
+                        "a {bg} background and {} {}",
                         NUMBERS[k],
                         plural(s, k)
                     ))
                 }
-                _ => Some(format!("{} on a plain background", self.listing(scene))),
+                _ => Some(format!("a {bg} picture of {}", self.listing(scene))),
             };
             if let Some(c) = c {
                 if !out.contains(&c) {
@@ -312,7 +351,10 @@ impl Gen {
             }
         }
         while out.len() < n {
-            out.push(format!("{} coloured shapes", NUMBERS[total]));
+            out.push(format!(
+                "a {bg} picture of {} coloured shapes",
+                NUMBERS[total]
+            ));
         }
         out
     }
@@ -654,7 +696,7 @@ pub fn synth(dir: &Path, size: SynthSize, seed: u64) -> DataResult<SynthReport> 
     for (name, n, per, family) in caption_sets {
         let (mut images, mut caps, mut ids, mut splits) = (vec![], vec![], vec![], vec![]);
         for _ in 0..n {
-            let scene = gen.random_scene();
+            let scene = gen.caption_scene();
             let img = gen.render(&scene);
             images.push(gen.encode(&img, ImageFormat::Jpeg)?);
             let c = if family == "vg" {

@@ -34,35 +34,12 @@ fn dataset_kind(task: Task) -> DatasetKind {
     }
 }
 
-/// Expands `name_*` shard patterns against the files present in `dir`.
+/// The tables of a split with their shard patterns expanded.
 fn expand_tables(dir: &Path, tables: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    for t in tables {
-        match t.strip_suffix('*') {
-            Some(prefix) => {
-                let mut shards: Vec<String> = std::fs::read_dir(dir)
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .filter_map(|e| {
-                        let name = e.file_name().to_string_lossy().into_owned();
-                        let stem = name.strip_suffix(".arrow")?.to_string();
-                        let rest = stem.strip_prefix(prefix)?;
-                        (!rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
-                            .then_some(stem)
-                    })
-                    .collect();
-                shards.sort_by_key(|s| s[prefix.len()..].parse::<u64>().unwrap_or(u64::MAX));
-                if shards.is_empty() {
-                    // Let the reader name the missing file.
-                    shards.push(format!("{prefix}0"));
-                }
-                out.extend(shards);
-            }
-            None => out.push(t.clone()),
-        }
-    }
-    out
+    tables
+        .iter()
+        .flat_map(|t| experiments::expand_table(dir, t))
+        .collect()
 }
 
 /// The tokenizer: the `tokenizer` setting as a `tokenizer.json` file or a folder holding one,
