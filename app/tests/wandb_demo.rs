@@ -48,7 +48,7 @@ fn demo_file(dir: &std::path::Path) -> String {
             "root = \"data/demo\"",
             &format!("root = {:?}", dir.join("data")),
         )
-        .replace("max_steps = 200", &format!("max_steps = {STEPS}"))
+        .replace("max_steps = 500", &format!("max_steps = {STEPS}"))
         .replace("val_check_steps = 50", "val_check_steps = 4")
         .replace("enabled = false", "enabled = true")
         .replace("live = false", "live = true");

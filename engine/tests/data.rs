@@ -604,6 +604,12 @@ fn synth_is_deterministic_loadable_and_not_trivial() {
         labels.majority_baseline
     );
     assert!(labels.distinct >= 10);
+    // The question alone (its type) beats the majority answer but is far from solving the set.
+    let prior = labels.question_type_baseline.unwrap();
+    assert!(
+        prior > labels.majority_baseline && prior < 0.6,
+        "question-type baseline {prior}"
+    );
     for name in ["nlvr2_train.arrow", "snli_train.arrow"] {
         let s = inspect_path(&a.path().join(name), 1).unwrap();
         let l = s[0].labels.as_ref().unwrap();

@@ -54,7 +54,8 @@ fn the_demo_is_embedded_and_small() {
     for r in exp.runs() {
         assert_eq!(r.settings.task, Task::Vqa);
         assert_eq!(r.settings.hidden_size, 64);
-        assert!(r.settings.max_steps > 0 && r.settings.max_steps <= 200);
+        // A few minutes on two cores.
+        assert!(r.settings.max_steps > 0 && r.settings.max_steps <= 500);
         // BridgeTower's managed layers follow num_layers.
         if r.settings.manager_type == ManagerType::Bt {
             assert_eq!(r.settings.managed_layers_text, r.settings.num_layers);

@@ -26,7 +26,22 @@ pub struct LabelStats {
     /// answer with the highest total score; others: its frequency).
     pub majority: String,
     pub majority_baseline: f64,
+    /// VQA: the score of the best answer per question type (the question's first two words,
+    /// "how many", "is there", "what color", ...): what a model that ignores the image and
+    /// reads only the question type reaches. A model must beat this, not only the majority,
+    /// to show it uses the image.
+    pub question_type_baseline: Option<f64>,
     pub labelled: usize,
+}
+
+/// The VQA question type: the first two words, lower-cased.
+fn question_type(question: &str) -> String {
+    question
+        .split_whitespace()
+        .take(2)
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +161,7 @@ fn describe_target(t: &Target) -> String {
 
 fn label_stats(ds: &ViltDataset) -> DataResult<Option<LabelStats>> {
     let mut totals: BTreeMap<String, f64> = BTreeMap::new();
+    let mut by_type: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
     let mut distinct = std::collections::BTreeSet::new();
     let mut labelled = 0usize;
     for s in 0..ds.len() {
@@ -162,8 +178,10 @@ fn label_stats(ds: &ViltDataset) -> DataResult<Option<LabelStats>> {
                 }
                 labelled += 1;
                 distinct.extend(labels);
+                let of_type = by_type.entry(question_type(&ds.text(s)?)).or_default();
                 for (a, sc) in answers.iter().zip(&scores) {
                     *totals.entry(a.clone()).or_default() += sc;
+                    *of_type.entry(a.clone()).or_default() += sc;
                 }
             }
             t @ (Target::Nlvr2 { .. } | Target::Snli { .. }) => {
@@ -187,10 +205,18 @@ fn label_stats(ds: &ViltDataset) -> DataResult<Option<LabelStats>> {
     } else {
         totals.len()
     };
+    let question_type_baseline = (ds.kind() == DatasetKind::Vqa).then(|| {
+        let best_per_type: f64 = by_type
+            .values()
+            .map(|answers| answers.values().copied().fold(0.0, f64::max))
+            .sum();
+        best_per_type / labelled as f64
+    });
     Ok(Some(LabelStats {
         distinct,
         majority,
         majority_baseline: best / labelled as f64,
+        question_type_baseline,
         labelled,
     }))
 }
@@ -243,6 +269,13 @@ impl fmt::Display for FileSummary {
                 100.0 * l.majority_baseline,
                 l.labelled
             )?;
+            if let Some(b) = l.question_type_baseline {
+                writeln!(
+                    f,
+                    "  question-type baseline (best answer per first two words, no image): {:.2}%",
+                    100.0 * b
+                )?;
+            }
         }
         Ok(())
     }

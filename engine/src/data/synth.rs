@@ -3,7 +3,9 @@
 //! Scenes hold circles, squares and triangles of six colours on a jittered grid, so counts and
 //! spatial relations (left/right/above/below by grid cell) are exact. Caption scenes (pre-training
 //! and retrieval) sit on a lighter shade of a colour no object has, named by a word of its own
-//! (`pink`, `mint`, ...) at the start of every caption: a global cue for image-text matching. Texts are built so that the
+//! (`pink`, `mint`, ...) at the start of every caption: a global cue for image-text matching.
+//! VQA scenes get one too, with a question about its colour: the first thing a model learns to
+//! read from the image, beyond the strong prior the other questions' text sets. Texts are built so that the
 //! image and the text are both needed: VQA count answers are drawn uniformly before the scene is
 //! built, yes/no questions are balanced, NLVR2 labels are balanced by rejection, and SNLI-VE
 //! templates are shared between labels (a text-only model cannot tell them apart).
@@ -212,6 +214,12 @@ impl Gen {
     /// object has, so every object stays visible.
     fn caption_scene(&mut self) -> Scene {
         let mut scene = self.random_scene();
+        self.paint_background(&mut scene);
+        scene
+    }
+
+    /// Gives the scene a background of a colour no object has (any colour when all are used).
+    fn paint_background(&mut self, scene: &mut Scene) {
         let free: Vec<usize> = (0..COLOURS.len())
             .filter(|&c| scene.count(Some(c), None) == 0)
             .collect();
@@ -219,7 +227,6 @@ impl Gen {
             Some(&c) => c,
             None => self.rng.gen_range(0..COLOURS.len()),
         });
-        scene
     }
 
     fn render(&mut self, scene: &Scene) -> RgbImage {
@@ -492,6 +499,12 @@ impl Gen {
             format!("how many {}s are there?", SHAPES[s]),
             scene.count(None, Some(s)).to_string(),
         ));
+        // The background: a whole-image cue, the first thing a model learns to read from the
+        // image (the other questions' text alone already sets a strong prior).
+        self.paint_background(&mut scene);
+        if let Some(b) = scene.background {
+            qa.push(("what color is the background?".into(), COLOURS[b].into()));
+        }
 
         let mut out = Vqa {
             questions: Vec::new(),
