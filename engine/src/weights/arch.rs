@@ -523,6 +523,11 @@ mod tests {
         named(&keys)
     }
 
+    /// (`vit_layernorm_shared`, `vit_remove_last`, `vit_num_layers`) of recovered settings.
+    fn vit_of(s: &Settings) -> (bool, bool, i64) {
+        (s.vit_layernorm_shared, s.vit_remove_last, s.vit_num_layers)
+    }
+
     #[test]
     fn ln_separate_means_unshared_and_one_extra_means_remove_last() {
         let mut s = Settings::tiny();
@@ -537,14 +542,7 @@ mod tests {
         assert_eq!(v.remove_last(), Some(true));
         // From the default (shared, no remove-last) settings back to the checkpoint's.
         let back = arch.to_settings(&Settings::tiny());
-        assert_eq!(
-            (
-                back.vit_layernorm_shared,
-                back.vit_remove_last,
-                back.vit_num_layers
-            ),
-            (false, true, 5)
-        );
+        assert_eq!(vit_of(&back), (false, true, 5));
         assert_eq!(model_keys(&back).len(), tensors.len());
         let shapes = |t: &[(String, Tensor)]| -> Vec<(String, Vec<i64>)> {
             t.iter().map(|(k, v)| (k.clone(), v.size())).collect()
@@ -559,14 +557,7 @@ mod tests {
         let mut base = Settings::tiny();
         base.vit_remove_last = true;
         let back = arch.to_settings(&base);
-        assert_eq!(
-            (
-                back.vit_layernorm_shared,
-                back.vit_remove_last,
-                back.vit_num_layers
-            ),
-            (false, false, 4)
-        );
+        assert_eq!(vit_of(&back), (false, false, 4));
 
         // Shared: no ln_separate; a BT checkpoint then says shared whatever the base says, and
         // the base's vit_remove_last keeps the block count.
@@ -577,14 +568,7 @@ mod tests {
         base.vit_layernorm_shared = false;
         base.vit_remove_last = true;
         let back = arch.to_settings(&base);
-        assert_eq!(
-            (
-                back.vit_layernorm_shared,
-                back.vit_remove_last,
-                back.vit_num_layers
-            ),
-            (true, true, 5)
-        );
+        assert_eq!(vit_of(&back), (true, true, 5));
         assert_eq!(
             crate::model::ModelConfig::from_settings(&back)
                 .unwrap()

@@ -161,7 +161,12 @@ pub fn forward_files(req: &ForwardRequest) -> Result<ForwardSummary, WeightsErro
     let (retrieval, itc) = tch::no_grad(|| -> crate::Result<_> {
         let text = model.encode_text(&ids, &masks, false)?;
         let img = model.encode_image(&image, false)?;
-        let itc = model.itc_features(&text, &img, false).ok();
+        let has_itc = model.heads().itc_text.is_some() && model.heads().itc_image.is_some();
+        let itc = if has_itc {
+            Some(model.itc_features(&text, &img, false)?)
+        } else {
+            None
+        };
         Ok((model.fuse(&text, &img, ForwardOptions::eval())?, itc))
     })
     .map_err(model_err)?;
