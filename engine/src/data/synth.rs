@@ -1,14 +1,15 @@
 //! A synthetic dataset of coloured-shape scenes in every ViLT format, for learnability checks.
 //!
 //! Scenes hold circles, squares and triangles of six colours on a jittered grid, so counts and
-//! spatial relations (left/right/above/below by grid cell) are exact. Caption scenes (pre-training
-//! and retrieval) sit on a lighter shade of a colour no object has, named by a word of its own
-//! (`pink`, `mint`, ...) at the start of every caption: a global cue for image-text matching.
-//! VQA scenes get one too, with a question about its colour: the first thing a model learns to
-//! read from the image, beyond the strong prior the other questions' text sets. Texts are built so that the
-//! image and the text are both needed: VQA count answers are drawn uniformly before the scene is
-//! built, yes/no questions are balanced, NLVR2 labels are balanced by rejection, and SNLI-VE
-//! templates are shared between labels (a text-only model cannot tell them apart).
+//! spatial relations (left/right/above/below by grid cell) are exact. Caption scenes
+//! (pre-training and retrieval) sit on a lighter shade of a colour no object has, named by a word
+//! of its own (`pink`, `mint`, ...) at the start of every caption: a global cue for image-text
+//! matching. VQA scenes get one too, with a question about its colour: the first thing a tiny
+//! model learns to read from the image (the other questions' text alone sets a strong prior).
+//! Texts are built so that the image and the text are both needed: VQA count answers are drawn
+//! uniformly before the scene is built, yes/no questions are balanced, NLVR2 labels are balanced
+//! by rejection, and SNLI-VE templates are shared between labels (a text-only model cannot tell
+//! them apart).
 //! Everything comes from one seed: the same seed writes byte-identical files.
 
 use std::collections::BTreeMap;
@@ -208,10 +209,10 @@ impl Gen {
         self.scene(&[], n)
     }
 
-    /// A scene for the caption sets, on a coloured background that most captions name: a global
-    /// cue that makes image-text matching learnable from scratch in minutes, while captions
-    /// about counts and relations still need the objects. The background's colour is one no
-    /// object has, so every object stays visible.
+    /// A scene for the caption sets, on a coloured background that every caption names: a
+    /// global cue for image-text matching, while the rest of a caption (objects, counts,
+    /// relations) needs the objects. The background's colour is one no object has, so every
+    /// object stays visible.
     fn caption_scene(&mut self) -> Scene {
         let mut scene = self.random_scene();
         self.paint_background(&mut scene);
@@ -324,10 +325,9 @@ impl Gen {
         Some(format!("a {} {} a {}", name(&a), RELATIONS[rel], name(&b)))
     }
 
-    /// `n` distinct true captions. Each starts by naming the background, so that image-text
-    /// matching has a cue a model trained from scratch finds in minutes (a cue at varying
-    /// places, or in only some captions, is not found in that time); the rest of a caption
-    /// lists objects, counts or a relation.
+    /// `n` distinct true captions. Each starts by naming the background (always in the same
+    /// place, and before `max_text_len` can cut it off); the rest lists objects, counts or a
+    /// relation.
     fn captions(&mut self, scene: &Scene, n: usize) -> Vec<String> {
         let bg = scene.background.map_or("grey", |b| BACKGROUNDS[b]);
         let mut out = vec![format!("a {bg} background with {}", self.listing(scene))];
