@@ -514,13 +514,7 @@ mod tests {
         let cfg = crate::model::ModelConfig::from_settings(s).unwrap();
         let vs = tch::nn::VarStore::new(tch::Device::Cpu);
         let _m = crate::model::TowerModel::new(&vs.root(), &cfg).unwrap();
-        let mut keys: Vec<(String, Vec<i64>)> = vs
-            .variables()
-            .into_iter()
-            .map(|(k, v)| (k, v.size()))
-            .collect();
-        keys.sort();
-        named(&keys)
+        named(&crate::weights::variable_shapes(&vs))
     }
 
     /// (`vit_layernorm_shared`, `vit_remove_last`, `vit_num_layers`) of recovered settings.

@@ -243,19 +243,23 @@ mod tests {
         assert_eq!(human_count(512), "512");
     }
 
+    /// A safetensors checkpoint holding the variables of `vs`.
+    fn safetensors_of(vs: &tch::nn::VarStore, path: &str) -> Checkpoint {
+        Checkpoint {
+            path: PathBuf::from(path),
+            format: super::super::Format::Safetensors,
+            hf_model: None,
+            hf_config: None,
+            tensors: crate::weights::named_tensors(vs),
+            dropped: Vec::new(),
+        }
+    }
+
     fn summary_of(s: &experiments::Settings) -> String {
         let cfg = ModelConfig::from_settings(s).unwrap();
         let vs = tch::nn::VarStore::new(tch::Device::Cpu);
         let _m = crate::model::TowerModel::new(&vs.root(), &cfg).unwrap();
-        let ckpt = Checkpoint {
-            path: PathBuf::from("m.safetensors"),
-            format: super::super::Format::Safetensors,
-            hf_model: None,
-            hf_config: None,
-            tensors: crate::weights::named_tensors(&vs),
-            dropped: Vec::new(),
-        };
-        Summary::of(&ckpt).to_string()
+        Summary::of(&safetensors_of(&vs, "m.safetensors")).to_string()
     }
 
     #[test]
@@ -289,15 +293,7 @@ mod tests {
                 let _ = Manager::new(&p / layer, &cfg, 6, layer);
             }
         }
-        let ckpt = Checkpoint {
-            path: PathBuf::from("managers.safetensors"),
-            format: super::super::Format::Safetensors,
-            hf_model: None,
-            hf_config: None,
-            tensors: crate::weights::named_tensors(&vs),
-            dropped: Vec::new(),
-        };
-        let s = Summary::of(&ckpt);
+        let s = Summary::of(&safetensors_of(&vs, "managers.safetensors"));
         let aaue = s.managers.iter().find(|g| g.kind == "AAUE").unwrap();
         assert_eq!(aaue.count, 10);
         assert_eq!(human_count(aaue.parameters), "12.03M");
