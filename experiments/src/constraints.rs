@@ -273,6 +273,7 @@ pub fn check(s: &Settings) -> Vec<Problem> {
             "pre-training needs datasets (coco, vg, sbu, gcc) or train_tables".into(),
         ));
     }
+    check_loss_names(s, &mut out);
     if s.task == Task::Irtr && s.k_test < 1 {
         out.push(problem(
             &["k_test"],
@@ -280,6 +281,43 @@ pub fn check(s: &Settings) -> Vec<Problem> {
         ));
     }
     out
+}
+
+/// `loss_names` picks among pre-training's objectives; the fine-tuning tasks have one
+/// objective each, so there it can only repeat the task's own.
+fn check_loss_names(s: &Settings, out: &mut Vec<Problem>) {
+    let allowed = s.task.allowed_objectives();
+    for (i, name) in s.loss_names.iter().enumerate() {
+        if !allowed.contains(&name.as_str()) {
+            let list = allowed
+                .iter()
+                .map(|n| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push(problem(
+                &["loss_names", "task"],
+                format!(
+                    "loss_names: task {} trains {list}, found \"{name}\"",
+                    s.task.as_str()
+                ),
+            ));
+        } else if s.loss_names[..i].contains(name) {
+            out.push(problem(
+                &["loss_names"],
+                format!("loss_names names \"{name}\" twice"),
+            ));
+        }
+    }
+    // `itm_itc` logs under `itm` and `itc`: with either beside it the metrics would mix.
+    let on = |n: &str| s.loss_names.iter().any(|x| x == n);
+    for other in ["itm", "itc"] {
+        if on("itm_itc") && on(other) {
+            out.push(problem(
+                &["loss_names"],
+                format!("loss_names: \"itm_itc\" already trains {other}; drop \"{other}\""),
+            ));
+        }
+    }
 }
 
 fn valid_device(d: &str) -> bool {
@@ -430,6 +468,46 @@ mod tests {
         assert_eq!(
             messages(&s),
             ["vlp = true needs a fine-tuning task; a pre-training run cannot start from one"]
+        );
+    }
+
+    #[test]
+    fn loss_names_pick_among_the_task_objectives() {
+        let itm_only = Settings {
+            loss_names: vec!["itm".into()],
+            ..Settings::default()
+        };
+        assert!(check(&itm_only).is_empty(), "{:?}", messages(&itm_only));
+        assert_eq!(itm_only.objectives(), ["itm"]);
+        assert_eq!(Settings::default().objectives(), ["mlm", "itm"]);
+
+        let s = Settings {
+            loss_names: vec!["itm".into(), "irtr".into(), "itm".into()],
+            ..Settings::default()
+        };
+        assert_eq!(
+            messages(&s),
+            [
+                "loss_names: task pretrain trains \"mlm\", \"itm\", \"itc\", \"itm_itc\", found \"irtr\"",
+                "loss_names names \"itm\" twice"
+            ]
+        );
+        let s = Settings {
+            task: Task::Vqa,
+            loss_names: vec!["itm".into()],
+            ..Settings::default()
+        };
+        assert_eq!(
+            messages(&s),
+            ["loss_names: task vqa trains \"vqa\", found \"itm\""]
+        );
+        let s = Settings {
+            loss_names: vec!["mlm".into(), "itm_itc".into(), "itc".into()],
+            ..Settings::default()
+        };
+        assert_eq!(
+            messages(&s),
+            ["loss_names: \"itm_itc\" already trains itc; drop \"itc\""]
         );
     }
 }

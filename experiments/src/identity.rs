@@ -58,6 +58,16 @@ pub fn identity_document(
         for k in Settings::EXECUTION_KEYS {
             map.remove(k);
         }
+        // The same objectives in another order, or spelled out as the task's own, are the
+        // same run.
+        let objectives = settings.objectives_in_reference_order();
+        let own = settings.task.objectives();
+        let loss_names = if objectives == own {
+            Json::Array(Vec::new())
+        } else {
+            json!(objectives)
+        };
+        map.insert("loss_names".into(), loss_names);
         // Keys added after runs were stored count only when set, so that those runs keep
         // their identities.
         for (k, default) in Settings::LATE_KEYS {
@@ -317,6 +327,26 @@ mod tests {
         assert_ne!(base, with_dep);
         assert_eq!(RunId::parse(base.as_str()), Some(base.clone()));
         assert_eq!(RunId::parse("xyz"), None);
+    }
+
+    #[test]
+    fn loss_names_count_by_what_the_run_computes() {
+        let s = Settings::tiny();
+        let id = |names: &[&str]| {
+            let s = Settings {
+                loss_names: names.iter().map(|n| n.to_string()).collect(),
+                ..s.clone()
+            };
+            RunId::of_document(&identity_document(&s, "d", "v1", None))
+        };
+        let doc = identity_document(&s, "d", "v1", None);
+        assert!(doc["settings"].get("loss_names").is_none());
+        // The task's own objectives, in any order, are the default.
+        assert_eq!(id(&[]), id(&["mlm", "itm"]));
+        assert_eq!(id(&[]), id(&["itm", "mlm"]));
+        assert_ne!(id(&[]), id(&["itm"]));
+        assert_eq!(id(&["itc", "itm", "mlm"]), id(&["mlm", "itm", "itc"]));
+        assert_ne!(id(&["mlm", "itm", "itc"]), id(&[]));
     }
 
     #[test]

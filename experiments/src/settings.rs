@@ -51,6 +51,19 @@ pub enum ManagerWeightType {
     Scalar,
 }
 
+/// The reference `loss_names` TowerLab trains, in the order the reference `forward` computes
+/// them (`irtr`, the plain ITM-based retrieval loss, is the `irtr` task's `rank_output`).
+pub const LOSS_NAMES: [&str; 8] = [
+    "mlm",
+    "itm",
+    "itc",
+    "itm_itc",
+    "vqa",
+    "nlvr2",
+    "snli",
+    "irtr_itm_itc",
+];
+
 /// The task a run trains (TowerLab's name for the reference `loss_names` switches).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -77,6 +90,26 @@ impl Task {
             Self::Irtr => "irtr",
         }
     }
+
+    /// The `loss_names` a run of this task may switch on: pre-training mixes MLM, ITM, ITC
+    /// and ITM with ITC-mined hard negatives (`itm_itc`); each fine-tuning task has its own.
+    pub fn allowed_objectives(self) -> &'static [&'static str] {
+        match self {
+            Self::Pretrain => &["mlm", "itm", "itc", "itm_itc"],
+            other => other.objectives(),
+        }
+    }
+
+    /// The reference `loss_names` switched on by the task's config (`task_*_clip_bert`).
+    pub fn objectives(self) -> &'static [&'static str] {
+        match self {
+            Self::Pretrain => &["mlm", "itm"],
+            Self::Vqa => &["vqa"],
+            Self::Nlvr2 => &["nlvr2"],
+            Self::Snli => &["snli"],
+            Self::Irtr => &["irtr_itm_itc"],
+        }
+    }
 }
 
 /// A data split.
@@ -94,6 +127,11 @@ pub struct Settings {
     // ---- experiment ----
     /// TowerLab: the task trained by this run.
     pub task: Task,
+    /// The objectives a pre-training run trains, by the reference `loss_names` (here a list of
+    /// the switched-on names, e.g. `["mlm", "itm", "itc"]`, instead of a table of 0/1
+    /// switches): `mlm`, `itm`, `itc`, `itm_itc` (ITM on ITC-mined hard negatives, plus ITC).
+    /// Empty = the task's reference objectives (`["mlm", "itm"]` for pre-training).
+    pub loss_names: Vec<String>,
     pub seed: u64,
     /// Root folder of the `.arrow` files.
     pub data_root: String,
@@ -210,6 +248,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             task: Task::Pretrain,
+            loss_names: Vec::new(),
             seed: 0,
             data_root: "data".into(),
             datasets: vec!["coco".into(), "vg".into(), "sbu".into(), "gcc".into()],
@@ -389,8 +428,33 @@ impl Settings {
 
     /// Keys added after runs were first stored, with their defaults: run identity leaves a key
     /// out while it holds its default, so runs stored before it existed keep their identities.
-    pub const LATE_KEYS: [(&'static str, serde_json::Value); 1] =
-        [("meter_fusion", serde_json::Value::Bool(false))];
+    pub const LATE_KEYS: [(&'static str, serde_json::Value); 2] = [
+        ("meter_fusion", serde_json::Value::Bool(false)),
+        ("loss_names", serde_json::Value::Array(Vec::new())),
+    ];
+
+    /// [`Settings::objectives`] in the reference's order ([`LOSS_NAMES`]), each once: what
+    /// the run computes, whatever order the list was written in.
+    pub fn objectives_in_reference_order(&self) -> Vec<&'static str> {
+        let on = self.objectives();
+        LOSS_NAMES
+            .into_iter()
+            .filter(|n| on.iter().any(|o| o == n))
+            .collect()
+    }
+
+    /// The objectives this run trains: `loss_names` when set, else the task's reference ones.
+    pub fn objectives(&self) -> Vec<String> {
+        if self.loss_names.is_empty() {
+            self.task
+                .objectives()
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        } else {
+            self.loss_names.clone()
+        }
+    }
 
     /// The tables a split reads: the explicit `*_tables` setting, else the reference tables of
     /// the task (spec 2.2 and 4). A name ending in `_*` stands for numbered shards.
@@ -506,11 +570,12 @@ mod tests {
     #[test]
     fn special_key_lists_name_real_keys() {
         let keys = Settings::keys();
+        let late = Settings::LATE_KEYS;
         let all = Settings::MODEL_KEYS
             .iter()
             .chain(Settings::EXECUTION_KEYS.iter())
             .chain(Settings::CHOICES.iter().map(|(k, _)| k))
-            .chain(Settings::LATE_KEYS.iter().map(|(k, _)| k));
+            .chain(late.iter().map(|(k, _)| k));
         for k in all {
             assert!(keys.iter().any(|x| x == k), "{k}");
         }

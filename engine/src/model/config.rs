@@ -1,6 +1,6 @@
 //! The model's shape and behaviour, by the reference config key names, checked for consistency.
 
-use experiments::{ManagerType, ManagerWeightType, Settings, Task};
+use experiments::{ManagerType, ManagerWeightType, Settings};
 
 /// A configuration that cannot build a model. Names the offending key(s).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -53,26 +53,20 @@ pub struct HeadSet {
 }
 
 impl HeadSet {
-    /// The heads of a TowerLab task (`loss_names` of the reference task configs).
-    pub fn for_task(task: Task) -> Self {
-        let none = Self::default();
-        match task {
-            Task::Pretrain => Self {
-                mlm: true,
-                itm: true,
-                ..none
-            },
-            Task::Vqa => Self { vqa: true, ..none },
-            Task::Nlvr2 => Self {
-                nlvr2: true,
-                ..none
-            },
-            Task::Snli => Self { snli: true, ..none },
-            Task::Irtr => Self {
-                itm: true,
-                itc: true,
-                ..none
-            },
+    /// The heads of a run's objectives ([`Settings::objectives`]), as the reference builds
+    /// them: a head exists only when a `loss_names` switch that uses it is on, so an
+    /// ITM-only pre-training has no MLM head.
+    pub fn for_settings(s: &Settings) -> Self {
+        let objectives = s.objectives();
+        let on = |names: &[&str]| objectives.iter().any(|o| names.contains(&o.as_str()));
+        Self {
+            mlm: on(&["mlm"]),
+            itm: on(&["itm", "itm_itc", "irtr_itm_itc"]),
+            itc: on(&["itc", "itm_itc", "irtr_itm_itc"]),
+            vqa: on(&["vqa"]),
+            nlvr2: on(&["nlvr2"]),
+            snli: on(&["snli"]),
+            irtr_rank: false,
         }
     }
 }
@@ -153,7 +147,7 @@ impl ModelConfig {
         let vit_layers = s.vit_num_layers - i64::from(s.vit_remove_last);
         let cfg = Self {
             manager_type: s.manager_type,
-            heads: HeadSet::for_task(s.task),
+            heads: HeadSet::for_settings(s),
             image_size: s.image_size,
             patch_size: s.patch_size,
             vit_width: s.input_image_embed_size,

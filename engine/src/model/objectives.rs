@@ -1,7 +1,7 @@
 //! Task losses and step metrics (`objectives.py`), with the reference metric names
 //! `{split}/{task}/{loss|accuracy|score}`. The training loss is the plain sum of every task loss.
 
-use experiments::Task;
+use experiments::LOSS_NAMES;
 use tch::{Kind, Reduction, Tensor};
 
 use super::tower::{ForwardOptions, ImageFeatures, ImagePath, TextFeatures, TowerModel};
@@ -541,27 +541,43 @@ pub fn compute_irtr(model: &TowerModel, batch: &Batch, split: Split) -> Result<T
     })
 }
 
-/// Every objective of a TowerLab task on one batch (`forward` of the reference module).
+/// Every switched-on objective on one batch (`forward` of the reference module, which runs
+/// each of `current_tasks` in a fixed order): `objectives` is `Settings::objectives`.
 pub fn compute_task(
     model: &TowerModel,
-    task: Task,
+    objectives: &[String],
     batch: &Batch,
     split: Split,
 ) -> Result<Vec<TaskOutput>> {
-    Ok(match task {
-        Task::Pretrain => vec![
-            compute_mlm(model, batch, split)?,
-            compute_itm(model, batch, split)?,
-        ],
-        Task::Vqa => vec![compute_vqa(model, batch, split)?],
-        Task::Nlvr2 => vec![compute_nlvr2(model, batch, split)?],
-        Task::Snli => vec![compute_snli(model, batch, split)?],
-        Task::Irtr => {
-            let mut v = compute_itm_itc(model, batch, split, false)?;
-            if model.heads().rank_output.is_some() {
-                v.push(compute_irtr(model, batch, split)?);
-            }
-            v
+    if let Some(unknown) = objectives
+        .iter()
+        .find(|o| !LOSS_NAMES.contains(&o.as_str()))
+    {
+        return Err(EngineError::Invalid(format!(
+            "unknown objective `{unknown}`; expected one of {}",
+            LOSS_NAMES.join(", ")
+        )));
+    }
+    let mut out = Vec::new();
+    for name in LOSS_NAMES {
+        if !objectives.iter().any(|o| o == name) {
+            continue;
         }
-    })
+        match name {
+            "mlm" => out.push(compute_mlm(model, batch, split)?),
+            "itm" => out.push(compute_itm(model, batch, split)?),
+            "itc" => out.push(compute_itc(model, batch, split)?),
+            "itm_itc" => out.extend(compute_itm_itc(model, batch, split, true)?),
+            "vqa" => out.push(compute_vqa(model, batch, split)?),
+            "nlvr2" => out.push(compute_nlvr2(model, batch, split)?),
+            "snli" => out.push(compute_snli(model, batch, split)?),
+            _ => {
+                out.extend(compute_itm_itc(model, batch, split, false)?);
+                if model.heads().rank_output.is_some() {
+                    out.push(compute_irtr(model, batch, split)?);
+                }
+            }
+        }
+    }
+    Ok(out)
 }

@@ -397,7 +397,7 @@ fn gradients_reach_every_parameter() {
         s.meter_fusion = kind == ManagerType::Meter && task == Task::Irtr;
         let (vs, model) = build(&s);
         let batch = train_batch(&s, task);
-        let outs = objectives::compute_task(&model, task, &batch, Split::Train).unwrap();
+        let outs = objectives::compute_task(&model, &s.objectives(), &batch, Split::Train).unwrap();
         let loss = total_loss(&outs).unwrap();
         assert!(f64::try_from(&loss).unwrap().is_finite());
         let mut opt = nn::AdamW::default().build(&vs, 1e-3).unwrap();
@@ -446,6 +446,71 @@ fn gradients_reach_every_parameter() {
     }
 }
 
+/// `loss_names` switches pre-training's objectives as the reference's `current_tasks`: the
+/// heads that exist, the losses computed (in the reference order, whatever the list order) and
+/// their metric names. `["itm"]` is the reference's ITM-only pre-training: no MLM head.
+#[test]
+fn pretraining_trains_the_objectives_loss_names_switch_on() {
+    let cases: [(&[&str], &[&str]); 4] = [
+        (&["itm"], &["train/itm/loss", "train/itm/accuracy"]),
+        (&["mlm"], &["train/mlm/loss", "train/mlm/accuracy"]),
+        (
+            &["itc", "itm", "mlm"],
+            &[
+                "train/mlm/loss",
+                "train/mlm/accuracy",
+                "train/itm/loss",
+                "train/itm/accuracy",
+                "train/itc/loss",
+            ],
+        ),
+        (
+            &["mlm", "itm_itc"],
+            &[
+                "train/mlm/loss",
+                "train/mlm/accuracy",
+                "train/itc/loss",
+                "train/itm/loss",
+                "train/itm/accuracy",
+            ],
+        ),
+    ];
+    for (names, want) in cases {
+        let mut s = settings(ManagerType::Aaue, Task::Pretrain);
+        s.loss_names = names.iter().map(|n| n.to_string()).collect();
+        let (vs, model) = build(&s);
+        let on = |n: &str| names.contains(&n);
+        let has = |prefix: &str| vs.variables().keys().any(|k| k.starts_with(prefix));
+        assert_eq!(has("mlm_score."), on("mlm"), "{names:?}");
+        assert_eq!(has("itm_score."), on("itm") || on("itm_itc"), "{names:?}");
+        assert_eq!(
+            has("cross_modal_itc_text_head."),
+            on("itc") || on("itm_itc"),
+            "{names:?}"
+        );
+        let batch = train_batch(&s, Task::Pretrain);
+        let outs = objectives::compute_task(&model, &s.objectives(), &batch, Split::Train).unwrap();
+        let got: Vec<_> = outs
+            .iter()
+            .flat_map(|o| o.metrics.iter().map(|m| m.name.clone()))
+            .collect();
+        assert_eq!(got, want, "{names:?}");
+        assert!(f64::try_from(total_loss(&outs).unwrap())
+            .unwrap()
+            .is_finite());
+    }
+    let unknown = objectives::compute_task(
+        &build(&settings(ManagerType::Aaue, Task::Pretrain)).1,
+        &["itn".to_string()],
+        &train_batch(&settings(ManagerType::Aaue, Task::Pretrain), Task::Pretrain),
+        Split::Train,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(unknown.contains("unknown objective `itn`"), "{unknown}");
+}
+
 #[test]
 fn vqa_loss_is_bce_times_answers_and_score_is_soft() {
     let logits = Tensor::from_slice(&[2.0f32, -1.0, 0.0, 0.0, 0.0, 3.0]).view([2, 3]);
@@ -476,7 +541,7 @@ fn irtr_rank_head_starts_from_itm_row_one() {
     let (fi, fm) = text(&s);
     batch.false_text_ids = Some(Tensor::stack(&[&fi, &fi], 1));
     batch.false_text_masks = Some(Tensor::stack(&[&fm, &fm], 1));
-    let outs = objectives::compute_task(&model, Task::Irtr, &batch, Split::Val).unwrap();
+    let outs = objectives::compute_task(&model, &s.objectives(), &batch, Split::Val).unwrap();
     assert_eq!(outs.last().unwrap().task, "irtr");
     assert_eq!(outs.last().unwrap().logits.size(), vec![B, 3]);
 }

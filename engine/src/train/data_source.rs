@@ -88,12 +88,14 @@ impl LoaderData {
             let dataset = Arc::new(ViltDataset::open(dir, names, kind).map_err(data_err)?);
             let mut p = SamplePipeline::new(dataset, transform.clone(), tokenizer.clone());
             p.mlm_prob = s.mlm_prob;
-            // Pre-training's ITM swaps in a random other image (`draw_false_image = 1`).
-            p.draw_false_image = if s.task == Task::Pretrain {
-                s.draw_false_image.max(1)
-            } else {
-                s.draw_false_image
-            };
+            // Pre-training's ITM swaps in a random other image (`draw_false_image = 1`);
+            // `itm_itc` mines its negatives in the batch instead.
+            p.draw_false_image =
+                if s.task == Task::Pretrain && s.objectives().iter().any(|o| o == "itm") {
+                    s.draw_false_image.max(1)
+                } else {
+                    s.draw_false_image
+                };
             p.draw_false_text = s.draw_false_text;
             p.num_answers = s.vqav2_label_size.max(1) as usize;
             Ok(p)

@@ -3,8 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use experiments::Task;
-
 use super::events::{ManagerWeight, Modality};
 use super::source::TaskData;
 use crate::model::objectives::{compute_task, Split};
@@ -33,7 +31,7 @@ pub struct RecallOptions {
 
 pub fn evaluate(
     model: &TowerModel,
-    task: Task,
+    objectives: &[String],
     data: &dyn TaskData,
     recall: Option<RecallOptions>,
 ) -> Result<Evaluation> {
@@ -43,7 +41,7 @@ pub fn evaluate(
         let mut weight_batches = 0;
         for item in data.eval_batches() {
             let (split, batch) = item?;
-            for out in compute_task(model, task, &batch, split)? {
+            for out in compute_task(model, objectives, &batch, split)? {
                 for m in out.metrics {
                     let e = sums.entry(m.name).or_default();
                     e.0 += m.value * m.weight;
@@ -73,7 +71,8 @@ pub fn evaluate(
             .map(|(k, v)| (format!("{k}_epoch"), *v))
             .collect();
         let mut epoch = epoch;
-        if let (Task::Irtr, Some(opts)) = (task, recall) {
+        let retrieval = objectives.iter().any(|o| o == "irtr_itm_itc");
+        if let (true, Some(opts)) = (retrieval, recall) {
             if let Some(r) = retrieval_recall(model, data, opts)? {
                 // The reference logs recall under its own names (no `_epoch`), in percent.
                 for m in r.metrics(Split::Val.as_str()) {
@@ -82,7 +81,7 @@ pub fn evaluate(
                 }
             }
         }
-        let the_metric = the_metric(task, &epoch);
+        let the_metric = the_metric(objectives, &epoch);
         let manager_weights = (weight_batches > 0).then(|| flatten(&weights));
         Ok(Evaluation {
             metrics,
@@ -139,18 +138,24 @@ fn retrieval_recall(
     )))
 }
 
-/// `epoch_wrapup`'s sum over the enabled tasks, on the validation split.
-pub fn the_metric(task: Task, epoch: &BTreeMap<String, f64>) -> f64 {
-    let get = |k: &str| epoch.get(k).copied().unwrap_or(0.0);
-    let val = Split::Val.as_str();
-    match task {
-        Task::Vqa => get(&format!("{val}/vqa/score")),
-        Task::Nlvr2 => get(&format!("{val}/nlvr2/accuracy")),
-        Task::Snli => get(&format!("{val}/snli/accuracy")),
-        Task::Pretrain => get(&format!("{val}/itm/accuracy")) + get(&format!("{val}/mlm/accuracy")),
-        // `irtr_itm_itc` adds r_mean when recall is computed, nothing otherwise.
-        Task::Irtr => get(&format!("{val}/r_mean")),
-    }
+/// `epoch_wrapup`'s sum over the switched-on `loss_names`, on the validation split: ITM and
+/// MLM accuracy, the VQA score, NLVR2/SNLI dev accuracy, `r_mean` for retrieval (when recall
+/// was computed); plain `itc` adds nothing.
+pub fn the_metric(objectives: &[String], epoch: &BTreeMap<String, f64>) -> f64 {
+    let get = |name: &str, what: &str| {
+        let key = format!("{}/{name}/{what}", Split::Val.as_str());
+        epoch.get(&key).copied().unwrap_or(0.0)
+    };
+    objectives
+        .iter()
+        .map(|o| match o.as_str() {
+            "vqa" => get("vqa", "score"),
+            "mlm" | "itm" | "nlvr2" | "snli" => get(o, "accuracy"),
+            "itm_itc" => get("itm", "accuracy"),
+            "irtr_itm_itc" => epoch.get("val/r_mean").copied().unwrap_or(0.0),
+            _ => 0.0,
+        })
+        .sum()
 }
 
 fn flatten(w: &ManagerWeights) -> Vec<ManagerWeight> {
@@ -191,8 +196,11 @@ mod tests {
         e.insert("val/itm/accuracy".to_string(), 0.75);
         e.insert("val/mlm/accuracy".to_string(), 0.25);
         e.insert("test/itm/accuracy".to_string(), 0.5);
-        assert_eq!(the_metric(Task::Pretrain, &e), 1.0);
-        assert_eq!(the_metric(Task::Vqa, &e), 0.0);
+        let names = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(the_metric(&names(&["mlm", "itm"]), &e), 1.0);
+        assert_eq!(the_metric(&names(&["mlm", "itc"]), &e), 0.25);
+        assert_eq!(the_metric(&names(&["itm_itc"]), &e), 0.75);
+        assert_eq!(the_metric(&names(&["vqa"]), &e), 0.0);
     }
 
     #[test]

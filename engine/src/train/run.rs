@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::Instant;
 
-use experiments::{Settings, Task};
+use experiments::Settings;
 use tch::{nn, Device, Tensor};
 
 use super::checkpoint::{self, LoopState};
@@ -233,6 +233,7 @@ fn train(
         return Ok(Outcome::Finished { step: state.step });
     }
 
+    let objectives = s.objectives();
     let mut micro_in_step = 0u64;
     let mut sums: BTreeMap<String, (f64, f64)> = BTreeMap::new();
     let mut waited = 0.0f64;
@@ -250,7 +251,7 @@ fn train(
             let t_busy = Instant::now();
             let micro = epoch * per_epoch + index;
             tch::manual_seed(micro_seed(s.seed, micro));
-            let outputs = compute_task(&model, s.task, &batch, Split::Train)?;
+            let outputs = compute_task(&model, &objectives, &batch, Split::Train)?;
             let loss = total_loss(&outputs)
                 .ok_or_else(|| EngineError::Invalid("the task computed no loss".into()))?;
             let value = loss.double_value(&[]);
@@ -365,7 +366,7 @@ fn evaluate_and_checkpoint(
         manager_weights,
     } = evaluate(
         model,
-        job.settings.task,
+        &job.settings.objectives(),
         data,
         recall_options(&job.settings),
     )?;
@@ -472,17 +473,6 @@ fn init_weights(vs: &mut nn::VarStore, path: &Path) -> Result<String> {
         report.kept.len(),
         report.adapted.len()
     ))
-}
-
-/// Which task losses a run of `task` trains (for documentation and tests).
-pub fn task_losses(task: Task) -> &'static [&'static str] {
-    match task {
-        Task::Pretrain => &["mlm", "itm"],
-        Task::Vqa => &["vqa"],
-        Task::Nlvr2 => &["nlvr2"],
-        Task::Snli => &["snli"],
-        Task::Irtr => &["irtr_itm", "irtr_itc"],
-    }
 }
 
 /// Runs one training job on the ViLT Arrow files its settings name (see

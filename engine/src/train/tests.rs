@@ -159,7 +159,7 @@ fn retrieval_evaluation_reports_recall_when_asked() {
         k_test: 4,
         chunk: 128,
     };
-    let e = evaluate(&model, Task::Irtr, &data, Some(opts)).unwrap();
+    let e = evaluate(&model, &s.objectives(), &data, Some(opts)).unwrap();
     let get = |k: &str| {
         e.metrics
             .iter()
@@ -186,7 +186,7 @@ fn retrieval_evaluation_reports_recall_when_asked() {
         .iter()
         .any(|(k, _)| k == "val/irtr_itm/accuracy_epoch"));
 
-    let without = evaluate(&model, Task::Irtr, &data, None).unwrap();
+    let without = evaluate(&model, &s.objectives(), &data, None).unwrap();
     assert!(without.metrics.iter().all(|(k, _)| !k.contains("r_mean")));
     assert_eq!(without.the_metric, 0.0);
 }
