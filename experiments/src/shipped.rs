@@ -1,8 +1,12 @@
 //! The experiment files shipped with TowerLab, embedded so the binary runs them with no file.
 
 /// `(path in the repository, contents)` of every shipped experiment file.
-pub const FILES: [(&str, &str); 5] = [
+pub const FILES: [(&str, &str); 6] = [
     (crate::experiment::DEMO_PATH, crate::experiment::DEMO_TOML),
+    (
+        "experiments/pretrain_synthetic.toml",
+        include_str!("../pretrain_synthetic.toml"),
+    ),
     (
         "experiments/paper/manager_types.toml",
         include_str!("../paper/manager_types.toml"),
