@@ -287,21 +287,36 @@ pub fn check(s: &Settings) -> Vec<Problem> {
 /// objective each, so there it can only repeat the task's own.
 fn check_loss_names(s: &Settings, out: &mut Vec<Problem>) {
     let allowed = s.task.allowed_objectives();
+    let quoted = |names: &mut dyn Iterator<Item = &str>| {
+        names
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let foreign = quoted(
+        &mut s
+            .loss_names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| !allowed.contains(n)),
+    );
+    if !foreign.is_empty() {
+        let hint = if s.task == Task::Pretrain {
+            ""
+        } else {
+            "; pre-training objectives go in [pretrain] (or --set pretrain.loss_names=...)"
+        };
+        out.push(problem(
+            &["loss_names", "task"],
+            format!(
+                "loss_names: task {} trains {}, found {foreign}{hint}",
+                s.task.as_str(),
+                quoted(&mut allowed.iter().copied())
+            ),
+        ));
+    }
     for (i, name) in s.loss_names.iter().enumerate() {
-        if !allowed.contains(&name.as_str()) {
-            let list = allowed
-                .iter()
-                .map(|n| format!("\"{n}\""))
-                .collect::<Vec<_>>()
-                .join(", ");
-            out.push(problem(
-                &["loss_names", "task"],
-                format!(
-                    "loss_names: task {} trains {list}, found \"{name}\"",
-                    s.task.as_str()
-                ),
-            ));
-        } else if s.loss_names[..i].contains(name) {
+        if s.loss_names[..i].contains(name) {
             out.push(problem(
                 &["loss_names"],
                 format!("loss_names names \"{name}\" twice"),
@@ -494,12 +509,12 @@ mod tests {
         );
         let s = Settings {
             task: Task::Vqa,
-            loss_names: vec!["itm".into()],
+            loss_names: vec!["mlm".into(), "itm".into()],
             ..Settings::default()
         };
         assert_eq!(
             messages(&s),
-            ["loss_names: task vqa trains \"vqa\", found \"itm\""]
+            ["loss_names: task vqa trains \"vqa\", found \"mlm\", \"itm\"; pre-training objectives go in [pretrain] (or --set pretrain.loss_names=...)"]
         );
         let s = Settings {
             loss_names: vec!["mlm".into(), "itm_itc".into(), "itc".into()],
