@@ -307,7 +307,7 @@ fn check_loss_names(s: &Settings, out: &mut Vec<Problem>) {
             "; pre-training objectives go in [pretrain] (or --set pretrain.loss_names=...)"
         };
         out.push(problem(
-            &["loss_names", "task"],
+            &["loss_names"],
             format!(
                 "loss_names: task {} trains {}, found {foreign}{hint}",
                 s.task.as_str(),

@@ -480,6 +480,7 @@ fn build(
         .and_then(|(_, v)| v.as_u64())
         .unwrap_or(0);
     let mut any_vlp = false;
+    let mut rejected_cells = false;
     for point in &points {
         let include = p.include.iter().find(|i| i.assignment == *point);
         let mut cell_sources = sources.clone();
@@ -509,6 +510,7 @@ fn build(
                 Ok(s) => s,
                 Err(m) => {
                     c.push(Origin::Whole, format!("cell {key}: {m}"));
+                    rejected_cells = true;
                     continue;
                 }
             };
@@ -516,6 +518,7 @@ fn build(
             problems.extend(constraints::check(&settings));
             report(c, &problems, &cell_sources, &key, &p.preset, "cell");
             if !problems.is_empty() {
+                rejected_cells = true;
                 continue;
             }
             let pretrain = if settings.vlp {
@@ -583,7 +586,8 @@ fn build(
             }
         }
     }
-    if let Some((b, off)) = &p.baseline {
+    // With cells rejected above, their errors say what is wrong; the baseline may be one of them.
+    if let Some((b, off)) = p.baseline.as_ref().filter(|_| !rejected_cells) {
         if !runs.iter().any(|r| grid::matches(b, &r.axes)) {
             c.at(*off, "the baseline matches no cell of the grid");
         }

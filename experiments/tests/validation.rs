@@ -281,3 +281,16 @@ fn top_level_keys_written_after_a_section() {
         ["t.toml:8:1: `baseline` is a top-level key: write it before the first [section] of the file"]
     );
 }
+
+#[test]
+fn rejected_cells_do_not_also_report_the_baseline() {
+    // The baseline cell is rejected for its loss_names: that error is the one to read, not
+    // "the baseline matches no cell".
+    let src = "name = \"t\"\ntask = \"vqa\"\nbaseline = { manager_type = \"BT\" }\n[base]\npreset = \"tiny\"\nloss_names = [\"mlm\"]\n[grid]\nmanager_type = [\"BT\", \"AAUE\"]\n[metric]\nname = \"m\"\ngoal = \"maximize\"\n";
+    let err = Experiment::from_toml(src, Path::new("b.toml"), &Overrides::none()).unwrap_err();
+    let lines: Vec<String> = err.to_string().lines().map(str::to_string).collect();
+    assert_eq!(
+        lines,
+        ["b.toml:6:14: loss_names: task vqa trains \"vqa\", found \"mlm\"; pre-training objectives go in [pretrain] (or --set pretrain.loss_names=...)"]
+    );
+}
