@@ -1,12 +1,21 @@
 //! Side-by-side training step of our BridgeTower and Hugging Face's `BridgeTowerModel` (PyTorch),
-//! on CPU, same shapes, batch, threads, loss (ITM cross-entropy on the pooled features) and
+//! same shapes, batch, threads, device, loss (ITM cross-entropy on the pooled features) and
 //! optimiser (AdamW, betas 0.9/0.98, eps 1e-8, weight decay 0.01).
 //!
-//! `cargo bench -p engine --bench bt_train_step` (`TOWERLAB_BENCH_STEPS`, default 10, and
-//! `TOWERLAB_BENCH_ROUNDS`, default 2, set the effort; `TOWERLAB_BENCH_THREADS` the threads). Parameter counts differ slightly: ours
-//! keeps the reference's unused CLIP text-side tensors and RoBERTa pooler (no gradient, no update).
-//! The peer runs as `python3 scripts/bench_bt_peer.py` with `PYTHONPATH` from
-//! `scripts/setup-python-peer.sh` (which installs the pinned transformers once).
+//! `cargo bench -p engine --bench bt_train_step`. Environment:
+//! - `TOWERLAB_BENCH_STEPS` (default 10) and `TOWERLAB_BENCH_ROUNDS` (default 2): the effort;
+//!   `TOWERLAB_BENCH_THREADS`: intra-op threads (default: all cores);
+//! - `TOWERLAB_BENCH_SHAPES`: shapes to run, of `tiny`, `small`, `base` (default `tiny,small`;
+//!   `base` is CLIP ViT-B/16 + RoBERTa-base sized, 6 cross-modal layers, batch 32);
+//!   `TOWERLAB_BENCH_BATCH` overrides every shape's batch;
+//! - `TOWERLAB_BENCH_DEVICE`: `cpu` (default) or `cuda`; `TOWERLAB_BENCH_BF16=1`: bf16 on CUDA
+//!   (ours `amp_flag`, the peer `torch.autocast(dtype=bfloat16)`);
+//! - `TOWERLAB_PEER_PYTHONPATH`: the peer's `PYTHONPATH` as is (a machine without network);
+//!   otherwise it comes from `scripts/setup-python-peer.sh` (which installs the pinned
+//!   transformers once).
+//!
+//! Parameter counts differ slightly: ours keeps the reference's unused CLIP text-side tensors and
+//! RoBERTa pooler (no gradient, no update). The peer runs as `python3 scripts/bench_bt_peer.py`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -33,7 +42,7 @@ struct Shape {
     text_len: i64,
 }
 
-const SHAPES: [Shape; 2] = [
+const SHAPES: [Shape; 3] = [
     Shape {
         name: "tiny",
         width: 64,
@@ -58,7 +67,37 @@ const SHAPES: [Shape; 2] = [
         batch: 8,
         text_len: 32,
     },
+    Shape {
+        name: "base",
+        width: 768,
+        layers: 12,
+        heads: 12,
+        vocab: 50265,
+        image_size: 224,
+        patch: 16,
+        cross_layers: 6,
+        batch: 32,
+        text_len: 40,
+    },
 ];
+
+/// Where and how both sides run.
+#[derive(Clone, Copy)]
+struct Run {
+    device: Device,
+    bf16: bool,
+    steps: usize,
+    warmup: usize,
+    threads: i32,
+}
+
+impl Run {
+    fn sync(&self) {
+        if let Device::Cuda(i) = self.device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    }
+}
 
 impl Shape {
     fn settings(&self) -> Settings {
@@ -84,14 +123,15 @@ impl Shape {
         s
     }
 
-    fn peer_json(&self, steps: usize, warmup: usize, threads: i32) -> String {
+    fn peer_json(&self, run: &Run) -> String {
         format!(
             concat!(
                 "{{\"text_width\":{w},\"text_layers\":{l},\"text_heads\":{h},",
                 "\"text_intermediate\":{i},\"vocab\":{v},\"max_pos\":{mp},\"vit_width\":{w},",
                 "\"vit_layers\":{l},\"image_size\":{is},\"patch\":{p},\"hidden\":{w},",
                 "\"cross_layers\":{cl},\"cross_heads\":{h},\"batch\":{b},\"text_len\":{tl},",
-                "\"steps\":{steps},\"warmup\":{warmup},\"threads\":{threads}}}"
+                "\"steps\":{steps},\"warmup\":{warmup},\"threads\":{threads},",
+                "\"device\":\"{device}\",\"bf16\":{bf16}}}"
             ),
             w = self.width,
             l = self.layers,
@@ -104,22 +144,26 @@ impl Shape {
             cl = self.cross_layers,
             b = self.batch,
             tl = self.text_len,
-            steps = steps,
-            warmup = warmup,
-            threads = threads,
+            steps = run.steps,
+            warmup = run.warmup,
+            threads = run.threads,
+            device = if run.device.is_cuda() { "cuda" } else { "cpu" },
+            bf16 = run.bf16,
         )
     }
 }
 
 /// Our training step: median seconds per step and the parameter count.
-fn ours(shape: &Shape, steps: usize, warmup: usize) -> (f64, i64) {
+fn ours(shape: &Shape, run: &Run) -> (f64, i64) {
     tch::manual_seed(0);
     let mut cfg = ModelConfig::from_settings(&shape.settings()).expect("valid bench config");
     cfg.heads = HeadSet {
         itm: true,
         ..HeadSet::default()
     };
-    let vs = nn::VarStore::new(Device::Cpu);
+    cfg.amp = run.bf16;
+    let device = run.device;
+    let vs = nn::VarStore::new(device);
     let model = TowerModel::new(&vs.root(), &cfg).expect("model builds");
     let itm = model.heads().itm_score.as_ref().expect("itm head");
     let mut opt = nn::AdamW {
@@ -142,9 +186,10 @@ fn ours(shape: &Shape, steps: usize, warmup: usize) -> (f64, i64) {
     let _ = ids.select(1, 0).fill_(0);
     let pixels = Tensor::randn(
         [b, 3, shape.image_size, shape.image_size],
-        (Kind::Float, Device::Cpu),
+        (Kind::Float, device),
     );
-    let labels = Tensor::randint(2, [b], (Kind::Int64, Device::Cpu));
+    let labels = Tensor::randint(2, [b], (Kind::Int64, device));
+    let (ids, mask) = (ids.to_device(device), mask.to_device(device));
     let mut step = || {
         let out = model
             .forward(&ids, &mask, &pixels, ForwardOptions::train())
@@ -155,13 +200,15 @@ fn ours(shape: &Shape, steps: usize, warmup: usize) -> (f64, i64) {
         loss.backward();
         opt.step();
     };
-    for _ in 0..warmup {
+    for _ in 0..run.warmup {
         step();
     }
-    let mut times: Vec<f64> = (0..steps)
+    run.sync();
+    let mut times: Vec<f64> = (0..run.steps)
         .map(|_| {
             let t0 = Instant::now();
             step();
+            run.sync();
             t0.elapsed().as_secs_f64()
         })
         .collect();
@@ -175,21 +222,33 @@ fn ours(shape: &Shape, steps: usize, warmup: usize) -> (f64, i64) {
 }
 
 /// The peer's median seconds per step and parameter count, or why it could not run.
-fn peer(shape: &Shape, steps: usize, warmup: usize, threads: i32) -> Result<(f64, i64), String> {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let setup = Command::new(repo.join("scripts/setup-python-peer.sh"))
-        .output()
-        .map_err(|e| format!("scripts/setup-python-peer.sh: {e}"))?;
-    if !setup.status.success() {
-        return Err(format!(
-            "scripts/setup-python-peer.sh failed: {}",
-            String::from_utf8_lossy(&setup.stderr)
-        ));
-    }
-    let pythonpath = String::from_utf8_lossy(&setup.stdout).trim().to_string();
+fn peer(shape: &Shape, run: &Run) -> Result<(f64, i64), String> {
+    // The checkout it was built in, else the current directory (a binary carried to another
+    // machine runs from that machine's checkout).
+    let built_in = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = if built_in.join("scripts/bench_bt_peer.py").is_file() {
+        built_in
+    } else {
+        PathBuf::from(".")
+    };
+    let pythonpath = match std::env::var("TOWERLAB_PEER_PYTHONPATH") {
+        Ok(p) => p,
+        Err(_) => {
+            let setup = Command::new(repo.join("scripts/setup-python-peer.sh"))
+                .output()
+                .map_err(|e| format!("scripts/setup-python-peer.sh: {e}"))?;
+            if !setup.status.success() {
+                return Err(format!(
+                    "scripts/setup-python-peer.sh failed: {}",
+                    String::from_utf8_lossy(&setup.stderr)
+                ));
+            }
+            String::from_utf8_lossy(&setup.stdout).trim().to_string()
+        }
+    };
     let out = Command::new("python3")
         .arg(repo.join("scripts/bench_bt_peer.py"))
-        .arg(shape.peer_json(steps, warmup, threads))
+        .arg(shape.peer_json(run))
         .env("PYTHONPATH", pythonpath)
         .output()
         .map_err(|e| format!("python3: {e}"))?;
@@ -225,29 +284,67 @@ fn main() {
     // Ours and the peer alternate; the best median of each side is kept, which discounts the
     // load that other processes put on a shared machine.
     let rounds = env_usize("TOWERLAB_BENCH_ROUNDS", 2).max(1);
-    let warmup = 2;
     // Intra-op threads on both sides (`TOWERLAB_BENCH_THREADS`, default: all cores). On a
     // machine shared with other work, 1 thread avoids OpenMP spin-waits dominating the timings.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = env_usize("TOWERLAB_BENCH_THREADS", cores).max(1) as i32;
     tch::set_num_threads(threads);
+    let device = match std::env::var("TOWERLAB_BENCH_DEVICE").as_deref() {
+        Ok("cuda") => {
+            if !tch::Cuda::is_available() {
+                eprintln!("TOWERLAB_BENCH_DEVICE=cuda, but libtorch sees no CUDA device");
+                std::process::exit(2);
+            }
+            Device::Cuda(0)
+        }
+        Ok("cpu") | Err(_) => Device::Cpu,
+        Ok(other) => {
+            eprintln!("TOWERLAB_BENCH_DEVICE must be cpu or cuda, found {other}");
+            std::process::exit(2);
+        }
+    };
+    let bf16 = std::env::var("TOWERLAB_BENCH_BF16").is_ok_and(|v| v == "1") && device.is_cuda();
+    let names = std::env::var("TOWERLAB_BENCH_SHAPES").unwrap_or_else(|_| "tiny,small".into());
+    let mut shapes = Vec::new();
+    for name in names.split(',').map(str::trim) {
+        match SHAPES.iter().find(|s| s.name == name) {
+            Some(s) => shapes.push(Shape {
+                batch: env_usize("TOWERLAB_BENCH_BATCH", s.batch as usize) as i64,
+                ..*s
+            }),
+            None => {
+                eprintln!("TOWERLAB_BENCH_SHAPES: unknown shape {name} (tiny, small, base)");
+                std::process::exit(2);
+            }
+        }
+    }
+    let run = Run {
+        device,
+        bf16,
+        steps,
+        warmup: 2,
+        threads,
+    };
     println!(
-        "BridgeTower training step on CPU ({threads} threads; best of {rounds} alternating rounds \
-         of the median of {steps} steps after {warmup} warm-up)"
+        "BridgeTower training step on {} ({}; {threads} threads; best of {rounds} alternating \
+         rounds of the median of {steps} steps after {} warm-up)",
+        if device.is_cuda() { "CUDA" } else { "CPU" },
+        if bf16 { "bf16 autocast" } else { "fp32" },
+        run.warmup
     );
     println!(
         "{:<6} {:>6} {:>12} {:>12} {:>14} {:>14} {:>8}",
         "shape", "batch", "ours params", "HF params", "ours samples/s", "HF samples/s", "ratio"
     );
-    for shape in &SHAPES {
+    for shape in &shapes {
         let mut best_ours = f64::INFINITY;
         let mut best_peer: Result<f64, String> = Err("not run".into());
         let mut params = (0, 0);
         for _ in 0..rounds {
-            let (s, p) = ours(shape, steps, warmup);
+            let (s, p) = ours(shape, &run);
             best_ours = best_ours.min(s);
             params.0 = p;
-            match peer(shape, steps, warmup, threads) {
+            match peer(shape, &run) {
                 Ok((s, p)) => {
                     params.1 = p;
                     best_peer = Ok(best_peer.map_or(s, |b: f64| b.min(s)));

@@ -126,6 +126,24 @@ fn baseline_per_grid_point() {
 }
 
 #[test]
+fn narrowing_the_baseline_away_warns_instead_of_failing() {
+    let body = format!(
+        "baseline = {{ manager_type = \"BT\" }}\n[base]\npreset = \"tiny\"\n[grid]\nmanager_type = [\"BT\", \"AAUE\"]\n{METRIC}"
+    );
+    let ov = Overrides {
+        env: vec![],
+        set: vec!["manager_type=AAUE".into()],
+    };
+    let e = load(&body, &ov).unwrap();
+    assert_eq!(keys(&e), ["manager_type=AAUE"]);
+    assert_eq!(
+        e.warnings,
+        ["the baseline is outside the grid once the override of `manager_type` narrows it; reports show no differences"]
+    );
+    assert!(e.baseline_for(&e.runs()[0].axes).is_none());
+}
+
+#[test]
 fn wandb_section_defaults() {
     let body = format!("[base]\npreset = \"tiny\"\n{METRIC}[wandb]\nentity = \"lab\"\n");
     let w = load(&body, &Overrides::none()).unwrap().wandb.unwrap();
