@@ -599,7 +599,9 @@ fn amp_path_runs_in_bf16_and_stays_close() {
 
 /// Every fusion type and task objective trains under the bf16 path (what `amp_flag` does on
 /// CUDA, forced on CPU here): no dtype clash in any loss, head or hard-negative sampling, a
-/// finite loss near the fp32 one, fp32 gradients on every parameter the step reaches.
+/// finite fp32 loss, finite fp32 gradients on every parameter the step reaches. (How close
+/// bf16 stays to fp32 is checked in eval mode above: training draws dropout, manager noise and
+/// negatives from torch's process-wide generator, which tests running beside this one share.)
 #[test]
 fn amp_training_step_runs_for_every_fusion_and_objective() {
     let cases: [(ManagerType, Task, &[&str]); 7] = [
@@ -616,23 +618,13 @@ fn amp_training_step_runs_for_every_fusion_and_objective() {
         s.amp_flag = true;
         s.loss_names = names.iter().map(|n| n.to_string()).collect();
         let (vs, mut model) = build(&s);
-        let batch = train_batch(&s, task);
-        let objectives = s.objectives();
-        let loss_of = |model: &TowerModel| {
-            tch::manual_seed(3);
-            let outs = objectives::compute_task(model, &objectives, &batch, Split::Train).unwrap();
-            total_loss(&outs).unwrap()
-        };
-        let full = f64::try_from(loss_of(&model)).unwrap();
         model.amp_on_cpu = true;
-        let loss = loss_of(&model);
+        let batch = train_batch(&s, task);
+        let outs = objectives::compute_task(&model, &s.objectives(), &batch, Split::Train).unwrap();
+        let loss = total_loss(&outs).unwrap();
         assert_eq!(loss.kind(), Kind::Float, "{kind:?} {task:?}");
-        let half = f64::try_from(&loss).unwrap();
-        assert!(
-            // Different (bf16 ran) but close.
-            half.is_finite() && half != full && (half - full).abs() < 0.05 * full.abs().max(1.0),
-            "{kind:?} {task:?}: bf16 loss {half} against fp32 {full}"
-        );
+        let value = f64::try_from(&loss).unwrap();
+        assert!(value.is_finite(), "{kind:?} {task:?}: bf16 loss {value}");
         loss.backward();
         let mut reached = 0;
         for (k, v) in vs.variables() {
