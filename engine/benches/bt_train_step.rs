@@ -221,35 +221,50 @@ fn ours(shape: &Shape, run: &Run) -> (f64, i64) {
     (times[times.len() / 2], params)
 }
 
-/// The peer's median seconds per step and parameter count, or why it could not run.
-fn peer(shape: &Shape, run: &Run) -> Result<(f64, i64), String> {
-    // The checkout it was built in, else the current directory (a binary carried to another
-    // machine runs from that machine's checkout).
-    let built_in = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let repo = if built_in.join("scripts/bench_bt_peer.py").is_file() {
-        built_in
-    } else {
-        PathBuf::from(".")
-    };
-    let pythonpath = match std::env::var("TOWERLAB_PEER_PYTHONPATH") {
-        Ok(p) => p,
-        Err(_) => {
-            let setup = Command::new(repo.join("scripts/setup-python-peer.sh"))
-                .output()
-                .map_err(|e| format!("scripts/setup-python-peer.sh: {e}"))?;
-            if !setup.status.success() {
-                return Err(format!(
-                    "scripts/setup-python-peer.sh failed: {}",
-                    String::from_utf8_lossy(&setup.stderr)
-                ));
+/// How to start the peer: its script and `PYTHONPATH`, found once for every shape and round.
+struct Peer {
+    script: PathBuf,
+    pythonpath: String,
+}
+
+impl Peer {
+    fn find() -> Result<Self, String> {
+        // The checkout it was built in, else the current directory (a binary carried to another
+        // machine runs from that machine's checkout).
+        let built_in = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let repo = if built_in.join("scripts/bench_bt_peer.py").is_file() {
+            built_in
+        } else {
+            PathBuf::from(".")
+        };
+        let pythonpath = match std::env::var("TOWERLAB_PEER_PYTHONPATH") {
+            Ok(p) => p,
+            Err(_) => {
+                let setup = Command::new(repo.join("scripts/setup-python-peer.sh"))
+                    .output()
+                    .map_err(|e| format!("scripts/setup-python-peer.sh: {e}"))?;
+                if !setup.status.success() {
+                    return Err(format!(
+                        "scripts/setup-python-peer.sh failed: {}",
+                        String::from_utf8_lossy(&setup.stderr)
+                    ));
+                }
+                String::from_utf8_lossy(&setup.stdout).trim().to_string()
             }
-            String::from_utf8_lossy(&setup.stdout).trim().to_string()
-        }
-    };
+        };
+        Ok(Self {
+            script: repo.join("scripts/bench_bt_peer.py"),
+            pythonpath,
+        })
+    }
+}
+
+/// The peer's median seconds per step and parameter count, or why it could not run.
+fn peer(peer: &Peer, shape: &Shape, run: &Run) -> Result<(f64, i64), String> {
     let out = Command::new("python3")
-        .arg(repo.join("scripts/bench_bt_peer.py"))
+        .arg(&peer.script)
         .arg(shape.peer_json(run))
-        .env("PYTHONPATH", pythonpath)
+        .env("PYTHONPATH", &peer.pythonpath)
         .output()
         .map_err(|e| format!("python3: {e}"))?;
     if !out.status.success() {
@@ -336,6 +351,7 @@ fn main() {
         "{:<6} {:>6} {:>12} {:>12} {:>14} {:>14} {:>8}",
         "shape", "batch", "ours params", "HF params", "ours samples/s", "HF samples/s", "ratio"
     );
+    let found = Peer::find();
     for shape in &shapes {
         let mut best_ours = f64::INFINITY;
         let mut best_peer: Result<f64, String> = Err("not run".into());
@@ -344,7 +360,11 @@ fn main() {
             let (s, p) = ours(shape, &run);
             best_ours = best_ours.min(s);
             params.0 = p;
-            match peer(shape, &run) {
+            match found
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|p| peer(p, shape, &run))
+            {
                 Ok((s, p)) => {
                     params.1 = p;
                     best_peer = Ok(best_peer.map_or(s, |b: f64| b.min(s)));
