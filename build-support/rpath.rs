@@ -11,4 +11,8 @@ fn emit_libtorch_rpath() {
     // Resolve the .libtorch link so the rpath names the real, per-user cache directory.
     let lib = std::fs::canonicalize(&lib).unwrap_or(lib);
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    // Nothing calls into libtorch_cuda.so directly, so the linker's default --as-needed drops it
+    // and CUDA then reports no device even on a GPU machine. libtorch.so needs both the CPU and
+    // the CUDA library; keeping it as a dependency loads the CUDA backend wherever it exists.
+    println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch,--as-needed");
 }

@@ -10,6 +10,18 @@ pub struct CudaDevice {
     pub total_memory_bytes: u64,
 }
 
+/// Whether libtorch's CUDA backend (`libtorch_cuda.so`) is in this process. libtorch finds no
+/// device without it, even on a GPU machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CudaBackend {
+    Loaded,
+    /// The loaded libtorch is a CPU-only build.
+    NotInLibtorch,
+    /// The library exists beside `libtorch_cpu.so` but was not loaded: the binary was linked
+    /// without it.
+    NotLoaded,
+}
+
 /// The libtorch this process runs on: version, location and devices.
 #[derive(Debug, Clone)]
 pub struct RuntimeInfo {
@@ -17,6 +29,7 @@ pub struct RuntimeInfo {
     pub version: Option<String>,
     /// Directory holding the `libtorch_cpu.so` that the dynamic loader mapped into this process.
     pub lib_dir: Option<PathBuf>,
+    pub cuda_backend: CudaBackend,
     pub cuda_devices: Vec<CudaDevice>,
     pub num_threads: i32,
     pub has_mkl: bool,
@@ -26,7 +39,18 @@ pub struct RuntimeInfo {
 impl RuntimeInfo {
     /// Queries libtorch. Touches no device memory.
     pub fn probe() -> Self {
-        let lib_dir = loaded_libtorch_dir();
+        let maps = mapped_libraries();
+        let lib_dir = loaded_libtorch_dir(&maps);
+        let cuda_backend = if maps.iter().any(|p| p.ends_with("/libtorch_cuda.so")) {
+            CudaBackend::Loaded
+        } else if lib_dir
+            .as_deref()
+            .is_some_and(|d| d.join("libtorch_cuda.so").exists())
+        {
+            CudaBackend::NotLoaded
+        } else {
+            CudaBackend::NotInLibtorch
+        };
         let version = lib_dir.as_deref().and_then(version_beside);
         let cuda_devices = (0..tch::Cuda::device_count().max(0) as usize)
             .map(|index| {
@@ -41,6 +65,7 @@ impl RuntimeInfo {
         Self {
             version,
             lib_dir,
+            cuda_backend,
             cuda_devices,
             num_threads: tch::get_num_threads(),
             has_mkl: tch::utils::has_mkl(),
@@ -49,14 +74,21 @@ impl RuntimeInfo {
     }
 }
 
-/// Finds the mapped `libtorch_cpu.so` in `/proc/self/maps`: this is the library actually in use,
+/// The files mapped into this process (`/proc/self/maps`): the libraries actually in use,
 /// whatever the rpath or `LD_LIBRARY_PATH` said.
-fn loaded_libtorch_dir() -> Option<PathBuf> {
+fn mapped_libraries() -> Vec<String> {
     // Make sure libtorch is loaded and initialised before looking.
     let _ = tch::get_num_threads();
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
     maps.lines()
         .filter_map(|line| line.split_whitespace().nth(5))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The directory of the mapped `libtorch_cpu.so`.
+fn loaded_libtorch_dir(maps: &[String]) -> Option<PathBuf> {
+    maps.iter()
         .find(|path| path.ends_with("/libtorch_cpu.so"))
         .and_then(|path| Path::new(path).parent().map(Path::to_path_buf))
 }
@@ -127,6 +159,14 @@ mod tests {
         let version = info.version.expect("libtorch version");
         assert!(version.starts_with("2.11.0"), "{version}");
         assert!(info.lib_dir.is_some());
+    }
+
+    /// The linker drops `libtorch_cuda.so` unless told to keep it (build-support/rpath.rs);
+    /// without it a GPU machine would silently train on the CPU.
+    #[test]
+    fn the_cuda_backend_is_loaded_when_libtorch_has_one() {
+        let info = RuntimeInfo::probe();
+        assert_ne!(info.cuda_backend, CudaBackend::NotLoaded, "{info:?}");
     }
 
     fn tempdir() -> PathBuf {

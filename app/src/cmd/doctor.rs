@@ -47,6 +47,15 @@ fn engine_section(out: &mut String) {
         yes_no(info.has_mkl),
         yes_no(info.has_openmp)
     );
+    let backend = match info.cuda_backend {
+        engine::runtime::CudaBackend::Loaded => "loaded",
+        engine::runtime::CudaBackend::NotInLibtorch => "none (a CPU-only libtorch)",
+        engine::runtime::CudaBackend::NotLoaded => {
+            "NOT LOADED: this binary was linked without libtorch_cuda.so, so no GPU is usable; \
+             rebuild it (build-support/rpath.rs keeps the library)"
+        }
+    };
+    let _ = writeln!(out, "  cuda:    {backend}");
     if info.cuda_devices.is_empty() {
         let _ = writeln!(out, "devices:   CPU only");
     } else {
