@@ -99,6 +99,14 @@ fn retrieval_recall(
     data: &dyn TaskData,
     opts: RecallOptions,
 ) -> Result<Option<Recall>> {
+    model.with_recall_precision(|| retrieval_recall_in(model, data, opts))
+}
+
+fn retrieval_recall_in(
+    model: &TowerModel,
+    data: &dyn TaskData,
+    opts: RecallOptions,
+) -> Result<Option<Recall>> {
     let mut texts = Vec::new();
     let mut text_image = Vec::new();
     let mut images = Vec::new();
@@ -140,7 +148,8 @@ fn retrieval_recall(
 
 /// `epoch_wrapup`'s sum over the switched-on `loss_names`, on the validation split: ITM and
 /// MLM accuracy, the VQA score, NLVR2/SNLI dev accuracy, `r_mean` for retrieval (when recall
-/// was computed); plain `itc` adds nothing.
+/// was computed, as a fraction: the reference logs recall in percent but adds `r_mean` itself);
+/// plain `itc` adds nothing.
 pub fn the_metric(objectives: &[String], epoch: &BTreeMap<String, f64>) -> f64 {
     let get = |name: &str, what: &str| {
         let key = format!("{}/{name}/{what}", Split::Val.as_str());
@@ -152,7 +161,7 @@ pub fn the_metric(objectives: &[String], epoch: &BTreeMap<String, f64>) -> f64 {
             "vqa" => get("vqa", "score"),
             "mlm" | "itm" | "nlvr2" | "snli" => get(o, "accuracy"),
             "itm_itc" => get("itm", "accuracy"),
-            "irtr_itm_itc" => epoch.get("val/r_mean").copied().unwrap_or(0.0),
+            "irtr_itm_itc" => epoch.get("val/r_mean").map_or(0.0, |pct| pct / 100.0),
             _ => 0.0,
         })
         .sum()
@@ -201,6 +210,8 @@ mod tests {
         assert_eq!(the_metric(&names(&["mlm", "itc"]), &e), 0.25);
         assert_eq!(the_metric(&names(&["itm_itc"]), &e), 0.75);
         assert_eq!(the_metric(&names(&["vqa"]), &e), 0.0);
+        e.insert("val/r_mean".to_string(), 62.5);
+        assert_eq!(the_metric(&names(&["irtr_itm_itc"]), &e), 0.625);
     }
 
     #[test]
