@@ -1,7 +1,9 @@
-//! The reference optimiser: transformers' `AdamW` (β 0.9/0.98, ε 1e-8, bias correction,
-//! decoupled weight decay applied after the Adam update) over the six parameter groups of
-//! `meter_utils.set_schedule`. Written with plain tensor ops so that its state can be saved and
-//! restored exactly, which `tch::nn::Optimizer` does not allow.
+//! The reference optimisers over the six parameter groups of `meter_utils.set_schedule`, by
+//! `optim_type`: transformers' `AdamW` (β 0.9/0.98, ε 1e-8, bias correction, decoupled weight
+//! decay applied after the Adam update; the release scripts' choice), `torch.optim.Adam`
+//! (default β 0.9/0.999, ε 1e-8, weight decay added to the gradient) and `torch.optim.SGD`
+//! (momentum 0.9, weight decay added to the gradient). Written with plain tensor ops so that
+//! the state can be saved and restored exactly, which `tch::nn::Optimizer` does not allow.
 
 use std::collections::BTreeMap;
 
@@ -52,9 +54,29 @@ pub fn group_of(name: &str) -> Option<(LrClass, bool)> {
     }
 }
 
+/// `optim_type`: which update rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    AdamW,
+    Adam,
+    Sgd,
+}
+
+impl Algorithm {
+    pub fn from_optim_type(name: &str) -> Option<Self> {
+        match name {
+            "adamw" => Some(Self::AdamW),
+            "adam" => Some(Self::Adam),
+            "sgd" => Some(Self::Sgd),
+            _ => None,
+        }
+    }
+}
+
 /// Hyper-parameters of the optimiser.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AdamWConfig {
+pub struct OptimConfig {
+    pub algorithm: Algorithm,
     pub lr: f64,
     pub lr_head: f64,
     pub lr_cross_modal: f64,
@@ -62,28 +84,39 @@ pub struct AdamWConfig {
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
+    /// SGD's momentum.
+    pub momentum: f64,
 }
 
-impl AdamWConfig {
+impl OptimConfig {
     /// The reference settings. The reference multiplies the base rate by `lr_mult_*` when the
     /// multiplier is a Python int and uses it as the rate itself when it is a float; settings
     /// hold numbers as f64, so a whole number stands for the int case (every release script
     /// uses whole multipliers).
     pub fn reference(
+        algorithm: Algorithm,
         lr: f64,
         weight_decay: f64,
         lr_mult_head: f64,
         lr_mult_cross_modal: f64,
     ) -> Self {
         let resolve = |mult: f64| if mult.fract() == 0.0 { lr * mult } else { mult };
+        // AdamW gets the reference's explicit betas; Adam keeps torch's defaults.
+        let beta2 = if algorithm == Algorithm::AdamW {
+            0.98
+        } else {
+            0.999
+        };
         Self {
+            algorithm,
             lr,
             lr_head: resolve(lr_mult_head),
             lr_cross_modal: resolve(lr_mult_cross_modal),
             weight_decay,
             beta1: 0.9,
-            beta2: 0.98,
+            beta2,
             eps: 1e-8,
+            momentum: 0.9,
         }
     }
 
@@ -100,13 +133,15 @@ struct Param {
     tensor: Tensor,
     class: LrClass,
     decay: bool,
+    /// Adam's first moment; SGD's momentum buffer.
     exp_avg: Tensor,
+    /// Adam's second moment; unused by SGD.
     exp_avg_sq: Tensor,
 }
 
-/// AdamW over named parameters with exactly restorable state.
-pub struct AdamW {
-    config: AdamWConfig,
+/// The optimiser over named parameters with exactly restorable state.
+pub struct Optimizer {
+    config: OptimConfig,
     params: BTreeMap<String, Param>,
     /// Optimiser steps taken (the bias-correction step count).
     step: u64,
@@ -114,10 +149,10 @@ pub struct AdamW {
     lr_factor: f64,
 }
 
-impl AdamW {
+impl Optimizer {
     /// Takes the trainable variables by name (e.g. `VarStore::variables()` filtered by
     /// `requires_grad`) and sorts them into the reference groups.
-    pub fn new(config: AdamWConfig, named: impl IntoIterator<Item = (String, Tensor)>) -> Self {
+    pub fn new(config: OptimConfig, named: impl IntoIterator<Item = (String, Tensor)>) -> Self {
         let params = named
             .into_iter()
             .filter(|(_, t)| t.requires_grad())
@@ -201,7 +236,7 @@ impl AdamW {
         norm
     }
 
-    /// One optimiser step with the current rates (transformers.AdamW, `correct_bias=True`).
+    /// One optimiser step with the current rates.
     pub fn step(&mut self) {
         self.step += 1;
         let t = self.step as f64;
@@ -215,16 +250,34 @@ impl AdamW {
                     continue;
                 }
                 let lr = c.lr_of(p.class) * self.lr_factor;
-                let _ = p.exp_avg.f_mul_scalar_(c.beta1);
-                let _ = p.exp_avg.f_add_(&(&grad * (1.0 - c.beta1)));
-                let _ = p.exp_avg_sq.f_mul_scalar_(c.beta2);
-                let _ = p.exp_avg_sq.f_add_(&(&grad * &grad * (1.0 - c.beta2)));
-                let denom = p.exp_avg_sq.sqrt() + c.eps;
-                let step_size = lr * bc2.sqrt() / bc1;
-                let _ = p.tensor.f_sub_(&(&p.exp_avg / denom * step_size));
-                if p.decay && c.weight_decay > 0.0 {
-                    // Applied to the already-updated weights, as transformers does.
-                    let _ = p.tensor.f_mul_scalar_(1.0 - lr * c.weight_decay);
+                let wd = if p.decay { c.weight_decay } else { 0.0 };
+                match c.algorithm {
+                    // transformers.AdamW, `correct_bias=True`.
+                    Algorithm::AdamW => {
+                        adam_moments(p, &grad, c);
+                        let denom = p.exp_avg_sq.sqrt() + c.eps;
+                        let step_size = lr * bc2.sqrt() / bc1;
+                        let _ = p.tensor.f_sub_(&(&p.exp_avg / denom * step_size));
+                        if wd > 0.0 {
+                            // Applied to the already-updated weights, as transformers does.
+                            let _ = p.tensor.f_mul_scalar_(1.0 - lr * wd);
+                        }
+                    }
+                    // torch.optim.Adam: L2 decay in the gradient, ε outside the correction.
+                    Algorithm::Adam => {
+                        let grad = with_l2(&grad, &p.tensor, wd);
+                        adam_moments(p, &grad, c);
+                        let denom = p.exp_avg_sq.sqrt() / bc2.sqrt() + c.eps;
+                        let _ = p.tensor.f_sub_(&(&p.exp_avg / denom * (lr / bc1)));
+                    }
+                    // torch.optim.SGD: the buffer starts as the first gradient, which a zero
+                    // buffer times the momentum plus that gradient is.
+                    Algorithm::Sgd => {
+                        let grad = with_l2(&grad, &p.tensor, wd);
+                        let _ = p.exp_avg.f_mul_scalar_(c.momentum);
+                        let _ = p.exp_avg.f_add_(&grad);
+                        let _ = p.tensor.f_sub_(&(&p.exp_avg * lr));
+                    }
                 }
             }
         });
@@ -240,7 +293,7 @@ impl AdamW {
         (self.step, out)
     }
 
-    /// Restores a state saved by [`AdamW::state`]; every moment must be present with its shape.
+    /// Restores a state saved by [`Optimizer::state`]; every moment must be present with its shape.
     pub fn load_state(
         &mut self,
         step: u64,
@@ -271,6 +324,22 @@ impl AdamW {
         }
         self.step = step;
         Ok(())
+    }
+}
+
+fn adam_moments(p: &mut Param, grad: &Tensor, c: OptimConfig) {
+    let _ = p.exp_avg.f_mul_scalar_(c.beta1);
+    let _ = p.exp_avg.f_add_(&(grad * (1.0 - c.beta1)));
+    let _ = p.exp_avg_sq.f_mul_scalar_(c.beta2);
+    let _ = p.exp_avg_sq.f_add_(&(grad * grad * (1.0 - c.beta2)));
+}
+
+/// `grad + wd · w` (torch's `weight_decay` for Adam and SGD).
+fn with_l2(grad: &Tensor, w: &Tensor, wd: f64) -> Tensor {
+    if wd > 0.0 {
+        grad + w * wd
+    } else {
+        grad.shallow_clone()
     }
 }
 
@@ -320,16 +389,8 @@ mod tests {
     #[test]
     fn step_matches_transformers_adamw() {
         let w = Tensor::from_slice(&[1.0f64, -2.0]).set_requires_grad(true);
-        let cfg = AdamWConfig {
-            lr: 0.1,
-            lr_head: 0.1,
-            lr_cross_modal: 0.1,
-            weight_decay: 0.01,
-            beta1: 0.9,
-            beta2: 0.98,
-            eps: 1e-8,
-        };
-        let mut opt = AdamW::new(cfg, [("w".to_string(), w.shallow_clone())]);
+        let cfg = OptimConfig::reference(Algorithm::AdamW, 0.1, 0.01, 1.0, 1.0);
+        let mut opt = Optimizer::new(cfg, [("w".to_string(), w.shallow_clone())]);
         let (mut p, mut m, mut v) = ([1.0f64, -2.0], [0.0f64; 2], [0.0f64; 2]);
         for t in 1..=2 {
             opt.zero_grad();
@@ -352,9 +413,59 @@ mod tests {
         }
     }
 
+    /// `torch.optim.Adam` and `torch.optim.SGD(momentum=0.9)` with L2 weight decay, two steps
+    /// by hand; a no-decay parameter (`…bias`) ignores the decay.
+    #[test]
+    fn adam_and_sgd_match_torch() {
+        for algorithm in [Algorithm::Adam, Algorithm::Sgd] {
+            let w = Tensor::from_slice(&[1.0f64, -2.0]).set_requires_grad(true);
+            let b = Tensor::from_slice(&[0.5f64]).set_requires_grad(true);
+            let cfg = OptimConfig::reference(algorithm, 0.1, 0.01, 1.0, 1.0);
+            let mut opt = Optimizer::new(
+                cfg,
+                [
+                    ("w".to_string(), w.shallow_clone()),
+                    ("x.bias".to_string(), b.shallow_clone()),
+                ],
+            );
+            let mut p = [1.0f64, -2.0, 0.5];
+            let (mut m, mut v) = ([0.0f64; 3], [0.0f64; 3]);
+            for t in 1..=2 {
+                opt.zero_grad();
+                ((&w * &w).sum(Kind::Double) + (&b * &b).sum(Kind::Double)).backward();
+                opt.step();
+                for i in 0..3 {
+                    let wd = if i < 2 { 0.01 } else { 0.0 };
+                    let g = 2.0 * p[i] + wd * p[i];
+                    match algorithm {
+                        Algorithm::Adam => {
+                            m[i] = 0.9 * m[i] + 0.1 * g;
+                            v[i] = 0.999 * v[i] + 0.001 * g * g;
+                            let bc1 = 1.0 - 0.9f64.powi(t);
+                            let bc2 = 1.0 - 0.999f64.powi(t);
+                            p[i] -= 0.1 / bc1 * m[i] / (v[i].sqrt() / bc2.sqrt() + 1e-8);
+                        }
+                        _ => {
+                            m[i] = if t == 1 { g } else { 0.9 * m[i] + g };
+                            p[i] -= 0.1 * m[i];
+                        }
+                    }
+                }
+            }
+            let mut got: Vec<f64> = Vec::try_from(&w.detach()).unwrap();
+            got.extend(Vec::<f64>::try_from(&b.detach()).unwrap());
+            for i in 0..3 {
+                assert!(
+                    (got[i] - p[i]).abs() < 1e-12,
+                    "{algorithm:?}: {got:?} vs {p:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn whole_multipliers_multiply_and_fractions_are_rates() {
-        let c = AdamWConfig::reference(1e-5, 0.01, 50.0, 5e-5);
+        let c = OptimConfig::reference(Algorithm::AdamW, 1e-5, 0.01, 50.0, 5e-5);
         assert!((c.lr_head - 5e-4).abs() < 1e-18);
         assert_eq!(c.lr_cross_modal, 5e-5);
     }
@@ -362,8 +473,8 @@ mod tests {
     #[test]
     fn state_round_trip_continues_identically() {
         let make = || Tensor::from_slice(&[0.5f32, 1.5, -1.0]).set_requires_grad(true);
-        let cfg = AdamWConfig::reference(0.05, 0.01, 1.0, 1.0);
-        let run = |w: &Tensor, opt: &mut AdamW, n: usize| {
+        let cfg = OptimConfig::reference(Algorithm::AdamW, 0.05, 0.01, 1.0, 1.0);
+        let run = |w: &Tensor, opt: &mut Optimizer, n: usize| {
             for _ in 0..n {
                 opt.zero_grad();
                 (w * w * 3.0 - w).sum(Kind::Float).backward();
@@ -371,17 +482,17 @@ mod tests {
             }
         };
         let a = make();
-        let mut opt_a = AdamW::new(cfg, [("w".into(), a.shallow_clone())]);
+        let mut opt_a = Optimizer::new(cfg, [("w".into(), a.shallow_clone())]);
         run(&a, &mut opt_a, 4);
 
         let b = make();
-        let mut opt_b = AdamW::new(cfg, [("w".into(), b.shallow_clone())]);
+        let mut opt_b = Optimizer::new(cfg, [("w".into(), b.shallow_clone())]);
         run(&b, &mut opt_b, 2);
         let (step, state) = opt_b.state();
         let saved: BTreeMap<String, Tensor> =
             state.into_iter().map(|(k, t)| (k, t.copy())).collect();
         let c = b.detach().copy().set_requires_grad(true);
-        let mut opt_c = AdamW::new(cfg, [("w".into(), c.shallow_clone())]);
+        let mut opt_c = Optimizer::new(cfg, [("w".into(), c.shallow_clone())]);
         opt_c.load_state(step, &saved).unwrap();
         run(&c, &mut opt_c, 2);
         let diff = f64::try_from((a.detach() - c.detach()).abs().max()).unwrap();
@@ -392,8 +503,8 @@ mod tests {
     #[test]
     fn load_state_names_missing_moments() {
         let w = Tensor::zeros([2], (Kind::Float, Device::Cpu)).set_requires_grad(true);
-        let mut opt = AdamW::new(
-            AdamWConfig::reference(1e-3, 0.0, 1.0, 1.0),
+        let mut opt = Optimizer::new(
+            OptimConfig::reference(Algorithm::AdamW, 1e-3, 0.0, 1.0, 1.0),
             [("w".into(), w)],
         );
         let err = opt.load_state(3, &BTreeMap::new()).unwrap_err();

@@ -13,7 +13,7 @@ use tch::{nn, Device, Tensor};
 use super::checkpoint::{self, LoopState};
 use super::eval::{evaluate, Evaluation};
 use super::events::{Event, FailureClass};
-use super::optim::{AdamW, AdamWConfig};
+use super::optim::{Algorithm, OptimConfig, Optimizer};
 use super::schedule::Schedule;
 use super::source::TaskData;
 use crate::model::objectives::{compute_task, total_loss, Split};
@@ -168,8 +168,15 @@ fn train(
         s.decay_power,
     );
     let named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    let mut opt = AdamW::new(
-        AdamWConfig::reference(
+    let algorithm = Algorithm::from_optim_type(&s.optim_type).ok_or_else(|| {
+        EngineError::Invalid(format!(
+            "optim_type must be adamw, adam or sgd, found \"{}\"",
+            s.optim_type
+        ))
+    })?;
+    let mut opt = Optimizer::new(
+        OptimConfig::reference(
+            algorithm,
             s.learning_rate,
             s.weight_decay,
             s.lr_mult_head,
@@ -355,7 +362,7 @@ fn evaluate_and_checkpoint(
     job: &TrainJob,
     model: &TowerModel,
     vs: &nn::VarStore,
-    opt: &AdamW,
+    opt: &Optimizer,
     data: &dyn TaskData,
     state: &mut LoopState,
     events: &Sender<Event>,
@@ -391,7 +398,7 @@ fn evaluate_and_checkpoint(
 fn save_checkpoint(
     job: &TrainJob,
     vs: &nn::VarStore,
-    opt: &AdamW,
+    opt: &Optimizer,
     state: &LoopState,
     events: &Sender<Event>,
 ) -> Result<()> {
