@@ -2,7 +2,7 @@
 # The GPU checks of the model and training issues, in one short run on a device machine, from the
 # repository root, with gpu-bin/ carried (scripts/prepare-gpu-check.sh builds it here):
 #   1. `towerlab doctor`: libtorch sees the GPU;
-#   2. CUDA training with bf16 (`amp_flag`): the shipped pre-training experiment's MLM+ITM+ITC
+#   2. CUDA training with bf16 (`precision = "bf16"`): the shipped pre-training experiment's MLM+ITM+ITC
 #      arm and the demo's AAUE VQA run, shortened, with their metrics;
 #   3. the BridgeTower training step at base size, bf16, against Hugging Face's BridgeTowerModel
 #      on the same GPU (when the machine's Python has transformers, or TOWERLAB_PEER_PYTHONPATH
@@ -24,10 +24,10 @@ echo "== 1. doctor"
 echo "== 2. CUDA training, bf16"
 db="$out/gpu.db"
 ( time "$bin/towerlab" run experiments/pretrain_synthetic.toml --db "$db" \
-    --set device=cuda --set amp_flag=true --set 'loss_names=mlm,itm,itc' ) 2>&1 |
+    --set device=cuda --set precision=bf16 --set 'loss_names=mlm,itm,itc' ) 2>&1 |
   tee "$out/pretrain.txt"
 ( time "$bin/towerlab" run experiments/demo.toml --db "$db" \
-    --set device=cuda --set amp_flag=true --set manager_type=AAUE --set seed=0 ) 2>&1 |
+    --set device=cuda --set precision=bf16 --set manager_type=AAUE --set seed=0 ) 2>&1 |
   tee "$out/vqa.txt"
 "$bin/towerlab" ls --db "$db" 2>&1 | tee "$out/runs.txt"
 

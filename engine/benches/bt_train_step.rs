@@ -9,7 +9,7 @@
 //!   `base` is CLIP ViT-B/16 + RoBERTa-base sized, 6 cross-modal layers, batch 32);
 //!   `TOWERLAB_BENCH_BATCH` overrides every shape's batch;
 //! - `TOWERLAB_BENCH_DEVICE`: `cpu` (default) or `cuda`; `TOWERLAB_BENCH_BF16=1`: bf16 on CUDA
-//!   (ours `amp_flag`, the peer `torch.autocast(dtype=bfloat16)`);
+//!   (ours `precision = "bf16"`, the peer `torch.autocast(dtype=bfloat16)`);
 //! - `TOWERLAB_PEER_PYTHONPATH`: the peer's `PYTHONPATH` as is (a machine without network);
 //!   otherwise it comes from `scripts/setup-python-peer.sh` (which installs the pinned
 //!   transformers once).

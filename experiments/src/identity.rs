@@ -70,7 +70,7 @@ pub fn identity_document(
         map.insert("loss_names".into(), loss_names);
         // Keys added after runs were stored count only when set, so that those runs keep
         // their identities.
-        for (k, default) in Settings::LATE_KEYS {
+        for (k, default) in Settings::late_keys() {
             if map.get(k) == Some(&default) {
                 map.remove(k);
             }

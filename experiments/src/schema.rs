@@ -149,6 +149,14 @@ pub fn check_value(path: &str, value: &Json) -> Result<Json, String> {
             }
             value.clone()
         }
+        // A numeric choice (`precision = 32`) may be written as a number.
+        (KeyType::Choice(names), Json::Number(n)) => {
+            let s = n.to_string();
+            if !names.contains(&s.as_str()) {
+                return Err(format!("`{path}` expects {}, found {s}", ty.describe()));
+            }
+            Json::String(s)
+        }
         _ => return Err(wrong()),
     };
     // The field's Rust type may be narrower (usize, u64): let serde decide.
@@ -275,6 +283,16 @@ mod tests {
             check_value("manager_type", &json!("XX")).unwrap_err(),
             "`manager_type` expects one of \"AAUE\", \"SAUE\", \"SAE\", \"BT\", \"METER\", found \"XX\""
         );
+        // `precision = 32` as the reference writes it; fp16 is not offered.
+        assert_eq!(check_value("precision", &json!(32)).unwrap(), json!("32"));
+        assert_eq!(
+            check_value("precision", &json!("bf16")).unwrap(),
+            json!("bf16")
+        );
+        assert_eq!(
+            check_value("precision", &json!(16)).unwrap_err(),
+            "`precision` expects one of \"32\", \"bf16\", found 16"
+        );
         assert_eq!(
             check_value("num_workers", &json!(-1)).unwrap_err(),
             "`num_workers` expects a non-negative integer, found -1"
@@ -292,6 +310,7 @@ mod tests {
         assert_eq!(parse_text("num_layers", "3").unwrap(), json!(3));
         assert_eq!(parse_text("amp_flag", "false").unwrap(), json!(false));
         assert_eq!(parse_text("device", "cpu").unwrap(), json!("cpu"));
+        assert_eq!(parse_text("precision", "32").unwrap(), json!("32"));
         assert_eq!(
             parse_text("datasets", "coco,vg").unwrap(),
             json!(["coco", "vg"])

@@ -43,6 +43,53 @@ impl ManagerType {
     }
 }
 
+/// `precision`: the numeric precision of training and evaluation. The reference trains in fp32
+/// (`precision = 32`, its default); `"bf16"` (TowerLab) runs the matrix products in bf16 on
+/// CUDA, with fp32 weights, optimizer and losses, and is ignored on the CPU. Written `32`,
+/// `"32"` or `"bf16"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Precision {
+    #[serde(rename = "32")]
+    Fp32,
+    #[serde(rename = "bf16")]
+    Bf16,
+}
+
+impl Precision {
+    pub const NAMES: [&'static str; 2] = ["32", "bf16"];
+
+    fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "32" => Some(Self::Fp32),
+            "bf16" => Some(Self::Bf16),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Precision {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Precision;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("32 or \"bf16\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Precision, E> {
+                Precision::from_name(v)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Precision, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Precision, E> {
+                self.visit_str(&v.to_string())
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 /// `manager_weight_type`: one weight per expert per channel, or one per expert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -216,8 +263,10 @@ pub struct Settings {
     // ---- evaluation ----
     pub get_recall_metric: bool,
     pub k_test: i64,
-    /// Mixed precision: bf16 autocast on CUDA (ignored on CPU).
+    /// As the reference: mixed precision for the retrieval recall evaluation only (bf16 on
+    /// CUDA here, fp16 there; ignored on the CPU). Training precision is `precision`.
     pub amp_flag: bool,
+    pub precision: Precision,
     /// TowerLab: evaluate every N optimiser steps (0 = once per epoch).
     pub val_check_steps: i64,
 
@@ -308,6 +357,7 @@ impl Default for Settings {
             get_recall_metric: false,
             k_test: 128,
             amp_flag: true,
+            precision: Precision::Fp32,
             val_check_steps: 0,
 
             vit_remove_last: false,
@@ -379,10 +429,11 @@ impl Settings {
     }
 
     /// Keys whose value is one of a fixed list of names (serialised enums).
-    pub const CHOICES: [(&'static str, &'static [&'static str]); 3] = [
+    pub const CHOICES: [(&'static str, &'static [&'static str]); 4] = [
         ("task", &["pretrain", "vqa", "nlvr2", "snli", "irtr"]),
         ("manager_type", &["AAUE", "SAUE", "SAE", "BT", "METER"]),
         ("manager_weight_type", &["vector", "scalar"]),
+        ("precision", &Precision::NAMES),
     ];
 
     /// Keys that define the model's architecture. A fine-tuning cell with `vlp = true` starts
@@ -428,10 +479,13 @@ impl Settings {
 
     /// Keys added after runs were first stored, with their defaults: run identity leaves a key
     /// out while it holds its default, so runs stored before it existed keep their identities.
-    pub const LATE_KEYS: [(&'static str, serde_json::Value); 2] = [
-        ("meter_fusion", serde_json::Value::Bool(false)),
-        ("loss_names", serde_json::Value::Array(Vec::new())),
-    ];
+    pub fn late_keys() -> [(&'static str, serde_json::Value); 3] {
+        [
+            ("meter_fusion", serde_json::Value::Bool(false)),
+            ("loss_names", serde_json::Value::Array(Vec::new())),
+            ("precision", serde_json::Value::from("32")),
+        ]
+    }
 
     /// [`Settings::objectives`] in the reference's order ([`LOSS_NAMES`]), each once: what
     /// the run computes, whatever order the list was written in.
@@ -570,7 +624,7 @@ mod tests {
     #[test]
     fn special_key_lists_name_real_keys() {
         let keys = Settings::keys();
-        let late = Settings::LATE_KEYS;
+        let late = Settings::late_keys();
         let all = Settings::MODEL_KEYS
             .iter()
             .chain(Settings::EXECUTION_KEYS.iter())
@@ -580,7 +634,7 @@ mod tests {
             assert!(keys.iter().any(|x| x == k), "{k}");
         }
         let defaults = serde_json::to_value(Settings::default()).unwrap();
-        for (k, v) in Settings::LATE_KEYS {
+        for (k, v) in Settings::late_keys() {
             assert_eq!(defaults[k], v, "{k}");
         }
     }

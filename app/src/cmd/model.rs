@@ -172,6 +172,14 @@ mod tests {
         assert_eq!(s.hidden_size, Settings::tiny().hidden_size);
         let base = settings_from_toml("").unwrap();
         assert_eq!(base, Settings::default());
+        // The reference writes `precision = 32`; forward passes are fp32 unless asked.
+        assert_eq!(base.precision, experiments::Precision::Fp32);
+        let s = settings_from_toml("precision = 32").unwrap();
+        assert_eq!(s.precision, experiments::Precision::Fp32);
+        let s = settings_from_toml("precision = \"bf16\"").unwrap();
+        assert_eq!(s.precision, experiments::Precision::Bf16);
+        let e = settings_from_toml("precision = 16").unwrap_err();
+        assert!(e.contains("bf16"), "{e}");
     }
 
     #[test]

@@ -137,8 +137,11 @@ pub struct ModelConfig {
     pub temperature: f64,
     pub contrastive_hidden_size: i64,
 
-    /// bf16 mixed precision on CUDA (`amp_flag`); ignored on CPU.
+    /// bf16 matrix products on CUDA (`precision = "bf16"`); ignored on CPU.
     pub amp: bool,
+    /// `amp_flag`: the same, for the retrieval recall evaluation only (the reference autocasts
+    /// there and trains in fp32).
+    pub recall_amp: bool,
 }
 
 impl ModelConfig {
@@ -185,7 +188,8 @@ impl ModelConfig {
             nlvr2_drop_rate: s.nlvr2_drop_rate,
             temperature: s.temperature,
             contrastive_hidden_size: s.contrastive_hidden_size,
-            amp: s.amp_flag,
+            amp: s.precision == experiments::Precision::Bf16,
+            recall_amp: s.amp_flag,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -68,11 +68,11 @@ pub fn rerank_scores(
         EngineError::Invalid("retrieval re-ranking needs the ITM head (`itm_score`)".into())
     })?;
     tch::no_grad(|| {
+        let ctx = model.ctx(false);
         let (t, i) = model.itc_features(texts, images, false)?;
-        let sims = i.matmul(&t.tr()); // [images, texts]
+        let sims = ctx.full(&i.matmul(&t.tr())); // [images, texts]
         let (ni, nt) = (sims.size()[0], sims.size()[1]);
         let device = sims.device();
-        let ctx = model.ctx(false);
         let chunk = chunk.max(1);
         // Fuses the pairs (image[a], text[b]) in chunks and returns their ITM match logits.
         let score_pairs = |img_idx: &Tensor, txt_idx: &Tensor| -> Result<Tensor> {
@@ -88,7 +88,7 @@ pub fn rerank_scores(
                     &images.index_select(&ii),
                     ForwardOptions::eval(),
                 )?;
-                parts.push(itm.forward(&out.cls_feats, ctx).select(1, 1));
+                parts.push(ctx.full(&itm.forward(&out.cls_feats, ctx)).select(1, 1));
                 start += len;
             }
             Ok(Tensor::cat(&parts, 0))
@@ -220,6 +220,38 @@ mod tests {
             .forward(&out.cls_feats, Ctx::eval())
             .double_value(&[0, 1]);
         assert!((direct - scores.double_value(&[0, top])).abs() < 1e-4);
+    }
+
+    /// `amp_flag` switches bf16 on for the recall alone (the reference autocasts only there):
+    /// scores stay fp32 and close to the fp32 ones; outside, the model computes in fp32.
+    #[test]
+    fn recall_precision_applies_inside_the_recall_only() {
+        let mut s = Settings::tiny();
+        s.task = Task::Irtr;
+        s.amp_flag = true;
+        let cfg = super::super::ModelConfig::from_settings(&s).unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut model = TowerModel::new(&vs.root(), &cfg).unwrap();
+        model.amp_on_cpu = true;
+        let ids = Tensor::randint_low(3, s.vocab_size, [4, 8], (Kind::Int64, Device::Cpu));
+        let mask = ids.ones_like();
+        let imgs = Tensor::randn([3, 3, 64, 64], (Kind::Float, Device::Cpu));
+        let scores = |model: &TowerModel| {
+            let t = model.encode_text(&ids, &mask, false).unwrap();
+            let i = model.encode_image(&imgs, false).unwrap();
+            // Every pair a candidate: bf16 similarities may pick other top-k sets.
+            rerank_scores(model, &t, &i, 8, 4).unwrap()
+        };
+        assert!(!model.ctx(false).amp);
+        let full = scores(&model);
+        let half = model.with_recall_precision(|| {
+            assert!(model.ctx(false).amp);
+            scores(&model)
+        });
+        assert!(!model.ctx(false).amp);
+        assert_eq!(half.kind(), Kind::Float);
+        let diff = f64::try_from((&half - &full).abs().max()).unwrap();
+        assert!(diff < 0.1, "bf16 recall scores drift by {diff}");
     }
 
     use super::super::Ctx;

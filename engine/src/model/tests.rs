@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use experiments::{ManagerType, Settings, Task};
+use experiments::{ManagerType, Precision, Settings, Task};
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
 use super::objectives::{self, total_loss, Batch, Split};
@@ -578,7 +578,7 @@ fn bad_inputs_are_errors() {
 #[test]
 fn amp_path_runs_in_bf16_and_stays_close() {
     let mut s = settings(ManagerType::Aaue, Task::Vqa);
-    s.amp_flag = true;
+    s.precision = Precision::Bf16;
     let (_vs, mut model) = build(&s);
     let (ids, mask) = text(&s);
     let img = image(&s);
@@ -597,7 +597,7 @@ fn amp_path_runs_in_bf16_and_stays_close() {
     assert!((sum - 1.0).abs() < 1e-4);
 }
 
-/// Every fusion type and task objective trains under the bf16 path (what `amp_flag` does on
+/// Every fusion type and task objective trains under the bf16 path (what `precision = "bf16"` does on
 /// CUDA, forced on CPU here): no dtype clash in any loss, head or hard-negative sampling, a
 /// finite fp32 loss, finite fp32 gradients on every parameter the step reaches. (How close
 /// bf16 stays to fp32 is checked in eval mode above: training draws dropout, manager noise and
@@ -615,7 +615,7 @@ fn amp_training_step_runs_for_every_fusion_and_objective() {
     ];
     for (kind, task, names) in cases {
         let mut s = settings(kind, task);
-        s.amp_flag = true;
+        s.precision = Precision::Bf16;
         s.loss_names = names.iter().map(|n| n.to_string()).collect();
         let (vs, mut model) = build(&s);
         model.amp_on_cpu = true;

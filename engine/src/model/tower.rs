@@ -5,6 +5,8 @@
 //! BridgeTower this is the reference's `infer_fusion` order; its `infer` interleaves the two, which
 //! computes the same function since the uni-modal layers never read the cross-modal states.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use experiments::ManagerType;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -222,6 +224,8 @@ pub struct TowerModel {
     heads: Heads,
     /// Tests run the bf16 path on CPU.
     pub(crate) amp_on_cpu: bool,
+    /// Set while the retrieval recall runs with `recall_amp`.
+    recall_amp_active: AtomicBool,
 }
 
 impl TowerModel {
@@ -311,6 +315,7 @@ impl TowerModel {
             meter_gates,
             cfg: cfg.clone(),
             amp_on_cpu: false,
+            recall_amp_active: AtomicBool::new(false),
         })
     }
 
@@ -331,12 +336,31 @@ impl TowerModel {
         &self.token_type_embeddings.weight
     }
 
-    /// The per-call context: bf16 only on CUDA with `amp`.
+    /// The per-call context: bf16 only on CUDA with `amp` (or inside
+    /// [`TowerModel::with_recall_precision`] with `recall_amp`).
     pub fn ctx(&self, train: bool) -> Ctx {
+        let amp = self.cfg.amp || self.recall_amp_active.load(Ordering::Relaxed);
         Ctx {
             train,
-            amp: self.cfg.amp && (self.device.is_cuda() || self.amp_on_cpu),
+            amp: amp && (self.device.is_cuda() || self.amp_on_cpu),
         }
+    }
+
+    /// Runs `f`, the retrieval recall evaluation, in its own precision: bf16 with `recall_amp`
+    /// (`amp_flag`), as the reference autocasts only there.
+    pub fn with_recall_precision<T>(&self, f: impl FnOnce() -> T) -> T {
+        struct Reset<'a>(&'a AtomicBool);
+        impl Drop for Reset<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Relaxed);
+            }
+        }
+        if !self.cfg.recall_amp {
+            return f();
+        }
+        self.recall_amp_active.store(true, Ordering::Relaxed);
+        let _reset = Reset(&self.recall_amp_active);
+        f()
     }
 
     /// Uni-modal layers kept for the cross-modal encoder (1 when there is none: the top); all
