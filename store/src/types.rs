@@ -140,6 +140,8 @@ text_enum!(
         Checkpoint => "checkpoint",
         Log => "log",
         Figure => "figure",
+        /// Model outputs on a test set, e.g. VQA's submission file.
+        Predictions => "predictions",
     }
 );
 

@@ -186,3 +186,72 @@ async fn a_directory_that_cannot_be_created_is_a_clear_error() {
     assert!(matches!(err, StoreError::CreateDir { .. }), "{err}");
     assert!(err.to_string().contains("file"), "{err}");
 }
+
+/// The `predictions` artifact kind rebuilds the artifacts table: rows of a store made before it
+/// keep their ids and paths, the new kind is accepted, and deleting a run still cascades.
+#[tokio::test]
+async fn artifacts_survive_the_predictions_kind_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = dir.path().join("migrations");
+    std::fs::create_dir(&before).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut files: Vec<_> = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.to_string_lossy().contains("artifact_predictions"))
+        .collect();
+    files.sort();
+    for f in &files {
+        std::fs::copy(f, before.join(f.file_name().unwrap())).unwrap();
+    }
+    let old = sqlx::migrate::Migrator::new(before.as_path())
+        .await
+        .unwrap();
+    let path = dir.path().join("old.db");
+    let pool = raw_pool(&path).await;
+    old.run(&pool).await.unwrap();
+    for sql in [
+        "INSERT INTO experiments (id, name, path, content_hash, created_ms, updated_ms) \
+         VALUES (1, 'legacy', 'legacy.toml', 'h', 1, 1)",
+        "INSERT INTO runs (id, experiment_id, hash, cell_key, task, created_ms) \
+         VALUES (1, 1, 'h1', 'k', 'vqa', 1)",
+        "INSERT INTO artifacts (id, run_id, kind, path, step, size_bytes, created_ms) \
+         VALUES (7, 1, 'checkpoint', '/runs/h1/checkpoints/step-5', 5, 123, 2)",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    let refused = sqlx::query(
+        "INSERT INTO artifacts (run_id, kind, path, created_ms) \
+         VALUES (1, 'predictions', '/runs/h1/vqa_submit.json', 3)",
+    )
+    .execute(&pool)
+    .await;
+    assert!(refused.is_err(), "the old schema has no predictions kind");
+    pool.close().await;
+
+    let store = Store::open(&path).await.unwrap();
+    let run = store::RunId(1);
+    let kept = store.artifacts(run).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].id, 7);
+    assert_eq!(kept[0].path, "/runs/h1/checkpoints/step-5");
+    assert_eq!(kept[0].kind, store::ArtifactKind::Checkpoint);
+    store
+        .add_artifact(
+            run,
+            &store::NewArtifact {
+                kind: store::ArtifactKind::Predictions,
+                path: "/runs/h1/vqa_submit.json".into(),
+                step: Some(5),
+                size_bytes: Some(10),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.artifacts(run).await.unwrap().len(), 2);
+    sqlx::query("DELETE FROM runs WHERE id = 1")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert!(store.artifacts(run).await.unwrap().is_empty());
+}

@@ -43,6 +43,12 @@ pub enum RunEvent {
         step: u64,
         path: PathBuf,
     },
+    /// Test-set predictions were written (VQA's submission file).
+    Predictions {
+        step: u64,
+        path: PathBuf,
+        count: usize,
+    },
     Log {
         message: String,
     },

@@ -111,6 +111,7 @@ pub mod local {
                     .collect(),
             },
             Event::Checkpoint { step, path } => RunEvent::Checkpoint { step, path },
+            Event::Predictions { step, path, count } => RunEvent::Predictions { step, path, count },
             Event::Log { message } => RunEvent::Log { message },
             Event::Finished { step } => RunEvent::Finished { step },
             Event::Failed {

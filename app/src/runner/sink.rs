@@ -153,6 +153,28 @@ impl Sink {
                     .await
                     .context("storing manager weights")?;
             }
+            RunEvent::Predictions { step, path, count } => {
+                let size = std::fs::metadata(&path).map(|m| m.len()).ok();
+                self.store
+                    .add_artifact(
+                        self.run,
+                        &NewArtifact {
+                            kind: ArtifactKind::Predictions,
+                            path: path.display().to_string(),
+                            step: Some(step as i64),
+                            size_bytes: size.map(|s| s as i64),
+                        },
+                    )
+                    .await
+                    .context("recording test predictions")?;
+                self.log(
+                    "info",
+                    format!(
+                        "test predictions of the step-{step} checkpoint ({count} questions): {}",
+                        path.display()
+                    ),
+                );
+            }
             RunEvent::Checkpoint { step, path } => {
                 self.flush().await?;
                 let size = dir_size(&path);

@@ -25,6 +25,10 @@ pub struct LoopState {
     pub optimizer_step: u64,
     /// Best `val/the_metric` so far.
     pub best_metric: Option<f64>,
+    /// The step whose checkpoint scored `best_metric` first (ties keep the earlier one, as
+    /// Lightning's `best_model_path`).
+    #[serde(default)]
+    pub best_step: Option<u64>,
     /// Content hash of the run's settings, so a checkpoint is never resumed under other settings.
     pub settings_hash: String,
 }
@@ -143,6 +147,7 @@ mod tests {
             batch_in_epoch: 3,
             optimizer_step: step,
             best_metric: Some(0.5),
+            best_step: Some(2),
             settings_hash: "abc".into(),
         }
     }

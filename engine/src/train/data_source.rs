@@ -7,7 +7,7 @@ use std::sync::Arc;
 use experiments::settings::Split as TableSplit;
 use experiments::{Settings, Task};
 
-use super::source::TaskData;
+use super::source::{TaskData, VqaTest};
 use crate::data::{
     self, DatasetKind, ImageTransform, Loader, LoaderConfig, LoaderPosition, SamplePipeline,
     TextTokenizer, ViltDataset,
@@ -23,6 +23,8 @@ pub struct LoaderData {
     train: Loader,
     /// One loader per evaluation table, with the split its metrics are logged under.
     eval: Vec<(Split, Loader)>,
+    /// VQA's test tables, when they exist: the submission file's questions.
+    vqa_test: Option<Loader>,
 }
 
 fn dataset_kind(task: Task) -> DatasetKind {
@@ -106,6 +108,8 @@ impl LoaderData {
             LoaderConfig {
                 batch_size: s.per_gpu_batchsize.max(1),
                 shuffle: true,
+                // The reference keeps a last partial batch; dropping it keeps ITM's two halves
+                // and MLM's masks non-empty (a one-sample batch may mask nothing: NaN loss).
                 drop_last: true,
                 seed: s.seed,
                 num_workers: s.num_workers,
@@ -113,6 +117,14 @@ impl LoaderData {
             },
         )
         .map_err(data_err)?;
+        let eval_config = LoaderConfig {
+            batch_size: s.per_gpu_eval_batchsize.max(1),
+            shuffle: false,
+            drop_last: false,
+            seed: s.seed,
+            num_workers: s.num_workers,
+            prefetch: 2,
+        };
         let mut eval = Vec::new();
         for name in expand_tables(dir, &s.tables(TableSplit::Val)) {
             // NLVR2 and SNLI-VE evaluate dev and test in one pass, told apart by table name.
@@ -123,23 +135,30 @@ impl LoaderData {
             };
             let loader = Loader::new(
                 pipeline(std::slice::from_ref(&name), &eval_transform)?,
-                LoaderConfig {
-                    batch_size: s.per_gpu_eval_batchsize.max(1),
-                    shuffle: false,
-                    drop_last: false,
-                    seed: s.seed,
-                    num_workers: s.num_workers,
-                    prefetch: 2,
-                },
+                eval_config.clone(),
             )
             .map_err(data_err)?;
             eval.push((split, loader));
         }
+        let test_names = expand_tables(dir, &s.tables(TableSplit::Test));
+        let test_present = !test_names.is_empty()
+            && test_names
+                .iter()
+                .all(|n| dir.join(format!("{n}.arrow")).is_file());
+        let vqa_test = if s.task == Task::Vqa && test_present {
+            Some(
+                Loader::new(pipeline(&test_names, &eval_transform)?, eval_config)
+                    .map_err(data_err)?,
+            )
+        } else {
+            None
+        };
         Ok(Self {
             task: s.task,
             skipped: Default::default(),
             train,
             eval,
+            vqa_test,
         })
     }
 }
@@ -227,5 +246,28 @@ impl TaskData for LoaderData {
 
     fn skipped_images(&self) -> usize {
         self.skipped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn vqa_test(&self) -> Result<Option<VqaTest<'_>>> {
+        let Some(test) = &self.vqa_test else {
+            return Ok(None);
+        };
+        let known: Vec<&ViltDataset> = std::iter::once(&self.train)
+            .chain(self.eval.iter().map(|(_, l)| l))
+            .map(|l| l.pipeline().dataset.as_ref())
+            .collect();
+        let id2answer = super::predictions::id2answer(&known)?;
+        let task = self.task;
+        let batches = test.epoch(0).map(move |b| {
+            b.map_err(data_err).and_then(|b| {
+                self.count_skipped(&b);
+                let ids = b.question_ids.clone();
+                to_model_batch(task, b).map(|batch| (ids, batch))
+            })
+        });
+        Ok(Some(VqaTest {
+            id2answer,
+            batches: Box::new(batches),
+        }))
     }
 }

@@ -94,6 +94,12 @@ pub enum Event {
         step: u64,
         path: PathBuf,
     },
+    /// Test-set predictions written (VQA's submission file), by the checkpoint of `step`.
+    Predictions {
+        step: u64,
+        path: PathBuf,
+        count: usize,
+    },
     Log {
         message: String,
     },

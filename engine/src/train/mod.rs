@@ -7,13 +7,14 @@ pub mod eval;
 pub mod events;
 pub mod metrics;
 pub mod optim;
+pub mod predictions;
 pub mod run;
 pub mod schedule;
 pub mod source;
 
 pub use events::{Event, FailureClass};
 pub use run::{resolve_device, run, run_with_data, Outcome, TrainJob};
-pub use source::TaskData;
+pub use source::{TaskData, VqaTest};
 
 #[cfg(test)]
 mod tests;

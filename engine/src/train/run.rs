@@ -14,6 +14,7 @@ use super::checkpoint::{self, LoopState};
 use super::eval::{evaluate, Evaluation};
 use super::events::{Event, FailureClass};
 use super::optim::{Algorithm, OptimConfig, Optimizer};
+use super::predictions;
 use super::schedule::Schedule;
 use super::source::TaskData;
 use crate::model::objectives::{compute_task, total_loss, Split};
@@ -192,6 +193,7 @@ fn train(
         batch_in_epoch: 0,
         optimizer_step: 0,
         best_metric: None,
+        best_step: None,
         settings_hash: job.run_hash.clone(),
     };
     let mut resumed_at = None;
@@ -237,6 +239,8 @@ fn train(
         resumed_at,
     });
     if state.step >= total_steps {
+        // Finished before; the predictions may not have been written yet.
+        write_vqa_predictions(job, &model, &vs, data, &state, events)?;
         return Ok(Outcome::Finished { step: state.step });
     }
 
@@ -325,6 +329,7 @@ fn train(
                 evaluate_and_checkpoint(job, &model, &vs, &opt, data, &mut state, events)?;
             }
             if done {
+                write_vqa_predictions(job, &model, &vs, data, &state, events)?;
                 return Ok(Outcome::Finished { step: state.step });
             }
             if cancel.load(Ordering::Relaxed) {
@@ -377,8 +382,11 @@ fn evaluate_and_checkpoint(
         data,
         recall_options(&job.settings),
     )?;
-    let best = state.best_metric.map_or(the_metric, |b| b.max(the_metric));
-    state.best_metric = Some(best);
+    if state.best_metric.is_none_or(|b| the_metric > b) {
+        state.best_metric = Some(the_metric);
+        state.best_step = Some(state.step);
+    }
+    let best = state.best_metric.unwrap_or(the_metric);
     let mut metrics = metrics;
     metrics.push(("val/the_metric".into(), the_metric));
     metrics.push(("val/best_the_metric".into(), best));
@@ -393,6 +401,41 @@ fn evaluate_and_checkpoint(
         });
     }
     save_checkpoint(job, vs, opt, state, events)
+}
+
+/// VQA's submission file from the best checkpoint (the reference tests `best_model_path`),
+/// once per run: an existing file is kept.
+fn write_vqa_predictions(
+    job: &TrainJob,
+    model: &TowerModel,
+    vs: &nn::VarStore,
+    data: &dyn TaskData,
+    state: &LoopState,
+    events: &Sender<Event>,
+) -> Result<()> {
+    if job.run_dir.join(predictions::SUBMISSION_FILE).is_file() {
+        return Ok(());
+    }
+    let Some(test) = data.vqa_test()? else {
+        return Ok(());
+    };
+    let step = match state.best_step {
+        Some(best) if best != state.step => {
+            let dir = job.checkpoint_dir().join(format!("step-{best}"));
+            let ck = checkpoint::load(&dir)?;
+            copy_named(vs, &ck.model, &dir)?;
+            best
+        }
+        _ => state.step,
+    };
+    let rows = predictions::predict(model, test)?;
+    let path = predictions::write_submission(&job.run_dir, &rows)?;
+    let _ = events.send(Event::Predictions {
+        step,
+        path,
+        count: rows.len(),
+    });
+    Ok(())
 }
 
 fn save_checkpoint(

@@ -1,8 +1,18 @@
 //! What the training loop needs from the data side, as a trait so that the loop does not depend
 //! on how batches are read and collated.
 
+use std::collections::BTreeMap;
+
 use crate::model::objectives::{Batch, Split};
 use crate::Result;
+
+/// The VQA test questions (`test_tables`) and what their predicted labels mean.
+pub struct VqaTest<'a> {
+    /// `id2answer` of the training and validation tables.
+    pub id2answer: BTreeMap<i64, String>,
+    /// Test batches with the `question_id` of each question.
+    pub batches: Box<dyn Iterator<Item = Result<(Vec<i64>, Batch)>> + 'a>,
+}
 
 /// Batches of one task: a resumable training stream and the evaluation batches.
 pub trait TaskData {
@@ -17,4 +27,9 @@ pub trait TaskData {
     fn eval_batches(&self) -> Box<dyn Iterator<Item = Result<(Split, Batch)>> + '_>;
     /// Corrupt images skipped so far.
     fn skipped_images(&self) -> usize;
+    /// VQA's test questions, for the submission file; `None` for other tasks or when the test
+    /// tables are absent (`Err` when they exist but cannot be read).
+    fn vqa_test(&self) -> Result<Option<VqaTest<'_>>> {
+        Ok(None)
+    }
 }

@@ -191,3 +191,155 @@ fn retrieval_evaluation_reports_recall_when_asked() {
     assert!(without.metrics.iter().all(|(k, _)| !k.contains("r_mean")));
     assert_eq!(without.the_metric, 0.0);
 }
+
+/// A finished VQA run answers every test question with the best checkpoint and writes the
+/// eval.ai file; `id2answer` comes from the training and validation tables.
+#[test]
+fn vqa_run_writes_test_predictions_of_the_best_checkpoint() {
+    use std::collections::BTreeSet;
+
+    use crate::data::{synth, Target, ViltDataset};
+
+    let data_dir = tempfile::tempdir().unwrap();
+    synth::synth(data_dir.path(), synth::SynthSize::Small, 0).unwrap();
+    let s = Settings {
+        task: Task::Vqa,
+        device: "cpu".into(),
+        data_root: data_dir.path().display().to_string(),
+        train_tables: vec!["vqav2_train".into()],
+        val_tables: vec!["vqav2_val".into()],
+        test_tables: vec!["vqav2_test".into()],
+        vqav2_label_size: synth::answer_vocabulary().len() as i64,
+        max_steps: 3,
+        val_check_steps: 1,
+        batch_size: 8,
+        per_gpu_batchsize: 8,
+        per_gpu_eval_batchsize: 64,
+        num_workers: 0,
+        ..Settings::tiny()
+    };
+    let loader = super::data_source::LoaderData::open(&s).unwrap();
+    let run_dir = tempfile::tempdir().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let out = run_with_data(
+        &job(run_dir.path(), s.clone(), false),
+        &loader,
+        &tx,
+        &AtomicBool::new(false),
+    );
+    assert_eq!(out, Outcome::Finished { step: 3 });
+    let events: Vec<Event> = rx.try_iter().collect();
+    // The best of the three evaluations, first on ties.
+    let scores: Vec<f64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Eval { metrics, .. } => metrics
+                .iter()
+                .find(|(k, _)| k == "val/the_metric")
+                .map(|(_, v)| *v),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(scores.len(), 3);
+    let best = scores
+        .iter()
+        .enumerate()
+        .fold(0, |b, (i, v)| if *v > scores[b] { i } else { b })
+        + 1;
+    let (step, path, count) = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Predictions { step, path, count } => Some((*step, path.clone(), *count)),
+            _ => None,
+        })
+        .expect("a predictions event");
+    assert_eq!(step, best as u64);
+    assert_eq!(path, run_dir.path().join(predictions::SUBMISSION_FILE));
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let test = ViltDataset::open(
+        data_dir.path(),
+        &["vqav2_test".to_string()],
+        crate::data::DatasetKind::Vqa,
+    )
+    .unwrap();
+    let expected: BTreeSet<i64> = (0..test.len())
+        .map(|i| match test.target(i).unwrap() {
+            Target::Vqa { question_id, .. } => question_id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let got: BTreeSet<i64> = rows
+        .iter()
+        .map(|r| r["question_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(rows.len(), test.len());
+    assert_eq!(count, test.len());
+    assert_eq!(got, expected);
+    let vocab = synth::answer_vocabulary();
+    assert!(rows
+        .iter()
+        .all(|r| vocab.iter().any(|a| a == r["answer"].as_str().unwrap())));
+
+    // The answers are those of the best checkpoint's weights.
+    {
+        use crate::model::{ModelConfig, TowerModel};
+        let cfg = ModelConfig::from_settings(&s).unwrap();
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let model = TowerModel::new(&vs.root(), &cfg).unwrap();
+        let ck =
+            checkpoint::load(&run_dir.path().join(format!("checkpoints/step-{best}"))).unwrap();
+        let mut vars = vs.variables();
+        tch::no_grad(|| {
+            for (name, t) in &ck.model {
+                vars.get_mut(name).unwrap().copy_(t);
+            }
+        });
+        let direct = predictions::predict(&model, loader.vqa_test().unwrap().unwrap()).unwrap();
+        let file: Vec<(i64, String)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r["question_id"].as_i64().unwrap(),
+                    r["answer"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(direct, file);
+    }
+
+    // The synthetic labels index the vocabulary; both splits together use all of it.
+    let known = [
+        ViltDataset::open(
+            data_dir.path(),
+            &["vqav2_train".to_string()],
+            crate::data::DatasetKind::Vqa,
+        )
+        .unwrap(),
+        ViltDataset::open(
+            data_dir.path(),
+            &["vqav2_val".to_string()],
+            crate::data::DatasetKind::Vqa,
+        )
+        .unwrap(),
+    ];
+    let id2answer = predictions::id2answer(&known.iter().collect::<Vec<_>>()).unwrap();
+    for (id, answer) in &id2answer {
+        assert_eq!(&vocab[*id as usize], answer);
+    }
+
+    // A resumed, already finished run keeps the file.
+    let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let (tx, _rx) = mpsc::channel();
+    let again = run_with_data(
+        &job(run_dir.path(), s, true),
+        &loader,
+        &tx,
+        &AtomicBool::new(false),
+    );
+    assert_eq!(again, Outcome::Finished { step: 3 });
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().modified().unwrap(),
+        before
+    );
+}
