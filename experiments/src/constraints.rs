@@ -48,7 +48,7 @@ pub fn check(s: &Settings) -> Vec<Problem> {
         "input_image_embed_size",
         s.input_image_embed_size,
         "vit_num_heads",
-        s.vit_num_heads,
+        s.vit_heads(),
     );
     divisible(
         "input_text_embed_size",

@@ -58,6 +58,8 @@ pub fn identity_document(
         for k in Settings::EXECUTION_KEYS {
             map.remove(k);
         }
+        // Heads are counted, not spelled: `0` (width / 64) and that number are one model.
+        map.insert("vit_num_heads".into(), Json::from(settings.vit_heads()));
         // The same objectives in another order, or spelled out as the task's own, are the
         // same run.
         let objectives = settings.objectives_in_reference_order();
@@ -347,6 +349,30 @@ mod tests {
         assert_ne!(id(&[]), id(&["itm"]));
         assert_eq!(id(&["itc", "itm", "mlm"]), id(&["mlm", "itm", "itc"]));
         assert_ne!(id(&["mlm", "itm", "itc"]), id(&[]));
+    }
+
+    /// `vit_num_heads = 0` means width / 64: the same model, and the same identity, as that
+    /// count spelled out (base runs stored with 12 keep theirs).
+    #[test]
+    fn vit_heads_count_by_value() {
+        let id = |s: &Settings| RunId::of_document(&identity_document(s, "d", "v1", None));
+        let base = Settings::default();
+        assert_eq!(base.vit_num_heads, 0);
+        assert_eq!(base.vit_heads(), 12);
+        let spelled = Settings {
+            vit_num_heads: 12,
+            ..base.clone()
+        };
+        assert_eq!(id(&base), id(&spelled));
+        let doc = identity_document(&base, "d", "v1", None);
+        assert_eq!(doc["settings"]["vit_num_heads"], 12);
+        let six = Settings {
+            vit_num_heads: 6,
+            ..base.clone()
+        };
+        assert_ne!(id(&base), id(&six));
+        // The tiny preset's 64-wide ViT has one head, as the reference builds it.
+        assert_eq!(Settings::tiny().vit_heads(), 1);
     }
 
     #[test]

@@ -226,7 +226,9 @@ pub struct Settings {
     pub input_text_embed_size: i64,
     /// TowerLab: number of CLIP ViT blocks.
     pub vit_num_layers: i64,
-    /// TowerLab: CLIP ViT attention heads (the reference uses width / 64).
+    /// TowerLab: CLIP ViT attention heads; 0 (the default) = width / 64, the reference's rule
+    /// (`vision_heads = vision_width // 64`). Set it only for Hugging Face CLIP configs with
+    /// another count. [`Settings::vit_heads`] resolves it.
     pub vit_num_heads: i64,
     /// TowerLab: number of RoBERTa layers.
     pub text_num_layers: i64,
@@ -330,7 +332,7 @@ impl Default for Settings {
             input_image_embed_size: 768,
             input_text_embed_size: 768,
             vit_num_layers: 12,
-            vit_num_heads: 12,
+            vit_num_heads: 0,
             text_num_layers: 12,
             text_num_heads: 12,
             text_intermediate_size: 3072,
@@ -404,7 +406,7 @@ impl Settings {
             input_image_embed_size: 64,
             input_text_embed_size: 64,
             vit_num_layers: 4,
-            vit_num_heads: 2,
+            vit_num_heads: 0,
             text_num_layers: 4,
             text_num_heads: 2,
             text_intermediate_size: 128,
@@ -485,6 +487,15 @@ impl Settings {
             ("loss_names", serde_json::Value::Array(Vec::new())),
             ("precision", serde_json::Value::from("32")),
         ]
+    }
+
+    /// The CLIP ViT's head count: `vit_num_heads`, or width / 64 (at least 1) when it is 0.
+    pub fn vit_heads(&self) -> i64 {
+        if self.vit_num_heads != 0 {
+            self.vit_num_heads
+        } else {
+            (self.input_image_embed_size / 64).max(1)
+        }
     }
 
     /// [`Settings::objectives`] in the reference's order ([`LOSS_NAMES`]), each once: what

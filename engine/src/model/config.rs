@@ -155,7 +155,7 @@ impl ModelConfig {
             patch_size: s.patch_size,
             vit_width: s.input_image_embed_size,
             vit_layers,
-            vit_heads: s.vit_num_heads,
+            vit_heads: s.vit_heads(),
             vit_layernorm_shared: s.vit_layernorm_shared,
             vit_ln_separate: if s.vit_layernorm_shared || s.manager_type == ManagerType::Meter {
                 0
