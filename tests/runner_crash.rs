@@ -103,6 +103,8 @@ fn rt() -> tokio::runtime::Runtime {
 async fn assert_complete_series(store: &Store) {
     for run in store.list_runs(&RunFilter::default()).await.unwrap() {
         assert_eq!(run.status, RunStatus::Finished, "run {}", run.id);
+        // The step column shows where the run ended, not the last periodic heartbeat.
+        assert_eq!(run.progress_step, Some(MAX_STEPS), "run {}", run.id);
         let series = store
             .metric_series(run.id, "train/vqa/loss", SeriesOptions::default())
             .await

@@ -368,6 +368,11 @@ async fn execute_claimed(
         }
     }
     let _ = sink.record_log_file().await;
+    // The periodic heartbeat lags the loop: record where the run ended, so a finished run does
+    // not show an earlier step.
+    if !lost.load(Ordering::SeqCst) {
+        let _ = store.heartbeat(lease, progress.get()).await;
+    }
 
     let step = match &outcome {
         Outcome::Finished { step } | Outcome::Cancelled { step } | Outcome::Failed { step, .. } => {
