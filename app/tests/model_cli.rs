@@ -254,3 +254,65 @@ fn convert_hugging_face_bridgetower_to_a_reference_ckpt() {
     ]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// Keys the config leaves out are read from the weights where shapes and key names tell: a
+/// config of just the preset runs a SAUE model with 3 cross-modal layers managing 4 scalar
+/// experts, as exactly as the config that spells it all out.
+#[test]
+fn forward_reads_unset_keys_from_the_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_aaue(dir.path());
+    let mut s = Settings::tiny();
+    s.manager_type = ManagerType::Saue;
+    s.num_layers = 3;
+    s.managed_layers_text = 4;
+    s.managed_layers_image = 4;
+    s.manager_weight_type = experiments::ManagerWeightType::Scalar;
+    let cfg = ModelConfig::from_settings(&s).unwrap();
+    let vs = VarStore::new(Device::Cpu);
+    let _model = TowerModel::new(&vs.root(), &cfg).unwrap();
+    let w = dir.path().join("saue.safetensors");
+    weights::write_safetensors(&w, &weights::named_tensors(&vs)).unwrap();
+
+    let forward = |config: &str, out: &str| {
+        let cfg = dir.path().join(format!("{out}.toml"));
+        std::fs::write(&cfg, config).unwrap();
+        let output = dir.path().join(format!("{out}.safetensors"));
+        let out = towerlab(&[
+            "model",
+            "forward",
+            "--weights",
+            w.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+            "--inputs",
+            dir.path().join("inputs.safetensors").to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}{stderr}");
+        (stdout, weights::read_safetensors(&output).unwrap())
+    };
+    let (said, inferred) = forward("preset = \"tiny\"\ndevice = \"cpu\"\n", "minimal");
+    assert!(said.contains("from the weights:"), "{said}");
+    for part in [
+        "manager_type = \"SAUE\"",
+        "num_layers = 3",
+        "managed_layers_text = 4",
+        "manager_weight_type = \"scalar\"",
+    ] {
+        assert!(said.contains(part), "{part}: {said}");
+    }
+    let (said, spelled) = forward(
+        "preset = \"tiny\"\ndevice = \"cpu\"\nmanager_type = \"SAUE\"\nnum_layers = 3\n\
+         managed_layers_text = 4\nmanaged_layers_image = 4\nmanager_weight_type = \"scalar\"\n",
+        "full",
+    );
+    assert!(!said.contains("from the weights:"), "{said}");
+    assert_eq!(inferred.len(), spelled.len());
+    for (k, a) in &inferred {
+        let (_, b) = spelled.iter().find(|(n, _)| n == k).unwrap();
+        assert!(a.equal(b), "{k}");
+    }
+}

@@ -356,6 +356,7 @@ fn forward_files_checks_the_union_of_several_weights_files() {
     .unwrap();
     let mut req = weights::ForwardRequest {
         settings: s,
+        explicit_keys: None,
         weights: vec![a.clone(), b.clone()],
         inputs,
         output: dir.path().join("out.safetensors"),

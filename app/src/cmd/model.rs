@@ -20,9 +20,10 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
             output,
             partial,
         } => {
-            let settings = load_settings(&config)?;
+            let (settings, explicit) = load_settings(&config)?;
             let req = ForwardRequest {
                 settings,
+                explicit_keys: Some(explicit),
                 weights,
                 inputs,
                 output: output.clone(),
@@ -33,6 +34,14 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
                 },
             };
             let summary = weights::forward_files(&req).map_err(user_error)?;
+            if !summary.inferred.is_empty() {
+                let list: Vec<String> = summary
+                    .inferred
+                    .iter()
+                    .map(|(k, v)| format!("{k} = {v}"))
+                    .collect();
+                println!("from the weights: {}", list.join(", "));
+            }
             for (path, r) in req.weights.iter().zip(&summary.load) {
                 print_load(path, r, &summary.device);
             }
@@ -133,10 +142,16 @@ fn invalid(path: &Path, msg: impl AsRef<str>) -> anyhow::Error {
 }
 
 /// `preset = "tiny"|"base"` (default base) plus any `Settings` keys, which override the preset.
-pub fn load_settings(path: &Path) -> anyhow::Result<Settings> {
+/// The settings of a `--config` file and the keys it sets (the rest come from its preset, or
+/// from the weights where they tell).
+pub fn load_settings(path: &Path) -> anyhow::Result<(Settings, Vec<String>)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    settings_from_toml(&text).map_err(|msg| invalid(path, msg))
+    let settings = settings_from_toml(&text).map_err(|msg| invalid(path, msg))?;
+    // Parsed above, so this cannot fail.
+    let table: toml::Table = text.parse().unwrap_or_default();
+    let explicit = table.keys().filter(|k| *k != "preset").cloned().collect();
+    Ok((settings, explicit))
 }
 
 fn settings_from_toml(text: &str) -> Result<Settings, String> {

@@ -10,15 +10,20 @@ use experiments::Settings;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
+use super::arch::Architecture;
 use super::error::WeightsError;
 use super::load::{load_into, LoadOptions, LoadReport};
-use super::read::{read, read_safetensors, write_safetensors};
+use super::read::{read, read_safetensors, write_safetensors, Checkpoint};
 use crate::model::{ForwardOptions, ModelConfig, TowerModel};
 
 /// Where the pieces of a forward pass come from and go.
 #[derive(Debug, Clone)]
 pub struct ForwardRequest {
     pub settings: Settings,
+    /// The settings keys the caller chose. With `Some`, every other key the weights determine
+    /// (sizes from tensor shapes, the fusion design from key names) is read from the weights;
+    /// with `None`, `settings` is used as it is.
+    pub explicit_keys: Option<Vec<String>>,
     /// Weights files, loaded in order; a Hugging Face backbone (CLIP, RoBERTa) only fills its own
     /// part, so `clip/` and `roberta/` together initialise both encoders.
     pub weights: Vec<PathBuf>,
@@ -36,6 +41,48 @@ pub struct ForwardSummary {
     pub load: Vec<LoadReport>,
     /// Output names and shapes, in file order.
     pub outputs: Vec<(String, Vec<i64>)>,
+    /// Settings read from the weights that differ from the request's, as `(key, value)`.
+    pub inferred: Vec<(String, serde_json::Value)>,
+}
+
+/// `base` with what the weights determine written over it (see [`Architecture::infer`]),
+/// except the `explicit` keys, and the keys that changed. Head counts that only a guess from
+/// widths would give (text and cross-modal without a `config.json`) stay as in `base`.
+pub fn settings_from_weights(
+    base: &Settings,
+    explicit: &[String],
+    checkpoints: &[Checkpoint],
+) -> Result<(Settings, Vec<(String, serde_json::Value)>), WeightsError> {
+    let mut s = base.clone();
+    for ck in checkpoints {
+        let before = s.clone();
+        s = Architecture::infer(&ck.tensors, ck.hf_config.as_ref()).to_settings(&s);
+        if ck.hf_config.is_none() {
+            s.text_num_heads = before.text_num_heads;
+            s.num_heads = before.num_heads;
+            // width / 64 is what `vit_num_heads = 0` already means.
+            s.vit_num_heads = before.vit_num_heads;
+        }
+    }
+    let to_json = |s: &Settings| match serde_json::to_value(s) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        other => Err(WeightsError::Model(format!("settings: {other:?}"))),
+    };
+    let chosen = to_json(base)?;
+    let mut merged = to_json(&s)?;
+    for key in explicit {
+        if let Some(v) = chosen.get(key) {
+            merged.insert(key.clone(), v.clone());
+        }
+    }
+    let inferred = merged
+        .iter()
+        .filter(|(k, v)| chosen.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let s = serde_json::from_value(serde_json::Value::Object(merged))
+        .map_err(|e| WeightsError::Model(format!("settings from the weights: {e}")))?;
+    Ok((s, inferred))
 }
 
 /// With several files, every variable must come from one of them (task heads excepted with
@@ -122,12 +169,21 @@ fn input(
 /// Runs the request. Model-level problems (an input of the wrong shape, an invalid config) come
 /// back as [`WeightsError::Model`].
 pub fn forward_files(req: &ForwardRequest) -> Result<ForwardSummary, WeightsError> {
-    let device = parse_device(&req.settings.device).map_err(WeightsError::Model)?;
-    let cfg = ModelConfig::from_settings(&req.settings)
-        .map_err(|e| WeightsError::Model(format!("config: {e}")))?;
     if req.weights.is_empty() {
         return Err(WeightsError::Model("no weights file given".into()));
     }
+    let checkpoints = req
+        .weights
+        .iter()
+        .map(|p| read(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (settings, inferred) = match &req.explicit_keys {
+        Some(explicit) => settings_from_weights(&req.settings, explicit, &checkpoints)?,
+        None => (req.settings.clone(), Vec::new()),
+    };
+    let device = parse_device(&settings.device).map_err(WeightsError::Model)?;
+    let cfg = ModelConfig::from_settings(&settings)
+        .map_err(|e| WeightsError::Model(format!("config: {e}")))?;
     let inputs = read_safetensors(&req.inputs)?;
     let mut vs = VarStore::new(device);
     let model =
@@ -135,8 +191,7 @@ pub fn forward_files(req: &ForwardRequest) -> Result<ForwardSummary, WeightsErro
     let several = req.weights.len() > 1;
     let mut load = Vec::with_capacity(req.weights.len());
     let mut all_backbones = true;
-    for path in &req.weights {
-        let ckpt = read(path)?;
+    for ckpt in checkpoints {
         all_backbones &= ckpt.provides().is_some();
         let mut opts = req.load.clone();
         if several && opts.scope.is_none() && ckpt.provides().is_none() {
@@ -145,6 +200,7 @@ pub fn forward_files(req: &ForwardRequest) -> Result<ForwardSummary, WeightsErro
             opts.scope = Some(ckpt.tensors.iter().map(|(k, _)| k.clone()).collect());
         }
         load.push(load_into(&mut vs, &ckpt, &opts)?);
+        drop(ckpt);
     }
     if several {
         check_union(&vs, &load, &req.load, all_backbones, &req.weights[0])?;
@@ -206,5 +262,6 @@ pub fn forward_files(req: &ForwardRequest) -> Result<ForwardSummary, WeightsErro
         device: format!("{device:?}"),
         load,
         outputs: tensors.iter().map(|(k, t)| (k.clone(), t.size())).collect(),
+        inferred,
     })
 }
