@@ -29,6 +29,10 @@ pub struct LoopState {
     /// Lightning's `best_model_path`).
     #[serde(default)]
     pub best_step: Option<u64>,
+    /// The training metrics of the current epoch so far, as (weighted sum, weight) per key:
+    /// the reference's `train/..._epoch` accumulators, kept so a resumed epoch reports whole.
+    #[serde(default)]
+    pub epoch_sums: BTreeMap<String, (f64, f64)>,
     /// Content hash of the run's settings, so a checkpoint is never resumed under other settings.
     pub settings_hash: String,
 }
@@ -148,6 +152,7 @@ mod tests {
             optimizer_step: step,
             best_metric: Some(0.5),
             best_step: Some(2),
+            epoch_sums: BTreeMap::from([("train/vqa/loss".to_string(), (3.0, 2.0))]),
             settings_hash: "abc".into(),
         }
     }

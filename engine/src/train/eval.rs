@@ -81,7 +81,7 @@ pub fn evaluate(
                 }
             }
         }
-        let the_metric = the_metric(objectives, &epoch);
+        let the_metric = the_metric(objectives, Split::Val, &epoch);
         let manager_weights = (weight_batches > 0).then(|| flatten(&weights));
         Ok(Evaluation {
             metrics,
@@ -146,13 +146,13 @@ fn retrieval_recall_in(
     )))
 }
 
-/// `epoch_wrapup`'s sum over the switched-on `loss_names`, on the validation split: ITM and
-/// MLM accuracy, the VQA score, NLVR2/SNLI dev accuracy, `r_mean` for retrieval (when recall
-/// was computed, as a fraction: the reference logs recall in percent but adds `r_mean` itself);
-/// plain `itc` adds nothing.
-pub fn the_metric(objectives: &[String], epoch: &BTreeMap<String, f64>) -> f64 {
+/// `epoch_wrapup`'s sum over the switched-on `loss_names`, on `split` (validation, or the
+/// training epoch): ITM and MLM accuracy, the VQA score, NLVR2/SNLI (dev) accuracy, `r_mean`
+/// for retrieval (when recall was computed, as a fraction: the reference logs recall in percent
+/// but adds `r_mean` itself); plain `itc` adds nothing.
+pub fn the_metric(objectives: &[String], split: Split, epoch: &BTreeMap<String, f64>) -> f64 {
     let get = |name: &str, what: &str| {
-        let key = format!("{}/{name}/{what}", Split::Val.as_str());
+        let key = format!("{}/{name}/{what}", split.as_str());
         epoch.get(&key).copied().unwrap_or(0.0)
     };
     objectives
@@ -161,7 +161,9 @@ pub fn the_metric(objectives: &[String], epoch: &BTreeMap<String, f64>) -> f64 {
             "vqa" => get("vqa", "score"),
             "mlm" | "itm" | "nlvr2" | "snli" => get(o, "accuracy"),
             "itm_itc" => get("itm", "accuracy"),
-            "irtr_itm_itc" => epoch.get("val/r_mean").map_or(0.0, |pct| pct / 100.0),
+            "irtr_itm_itc" => epoch
+                .get(&format!("{}/r_mean", split.as_str()))
+                .map_or(0.0, |pct| pct / 100.0),
             _ => 0.0,
         })
         .sum()
@@ -206,12 +208,16 @@ mod tests {
         e.insert("val/mlm/accuracy".to_string(), 0.25);
         e.insert("test/itm/accuracy".to_string(), 0.5);
         let names = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(the_metric(&names(&["mlm", "itm"]), &e), 1.0);
-        assert_eq!(the_metric(&names(&["mlm", "itc"]), &e), 0.25);
-        assert_eq!(the_metric(&names(&["itm_itc"]), &e), 0.75);
-        assert_eq!(the_metric(&names(&["vqa"]), &e), 0.0);
+        assert_eq!(the_metric(&names(&["mlm", "itm"]), Split::Val, &e), 1.0);
+        assert_eq!(the_metric(&names(&["mlm", "itc"]), Split::Val, &e), 0.25);
+        assert_eq!(the_metric(&names(&["itm_itc"]), Split::Val, &e), 0.75);
+        assert_eq!(the_metric(&names(&["vqa"]), Split::Val, &e), 0.0);
+        // The training epoch's sum reads the train keys.
+        assert_eq!(the_metric(&names(&["mlm", "itm"]), Split::Train, &e), 0.0);
+        e.insert("train/itm/accuracy".to_string(), 0.5);
+        assert_eq!(the_metric(&names(&["mlm", "itm"]), Split::Train, &e), 0.5);
         e.insert("val/r_mean".to_string(), 62.5);
-        assert_eq!(the_metric(&names(&["irtr_itm_itc"]), &e), 0.625);
+        assert_eq!(the_metric(&names(&["irtr_itm_itc"]), Split::Val, &e), 0.625);
     }
 
     #[test]

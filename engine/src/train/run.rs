@@ -194,6 +194,7 @@ fn train(
         optimizer_step: 0,
         best_metric: None,
         best_step: None,
+        epoch_sums: BTreeMap::new(),
         settings_hash: job.run_hash.clone(),
     };
     let mut resumed_at = None;
@@ -279,9 +280,11 @@ fn train(
             (loss / accum as f64).backward();
             for o in &outputs {
                 for m in &o.metrics {
-                    let e = sums.entry(m.name.clone()).or_default();
-                    e.0 += m.value * m.weight;
-                    e.1 += m.weight;
+                    for acc in [&mut sums, &mut state.epoch_sums] {
+                        let e = acc.entry(m.name.clone()).or_default();
+                        e.0 += m.value * m.weight;
+                        e.1 += m.weight;
+                    }
                 }
             }
             index += 1;
@@ -325,6 +328,9 @@ fn train(
 
             let done = state.step >= total_steps;
             let val_due = s.val_check_steps > 0 && state.step % s.val_check_steps as u64 == 0;
+            if done {
+                send_train_epoch(&objectives, &mut state, events);
+            }
             if val_due || done {
                 evaluate_and_checkpoint(job, &model, &vs, &opt, data, &mut state, events)?;
             }
@@ -346,12 +352,38 @@ fn train(
                 message: format!("epoch {epoch}: {skipped} corrupt images skipped so far"),
             });
         }
+        send_train_epoch(&objectives, &mut state, events);
         state.epoch = epoch + 1;
         state.batch_in_epoch = 0;
         if s.val_check_steps <= 0 {
             evaluate_and_checkpoint(job, &model, &vs, &opt, data, &mut state, events)?;
         }
     }
+}
+
+/// `epoch_wrapup(split = "train")`: the epoch's training metrics as `train/{task}/…_epoch` and
+/// `train/the_metric`, at the end of each epoch and where training stops (`max_steps`).
+fn send_train_epoch(objectives: &[String], state: &mut LoopState, events: &Sender<Event>) {
+    let epoch: BTreeMap<String, f64> = std::mem::take(&mut state.epoch_sums)
+        .into_iter()
+        .filter(|(_, (_, w))| *w > 0.0)
+        .map(|(k, (v, w))| (k, v / w))
+        .collect();
+    if epoch.is_empty() {
+        return;
+    }
+    let mut metrics: Vec<(String, f64)> = epoch
+        .iter()
+        .map(|(k, v)| (format!("{k}_epoch"), *v))
+        .collect();
+    metrics.push((
+        "train/the_metric".into(),
+        super::eval::the_metric(objectives, Split::Train, &epoch),
+    ));
+    let _ = events.send(Event::Step {
+        step: state.step,
+        metrics,
+    });
 }
 
 /// Recall at evaluation, as `get_recall_metric` asks (the re-ranking fuses

@@ -75,11 +75,41 @@ fn events_come_in_order_with_eval_and_manager_weights() {
             ..
         }
     ));
-    let steps = events
+    let step_losses: Vec<f64> = events
         .iter()
-        .filter(|e| matches!(e, Event::Step { .. }))
-        .count();
-    assert_eq!(steps, 2);
+        .filter_map(|e| match e {
+            Event::Step { metrics, .. } => metrics
+                .iter()
+                .find(|(k, _)| k == "train/vqa/loss")
+                .map(|(_, v)| *v),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(step_losses.len(), 2);
+    // The epoch's training metrics once, where training stops: the mean over its micro-batches
+    // (two optimiser steps of two each), and `train/the_metric` = the VQA score.
+    let epoch: Vec<&Vec<(String, f64)>> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Step { step: 2, metrics }
+                if metrics.iter().any(|(k, _)| k.ends_with("_epoch")) =>
+            {
+                Some(metrics)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(epoch.len(), 1, "{events:?}");
+    let get = |k: &str| {
+        epoch[0]
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| *v)
+            .unwrap()
+    };
+    let mean = (step_losses[0] + step_losses[1]) / 2.0;
+    assert!((get("train/vqa/loss_epoch") - mean).abs() < 1e-9);
+    assert_eq!(get("train/the_metric"), get("train/vqa/score_epoch"));
     let eval = events
         .iter()
         .find_map(|e| match e {
