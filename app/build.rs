@@ -1,5 +1,8 @@
 include!("../build-support/rpath.rs");
 
 fn main() {
-    emit_libtorch_rpath();
+    // Without the engine nothing links libtorch (the store and report benchmarks).
+    if std::env::var_os("CARGO_FEATURE_ENGINE").is_some() {
+        emit_libtorch_rpath();
+    }
 }

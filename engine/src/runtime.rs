@@ -20,6 +20,8 @@ pub enum CudaBackend {
     /// The library exists beside `libtorch_cpu.so` but was not loaded: the binary was linked
     /// without it.
     NotLoaded,
+    /// This process's mapped libraries could not be read.
+    Unknown,
 }
 
 /// The libtorch this process runs on: version, location and devices.
@@ -41,7 +43,9 @@ impl RuntimeInfo {
     pub fn probe() -> Self {
         let maps = mapped_libraries();
         let lib_dir = loaded_libtorch_dir(&maps);
-        let cuda_backend = if maps.iter().any(|p| p.ends_with("/libtorch_cuda.so")) {
+        let cuda_backend = if maps.is_empty() {
+            CudaBackend::Unknown
+        } else if maps.iter().any(|p| p.ends_with("/libtorch_cuda.so")) {
             CudaBackend::Loaded
         } else if lib_dir
             .as_deref()

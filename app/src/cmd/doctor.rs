@@ -48,14 +48,15 @@ fn engine_section(out: &mut String) {
         yes_no(info.has_openmp)
     );
     let backend = match info.cuda_backend {
-        engine::runtime::CudaBackend::Loaded => "loaded",
+        engine::runtime::CudaBackend::Loaded => "loaded (libtorch_cuda.so)",
         engine::runtime::CudaBackend::NotInLibtorch => "none (a CPU-only libtorch)",
         engine::runtime::CudaBackend::NotLoaded => {
             "NOT LOADED: this binary was linked without libtorch_cuda.so, so no GPU is usable; \
              rebuild it (build-support/rpath.rs keeps the library)"
         }
+        engine::runtime::CudaBackend::Unknown => "unknown (/proc/self/maps is unreadable)",
     };
-    let _ = writeln!(out, "  cuda:    {backend}");
+    let _ = writeln!(out, "  CUDA backend: {backend}");
     if info.cuda_devices.is_empty() {
         let _ = writeln!(out, "devices:   CPU only");
     } else {
