@@ -114,6 +114,13 @@ pub fn latest(dir: &Path) -> Result<Option<PathBuf>> {
     }
 }
 
+/// The model weights of the checkpoint in `step_dir`, without the optimiser state.
+pub fn load_model(step_dir: &Path) -> Result<Vec<(String, Tensor)>> {
+    let path = step_dir.join("model.safetensors");
+    Tensor::read_safetensors(&path)
+        .map_err(|e| EngineError::Invalid(format!("{}: {e}", path.display())))
+}
+
 /// Loads the checkpoint in `step_dir` (as returned by [`save`] or [`latest`]).
 pub fn load(step_dir: &Path) -> Result<Checkpoint> {
     let state_path = step_dir.join("state.json");

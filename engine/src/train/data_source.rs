@@ -7,7 +7,7 @@ use std::sync::Arc;
 use experiments::settings::Split as TableSplit;
 use experiments::{Settings, Task};
 
-use super::source::{TaskData, VqaTest};
+use super::source::{TaskData, TestQuestions, VqaTest};
 use crate::data::{
     self, DatasetKind, ImageTransform, Loader, LoaderConfig, LoaderPosition, SamplePipeline,
     TextTokenizer, ViltDataset,
@@ -25,6 +25,8 @@ pub struct LoaderData {
     eval: Vec<(Split, Loader)>,
     /// VQA's test tables, when they exist: the submission file's questions.
     vqa_test: Option<Loader>,
+    /// VQA's test tables that are not in the data folder.
+    vqa_test_missing: Vec<String>,
 }
 
 fn dataset_kind(task: Task) -> DatasetKind {
@@ -141,10 +143,13 @@ impl LoaderData {
             eval.push((split, loader));
         }
         let test_names = expand_tables(dir, &s.tables(TableSplit::Test));
-        let test_present = !test_names.is_empty()
-            && test_names
-                .iter()
-                .all(|n| dir.join(format!("{n}.arrow")).is_file());
+        let vqa_test_missing: Vec<String> = test_names
+            .iter()
+            .map(|n| dir.join(format!("{n}.arrow")))
+            .filter(|p| !p.is_file())
+            .map(|p| p.display().to_string())
+            .collect();
+        let test_present = !test_names.is_empty() && vqa_test_missing.is_empty();
         let vqa_test = if s.task == Task::Vqa && test_present {
             Some(
                 Loader::new(pipeline(&test_names, &eval_transform)?, eval_config)
@@ -159,6 +164,11 @@ impl LoaderData {
             train,
             eval,
             vqa_test,
+            vqa_test_missing: if s.task == Task::Vqa {
+                vqa_test_missing
+            } else {
+                Vec::new()
+            },
         })
     }
 }
@@ -248,9 +258,13 @@ impl TaskData for LoaderData {
         self.skipped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn vqa_test(&self) -> Result<Option<VqaTest<'_>>> {
+    fn vqa_test(&self) -> Result<TestQuestions<'_>> {
         let Some(test) = &self.vqa_test else {
-            return Ok(None);
+            return Ok(if self.vqa_test_missing.is_empty() {
+                TestQuestions::None
+            } else {
+                TestQuestions::Missing(self.vqa_test_missing.clone())
+            });
         };
         let known: Vec<&ViltDataset> = std::iter::once(&self.train)
             .chain(self.eval.iter().map(|(_, l)| l))
@@ -265,8 +279,9 @@ impl TaskData for LoaderData {
                 to_model_batch(task, b).map(|batch| (ids, batch))
             })
         });
-        Ok(Some(VqaTest {
+        Ok(TestQuestions::Ready(VqaTest {
             id2answer,
+            questions: test.pipeline().dataset.len(),
             batches: Box::new(batches),
         }))
     }

@@ -14,7 +14,7 @@ pub mod source;
 
 pub use events::{Event, FailureClass};
 pub use run::{resolve_device, run, run_with_data, Outcome, TrainJob};
-pub use source::{TaskData, VqaTest};
+pub use source::{TaskData, TestQuestions, VqaTest};
 
 #[cfg(test)]
 mod tests;

@@ -2,8 +2,9 @@
 //! training, the best checkpoint answers every question of the test tables, and the answers go
 //! to `vqa_submit.json` as `[{"question_id": …, "answer": …}]`, the file eval.ai takes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tch::Kind;
 
@@ -54,10 +55,20 @@ pub fn id2answer(datasets: &[&ViltDataset]) -> Result<BTreeMap<i64, String>> {
     Ok(sorted.into_iter().map(|(a, id)| (id, a)).collect())
 }
 
-/// One answer per test question: the arg-max label of the VQA head, by `id2answer`.
-pub fn predict(model: &TowerModel, test: VqaTest<'_>) -> Result<Vec<(i64, String)>> {
+/// One answer per test question: the arg-max label of the VQA head, by `id2answer`, each
+/// question once (a corrupt image's stand-in repeats another question). `None` when `cancel`
+/// is raised on the way.
+pub fn predict(
+    model: &TowerModel,
+    test: VqaTest<'_>,
+    cancel: &AtomicBool,
+) -> Result<Option<Vec<(i64, String)>>> {
     let mut out = Vec::new();
+    let mut seen = HashSet::new();
     for item in test.batches {
+        if cancel.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
         let (question_ids, batch) = item?;
         let logits = tch::no_grad(|| compute_vqa(model, &batch, Split::Test))?.logits;
         let preds: Vec<i64> = logits
@@ -67,6 +78,9 @@ pub fn predict(model: &TowerModel, test: VqaTest<'_>) -> Result<Vec<(i64, String
             .try_into()
             .map_err(|e| EngineError::Invalid(format!("VQA predictions: {e}")))?;
         for (qid, label) in question_ids.into_iter().zip(preds) {
+            if !seen.insert(qid) {
+                continue;
+            }
             let answer = test
                 .id2answer
                 .get(&label)
@@ -75,7 +89,7 @@ pub fn predict(model: &TowerModel, test: VqaTest<'_>) -> Result<Vec<(i64, String
             out.push((qid, answer));
         }
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// Writes the submission file in `dir` whole (a temporary file renamed over it).

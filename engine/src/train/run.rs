@@ -16,7 +16,7 @@ use super::events::{Event, FailureClass};
 use super::optim::{Algorithm, OptimConfig, Optimizer};
 use super::predictions;
 use super::schedule::Schedule;
-use super::source::TaskData;
+use super::source::{TaskData, TestQuestions};
 use crate::model::objectives::{compute_task, total_loss, Split};
 use crate::model::{ModelConfig, TowerModel};
 use crate::{EngineError, Result};
@@ -219,6 +219,14 @@ fn train(
         state = ck.state;
         resumed_at = Some(state.step);
     } else {
+        // A fresh start: an earlier attempt's answers are not this run's.
+        let stale = job.run_dir.join(predictions::SUBMISSION_FILE);
+        if stale.is_file() {
+            std::fs::remove_file(&stale).map_err(|source| EngineError::Io {
+                path: stale.clone(),
+                source,
+            })?;
+        }
         // `load_path` (e.g. Hugging Face CLIP and RoBERTa for the "without VLP" arm, comma
         // separated), then the VLP checkpoint on top.
         let sources = s
@@ -241,7 +249,9 @@ fn train(
     });
     if state.step >= total_steps {
         // Finished before; the predictions may not have been written yet.
-        write_vqa_predictions(job, &model, &vs, data, &state, events)?;
+        if !write_vqa_predictions(job, &model, &vs, data, &state, events, cancel, false)? {
+            return Ok(Outcome::Cancelled { step: state.step });
+        }
         return Ok(Outcome::Finished { step: state.step });
     }
 
@@ -335,7 +345,9 @@ fn train(
                 evaluate_and_checkpoint(job, &model, &vs, &opt, data, &mut state, events)?;
             }
             if done {
-                write_vqa_predictions(job, &model, &vs, data, &state, events)?;
+                if !write_vqa_predictions(job, &model, &vs, data, &state, events, cancel, true)? {
+                    return Ok(Outcome::Cancelled { step: state.step });
+                }
                 return Ok(Outcome::Finished { step: state.step });
             }
             if cancel.load(Ordering::Relaxed) {
@@ -414,7 +426,12 @@ fn evaluate_and_checkpoint(
         data,
         recall_options(&job.settings),
     )?;
-    if state.best_metric.is_none_or(|b| the_metric > b) {
+    // NaN never counts as best; a first finite value replaces a NaN.
+    if !the_metric.is_nan()
+        && state
+            .best_metric
+            .is_none_or(|b| b.is_nan() || the_metric > b)
+    {
         state.best_metric = Some(the_metric);
         state.best_step = Some(state.step);
     }
@@ -435,39 +452,74 @@ fn evaluate_and_checkpoint(
     save_checkpoint(job, vs, opt, state, events)
 }
 
-/// VQA's submission file from the best checkpoint (the reference tests `best_model_path`),
-/// once per run: an existing file is kept.
-fn write_vqa_predictions(
+/// VQA's submission file from the best checkpoint (the reference tests `best_model_path`).
+/// `rewrite = false` keeps an existing file (a finished run started again). Returns `false`
+/// when cancelled before the file was written.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_vqa_predictions(
     job: &TrainJob,
     model: &TowerModel,
     vs: &nn::VarStore,
     data: &dyn TaskData,
     state: &LoopState,
     events: &Sender<Event>,
-) -> Result<()> {
-    if job.run_dir.join(predictions::SUBMISSION_FILE).is_file() {
-        return Ok(());
+    cancel: &AtomicBool,
+    rewrite: bool,
+) -> Result<bool> {
+    if !rewrite && job.run_dir.join(predictions::SUBMISSION_FILE).is_file() {
+        return Ok(true);
     }
-    let Some(test) = data.vqa_test()? else {
-        return Ok(());
+    let log = |message: String| {
+        let _ = events.send(Event::Log { message });
+    };
+    let test = match data.vqa_test()? {
+        TestQuestions::None => return Ok(true),
+        TestQuestions::Missing(paths) => {
+            log(format!(
+                "no VQA test predictions: test table(s) not found: {}",
+                paths.join(", ")
+            ));
+            return Ok(true);
+        }
+        TestQuestions::Ready(test) => test,
+    };
+    let context = |e: EngineError| {
+        EngineError::Invalid(format!(
+            "VQA test predictions ({}): {e}",
+            predictions::SUBMISSION_FILE
+        ))
     };
     let step = match state.best_step {
         Some(best) if best != state.step => {
             let dir = job.checkpoint_dir().join(format!("step-{best}"));
-            let ck = checkpoint::load(&dir)?;
-            copy_named(vs, &ck.model, &dir)?;
+            let model = checkpoint::load_model(&dir).map_err(context)?;
+            copy_named(vs, &model, &dir).map_err(context)?;
             best
         }
-        _ => state.step,
+        Some(_) => state.step,
+        None => {
+            log("no best checkpoint recorded: VQA test predictions use the last weights".into());
+            state.step
+        }
     };
-    let rows = predictions::predict(model, test)?;
-    let path = predictions::write_submission(&job.run_dir, &rows)?;
+    let questions = test.questions;
+    let Some(rows) = predictions::predict(model, test, cancel).map_err(context)? else {
+        return Ok(false);
+    };
+    if rows.len() < questions {
+        log(format!(
+            "VQA test predictions: {} of {questions} questions have no answer (their images \
+             could not be read); the evaluation server expects every question",
+            questions - rows.len()
+        ));
+    }
+    let path = predictions::write_submission(&job.run_dir, &rows).map_err(context)?;
     let _ = events.send(Event::Predictions {
         step,
         path,
         count: rows.len(),
     });
-    Ok(())
+    Ok(true)
 }
 
 fn save_checkpoint(

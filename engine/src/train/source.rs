@@ -10,8 +10,19 @@ use crate::Result;
 pub struct VqaTest<'a> {
     /// `id2answer` of the training and validation tables.
     pub id2answer: BTreeMap<i64, String>,
+    /// Questions in the test tables.
+    pub questions: usize,
     /// Test batches with the `question_id` of each question.
     pub batches: Box<dyn Iterator<Item = Result<(Vec<i64>, Batch)>> + 'a>,
+}
+
+/// What a run has to answer for the evaluation server.
+pub enum TestQuestions<'a> {
+    /// Not a VQA run, or no `test_tables`.
+    None,
+    /// `test_tables` named but not in the data folder (paths).
+    Missing(Vec<String>),
+    Ready(VqaTest<'a>),
 }
 
 /// Batches of one task: a resumable training stream and the evaluation batches.
@@ -27,9 +38,8 @@ pub trait TaskData {
     fn eval_batches(&self) -> Box<dyn Iterator<Item = Result<(Split, Batch)>> + '_>;
     /// Corrupt images skipped so far.
     fn skipped_images(&self) -> usize;
-    /// VQA's test questions, for the submission file; `None` for other tasks or when the test
-    /// tables are absent (`Err` when they exist but cannot be read).
-    fn vqa_test(&self) -> Result<Option<VqaTest<'_>>> {
-        Ok(None)
+    /// VQA's test questions, for the submission file (`Err` when they exist but cannot be read).
+    fn vqa_test(&self) -> Result<TestQuestions<'_>> {
+        Ok(TestQuestions::None)
     }
 }

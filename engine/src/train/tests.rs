@@ -306,10 +306,12 @@ fn vqa_run_writes_test_predictions_of_the_best_checkpoint() {
     assert_eq!(rows.len(), test.len());
     assert_eq!(count, test.len());
     assert_eq!(got, expected);
+    // Labels no training or validation answer names answer "unknown", as the reference.
     let vocab = synth::answer_vocabulary();
-    assert!(rows
-        .iter()
-        .all(|r| vocab.iter().any(|a| a == r["answer"].as_str().unwrap())));
+    assert!(rows.iter().all(|r| {
+        let a = r["answer"].as_str().unwrap();
+        a == "unknown" || vocab.iter().any(|v| v == a)
+    }));
 
     // The answers are those of the best checkpoint's weights.
     {
@@ -325,7 +327,12 @@ fn vqa_run_writes_test_predictions_of_the_best_checkpoint() {
                 vars.get_mut(name).unwrap().copy_(t);
             }
         });
-        let direct = predictions::predict(&model, loader.vqa_test().unwrap().unwrap()).unwrap();
+        let super::source::TestQuestions::Ready(test) = loader.vqa_test().unwrap() else {
+            panic!("no test questions")
+        };
+        let direct = predictions::predict(&model, test, &AtomicBool::new(false))
+            .unwrap()
+            .unwrap();
         let file: Vec<(i64, String)> = rows
             .iter()
             .map(|r| {
@@ -362,7 +369,7 @@ fn vqa_run_writes_test_predictions_of_the_best_checkpoint() {
     let before = std::fs::metadata(&path).unwrap().modified().unwrap();
     let (tx, _rx) = mpsc::channel();
     let again = run_with_data(
-        &job(run_dir.path(), s, true),
+        &job(run_dir.path(), s.clone(), true),
         &loader,
         &tx,
         &AtomicBool::new(false),
@@ -372,4 +379,55 @@ fn vqa_run_writes_test_predictions_of_the_best_checkpoint() {
         std::fs::metadata(&path).unwrap().modified().unwrap(),
         before
     );
+
+    // A best checkpoint before the last: its weights answer (they are in the model after).
+    {
+        use crate::model::{ModelConfig, TowerModel};
+        let cfg = ModelConfig::from_settings(&s).unwrap();
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let model = TowerModel::new(&vs.root(), &cfg).unwrap();
+        let state = checkpoint::LoopState {
+            best_step: Some(1),
+            ..checkpoint::load(&run_dir.path().join("checkpoints/step-3"))
+                .unwrap()
+                .state
+        };
+        let (tx, rx) = mpsc::channel();
+        let done = run::write_vqa_predictions(
+            &job(run_dir.path(), s.clone(), true),
+            &model,
+            &vs,
+            &loader,
+            &state,
+            &tx,
+            &AtomicBool::new(false),
+            true,
+        )
+        .unwrap();
+        assert!(done);
+        assert!(rx
+            .try_iter()
+            .any(|e| matches!(e, Event::Predictions { step: 1, .. })));
+        let vars = vs.variables();
+        for (name, t) in checkpoint::load_model(&run_dir.path().join("checkpoints/step-1")).unwrap()
+        {
+            assert!(vars[&name].equal(&t), "{name} is not step 1's");
+        }
+    }
+
+    // A fresh start drops an earlier attempt's answers before it trains.
+    let fresh = tempfile::tempdir().unwrap();
+    std::fs::write(fresh.path().join(predictions::SUBMISSION_FILE), "[]").unwrap();
+    let (tx, _rx) = mpsc::channel();
+    let cancelled = run_with_data(
+        &job(fresh.path(), s, false),
+        &loader,
+        &tx,
+        &AtomicBool::new(true),
+    );
+    assert!(
+        matches!(cancelled, Outcome::Cancelled { .. }),
+        "{cancelled:?}"
+    );
+    assert!(!fresh.path().join(predictions::SUBMISSION_FILE).exists());
 }
