@@ -40,7 +40,7 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
                     .iter()
                     .map(|(k, v)| format!("{k} = {v}"))
                     .collect();
-                println!("from the weights: {}", list.join(", "));
+                println!("from the weights and inputs: {}", list.join(", "));
             }
             for (path, r) in req.weights.iter().zip(&summary.load) {
                 print_load(path, r, &summary.device);

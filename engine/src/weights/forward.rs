@@ -46,8 +46,8 @@ pub struct ForwardSummary {
 }
 
 /// `base` with what the weights determine written over it (see [`Architecture::infer`]),
-/// except the `explicit` keys, and the keys that changed. Head counts that only a guess from
-/// widths would give (text and cross-modal without a `config.json`) stay as in `base`.
+/// except the `explicit` keys, and the keys that changed. Without a `config.json` the text and
+/// cross-modal head counts stay as in `base` while the widths do, and are width / 64 otherwise.
 pub fn settings_from_weights(
     base: &Settings,
     explicit: &[String],
@@ -58,8 +58,14 @@ pub fn settings_from_weights(
         let before = s.clone();
         s = Architecture::infer(&ck.tensors, ck.hf_config.as_ref()).to_settings(&s);
         if ck.hf_config.is_none() {
-            s.text_num_heads = before.text_num_heads;
-            s.num_heads = before.num_heads;
+            // Without a config the head counts are guesses (width / 64): keep the preset's for
+            // the widths it has.
+            if s.input_text_embed_size == before.input_text_embed_size {
+                s.text_num_heads = before.text_num_heads;
+            }
+            if s.hidden_size == before.hidden_size {
+                s.num_heads = before.num_heads;
+            }
             // width / 64 is what `vit_num_heads = 0` already means.
             s.vit_num_heads = before.vit_num_heads;
         }
@@ -177,14 +183,38 @@ pub fn forward_files(req: &ForwardRequest) -> Result<ForwardSummary, WeightsErro
         .iter()
         .map(|p| read(p))
         .collect::<Result<Vec<_>, _>>()?;
+    let inputs = read_safetensors(&req.inputs)?;
     let (settings, inferred) = match &req.explicit_keys {
-        Some(explicit) => settings_from_weights(&req.settings, explicit, &checkpoints)?,
+        Some(explicit) => {
+            let mut base = req.settings.clone();
+            let mut explicit = explicit.clone();
+            // The model runs at the inputs' resolution unless the config says otherwise.
+            let side = inputs
+                .iter()
+                .find(|(k, _)| k == "image")
+                .map(|(_, t)| t.size())
+                .filter(|d| d.len() == 4 && d[2] == d[3])
+                .map(|d| d[3]);
+            if let Some(side) = side.filter(|_| !explicit.iter().any(|k| k == "image_size")) {
+                if side != base.image_size {
+                    base.image_size = side;
+                    explicit.push("image_size".into());
+                }
+            }
+            let (s, mut inferred) = settings_from_weights(&base, &explicit, &checkpoints)?;
+            if base.image_size != req.settings.image_size {
+                inferred.push((
+                    "image_size".into(),
+                    serde_json::Value::from(base.image_size),
+                ));
+            }
+            (s, inferred)
+        }
         None => (req.settings.clone(), Vec::new()),
     };
     let device = parse_device(&settings.device).map_err(WeightsError::Model)?;
     let cfg = ModelConfig::from_settings(&settings)
         .map_err(|e| WeightsError::Model(format!("config: {e}")))?;
-    let inputs = read_safetensors(&req.inputs)?;
     let mut vs = VarStore::new(device);
     let model =
         TowerModel::new(&vs.root(), &cfg).map_err(|e| WeightsError::Model(e.to_string()))?;
