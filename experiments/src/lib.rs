@@ -29,5 +29,7 @@ pub use grid::{Assignment, CellKey, Dimension};
 pub use identity::{data_digest, data_files, expand_table, DataDigest, IdentityContext, RunId};
 pub use layering::Overrides;
 pub use plan::{CellState, KnownRuns, Plan, PlanRow, RunStatus};
-pub use settings::{ManagerType, ManagerWeightType, Precision, Settings, Split, Task, LOSS_NAMES};
+pub use settings::{
+    DecayPower, ManagerType, ManagerWeightType, Precision, Settings, Split, Task, LOSS_NAMES,
+};
 pub use spec::{DataSpec, Goal, MetricSpec, Summary, WandbSpec};

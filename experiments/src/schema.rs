@@ -17,6 +17,8 @@ pub enum KeyType {
     StrList,
     /// One of a fixed list of names.
     Choice(&'static [&'static str]),
+    /// A number, or one of a few names.
+    FloatOr(&'static [&'static str]),
 }
 
 impl KeyType {
@@ -28,16 +30,18 @@ impl KeyType {
             Self::Float => "a number".into(),
             Self::Str => "a string".into(),
             Self::StrList => "an array of strings".into(),
-            Self::Choice(names) => format!(
-                "one of {}",
-                names
-                    .iter()
-                    .map(|n| format!("\"{n}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            Self::Choice(names) => format!("one of {}", quoted(names)),
+            Self::FloatOr(names) => format!("a number or {}", quoted(names)),
         }
     }
+}
+
+fn quoted(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn defaults_json() -> &'static Map<String, Json> {
@@ -90,6 +94,9 @@ fn lookup(path: &str) -> Option<&'static Json> {
 pub fn key_type(path: &str) -> Option<KeyType> {
     if let Some((_, names)) = Settings::CHOICES.iter().find(|(k, _)| *k == path) {
         return Some(KeyType::Choice(names));
+    }
+    if let Some((_, names)) = Settings::NUMBER_OR_NAME.iter().find(|(k, _)| *k == path) {
+        return Some(KeyType::FloatOr(names));
     }
     Some(match lookup(path)? {
         Json::Bool(_) => KeyType::Bool,
@@ -149,6 +156,16 @@ pub fn check_value(path: &str, value: &Json) -> Result<Json, String> {
             }
             value.clone()
         }
+        (KeyType::FloatOr(_), Json::Number(n)) => match n.as_f64() {
+            Some(f) if f.is_finite() => Json::from(f),
+            _ => return Err(format!("`{path}` expects a finite number")),
+        },
+        (KeyType::FloatOr(names), Json::String(s)) => {
+            if !names.contains(&s.as_str()) {
+                return Err(format!("`{path}` expects {}, found \"{s}\"", ty.describe()));
+            }
+            value.clone()
+        }
         // A numeric choice (`precision = 32`) may be written as a number.
         (KeyType::Choice(names), Json::Number(n)) => {
             let s = n.to_string();
@@ -195,6 +212,16 @@ pub fn parse_text(path: &str, text: &str) -> Result<Json, String> {
         KeyType::Float => match t.replace('_', "").parse::<f64>() {
             Ok(f) if f.is_finite() => Json::from(f),
             _ => return Err(format!("`{path}` expects a number, found `{t}`")),
+        },
+        KeyType::FloatOr(names) => match t.replace('_', "").parse::<f64>() {
+            Ok(f) if f.is_finite() => Json::from(f),
+            _ => {
+                let name = t.trim_matches('"').trim_matches('\'');
+                if !names.contains(&name) {
+                    return Err(format!("`{path}` expects {}, found `{t}`", ty.describe()));
+                }
+                Json::String(name.to_string())
+            }
         },
         KeyType::Str | KeyType::Choice(_) => {
             Json::String(t.trim_matches('"').trim_matches('\'').to_string())
@@ -283,6 +310,15 @@ mod tests {
             check_value("manager_type", &json!("XX")).unwrap_err(),
             "`manager_type` expects one of \"AAUE\", \"SAUE\", \"SAE\", \"BT\", \"METER\", found \"XX\""
         );
+        assert_eq!(check_value("decay_power", &json!(1)).unwrap(), json!(1.0));
+        assert_eq!(
+            check_value("decay_power", &json!("cosine")).unwrap(),
+            json!("cosine")
+        );
+        assert_eq!(
+            check_value("decay_power", &json!("linear")).unwrap_err(),
+            "`decay_power` expects a number or \"cosine\", found \"linear\""
+        );
         // `precision = 32` as the reference writes it; fp16 is not offered.
         assert_eq!(check_value("precision", &json!(32)).unwrap(), json!("32"));
         assert_eq!(
@@ -311,6 +347,15 @@ mod tests {
         assert_eq!(parse_text("amp_flag", "false").unwrap(), json!(false));
         assert_eq!(parse_text("device", "cpu").unwrap(), json!("cpu"));
         assert_eq!(parse_text("precision", "32").unwrap(), json!("32"));
+        assert_eq!(parse_text("decay_power", "2").unwrap(), json!(2.0));
+        assert_eq!(
+            parse_text("decay_power", "cosine").unwrap(),
+            json!("cosine")
+        );
+        assert_eq!(
+            parse_text("decay_power", "cos").unwrap_err(),
+            "`decay_power` expects a number or \"cosine\", found `cos`"
+        );
         assert_eq!(
             parse_text("datasets", "coco,vg").unwrap(),
             json!(["coco", "vg"])

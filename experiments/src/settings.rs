@@ -90,6 +90,56 @@ impl<'de> Deserialize<'de> for Precision {
     }
 }
 
+/// `decay_power`: the exponent of the polynomial decay after warmup (1, the default, is linear),
+/// or `"cosine"`: transformers' cosine schedule with warmup (`end_lr` unused), as the
+/// reference's `set_schedule` picks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DecayPower {
+    Power(f64),
+    Cosine,
+}
+
+impl DecayPower {
+    pub const NAMES: [&'static str; 1] = ["cosine"];
+}
+
+impl Serialize for DecayPower {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Power(p) => s.serialize_f64(*p),
+            Self::Cosine => s.serialize_str("cosine"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DecayPower {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = DecayPower;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number or \"cosine\"")
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<DecayPower, E> {
+                Ok(DecayPower::Power(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<DecayPower, E> {
+                Ok(DecayPower::Power(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<DecayPower, E> {
+                Ok(DecayPower::Power(v as f64))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DecayPower, E> {
+                match v {
+                    "cosine" => Ok(DecayPower::Cosine),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 /// `manager_weight_type`: one weight per expert per channel, or one per expert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -251,7 +301,7 @@ pub struct Settings {
     pub optim_type: String,
     pub learning_rate: f64,
     pub weight_decay: f64,
-    pub decay_power: f64,
+    pub decay_power: DecayPower,
     pub max_epoch: i64,
     pub max_steps: i64,
     /// Steps, or a fraction of `max_steps` when below 1.
@@ -268,6 +318,7 @@ pub struct Settings {
     /// As the reference: mixed precision for the retrieval recall evaluation only (bf16 on
     /// CUDA here, fp16 there; ignored on the CPU). Training precision is `precision`.
     pub amp_flag: bool,
+    /// Training and evaluation precision: 32 (the reference, default) or `"bf16"` on CUDA.
     pub precision: Precision,
     /// TowerLab: evaluate every N optimiser steps (0 = once per epoch).
     pub val_check_steps: i64,
@@ -347,7 +398,7 @@ impl Default for Settings {
             optim_type: "adamw".into(),
             learning_rate: 1e-5,
             weight_decay: 0.01,
-            decay_power: 1.0,
+            decay_power: DecayPower::Power(1.0),
             max_epoch: 10,
             max_steps: -1,
             warmup_steps: 10000.0,
@@ -394,7 +445,7 @@ impl Settings {
 
     pub const PRESETS: [&'static str; 2] = ["base", "tiny"];
 
-    /// A model small enough to train on a laptop CPU in minutes: 2-layer encoders of width 64,
+    /// A model small enough to train on a laptop CPU in minutes: 4-layer encoders of width 64,
     /// 2 cross-modal layers, 64-px images with 16-px patches.
     pub fn tiny() -> Self {
         Self {
@@ -431,6 +482,10 @@ impl Settings {
     }
 
     /// Keys whose value is one of a fixed list of names (serialised enums).
+    /// Number settings that also take a name (`decay_power = "cosine"`).
+    pub const NUMBER_OR_NAME: [(&'static str, &'static [&'static str]); 1] =
+        [("decay_power", &DecayPower::NAMES)];
+
     pub const CHOICES: [(&'static str, &'static [&'static str]); 4] = [
         ("task", &["pretrain", "vqa", "nlvr2", "snli", "irtr"]),
         ("manager_type", &["AAUE", "SAUE", "SAE", "BT", "METER"]),
