@@ -32,6 +32,19 @@ pub fn fixed_managed_layers(s: &Settings) -> Option<i64> {
 /// Every impossible combination in `s`.
 pub fn check(s: &Settings) -> Vec<Problem> {
     let mut out = Vec::new();
+    // `vit_num_heads = 0` is width / 64: say so rather than name a count nobody wrote.
+    let vit_default_heads = (s.vit_num_heads == 0 && s.input_image_embed_size % s.vit_heads() != 0)
+        .then(|| {
+            problem(
+                &["input_image_embed_size", "vit_num_heads"],
+                format!(
+                    "input_image_embed_size ({}) is not divisible by its default head count \
+                     ({} = width / 64, as vit_num_heads = 0 means); set vit_num_heads",
+                    s.input_image_embed_size,
+                    s.vit_heads()
+                ),
+            )
+        });
     let mut divisible = |a: &'static str, av: i64, b: &'static str, bv: i64| {
         if bv <= 0 {
             out.push(problem(&[b], format!("{b} must be at least 1, found {bv}")));
@@ -44,18 +57,21 @@ pub fn check(s: &Settings) -> Vec<Problem> {
     };
     divisible("hidden_size", s.hidden_size, "num_heads", s.num_heads);
     divisible("image_size", s.image_size, "patch_size", s.patch_size);
-    divisible(
-        "input_image_embed_size",
-        s.input_image_embed_size,
-        "vit_num_heads",
-        s.vit_heads(),
-    );
+    if s.vit_num_heads != 0 {
+        divisible(
+            "input_image_embed_size",
+            s.input_image_embed_size,
+            "vit_num_heads",
+            s.vit_num_heads,
+        );
+    }
     divisible(
         "input_text_embed_size",
         s.input_text_embed_size,
         "text_num_heads",
         s.text_num_heads,
     );
+    out.extend(vit_default_heads);
 
     for (key, v) in [
         ("num_layers", s.num_layers),
