@@ -21,6 +21,27 @@ async fn raw_pool(path: &Path) -> SqlitePool {
         .unwrap()
 }
 
+/// A migrator over the crate's migration files (sorted) that `pick` keeps, copied under `dir`:
+/// the schema an older build shipped.
+async fn older_migrator(
+    dir: &Path,
+    pick: impl FnOnce(&mut Vec<std::path::PathBuf>),
+) -> sqlx::migrate::Migrator {
+    let old = dir.join("migrations");
+    std::fs::create_dir(&old).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut files: Vec<_> = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    pick(&mut files);
+    for f in &files {
+        std::fs::copy(f, old.join(f.file_name().unwrap())).unwrap();
+    }
+    sqlx::migrate::Migrator::new(old.as_path()).await.unwrap()
+}
+
 fn latest() -> i64 {
     MIGRATOR.iter().map(|m| m.version).max().unwrap()
 }
@@ -115,24 +136,12 @@ async fn a_store_from_a_newer_towerlab_is_refused_by_name() {
 #[tokio::test]
 async fn a_store_at_an_older_schema_version_is_upgraded() {
     let dir = tempfile::tempdir().unwrap();
-    // A migrations folder with only the first migration: what an older build shipped.
-    let old_migrations = dir.path().join("migrations");
-    std::fs::create_dir(&old_migrations).unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-    let mut files: Vec<_> = std::fs::read_dir(&src)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    assert!(files.len() >= 2, "this test needs at least two migrations");
-    std::fs::copy(
-        &files[0],
-        old_migrations.join(files[0].file_name().unwrap()),
-    )
-    .unwrap();
-    let old = sqlx::migrate::Migrator::new(old_migrations.as_path())
-        .await
-        .unwrap();
+    // Only the first migration: what an older build shipped.
+    let old = older_migrator(dir.path(), |files| {
+        assert!(files.len() >= 2, "this test needs at least two migrations");
+        files.truncate(1);
+    })
+    .await;
 
     let path = dir.path().join("old.db");
     let pool = raw_pool(&path).await;
@@ -192,21 +201,10 @@ async fn a_directory_that_cannot_be_created_is_a_clear_error() {
 #[tokio::test]
 async fn artifacts_survive_the_predictions_kind_migration() {
     let dir = tempfile::tempdir().unwrap();
-    let before = dir.path().join("migrations");
-    std::fs::create_dir(&before).unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-    let mut files: Vec<_> = std::fs::read_dir(&src)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| !p.to_string_lossy().contains("artifact_predictions"))
-        .collect();
-    files.sort();
-    for f in &files {
-        std::fs::copy(f, before.join(f.file_name().unwrap())).unwrap();
-    }
-    let old = sqlx::migrate::Migrator::new(before.as_path())
-        .await
-        .unwrap();
+    let old = older_migrator(dir.path(), |files| {
+        files.retain(|p| !p.to_string_lossy().contains("artifact_predictions"));
+    })
+    .await;
     let path = dir.path().join("old.db");
     let pool = raw_pool(&path).await;
     old.run(&pool).await.unwrap();

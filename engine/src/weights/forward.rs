@@ -230,7 +230,6 @@ pub fn forward_files(req: &ForwardRequest) -> Result<ForwardSummary, WeightsErro
             opts.scope = Some(ckpt.tensors.iter().map(|(k, _)| k.clone()).collect());
         }
         load.push(load_into(&mut vs, &ckpt, &opts)?);
-        drop(ckpt);
     }
     if several {
         check_union(&vs, &load, &req.load, all_backbones, &req.weights[0])?;
