@@ -61,6 +61,8 @@ pub struct FusionArch {
     pub token_types: i64,
     /// METER's `meter_fusion` (`text_gate` and `image_gate` present).
     pub meter_fusion: bool,
+    /// Cross-modal feed-forward width / hidden size.
+    pub mlp_ratio: Option<i64>,
 }
 
 /// Everything inferable from a state dict.
@@ -75,6 +77,9 @@ pub struct Architecture {
     pub vqa_labels: Option<i64>,
     /// `head_hidden_scale`, from the hidden width of a 2-layer task head.
     pub head_hidden_scale: Option<i64>,
+    /// `task_head_layers` of the VQA, NLVR2 or SNLI-VE classifier: 2 with its output layer
+    /// `…classifier.3`, else 1.
+    pub task_head_layers: Option<i64>,
 }
 
 /// The task-head prefixes of the reference (the parts a new task replaces); `temperature` (ITC)
@@ -158,6 +163,20 @@ impl Architecture {
                 shape(tensors, "nlvr2_classifier.3.weight")?;
                 Some(first[0] * 2 / first[1].max(1))
             });
+        let classifiers = ["vqa_classifier", "nlvr2_classifier", "snli_classifier"];
+        let task_head_layers = if classifiers
+            .iter()
+            .any(|c| shape(tensors, &format!("{c}.3.weight")).is_some())
+        {
+            Some(2)
+        } else if classifiers
+            .iter()
+            .any(|c| shape(tensors, &format!("{c}.0.weight")).is_some())
+        {
+            Some(1)
+        } else {
+            None
+        };
         Self {
             text,
             vision,
@@ -165,6 +184,7 @@ impl Architecture {
             heads: heads.into_iter().collect(),
             vqa_labels,
             head_hidden_scale,
+            task_head_layers,
         }
     }
 
@@ -207,6 +227,9 @@ impl Architecture {
             }
             s.num_layers = f.num_layers;
             s.meter_fusion = f.meter_fusion;
+            if let Some(r) = f.mlp_ratio {
+                s.mlp_ratio = r;
+            }
             if matches!(
                 f.kind,
                 ManagerType::Aaue | ManagerType::Saue | ManagerType::Sae
@@ -221,6 +244,14 @@ impl Architecture {
         }
         if let Some(h) = self.head_hidden_scale {
             s.head_hidden_scale = h;
+        }
+        // METER's classifiers are always 2 layers, whatever the key says.
+        let meter = self
+            .fusion
+            .as_ref()
+            .is_some_and(|f| f.kind == ManagerType::Meter);
+        if let Some(n) = self.task_head_layers.filter(|_| !meter) {
+            s.task_head_layers = n;
         }
         s
     }
@@ -357,6 +388,12 @@ fn infer_fusion(tensors: &[(String, Tensor)]) -> Option<FusionArch> {
         meter_fusion: kind == ManagerType::Meter
             && has_prefix(tensors, "text_gate.")
             && has_prefix(tensors, "image_gate."),
+        mlp_ratio: shape(
+            tensors,
+            "cross_modal_text_layers.0.intermediate.dense.weight",
+        )
+        .filter(|s| hidden > 0 && s[0] % hidden == 0)
+        .map(|s| s[0] / hidden),
     })
 }
 
@@ -569,6 +606,29 @@ mod tests {
                 .vit_layers,
             4
         );
+    }
+
+    /// The cross-modal feed-forward ratio and a one-layer task head come back from the shapes.
+    #[test]
+    fn mlp_ratio_and_task_head_layers_are_recovered() {
+        let mut s = Settings::tiny();
+        s.task = experiments::Task::Vqa;
+        s.mlp_ratio = 2;
+        s.task_head_layers = 1;
+        let tensors = model_keys(&s);
+        let arch = Architecture::infer(&tensors, None);
+        assert_eq!(arch.fusion.as_ref().unwrap().mlp_ratio, Some(2));
+        assert_eq!(arch.task_head_layers, Some(1));
+        let base = Settings {
+            task: experiments::Task::Vqa,
+            ..Settings::tiny()
+        };
+        let back = arch.to_settings(&base);
+        assert_eq!((back.mlp_ratio, back.task_head_layers), (2, 1));
+        assert_eq!(model_keys(&back).len(), tensors.len());
+        s.task_head_layers = 2;
+        let arch = Architecture::infer(&model_keys(&s), None);
+        assert_eq!(arch.task_head_layers, Some(2));
     }
 
     #[test]
