@@ -32,7 +32,7 @@ pub struct LoopState {
     /// The training metrics of the current epoch so far, as (weighted sum, weight) per key:
     /// the reference's `train/..._epoch` accumulators, kept so a resumed epoch reports whole.
     #[serde(default)]
-    pub epoch_sums: BTreeMap<String, (f64, f64)>,
+    pub epoch_sums: super::metrics::WeightedSums,
     /// Content hash of the run's settings, so a checkpoint is never resumed under other settings.
     pub settings_hash: String,
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::events::{ManagerWeight, Modality};
+use super::metrics::{accumulate, weighted_means, WeightedSums};
 use super::source::TaskData;
 use crate::model::objectives::{compute_task, Split};
 use crate::model::retrieval::{recall, rerank_scores, Recall};
@@ -36,17 +37,13 @@ pub fn evaluate(
     recall: Option<RecallOptions>,
 ) -> Result<Evaluation> {
     tch::no_grad(|| {
-        let mut sums: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+        let mut sums = WeightedSums::new();
         let mut weights = ManagerWeights::default();
         let mut weight_batches = 0;
         for item in data.eval_batches() {
             let (split, batch) = item?;
             for out in compute_task(model, objectives, &batch, split)? {
-                for m in out.metrics {
-                    let e = sums.entry(m.name).or_default();
-                    e.0 += m.value * m.weight;
-                    e.1 += m.weight;
-                }
+                accumulate(&mut sums, &out.metrics);
             }
             if weight_batches < MANAGER_WEIGHT_BATCHES && model.config().is_manager_tower() {
                 let out = model.forward(
@@ -61,11 +58,7 @@ pub fn evaluate(
                 }
             }
         }
-        let epoch: BTreeMap<String, f64> = sums
-            .into_iter()
-            .filter(|(_, (_, w))| *w > 0.0)
-            .map(|(k, (v, w))| (k, v / w))
-            .collect();
+        let epoch = weighted_means(sums);
         let mut metrics: Vec<(String, f64)> = epoch
             .iter()
             .map(|(k, v)| (format!("{k}_epoch"), *v))

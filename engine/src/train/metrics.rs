@@ -1,6 +1,30 @@
 //! The reference's torchmetrics accumulators (`gadgets/my_metrics.py`), on the host in f64.
 
+use std::collections::BTreeMap;
+
 use tch::{Kind, Tensor};
+
+use crate::model::objectives::StepMetric;
+
+/// Per-name (Σ value · weight, Σ weight): how step, epoch and evaluation metrics accumulate.
+pub type WeightedSums = BTreeMap<String, (f64, f64)>;
+
+/// Adds `metrics` to `sums`.
+pub fn accumulate(sums: &mut WeightedSums, metrics: &[StepMetric]) {
+    for m in metrics {
+        let e = sums.entry(m.name.clone()).or_default();
+        e.0 += m.value * m.weight;
+        e.1 += m.weight;
+    }
+}
+
+/// The weighted mean of every name that has weight.
+pub fn weighted_means(sums: WeightedSums) -> BTreeMap<String, f64> {
+    sums.into_iter()
+        .filter(|(_, (_, w))| *w > 0.0)
+        .map(|(k, (v, w))| (k, v / w))
+        .collect()
+}
 
 /// Accuracy of `argmax(logits)` against labels, ignoring -100.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]

@@ -13,6 +13,7 @@ use tch::{nn, Device, Tensor};
 use super::checkpoint::{self, LoopState};
 use super::eval::{evaluate, Evaluation};
 use super::events::{Event, FailureClass};
+use super::metrics::{accumulate, weighted_means};
 use super::optim::{Algorithm, OptimConfig, Optimizer};
 use super::predictions;
 use super::schedule::Schedule;
@@ -257,7 +258,7 @@ fn train(
 
     let objectives = s.objectives();
     let mut micro_in_step = 0u64;
-    let mut sums: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    let mut sums = super::metrics::WeightedSums::new();
     let mut waited = 0.0f64;
     let mut busy = 0.0f64;
     loop {
@@ -289,13 +290,8 @@ fn train(
             }
             (loss / accum as f64).backward();
             for o in &outputs {
-                for m in &o.metrics {
-                    for acc in [&mut sums, &mut state.epoch_sums] {
-                        let e = acc.entry(m.name.clone()).or_default();
-                        e.0 += m.value * m.weight;
-                        e.1 += m.weight;
-                    }
-                }
+                accumulate(&mut sums, &o.metrics);
+                accumulate(&mut state.epoch_sums, &o.metrics);
             }
             index += 1;
             micro_in_step += 1;
@@ -319,10 +315,8 @@ fn train(
             state.epoch = epoch;
             state.batch_in_epoch = index;
             state.optimizer_step = opt.steps_taken();
-            let mut metrics: Vec<(String, f64)> = std::mem::take(&mut sums)
+            let mut metrics: Vec<(String, f64)> = weighted_means(std::mem::take(&mut sums))
                 .into_iter()
-                .filter(|(_, (_, w))| *w > 0.0)
-                .map(|(k, (v, w))| (k, v / w))
                 .collect();
             metrics.push(("train/lr".into(), s.learning_rate * factor));
             if let Some(n) = grad_norm {
@@ -376,11 +370,7 @@ fn train(
 /// `epoch_wrapup(split = "train")`: the epoch's training metrics as `train/{task}/…_epoch` and
 /// `train/the_metric`, at the end of each epoch and where training stops (`max_steps`).
 fn send_train_epoch(objectives: &[String], state: &mut LoopState, events: &Sender<Event>) {
-    let epoch: BTreeMap<String, f64> = std::mem::take(&mut state.epoch_sums)
-        .into_iter()
-        .filter(|(_, (_, w))| *w > 0.0)
-        .map(|(k, (v, w))| (k, v / w))
-        .collect();
+    let epoch = weighted_means(std::mem::take(&mut state.epoch_sums));
     if epoch.is_empty() {
         return;
     }
