@@ -81,6 +81,26 @@ impl Batch {
     pub fn batch_size(&self) -> i64 {
         self.text_ids.size()[0]
     }
+
+    /// The batch on `device` (the loader collates on the CPU; the model may be on a GPU).
+    pub fn to_device(self, device: tch::Device) -> Self {
+        let move_ = |t: Tensor| t.to_device(device);
+        let move_opt = |t: Option<Tensor>| t.map(move_);
+        Self {
+            text_ids: move_(self.text_ids),
+            text_masks: move_(self.text_masks),
+            image: move_(self.image),
+            text_ids_mlm: move_opt(self.text_ids_mlm),
+            text_labels_mlm: move_opt(self.text_labels_mlm),
+            false_image: move_opt(self.false_image),
+            image_1: move_opt(self.image_1),
+            vqa_targets: move_opt(self.vqa_targets),
+            labels: move_opt(self.labels),
+            img_index: move_opt(self.img_index),
+            false_text_ids: move_opt(self.false_text_ids),
+            false_text_masks: move_opt(self.false_text_masks),
+        }
+    }
 }
 
 /// One logged value of a step, with the weight to average it over an epoch

@@ -17,7 +17,7 @@ use super::metrics::{accumulate, weighted_means};
 use super::optim::{Algorithm, OptimConfig, Optimizer};
 use super::predictions;
 use super::schedule::Schedule;
-use super::source::{TaskData, TestQuestions};
+use super::source::{OnDevice, TaskData, TestQuestions};
 use crate::model::objectives::{compute_task, total_loss, Split};
 use crate::model::{ModelConfig, TowerModel};
 use crate::{EngineError, Result};
@@ -145,6 +145,11 @@ fn train(
 ) -> Result<Outcome> {
     let s = &job.settings;
     let device = resolve_device(&s.device)?;
+    let on_device = OnDevice {
+        inner: data,
+        device,
+    };
+    let data: &dyn TaskData = &on_device;
     let cfg = ModelConfig::from_settings(s).map_err(|e| EngineError::Invalid(e.to_string()))?;
     tch::manual_seed(s.seed as i64);
     let mut vs = nn::VarStore::new(device);

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use tch::Device;
+
 use crate::model::objectives::{Batch, Split};
 use crate::Result;
 
@@ -41,5 +43,58 @@ pub trait TaskData {
     /// VQA's test questions, for the submission file (`Err` when they exist but cannot be read).
     fn vqa_test(&self) -> Result<TestQuestions<'_>> {
         Ok(TestQuestions::None)
+    }
+}
+
+/// Another source's batches on the model's device. The loader collates on the CPU, so on a GPU
+/// every batch the loop, the evaluation and the test predictions read passes through here.
+pub struct OnDevice<'a> {
+    pub inner: &'a dyn TaskData,
+    pub device: Device,
+}
+
+impl TaskData for OnDevice<'_> {
+    fn train_batches_per_epoch(&self) -> usize {
+        self.inner.train_batches_per_epoch()
+    }
+
+    fn train_epoch(
+        &self,
+        epoch: u64,
+        start: usize,
+    ) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
+        let device = self.device;
+        Box::new(
+            self.inner
+                .train_epoch(epoch, start)
+                .map(move |b| b.map(|b| b.to_device(device))),
+        )
+    }
+
+    fn eval_batches(&self) -> Box<dyn Iterator<Item = Result<(Split, Batch)>> + '_> {
+        let device = self.device;
+        Box::new(
+            self.inner
+                .eval_batches()
+                .map(move |b| b.map(|(split, b)| (split, b.to_device(device)))),
+        )
+    }
+
+    fn skipped_images(&self) -> usize {
+        self.inner.skipped_images()
+    }
+
+    fn vqa_test(&self) -> Result<TestQuestions<'_>> {
+        let device = self.device;
+        Ok(match self.inner.vqa_test()? {
+            TestQuestions::Ready(test) => TestQuestions::Ready(VqaTest {
+                batches: Box::new(
+                    test.batches
+                        .map(move |b| b.map(|(ids, b)| (ids, b.to_device(device)))),
+                ),
+                ..test
+            }),
+            other => other,
+        })
     }
 }
