@@ -1,6 +1,7 @@
 //! Side-by-side training step of our BridgeTower and Hugging Face's `BridgeTowerModel` (PyTorch),
 //! same shapes, batch, threads, device, loss (ITM cross-entropy on the pooled features) and
-//! optimiser (AdamW, betas 0.9/0.98, eps 1e-8, weight decay 0.01).
+//! optimiser (AdamW, betas 0.9/0.98, eps 1e-8, weight decay 0.01; ours is the optimiser that
+//! training uses, `engine::train::optim`, with the reference's parameter groups).
 //!
 //! `cargo bench -p engine --bench bt_train_step`. Environment:
 //! - `TOWERLAB_BENCH_STEPS` (default 10) and `TOWERLAB_BENCH_ROUNDS` (default 2): the effort;
@@ -22,8 +23,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use engine::model::{ForwardOptions, HeadSet, ModelConfig, TowerModel};
+use engine::train::optim::{Algorithm, OptimConfig, Optimizer};
 use experiments::{ManagerType, Settings};
-use tch::nn::OptimizerConfig;
 use tch::{nn, Device, Kind, Reduction, Tensor};
 
 /// Shapes shared by both sides. HF builds its cross-modal layers from the text config, so the
@@ -166,15 +167,8 @@ fn ours(shape: &Shape, run: &Run) -> (f64, i64) {
     let vs = nn::VarStore::new(device);
     let model = TowerModel::new(&vs.root(), &cfg).expect("model builds");
     let itm = model.heads().itm_score.as_ref().expect("itm head");
-    let mut opt = nn::AdamW {
-        beta1: 0.9,
-        beta2: 0.98,
-        wd: 0.01,
-        eps: 1e-8,
-        amsgrad: false,
-    }
-    .build(&vs, 1e-5)
-    .expect("optimizer");
+    let config = OptimConfig::reference(Algorithm::AdamW, 1e-5, 0.01, 1.0, 1.0);
+    let mut opt = Optimizer::new(config, vs.variables());
     let (b, l) = (shape.batch, shape.text_len);
     let ids = Tensor::randint_low(3, shape.vocab, [b, l], (Kind::Int64, Device::Cpu));
     let mask = Tensor::ones([b, l], (Kind::Int64, Device::Cpu));
