@@ -245,8 +245,7 @@ impl Optimizer {
         }
         let mut groups: BTreeMap<(LrClass, bool, String), Vec<String>> = BTreeMap::new();
         for (name, p) in &self.params {
-            let grad = p.tensor.grad();
-            if grad.defined() && grad.size() == p.tensor.size() {
+            if p.tensor.grad().defined() {
                 let key = (
                     p.class,
                     p.decay,
