@@ -39,7 +39,9 @@ for bf16 in 1 0; do
 done
 
 echo "== 3. CUDA training, bf16"
+# Outside $OUT (the device returns at most 8 files); fresh, so a rerun on a warm machine trains again.
 db=/tmp/towerlab-gpu.db
+rm -rf "$db" "$db-wal" "$db-shm" /tmp/runs
 ( time timeout "${GPU_CHECK_TRAIN_CAP:-150}" "$bin/towerlab" run experiments/demo.toml --db "$db" \
     --set device=cuda --set precision=bf16 --set num_workers=6 --set manager_type=AAUE --set seed=0 ) 2>&1 |
   tee "$out/vqa.txt"
