@@ -17,9 +17,12 @@ use serde_json::Value as Json;
 
 use crate::constraints::{self, fixed_managed_layers};
 use crate::errors::{Collector, Origin, ValidationErrors};
+use crate::experts::{self, HubEnv, HubRepo, Loads};
 use crate::file::{self, Parsed, SetEntry};
 use crate::grid::{self, display_value, values_equal, Assignment, CellKey, Dimension};
-use crate::identity::{canonical_json, identity_document, IdentityContext, RunId};
+use crate::identity::{
+    canonical_json, identity_document, identity_document_with, IdentityContext, RunId,
+};
 use crate::layering::{self, env_key, Layer, Overrides};
 use crate::schema;
 use crate::settings::{Settings, Task};
@@ -52,8 +55,23 @@ pub struct Experiment {
     pub wandb: Option<WandbSpec>,
     /// Things worth telling the user that do not stop the experiment.
     pub warnings: Vec<String>,
+    /// The Hugging Face environment the experts were looked up in (from [`Overrides`]).
+    pub hub: HubEnv,
+    /// Experts the runs start from that are not on this machine yet, by the setting naming
+    /// them: `queue`/`run` download them before computing identities.
+    pub missing_experts: Vec<MissingExpert>,
     /// Grid points × seeds, in plan order.
     runs: Vec<ResolvedRun>,
+}
+
+/// An expert some run starts from that is not on this machine (see [`experts::apply`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingExpert {
+    /// `vit` or `tokenizer`.
+    pub key: &'static str,
+    pub repo: HubRepo,
+    /// Why it counts as missing (not in the cache, or an incomplete snapshot).
+    pub detail: String,
 }
 
 /// One grid point and seed, before identities are known.
@@ -97,6 +115,8 @@ pub struct Cell {
     /// The pre-training run this cell starts from.
     pub depends_on: Option<RunId>,
     pub role: Role,
+    /// What the run loads before its first step, as its identity pins it.
+    pub loads: Loads,
 }
 
 impl Experiment {
@@ -210,6 +230,7 @@ impl Experiment {
             let depends_on = r.pretrain.as_ref().map(|ps| {
                 let cell = make_cell(
                     ctx,
+                    &self.hub,
                     pretrain_key(&r.axes),
                     model_axes(&r.axes),
                     ps.clone(),
@@ -224,6 +245,7 @@ impl Experiment {
             });
             main.push(make_cell(
                 ctx,
+                &self.hub,
                 r.key.clone(),
                 r.axes.clone(),
                 r.settings.clone(),
@@ -238,6 +260,7 @@ impl Experiment {
 
 fn make_cell(
     ctx: &IdentityContext<'_>,
+    hub: &HubEnv,
     key: CellKey,
     axes: Assignment,
     settings: Settings,
@@ -245,11 +268,13 @@ fn make_cell(
     role: Role,
 ) -> Cell {
     let data = (ctx.data)(&settings);
-    let doc = identity_document(
+    let loads = experts::loads(&settings, hub);
+    let doc = identity_document_with(
         &settings,
         data.as_str(),
         &ctx.engine_version,
         depends_on.as_ref(),
+        loads.to_json(),
     );
     Cell {
         key,
@@ -260,6 +285,7 @@ fn make_cell(
         settings,
         depends_on,
         role,
+        loads,
     }
 }
 
@@ -303,6 +329,7 @@ impl Source {
 /// The checked `TOWERLAB_*` and `--set` overrides.
 #[derive(Default)]
 struct CheckedOverrides {
+    hub: HubEnv,
     env: Vec<(String, Json, String)>,
     set: Vec<(String, Json, usize)>,
     pretrain_set: Vec<(String, Json, usize)>,
@@ -313,7 +340,10 @@ fn read_overrides(
     ov: &Overrides,
     warnings: &mut Vec<String>,
 ) -> CheckedOverrides {
-    let mut out = CheckedOverrides::default();
+    let mut out = CheckedOverrides {
+        hub: HubEnv::from_vars(&ov.env),
+        ..CheckedOverrides::default()
+    };
     for (var, text) in &ov.env {
         let Some(key) = env_key(var) else { continue };
         if schema::key_type(&key).is_none() {
@@ -483,6 +513,7 @@ fn build(
         .unwrap_or(0);
     let mut any_vlp = false;
     let mut rejected_cells = false;
+    let mut missing_experts: Vec<MissingExpert> = Vec::new();
     for point in &points {
         let include = p.include.iter().find(|i| i.assignment == *point);
         let mut cell_sources = sources.clone();
@@ -516,14 +547,17 @@ fn build(
                     continue;
                 }
             };
-            let mut problems = normalise(&mut settings, &cell_sources);
+            let mut problems =
+                apply_experts(&mut settings, &cell_sources, &ov.hub, &mut missing_experts);
+            problems.extend(normalise(&mut settings, &cell_sources));
             problems.extend(constraints::check(&settings));
             report(c, &problems, &cell_sources, &key, &p.preset, "cell");
             if !problems.is_empty() {
                 rejected_cells = true;
                 continue;
             }
-            let pretrain = if settings.vlp {
+            // A released pre-trained checkpoint stands in for the pre-training run.
+            let pretrain = if settings.vlp && settings.vlp_checkpoint.is_empty() {
                 any_vlp = true;
                 resolve_pretrain(
                     c,
@@ -620,8 +654,53 @@ fn build(
         baseline: p.baseline.map(|(b, _)| b),
         wandb: p.wandb,
         warnings,
+        hub: ov.hub,
+        missing_experts,
         runs,
     })
+}
+
+/// The experts a run starts from, on this machine: their configs write the encoder keys the
+/// experiment leaves to them (a key it sets to another value is a problem, naming both values);
+/// experts not here yet are collected for `queue`/`run` to download. `vlp_checkpoint` only
+/// means something with `vlp`: elsewhere it is cleared so it does not split identities.
+fn apply_experts(
+    s: &mut Settings,
+    sources: &HashMap<String, Source>,
+    hub: &HubEnv,
+    missing: &mut Vec<MissingExpert>,
+) -> Vec<constraints::Problem> {
+    if !s.vlp {
+        s.vlp_checkpoint.clear();
+    }
+    let applied = experts::apply(s, &|k| sources.contains_key(k), hub);
+    for (role, repo, detail) in applied.missing {
+        let m = MissingExpert {
+            key: role.key(),
+            repo,
+            detail,
+        };
+        if !missing.contains(&m) {
+            missing.push(m);
+        }
+    }
+    let mut out: Vec<constraints::Problem> = applied
+        .errors
+        .into_iter()
+        .map(|(key, e)| constraints::Problem {
+            keys: vec![key],
+            message: e.to_string(),
+        })
+        .collect();
+    if s.vlp && !s.vlp_checkpoint.is_empty() {
+        if let Err(e) = experts::locate_checkpoint(&s.vlp_checkpoint) {
+            out.push(constraints::Problem {
+                keys: vec!["vlp_checkpoint"],
+                message: e.to_string(),
+            });
+        }
+    }
+    out
 }
 
 /// Narrows a dimension to the rows where `key` has `value`; a plain axis not holding the
@@ -815,6 +894,10 @@ fn flatten_doc(doc: &Json) -> HashMap<String, Json> {
             if let Some(v) = doc.get(k) {
                 out.insert(format!("@{k}"), v.clone());
             }
+        }
+        // What the run loads: `@weights.vit.commit: abc → def`.
+        if let Some(w) = doc.get("weights") {
+            flatten_into(w, "@weights", &mut out);
         }
     }
     out

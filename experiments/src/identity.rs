@@ -53,6 +53,19 @@ pub fn identity_document(
     engine_version: &str,
     depends_on: Option<&RunId>,
 ) -> Json {
+    identity_document_with(settings, data_digest, engine_version, depends_on, None)
+}
+
+/// [`identity_document`] with what the run loads before its first step
+/// ([`crate::experts::Loads::to_json`]: the commit of each hub expert, the digest of local
+/// files) under `weights`; without it the document is what it was before loads were recorded.
+pub fn identity_document_with(
+    settings: &Settings,
+    data_digest: &str,
+    engine_version: &str,
+    depends_on: Option<&RunId>,
+    weights: Option<Json>,
+) -> Json {
     let mut s = serde_json::to_value(settings).unwrap_or(Json::Null);
     if let Json::Object(map) = &mut s {
         for k in Settings::EXECUTION_KEYS {
@@ -78,12 +91,16 @@ pub fn identity_document(
             }
         }
     }
-    json!({
+    let mut doc = json!({
         "settings": s,
         "data": data_digest,
         "engine": engine_version,
         "depends_on": depends_on.map(RunId::as_str),
-    })
+    });
+    if let (Some(w), Json::Object(map)) = (weights, &mut doc) {
+        map.insert("weights".into(), w);
+    }
+    doc
 }
 
 /// JSON with object keys sorted at every level, no whitespace, and numbers in one form:

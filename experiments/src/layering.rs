@@ -14,7 +14,8 @@ pub const ENV_PREFIX: &str = "TOWERLAB_";
 /// Settings given outside the experiment file.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overrides {
-    /// Environment variables, as `(name, value)`; only `TOWERLAB_*` names are considered.
+    /// Environment variables, as `(name, value)`: `TOWERLAB_*` settings, and the Hugging
+    /// Face variables the experts are looked up with ([`crate::experts::HUB_VARS`]).
     pub env: Vec<(String, String)>,
     /// `--set key=value` flags from the command line, in order.
     pub set: Vec<String>,
@@ -30,6 +31,7 @@ impl Overrides {
     pub fn from_process_env(set: Vec<String>) -> Self {
         let mut env: Vec<(String, String)> = std::env::vars()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .chain(crate::experts::process_vars())
             .collect();
         env.sort();
         Self { env, set }

@@ -11,6 +11,7 @@
 pub mod constraints;
 pub mod errors;
 pub mod experiment;
+pub mod experts;
 mod file;
 pub mod grid;
 pub mod identity;
@@ -24,7 +25,7 @@ mod spanned;
 pub mod spec;
 
 pub use errors::{Origin, ValidationError, ValidationErrors};
-pub use experiment::{Cell, Experiment, ResolvedRun, Role, DEMO_PATH, DEMO_TOML};
+pub use experiment::{Cell, Experiment, MissingExpert, ResolvedRun, Role, DEMO_PATH, DEMO_TOML};
 pub use grid::{Assignment, CellKey, Dimension};
 pub use identity::{data_digest, data_files, expand_table, DataDigest, IdentityContext, RunId};
 pub use layering::Overrides;

@@ -238,6 +238,16 @@ pub struct Settings {
     pub load_path: String,
     /// TowerLab: fine-tune from a pre-training run of the same model axes (the "with VLP" arm).
     pub vlp: bool,
+
+    // ---- what a run starts from (TowerLab; see `experts`) ----
+    /// A fresh run starts from the pretrained experts `vit` and `tokenizer` (resolved from a
+    /// local folder, the hub cache, or a download), whose `config.json` decides the encoders'
+    /// architecture; false trains them from scratch. True for `base`, false for `tiny`.
+    pub pretrained_experts: bool,
+    /// The pre-trained checkpoint `vlp = true` cells start from instead of a pre-training run
+    /// of their own: a file (e.g. the released `ManagerTower_pt_base.ckpt`) or a hub file
+    /// `org/name/file` (`LooperXX/ManagerTower/ManagerTower_pt_base.ckpt`). "" = pre-train.
+    pub vlp_checkpoint: String,
     /// TowerLab: `auto` (first CUDA device, else CPU), `cpu`, or `cuda:N`.
     pub device: String,
     pub num_workers: usize,
@@ -264,13 +274,20 @@ pub struct Settings {
     // ---- text ----
     pub vqav2_label_size: i64,
     pub max_text_len: i64,
-    /// Path to a Hugging Face `tokenizer.json`, or a directory holding one.
+    /// The text expert, as the reference names it: `roberta-base`, any hub id or local folder
+    /// of a `RobertaModel`; its `tokenizer.json` is the tokenizer. Without
+    /// `pretrained_experts` it may also be a `tokenizer.json` file or a folder holding one
+    /// (else the `tokenizer.json` beside the data is used).
     pub tokenizer: String,
     pub vocab_size: i64,
     pub mlm_prob: f64,
     pub draw_false_text: usize,
 
     // ---- uni-modal encoders (TowerLab: the reference read these from the checkpoints) ----
+    /// The vision expert, as the reference names it: a CLIP name (`ViT-B/32`, `ViT-B/16`,
+    /// `ViT-L/14`, `ViT-L/14@336px`, also spelled `CLIP-ViT-B/16`: the matching
+    /// `openai/clip-vit-*` repository), or any hub id or local folder of a `CLIPModel` or
+    /// `CLIPVisionModel`.
     pub vit: String,
     pub input_image_embed_size: i64,
     pub input_text_embed_size: i64,
@@ -356,6 +373,8 @@ impl Default for Settings {
             datasets: vec!["coco".into(), "vg".into(), "sbu".into(), "gcc".into()],
             load_path: String::new(),
             vlp: false,
+            pretrained_experts: true,
+            vlp_checkpoint: String::new(),
             device: "auto".into(),
             num_workers: 8,
             batch_size: 4096,
@@ -477,6 +496,7 @@ impl Settings {
             lr_mult_head: 1.0,
             lr_mult_cross_modal: 1.0,
             amp_flag: false,
+            pretrained_experts: false,
             ..Self::default()
         }
     }
@@ -536,11 +556,14 @@ impl Settings {
 
     /// Keys added after runs were first stored, with their defaults: run identity leaves a key
     /// out while it holds its default, so runs stored before it existed keep their identities.
-    pub fn late_keys() -> [(&'static str, serde_json::Value); 3] {
+    pub fn late_keys() -> [(&'static str, serde_json::Value); 5] {
         [
             ("meter_fusion", serde_json::Value::Bool(false)),
             ("loss_names", serde_json::Value::Array(Vec::new())),
             ("precision", serde_json::Value::from("32")),
+            // Runs stored before these trained from scratch, from no checkpoint.
+            ("pretrained_experts", serde_json::Value::Bool(false)),
+            ("vlp_checkpoint", serde_json::Value::from("")),
         ]
     }
 
@@ -700,8 +723,10 @@ mod tests {
             assert!(keys.iter().any(|x| x == k), "{k}");
         }
         let defaults = serde_json::to_value(Settings::default()).unwrap();
+        let tiny = serde_json::to_value(Settings::tiny()).unwrap();
         for (k, v) in Settings::late_keys() {
-            assert_eq!(defaults[k], v, "{k}");
+            // What runs stored before the key existed did: a preset's value.
+            assert!(defaults[k] == v || tiny[k] == v, "{k}");
         }
     }
 
