@@ -108,6 +108,15 @@ pub enum ModelCommand {
         #[arg(long)]
         partial: bool,
     },
+    /// Download uni-modal experts into the Hugging Face hub cache (HF_HUB_CACHE, else
+    /// HF_HOME/hub, else ~/.cache/huggingface/hub), as `vit` and `tokenizer` name them: CLIP
+    /// names (ViT-B/16, CLIP-ViT-L/14), `roberta-base`, or hub ids of a CLIP or RoBERTa model.
+    /// Uses HF_ENDPOINT and HF_TOKEN; what is cached already is only reported.
+    Fetch {
+        /// Model names or hub ids.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -4,6 +4,7 @@
 
 pub mod data;
 pub mod error;
+pub mod hub;
 pub mod model;
 pub mod runtime;
 pub mod train;

@@ -42,6 +42,8 @@ fn tiny_aaue_learns_itm_with_itc() {
         run_dir: dir.path().join("run"),
         init_from: None,
         resume: false,
+        loads: Default::default(),
+        hub: Default::default(),
     };
     let (tx, rx) = mpsc::channel();
     let outcome = run(&job, &tx, &AtomicBool::new(false));

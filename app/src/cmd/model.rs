@@ -13,6 +13,7 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
     match cmd {
         ModelCommand::Inspect { file, keys } => inspect(&file, keys),
         ModelCommand::Convert { file, output } => convert(&file, &output),
+        ModelCommand::Fetch { names } => fetch(&names),
         ModelCommand::Forward {
             weights,
             config,
@@ -52,6 +53,58 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `towerlab model fetch`: each name's expert into the hub cache, unless it is there.
+fn fetch(names: &[String]) -> anyhow::Result<()> {
+    use experiments::experts::{self, Availability, HubEnv, Location, Role};
+    let hub = HubEnv::from_process();
+    for name in names {
+        let located =
+            experts::locate(Role::Vision, name).map_err(|e| user_error_msg(e.to_string()))?;
+        let Location::Hub { repo, .. } = located else {
+            println!("{name}: a local folder, nothing to fetch");
+            continue;
+        };
+        // The role decides the files (a RoBERTa needs its tokenizer.json): a CLIP name is a
+        // vision expert, else the config says.
+        let role = if experts::clip_repo(name).is_some() {
+            Role::Vision
+        } else {
+            let (_, config) = engine::hub::fetch_file(
+                &hub,
+                &repo,
+                "config.json",
+                None,
+                &mut engine::hub::Progress::None,
+            )
+            .map_err(|e| user_error_msg(e.to_string()))?;
+            let c: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config)?)
+                .with_context(|| format!("{}", config.display()))?;
+            match c.get("model_type").and_then(|v| v.as_str()) {
+                Some("roberta") => Role::Text,
+                _ => Role::Vision,
+            }
+        };
+        if let Availability::Found(f) = experts::find(role, name, &hub, None)? {
+            println!("{name}: {} in {}", f.pin.describe(), f.dir.display());
+            continue;
+        }
+        let snap =
+            engine::hub::fetch_expert(&hub, &repo, role, None, &mut engine::hub::Progress::Bar)
+                .map_err(|e| user_error_msg(e.to_string()))?;
+        println!(
+            "{name}: {}@{} in {}",
+            snap.repo,
+            snap.commit,
+            snap.dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn user_error_msg(message: String) -> anyhow::Error {
+    anyhow::Error::new(UserError { code: 1, message })
 }
 
 fn print_load(path: &Path, r: &weights::LoadReport, device: &str) {

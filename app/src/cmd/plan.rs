@@ -29,6 +29,9 @@ pub fn run(db: &Path, args: PlanArgs) -> anyhow::Result<()> {
     })?;
     println!("{} ({})", exp.name, exp.path.display());
     println!("{rendered}");
+    for note in runner::experts::missing_notes(&exp) {
+        println!("{note}");
+    }
     if missing > 0 {
         println!(
             "{missing} synthetic data table(s) in {} will be made first (identities then change)",

@@ -8,10 +8,9 @@ use crate::cli::PlanArgs;
 use crate::runner::{self, plan, Workspace};
 
 pub fn run(db: &Path, args: PlanArgs) -> anyhow::Result<()> {
-    let (exp, source) = plan::load_experiment(
-        Some(args.file.as_path()),
-        &Overrides::from_process_env(args.set),
-    )?;
+    let overrides = Overrides::from_process_env(args.set);
+    let (exp, source) = plan::load_experiment(Some(args.file.as_path()), &overrides)?;
+    let exp = runner::experts::fetch_missing(exp, Some(args.file.as_path()), &overrides)?;
     let cells = runner::cells_of(&exp, true)?;
     let rt = runner::runtime()?;
     rt.block_on(async {

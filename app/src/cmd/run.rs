@@ -26,8 +26,10 @@ pub fn apply(
     set: Vec<String>,
     slots: SlotArgs,
 ) -> anyhow::Result<()> {
-    let (exp, source) = plan::load_experiment(file, &Overrides::from_process_env(set))?;
+    let overrides = Overrides::from_process_env(set);
+    let (exp, source) = plan::load_experiment(file, &overrides)?;
     let executor = executor::local_executor()?;
+    let exp = runner::experts::fetch_missing(exp, file, &overrides)?;
     let cells = runner::cells_of(&exp, true)?;
     let rt = runner::runtime()?;
     rt.block_on(async move {

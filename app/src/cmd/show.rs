@@ -98,6 +98,33 @@ pub fn run(db: &Path, args: ShowArgs) -> anyhow::Result<()> {
                 &rows,
             ));
         }
+        // What the identity pinned, and what the run's attempts loaded (their log says).
+        let weights = detail
+            .params
+            .iter()
+            .find(|p| p.key == runner::plan::PARAM_IDENTITY)
+            .map(|p| experiments::experts::Loads::from_document(&p.value))
+            .unwrap_or_default();
+        if !weights.is_empty() {
+            let _ = writeln!(out, "\nweights (pinned by the identity):");
+            if let serde_json::Value::Object(m) = experiments::experts::describe(&weights) {
+                for (k, v) in m {
+                    let _ = writeln!(out, "  {k:<15} {}", v.as_str().unwrap_or_default());
+                }
+            }
+        }
+        let loaded: Vec<_> = store
+            .log_lines(r.id, None, None)
+            .await?
+            .into_iter()
+            .filter(|l| l.text.starts_with("loaded ") && l.text.contains(" tensors from "))
+            .collect();
+        if !loaded.is_empty() {
+            let _ = writeln!(out, "\nloaded:");
+            for l in loaded {
+                let _ = writeln!(out, "  [{}] {}", l.attempt, &l.text["loaded ".len()..]);
+            }
+        }
         if !detail.artifacts.is_empty() {
             let _ = writeln!(out, "\nartifacts:");
             for a in &detail.artifacts {

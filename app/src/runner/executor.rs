@@ -22,6 +22,8 @@ pub struct Job {
     pub init_from: Option<PathBuf>,
     /// Continue from the latest checkpoint in `run_dir/checkpoints`.
     pub resume: bool,
+    /// What the run's identity pinned it to load (from its stored identity document).
+    pub loads: experiments::experts::Loads,
     /// Intra-op threads this attempt may use (CPU runs share the cores).
     pub threads: usize,
 }
@@ -146,6 +148,8 @@ pub mod local {
                 run_dir: job.run_dir.clone(),
                 init_from: job.init_from.clone(),
                 resume: job.resume,
+                loads: job.loads.clone(),
+                hub: experiments::experts::HubEnv::from_process(),
             };
             let (tx, rx) = mpsc::channel::<Event>();
             let forward = events.clone();

@@ -9,6 +9,7 @@ pub mod checkpoints;
 pub mod data;
 pub mod events;
 pub mod executor;
+pub mod experts;
 pub mod export;
 pub mod lookup;
 pub mod plan;

@@ -245,6 +245,20 @@ pub async fn stored_settings(store: &Store, run: RunId) -> anyhow::Result<experi
     serde_json::from_value(value).with_context(|| format!("run {run}: stored settings are invalid"))
 }
 
+/// What a stored run's identity pinned it to load (empty for runs stored before loads were
+/// recorded: they load nothing).
+pub async fn stored_loads(
+    store: &Store,
+    run: RunId,
+) -> anyhow::Result<experiments::experts::Loads> {
+    let params = store.params(run).await?;
+    Ok(params
+        .into_iter()
+        .find(|p| p.key == super::plan::PARAM_IDENTITY)
+        .map(|p| experiments::experts::Loads::from_document(&p.value))
+        .unwrap_or_default())
+}
+
 /// The folder of a run: `<runs dir>/<identity short>`.
 pub fn run_dir(runs_dir: &std::path::Path, hash: &str) -> PathBuf {
     runs_dir.join(&hash[..12.min(hash.len())])
@@ -283,12 +297,14 @@ async fn execute_claimed(
             Some(PathBuf::from(path))
         }
     };
+    let loads = stored_loads(store, run.id).await?;
     let job = Job {
         hash: run.hash.clone(),
         settings,
         run_dir: dir.clone(),
         init_from,
         resume: run.checkpoint_step.is_some(),
+        loads,
         threads: match slot.threads {
             Some(t) => t,
             None => cpu_share(runner).await,

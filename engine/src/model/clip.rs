@@ -7,7 +7,7 @@
 
 use tch::{nn, Kind, Tensor};
 
-use super::layers::{multi_head_attention, normal, quick_gelu, Ctx, LayerNorm, Linear, LN_EPS};
+use super::layers::{multi_head_attention, normal, Activation, Ctx, LayerNorm, Linear, LN_EPS};
 use super::ModelConfig;
 use crate::{EngineError, Result};
 
@@ -22,10 +22,13 @@ struct ResidualBlock {
     c_proj: Linear,
     ln_2: LayerNorm,
     heads: i64,
+    act: Activation,
 }
 
 impl ResidualBlock {
-    fn new(p: nn::Path, width: i64, heads: i64, layers: i64) -> Self {
+    fn new(p: nn::Path, cfg: &ModelConfig) -> Self {
+        let (width, heads, layers) = (cfg.vit_width, cfg.vit_heads, cfg.vit_layers);
+        let (inner, eps) = (cfg.vit_intermediate, cfg.vit_ln_eps);
         // CLIP.initialize_parameters
         let attn_std = (width as f64).powf(-0.5);
         let proj_std = attn_std * ((2 * layers) as f64).powf(-0.5);
@@ -36,11 +39,12 @@ impl ResidualBlock {
             in_proj_weight: attn.var("in_proj_weight", &[3 * width, width], normal(attn_std)),
             in_proj_bias: attn.var("in_proj_bias", &[3 * width], nn::Init::Const(0.0)),
             out_proj: Linear::with_init(&attn / "out_proj", width, width, true, normal(proj_std)),
-            ln_1: LayerNorm::new(&p / "ln_1", width, LN_EPS),
-            c_fc: Linear::with_init(&mlp / "c_fc", width, 4 * width, true, normal(fc_std)),
-            c_proj: Linear::with_init(&mlp / "c_proj", 4 * width, width, true, normal(proj_std)),
-            ln_2: LayerNorm::new(&p / "ln_2", width, LN_EPS),
+            ln_1: LayerNorm::new(&p / "ln_1", width, eps),
+            c_fc: Linear::with_init(&mlp / "c_fc", width, inner, true, normal(fc_std)),
+            c_proj: Linear::with_init(&mlp / "c_proj", inner, width, true, normal(proj_std)),
+            ln_2: LayerNorm::new(&p / "ln_2", width, eps),
             heads,
+            act: cfg.vit_act,
         }
     }
 
@@ -54,7 +58,7 @@ impl ResidualBlock {
         let a = multi_head_attention(&qkv[0], &qkv[1], &qkv[2], self.heads, None, 0.0, ctx);
         let x = x + self.out_proj.forward(&a, ctx);
         let m = self.c_fc.forward(&self.ln_2.forward(&x, ctx), ctx);
-        &x + self.c_proj.forward(&quick_gelu(&m), ctx)
+        &x + self.c_proj.forward(&self.act.apply(&m), ctx)
     }
 }
 
@@ -95,17 +99,17 @@ impl ClipVisual {
             &[cfg.image_tokens(), w],
             normal(scale),
         );
-        let ln_pre = LayerNorm::new(&v / "ln_pre", w, LN_EPS);
+        let ln_pre = LayerNorm::new(&v / "ln_pre", w, cfg.vit_ln_eps);
         let rb = &v / "transformer" / "resblocks";
         let blocks = (0..cfg.vit_layers)
-            .map(|i| ResidualBlock::new(&rb / i, w, cfg.vit_heads, cfg.vit_layers))
+            .map(|i| ResidualBlock::new(&rb / i, cfg))
             .collect();
-        let ln_post = LayerNorm::new(&v / "ln_post", w, LN_EPS);
+        let ln_post = LayerNorm::new(&v / "ln_post", w, cfg.vit_ln_eps);
         // One per block *before* `vit_remove_last` (the reference builds `layers` of them and
         // zips them with the blocks); `forward_post` (MT, BT's `infer`) never applies them.
         let sep = &v / "ln_separate";
         let ln_separate = (0..cfg.vit_ln_separate)
-            .map(|i| LayerNorm::new(&sep / i, w, LN_EPS))
+            .map(|i| LayerNorm::new(&sep / i, w, cfg.vit_ln_eps))
             .collect();
         // CLIP's text tower is not built, but these two stay in its state dict.
         let (ctx_len, text_w) = cfg.clip_text_context;

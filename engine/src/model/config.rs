@@ -1,6 +1,9 @@
 //! The model's shape and behaviour, by the reference config key names, checked for consistency.
 
+use experiments::experts::{TextConfig, VisionConfig};
 use experiments::{ManagerType, ManagerWeightType, Settings};
+
+use super::layers::{Activation, LN_EPS};
 
 /// A configuration that cannot build a model. Names the offending key(s).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -85,6 +88,12 @@ pub struct ModelConfig {
     /// Residual blocks actually built (`vit_num_layers`, minus one with `vit_remove_last`).
     pub vit_layers: i64,
     pub vit_heads: i64,
+    /// CLIP's MLP width (4 × width in OpenAI's CLIP; `intermediate_size` of the expert).
+    pub vit_intermediate: i64,
+    /// `layer_norm_eps` of the vision expert (CLIP's fp32 LayerNorms: 1e-5).
+    pub vit_ln_eps: f64,
+    /// `hidden_act` of the vision expert (CLIP: QuickGELU).
+    pub vit_act: Activation,
     /// One `ln_post` for every tapped layer (`vit_layernorm_shared`); otherwise `ln_separate.*` exist.
     pub vit_layernorm_shared: bool,
     /// How many `ln_separate.*` LayerNorms the reference state dict holds: `vit_num_layers` —
@@ -105,8 +114,16 @@ pub struct ModelConfig {
     pub text_heads: i64,
     pub text_intermediate: i64,
     pub text_max_positions: i64,
-    /// roberta-base's hidden and attention dropout.
+    /// Hidden dropout (`hidden_dropout_prob`; roberta-base: 0.1).
     pub text_dropout: f64,
+    /// Dropout on the attention probabilities (`attention_probs_dropout_prob`).
+    pub text_attention_dropout: f64,
+    /// `layer_norm_eps` of the text expert (roberta-base: 1e-5).
+    pub text_ln_eps: f64,
+    /// `hidden_act` of the text expert (roberta-base: erf GELU).
+    pub text_act: Activation,
+    /// Rows of RoBERTa's `token_type_embeddings` (`type_vocab_size`; roberta-base: 1).
+    pub text_type_vocab: i64,
 
     // ---- cross-modal encoder ----
     pub hidden_size: i64,
@@ -156,6 +173,9 @@ impl ModelConfig {
             vit_width: s.input_image_embed_size,
             vit_layers,
             vit_heads: s.vit_heads(),
+            vit_intermediate: 4 * s.input_image_embed_size,
+            vit_ln_eps: LN_EPS,
+            vit_act: Activation::QuickGelu,
             vit_layernorm_shared: s.vit_layernorm_shared,
             vit_ln_separate: if s.vit_layernorm_shared || s.manager_type == ManagerType::Meter {
                 0
@@ -170,6 +190,10 @@ impl ModelConfig {
             text_intermediate: s.text_intermediate_size,
             text_max_positions: s.text_max_position_embeddings,
             text_dropout: 0.1,
+            text_attention_dropout: 0.1,
+            text_ln_eps: LN_EPS,
+            text_act: Activation::Gelu,
+            text_type_vocab: 1,
             hidden_size: s.hidden_size,
             num_heads: s.num_heads,
             num_layers: s.num_layers,
@@ -193,6 +217,94 @@ impl ModelConfig {
         };
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The experts' own architecture, from their `config.json`: the sizes must be the ones the
+    /// settings hold (the plan wrote them from the same configs; a difference means the files
+    /// changed since), and eps, activation, MLP width and dropout are taken as they are.
+    pub fn with_experts(
+        mut self,
+        vision: Option<&VisionConfig>,
+        text: Option<&TextConfig>,
+    ) -> Result<Self, ConfigError> {
+        let differ = |key: &'static str, ours: i64, config_key: &str, theirs: i64, who: &str| {
+            (ours != theirs).then(|| {
+                ConfigError::Inconsistent(format!(
+                    "`{key}` = {ours} but the {who} expert's config.json has `{config_key}` = \
+                     {theirs}"
+                ))
+            })
+        };
+        if let Some(v) = vision {
+            for (key, ours, config_key, theirs) in [
+                (
+                    "input_image_embed_size",
+                    self.vit_width,
+                    "hidden_size",
+                    v.hidden_size,
+                ),
+                (
+                    "vit_num_heads",
+                    self.vit_heads,
+                    "num_attention_heads",
+                    v.num_attention_heads,
+                ),
+                ("patch_size", self.patch_size, "patch_size", v.patch_size),
+            ] {
+                if let Some(e) = differ(key, ours, config_key, theirs, "vision") {
+                    return Err(e);
+                }
+            }
+            self.vit_intermediate = v.intermediate_size;
+            self.vit_ln_eps = v.layer_norm_eps;
+            self.vit_act = act(&v.hidden_act)?;
+        }
+        if let Some(t) = text {
+            for (key, ours, config_key, theirs) in [
+                (
+                    "input_text_embed_size",
+                    self.text_width,
+                    "hidden_size",
+                    t.hidden_size,
+                ),
+                (
+                    "text_num_layers",
+                    self.text_layers,
+                    "num_hidden_layers",
+                    t.num_hidden_layers,
+                ),
+                (
+                    "text_num_heads",
+                    self.text_heads,
+                    "num_attention_heads",
+                    t.num_attention_heads,
+                ),
+                (
+                    "text_intermediate_size",
+                    self.text_intermediate,
+                    "intermediate_size",
+                    t.intermediate_size,
+                ),
+                ("vocab_size", self.vocab_size, "vocab_size", t.vocab_size),
+                (
+                    "text_max_position_embeddings",
+                    self.text_max_positions,
+                    "max_position_embeddings",
+                    t.max_position_embeddings,
+                ),
+            ] {
+                if let Some(e) = differ(key, ours, config_key, theirs, "text") {
+                    return Err(e);
+                }
+            }
+            self.text_ln_eps = t.layer_norm_eps;
+            self.text_act = act(&t.hidden_act)?;
+            self.text_dropout = t.hidden_dropout_prob;
+            self.text_attention_dropout = t.attention_probs_dropout_prob;
+            self.text_type_vocab = t.type_vocab_size;
+        }
+        self.validate()?;
+        Ok(self)
     }
 
     /// A preset by name (`base`, `tiny`), for tests and benchmarks.
@@ -427,12 +539,19 @@ impl ModelConfig {
     }
 }
 
+fn act(name: &str) -> Result<Activation, ConfigError> {
+    Activation::from_name(name).ok_or_else(|| {
+        ConfigError::Inconsistent(format!("`hidden_act` = \"{name}\" is not implemented"))
+    })
+}
+
 /// CLIP's text tower shapes (context length, width) for the `vit` name; only its unused
 /// `positional_embedding` and `ln_final` survive in the reference model.
 fn clip_text_shape(vit: &str, vit_width: i64) -> (i64, i64) {
-    match (vit, vit_width) {
-        ("CLIP-ViT-B/32" | "CLIP-ViT-B/16", 768) => (77, 512),
-        ("CLIP-ViT-L/14" | "CLIP-ViT-L/14@336px", 1024) => (77, 768),
+    let repo = experiments::experts::clip_repo(vit).unwrap_or(vit);
+    match (repo, vit_width) {
+        ("openai/clip-vit-base-patch32" | "openai/clip-vit-base-patch16", 768) => (77, 512),
+        ("openai/clip-vit-large-patch14" | "openai/clip-vit-large-patch14-336", 1024) => (77, 768),
         // A custom-size ViT (e.g. the tiny preset) has no CLIP checkpoint to match.
         _ => (77, vit_width),
     }

@@ -190,6 +190,40 @@ pub fn quick_gelu(x: &Tensor) -> Tensor {
     x * (x * 1.702).sigmoid()
 }
 
+/// A feed-forward activation, by the `hidden_act` names of transformers' `ACT2FN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `gelu`: exact (erf).
+    Gelu,
+    /// `quick_gelu`: CLIP's.
+    QuickGelu,
+    /// `gelu_new` / `gelu_pytorch_tanh`: the tanh approximation.
+    GeluTanh,
+    Relu,
+}
+
+impl Activation {
+    /// From `config.json`'s `hidden_act` (see `experiments::experts::ACTIVATIONS`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "gelu" => Some(Self::Gelu),
+            "quick_gelu" => Some(Self::QuickGelu),
+            "gelu_new" | "gelu_pytorch_tanh" => Some(Self::GeluTanh),
+            "relu" => Some(Self::Relu),
+            _ => None,
+        }
+    }
+
+    pub fn apply(self, x: &Tensor) -> Tensor {
+        match self {
+            Self::Gelu => gelu(x),
+            Self::QuickGelu => quick_gelu(x),
+            Self::GeluTanh => x.gelu("tanh"),
+            Self::Relu => x.relu(),
+        }
+    }
+}
+
 /// `(1 - mask) * -10000` broadcast to `[B, 1, 1, L]` (transformers 4.17 `get_extended_attention_mask`).
 pub fn extended_mask(mask: &Tensor) -> Tensor {
     (mask.to_kind(Kind::Float).ones_like() - mask.to_kind(Kind::Float))

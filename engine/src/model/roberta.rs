@@ -3,7 +3,7 @@
 use tch::{nn, Kind, Tensor};
 
 use super::bert::{BertAttention, BertFeedForward};
-use super::layers::{Ctx, Embedding, LayerNorm, Linear, LN_EPS};
+use super::layers::{Ctx, Embedding, LayerNorm, Linear};
 use super::ModelConfig;
 
 /// RoBERTa's `padding_idx` (`<pad>` = 1): positions start at 2, pads get 1.
@@ -33,8 +33,8 @@ impl Embeddings {
         Self {
             word,
             position,
-            token_type: Embedding::new(&p / "token_type_embeddings", 1, d),
-            layer_norm: LayerNorm::new(&p / "LayerNorm", d, LN_EPS),
+            token_type: Embedding::new(&p / "token_type_embeddings", cfg.text_type_vocab, d),
+            layer_norm: LayerNorm::new(&p / "LayerNorm", d, cfg.text_ln_eps),
             dropout: cfg.text_dropout,
         }
     }
@@ -81,16 +81,18 @@ impl Roberta {
                         &lp / "attention",
                         d,
                         cfg.text_heads,
-                        LN_EPS,
+                        cfg.text_ln_eps,
                         cfg.text_dropout,
-                    ),
+                    )
+                    .with_attention_dropout(cfg.text_attention_dropout),
                     ffn: BertFeedForward::new(
                         &lp,
                         d,
                         cfg.text_intermediate,
-                        LN_EPS,
+                        cfg.text_ln_eps,
                         cfg.text_dropout,
-                    ),
+                    )
+                    .with_activation(cfg.text_act),
                 }
             })
             .collect();

@@ -46,8 +46,10 @@ fn expand_tables(dir: &Path, tables: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// The tokenizer: the `tokenizer` setting as a `tokenizer.json` file or a folder holding one,
-/// else the `tokenizer.json` beside the data (the synthetic dataset ships one).
+/// The tokenizer of a run that trains its experts from scratch: the `tokenizer` setting as a
+/// `tokenizer.json` file or a folder holding one, else the `tokenizer.json` beside the data
+/// (the synthetic dataset ships one). A run from the pretrained experts reads the text
+/// expert's (`train::init::Experts::tokenizer`).
 pub fn tokenizer_path(settings: &Settings) -> Result<PathBuf> {
     let named = Path::new(&settings.tokenizer);
     let beside_data = Path::new(&settings.data_root).join("tokenizer.json");
@@ -75,11 +77,21 @@ fn data_err(e: data::DataError) -> EngineError {
 }
 
 impl LoaderData {
+    /// The loaders of `s`, tokenizing with [`tokenizer_path`].
     pub fn open(s: &Settings) -> Result<Self> {
+        Self::open_with_tokenizer(s, None)
+    }
+
+    /// The loaders of `s`, tokenizing with `tokenizer` (a `tokenizer.json`) when given.
+    pub fn open_with_tokenizer(s: &Settings, tokenizer: Option<PathBuf>) -> Result<Self> {
         let dir = Path::new(&s.data_root);
         let kind = dataset_kind(s.task);
+        let tokenizer = match tokenizer {
+            Some(t) => t,
+            None => tokenizer_path(s)?,
+        };
         let tokenizer = Arc::new(
-            TextTokenizer::from_file(&tokenizer_path(s)?, s.max_text_len.max(1) as usize)
+            TextTokenizer::from_file(&tokenizer, s.max_text_len.max(1) as usize)
                 .map_err(data_err)?,
         );
         let key = |keys: &[String]| keys.first().cloned().unwrap_or_else(|| "clip".into());

@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod data_source;
 pub mod eval;
 pub mod events;
+pub mod init;
 pub mod metrics;
 pub mod optim;
 pub mod predictions;

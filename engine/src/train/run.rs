@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::Instant;
 
+use experiments::experts::{HubEnv, Loads};
 use experiments::Settings;
 use tch::{nn, Device, Tensor};
 
@@ -36,6 +37,12 @@ pub struct TrainJob {
     pub init_from: Option<PathBuf>,
     /// Continue from the newest checkpoint in `run_dir` when there is one.
     pub resume: bool,
+    /// What the run's identity pinned it to load (the experts' commits or digests); empty:
+    /// whatever the cache's `refs/main` holds.
+    pub loads: Loads,
+    /// Where the experts are looked up and downloaded from (`HF_HUB_CACHE`, `HF_ENDPOINT`,
+    /// `HF_TOKEN`, `HF_HUB_OFFLINE`).
+    pub hub: HubEnv,
 }
 
 /// How a run ended.
@@ -150,7 +157,10 @@ fn train(
         device,
     };
     let data: &dyn TaskData = &on_device;
-    let cfg = ModelConfig::from_settings(s).map_err(|e| EngineError::Invalid(e.to_string()))?;
+    let experts = super::init::experts(job, events)?;
+    let cfg = ModelConfig::from_settings(s)
+        .and_then(|c| c.with_experts(experts.vision_config(), experts.text_config()))
+        .map_err(|e| EngineError::Invalid(e.to_string()))?;
     tch::manual_seed(s.seed as i64);
     let mut vs = nn::VarStore::new(device);
     let model = TowerModel::new(&vs.root(), &cfg)?;
@@ -233,19 +243,7 @@ fn train(
                 source,
             })?;
         }
-        // `load_path` (e.g. Hugging Face CLIP and RoBERTa for the "without VLP" arm, comma
-        // separated), then the VLP checkpoint on top.
-        let sources = s
-            .load_path
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
-            .chain(job.init_from.clone());
-        for path in sources {
-            let report = init_weights(&mut vs, &path)?;
-            let _ = events.send(Event::Log { message: report });
-        }
+        super::init::initialise(&mut vs, job, &experts, events)?;
     }
     *step_out = state.step;
     let _ = events.send(Event::Started {
@@ -572,42 +570,14 @@ fn copy_named(vs: &nn::VarStore, tensors: &[(String, Tensor)], source: &Path) ->
     Ok(())
 }
 
-/// Initialises from checkpoint files through the strict loader (`crate::weights`), in
-/// `partial` mode: task heads absent from a file keep their initialisation (the VLP arm starts a
-/// VQA head on a pre-training checkpoint), everything else must match by name and shape.
-/// A folder is a TowerLab run folder (its newest checkpoint), a Hugging Face model folder, or a
-/// checkpoint step folder.
-fn init_weights(vs: &mut nn::VarStore, path: &Path) -> Result<String> {
-    let file = if path.join("checkpoints").join("last").is_file() {
-        checkpoint::latest(&path.join("checkpoints"))?
-            .map(|d| d.join("model.safetensors"))
-            .unwrap_or_else(|| path.to_path_buf())
-    } else if path.join("last").is_file() {
-        checkpoint::latest(path)?
-            .map(|d| d.join("model.safetensors"))
-            .unwrap_or_else(|| path.to_path_buf())
-    } else if path.join("state.json").is_file() {
-        path.join("model.safetensors")
-    } else {
-        path.to_path_buf()
-    };
-    let ckpt = crate::weights::read(&file).map_err(|e| EngineError::Invalid(e.to_string()))?;
-    let report = crate::weights::load_into(vs, &ckpt, &crate::weights::LoadOptions::partial())
-        .map_err(|e| EngineError::Invalid(e.to_string()))?;
-    Ok(format!(
-        "initialised {} tensors from {} ({} new head tensors, {} kept, {} adapted)",
-        report.loaded,
-        file.display(),
-        report.missing_heads.len(),
-        report.kept.len(),
-        report.adapted.len()
-    ))
-}
-
 /// Runs one training job on the ViLT Arrow files its settings name (see
 /// [`super::data_source::LoaderData`]). Data errors end the run as `Failed` like any other.
 pub fn run(job: &TrainJob, events: &Sender<Event>, cancel: &AtomicBool) -> Outcome {
-    match super::data_source::LoaderData::open(&job.settings) {
+    // A run that starts from the experts reads their tokenizer.
+    let opened = super::init::experts(job, events).and_then(|experts| {
+        super::data_source::LoaderData::open_with_tokenizer(&job.settings, experts.tokenizer())
+    });
+    match opened {
         Ok(data) => run_with_data(job, &data, events, cancel),
         Err(e) => {
             let message = e.to_string();

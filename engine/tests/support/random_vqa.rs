@@ -85,5 +85,7 @@ pub fn job(dir: &std::path::Path, s: Settings, resume: bool) -> TrainJob {
         run_dir: dir.to_path_buf(),
         init_from: None,
         resume,
+        loads: Default::default(),
+        hub: Default::default(),
     }
 }
