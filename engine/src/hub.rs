@@ -76,9 +76,11 @@ struct LogProgress<'a, 'b> {
 
 impl hf_hub::api::Progress for LogProgress<'_, '_> {
     fn init(&mut self, size: usize, filename: &str) {
+        // `hf-hub` calls this twice per file (before and at the transfer).
+        let again = self.total == size && self.file == filename;
         self.total = size;
         self.file = filename.to_string();
-        if self.done == 0 {
+        if !again {
             (self.log)(format!(
                 "downloading {filename} of {} ({:.1} MiB)",
                 self.repo,
@@ -210,7 +212,7 @@ fn download(
                 LogProgress {
                     log: &mut **log,
                     repo: &repo.id,
-                    file: file.to_string(),
+                    file: String::new(),
                     total: 0,
                     done: 0,
                     quarter: 0,

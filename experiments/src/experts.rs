@@ -392,7 +392,9 @@ impl Pin {
                     None => format!("{repo}@{at}"),
                 }
             }
-            Self::Local { path, sha256 } => format!("{path} (sha256 {})", &sha256[..12]),
+            Self::Local { path, sha256 } => {
+                format!("{path} (sha256 {})", sha256.get(..12).unwrap_or(sha256))
+            }
         }
     }
 }

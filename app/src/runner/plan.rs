@@ -232,6 +232,18 @@ pub async fn queue_plan(
         report.experiment = store.experiment_by_name(&exp.name).await?;
         return Ok(report);
     }
+    // A run queued before its expert is downloaded would pin no commit: `queue`/`run` fetch
+    // the experts first (`runner::experts::fetch_missing`); other callers must too.
+    if let Some(m) = exp.missing_experts.first() {
+        anyhow::bail!(crate::exit::UserError {
+            code: 1,
+            message: format!(
+                "nothing was queued: `{}`: {} is not on this machine yet ({}); `towerlab queue` \
+                 downloads it first, or fetch it with `towerlab model fetch {}`",
+                m.key, m.repo.id, m.detail, m.repo.id
+            ),
+        });
+    }
     let path = exp.path.display().to_string();
     let row = store
         .upsert_experiment(&exp.name, &path, &content_hash(source))

@@ -89,8 +89,8 @@ pub fn experts(job: &TrainJob, events: &Sender<Event>) -> Result<Experts> {
                     "`{}`: {path} changed since the run was queued (sha256 {} then, {} now); \
                      plan again to make it another run",
                     role.key(),
-                    &sha256[..12.min(sha256.len())],
-                    &now[..12]
+                    sha256.get(..12).unwrap_or(sha256),
+                    now.get(..12).unwrap_or(now)
                 )));
             }
         }

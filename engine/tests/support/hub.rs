@@ -7,7 +7,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -261,8 +261,6 @@ fn serve(c: TcpStream, repos: &Repos, log: &Mutex<Vec<Request>>) {
             }
         }
     }
-    let mut drain = [0u8; 0];
-    let _ = reader.read(&mut drain);
     log.lock().unwrap().push(Request {
         path: path.clone(),
         range: range.clone(),
