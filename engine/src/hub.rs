@@ -256,11 +256,11 @@ pub fn ensure_expert(
     progress: &mut Progress<'_>,
 ) -> Result<experts::Found, HubError> {
     match experts::find(role, value, hub, commit)? {
-        experts::Availability::Found(f) => Ok(f),
+        experts::Availability::Found(f) => Ok(*f),
         experts::Availability::Missing { repo, .. } => {
             fetch_expert(hub, &repo, role, commit, progress)?;
             match experts::find(role, value, hub, commit)? {
-                experts::Availability::Found(f) => Ok(f),
+                experts::Availability::Found(f) => Ok(*f),
                 experts::Availability::Missing { repo, detail } => Err(HubError::Layout {
                     repo: format!("{} ({detail})", repo.id),
                     cache: hub.cache.clone().unwrap_or_default(),

@@ -463,18 +463,38 @@ pub enum ExpertError {
         what: &'static str,
     },
     /// A setting that the expert's config decides differently.
-    #[error(
-        "`{key}` = {setting} contradicts {expert}: its config.json has `{config_key}` = {config} \
-         ({path}); remove `{key}` from the experiment or name another expert"
-    )]
-    Contradiction {
-        key: &'static str,
-        setting: String,
-        config_key: &'static str,
-        config: String,
-        expert: String,
-        path: PathBuf,
-    },
+    #[error("{0}")]
+    Contradiction(Box<Contradiction>),
+}
+
+/// A setting the experiment gives another value than the expert's `config.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contradiction {
+    pub key: &'static str,
+    pub setting: String,
+    pub config_key: &'static str,
+    pub config: String,
+    /// The expert, with its pin.
+    pub expert: String,
+    /// Its `config.json`.
+    pub path: PathBuf,
+}
+
+impl std::fmt::Display for Contradiction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` = {} contradicts {}: its config.json has `{}` = {} ({}); remove `{}` from \
+             the experiment or name another expert",
+            self.key,
+            self.setting,
+            self.expert,
+            self.config_key,
+            self.config,
+            self.path.display(),
+            self.key
+        )
+    }
 }
 
 fn file_err(path: &Path, detail: impl Into<String>) -> ExpertError {
@@ -784,7 +804,7 @@ pub struct Found {
 /// Whether an expert is on this machine.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Availability {
-    Found(Found),
+    Found(Box<Found>),
     /// A hub repository not (completely) in the cache: a download is needed.
     Missing {
         repo: HubRepo,
@@ -861,7 +881,7 @@ pub fn find(
             if let Pin::Local { sha256, .. } = &mut found.pin {
                 *sha256 = digest_files(role, &dir)?;
             }
-            Ok(Availability::Found(found))
+            Ok(Availability::Found(Box::new(found)))
         }
         Location::Hub { repo, .. } => match hub.cached(&repo, commit) {
             Some(snap) => {
@@ -876,7 +896,7 @@ pub fn find(
                     commit: Some(snap.commit.clone()),
                     file: None,
                 };
-                inspect_dir(role, &snap.dir, pin).map(Availability::Found)
+                inspect_dir(role, &snap.dir, pin).map(|f| Availability::Found(Box::new(f)))
             }
             None => Ok(Availability::Missing {
                 detail: format!(
@@ -1009,14 +1029,14 @@ pub fn apply(s: &mut Settings, explicit: &dyn Fn(&str) -> bool, hub: &HubEnv) ->
             if explicit(key) && current != value {
                 out.errors.push((
                     key,
-                    ExpertError::Contradiction {
+                    ExpertError::Contradiction(Box::new(Contradiction {
                         key,
                         setting: current.to_string(),
                         config_key,
                         config: value.to_string(),
                         expert: found.pin.describe(),
                         path: found.dir.join("config.json"),
-                    },
+                    })),
                 ));
             } else if !(key == "vit_num_heads" && current == value) {
                 set_i64(s, key, value);

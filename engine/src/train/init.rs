@@ -19,7 +19,7 @@ use experiments::experts::{self, Found, HubEnv, Pin, Role};
 use super::checkpoint;
 use super::events::Event;
 use super::run::TrainJob;
-use crate::hub::{self, HubError};
+use crate::hub;
 use crate::{EngineError, Result};
 
 /// The experts of a run, found on this machine (nothing when it trains them from scratch).
@@ -42,10 +42,6 @@ impl Experts {
     pub fn tokenizer(&self) -> Option<PathBuf> {
         self.text.as_ref().map(|f| f.dir.join("tokenizer.json"))
     }
-}
-
-fn hub_err(e: HubError) -> EngineError {
-    EngineError::Invalid(e.to_string())
 }
 
 /// The pinned commit of a hub expert (what the identity recorded at queue time).
@@ -79,19 +75,17 @@ pub fn experts(job: &TrainJob, events: &Sender<Event>) -> Result<Experts> {
             &job.hub,
             pinned_commit(pin),
             &mut hub::Progress::Log(&mut log),
-        )
-        .map_err(hub_err)?;
+        )?;
         if let (Some(Pin::Local { sha256, path }), Pin::Local { sha256: now, .. }) =
             (pin, &found.pin)
         {
             if sha256 != now {
-                return Err(EngineError::Invalid(format!(
-                    "`{}`: {path} changed since the run was queued (sha256 {} then, {} now); \
-                     plan again to make it another run",
-                    role.key(),
-                    sha256.get(..12).unwrap_or(sha256),
-                    now.get(..12).unwrap_or(now)
-                )));
+                return Err(EngineError::ExpertChanged {
+                    key: role.key(),
+                    path: path.clone(),
+                    then: sha256.get(..12).unwrap_or(sha256).to_string(),
+                    now: now.get(..12).unwrap_or(now).to_string(),
+                });
             }
         }
         match role {
@@ -144,15 +138,12 @@ pub fn initialise(
             let _ = events.send(Event::Log { message });
         };
         let commit = pinned_commit(job.loads.vlp_checkpoint.as_ref());
-        Some(
-            hub::ensure_checkpoint(
-                &s.vlp_checkpoint,
-                &job.hub,
-                commit,
-                &mut hub::Progress::Log(&mut log),
-            )
-            .map_err(hub_err)?,
-        )
+        Some(hub::ensure_checkpoint(
+            &s.vlp_checkpoint,
+            &job.hub,
+            commit,
+            &mut hub::Progress::Log(&mut log),
+        )?)
     } else {
         None
     };
@@ -212,9 +203,8 @@ fn weights_file(path: &Path) -> Result<PathBuf> {
 /// Hugging Face backbone only its own component). The number of tensors set, and the file.
 fn load_file(vs: &mut tch::nn::VarStore, path: &Path) -> Result<(usize, PathBuf)> {
     let file = weights_file(path)?;
-    let ckpt = crate::weights::read(&file).map_err(|e| EngineError::Invalid(e.to_string()))?;
-    let report = crate::weights::load_into(vs, &ckpt, &crate::weights::LoadOptions::partial())
-        .map_err(|e| EngineError::Invalid(e.to_string()))?;
+    let ckpt = crate::weights::read(&file)?;
+    let report = crate::weights::load_into(vs, &ckpt, &crate::weights::LoadOptions::partial())?;
     Ok((report.loaded, ckpt.path))
 }
 

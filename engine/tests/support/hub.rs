@@ -105,7 +105,10 @@ pub fn tokenizer_json() -> String {
     .to_string()
 }
 
-/// The files of the tiny CLIP vision expert: `(name, bytes)`.
+/// A repository's files: `(name, bytes)`.
+pub type Files = Vec<(String, Vec<u8>)>;
+
+/// The files of the tiny CLIP vision expert.
 pub fn clip_files() -> Vec<(String, Vec<u8>)> {
     let dir = fixtures().join("hf_clip_vision");
     ["config.json", "model.safetensors"]
@@ -171,7 +174,7 @@ pub struct HubServer {
 
 impl HubServer {
     /// Serves `repos`: `(id, commit, files)`.
-    pub fn start(repos: &[(&str, &str, Vec<(String, Vec<u8>)>)]) -> Self {
+    pub fn start(repos: &[(&str, &str, Files)]) -> Self {
         let map: Repos = repos
             .iter()
             .map(|(id, commit, files)| {
