@@ -514,6 +514,7 @@ fn build(
     let mut any_vlp = false;
     let mut rejected_cells = false;
     let mut missing_experts: Vec<MissingExpert> = Vec::new();
+    let mut seen_expert_problems: HashSet<String> = HashSet::new();
     for point in &points {
         let include = p.include.iter().find(|i| i.assignment == *point);
         let mut cell_sources = sources.clone();
@@ -547,12 +548,18 @@ fn build(
                     continue;
                 }
             };
-            let mut problems =
+            let expert_problems =
                 apply_experts(&mut settings, &cell_sources, &ov.hub, &mut missing_experts);
+            // A bad expert is one problem, however many cells share it.
+            let expert_failed = !expert_problems.is_empty();
+            let mut problems: Vec<constraints::Problem> = expert_problems
+                .into_iter()
+                .filter(|pr| seen_expert_problems.insert(pr.message.clone()))
+                .collect();
             problems.extend(normalise(&mut settings, &cell_sources));
             problems.extend(constraints::check(&settings));
             report(c, &problems, &cell_sources, &key, &p.preset, "cell");
-            if !problems.is_empty() {
+            if !problems.is_empty() || expert_failed {
                 rejected_cells = true;
                 continue;
             }

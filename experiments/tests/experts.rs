@@ -61,7 +61,7 @@ const METRIC: &str = "[metric]\nname = \"val/vqa/score_epoch\"\ngoal = \"maximiz
 fn file(extra: &str) -> String {
     format!(
         "name = \"e\"\ntask = \"vqa\"\n[base]\npreset = \"base\"\nvit = \"{CLIP}\"\n\
-         tokenizer = \"{ROBERTA}\"\nmax_text_len = 20\nmanaged_layers_text = 3\nmanaged_layers_image = 3\n{extra}\n[grid]\nseeds = [0]\n{METRIC}"
+         tokenizer = \"{ROBERTA}\"\nmax_text_len = 20\nmanaged_layers_text = 3\nmanaged_layers_image = 3\n{extra}\n[grid]\nseeds = [0, 1]\n{METRIC}"
     )
 }
 
@@ -131,9 +131,10 @@ fn the_experts_configs_decide_the_encoder_keys_and_identities_pin_the_commit() {
 fn a_setting_contradicting_the_config_is_an_error_naming_both_values() {
     let dir = tempfile::tempdir().unwrap();
     cache(dir.path(), A);
-    let e = load(&file("input_text_embed_size = 768"), Some(dir.path()))
-        .unwrap_err()
-        .to_string();
+    let errors = load(&file("input_text_embed_size = 768"), Some(dir.path())).unwrap_err();
+    // One message for the two cells (seeds) that share the setting.
+    assert_eq!(errors.len(), 1, "{errors}");
+    let e = errors.to_string();
     assert!(e.contains("`input_text_embed_size` = 768"), "{e}");
     assert!(e.contains("`hidden_size` = 32"), "{e}");
     assert!(e.contains(ROBERTA), "{e}");
