@@ -20,6 +20,15 @@ static HOOK: Once = Once::new();
 /// Runs `f`, turning a panic into [`EngineError::OutOfMemory`] (an allocation failure) or
 /// [`EngineError::Panic`] with where it happened. Panics on other threads print as usual.
 pub fn catch<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match catch_panic(f) {
+        Ok(r) => r,
+        Err((e, _)) => Err(e),
+    }
+}
+
+/// [`catch`] for code that returns no engine result (a third-party decoder that asserts on
+/// damaged input): the panic as an error and its message.
+pub fn catch_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, (EngineError, String)> {
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
@@ -37,16 +46,21 @@ pub fn catch<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     let result = std::panic::catch_unwind(AssertUnwindSafe(f));
     CATCHING.with(|c| c.set(outer));
     match result {
-        Ok(r) => r,
+        Ok(r) => Ok(r),
         Err(payload) => {
             let e = EngineError::from_panic(payload.as_ref());
             let at = LOCATION.with(|l| l.borrow_mut().take());
-            Err(match (e, at) {
+            let e = match (e, at) {
                 (EngineError::Panic(message), Some(at)) => {
                     EngineError::Panic(format!("{message} (at {at})"))
                 }
                 (e, _) => e,
-            })
+            };
+            let message = match &e {
+                EngineError::Panic(m) => m.clone(),
+                other => other.to_string(),
+            };
+            Err((e, message))
         }
     }
 }
