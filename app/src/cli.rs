@@ -12,8 +12,10 @@ use clap::{Parser, Subcommand};
     propagate_version = true
 )]
 pub struct Cli {
-    /// The SQLite store (default: ./towerlab.db).
-    #[arg(long, global = true, env = "TOWERLAB_DB", value_name = "PATH")]
+    /// The SQLite store (default: $TOWERLAB_DB, else ./towerlab.db).
+    // Not clap's `env`: an empty TOWERLAB_DB would then be an invalid --db for every command,
+    // even one that passes --db itself.
+    #[arg(long, global = true, value_name = "PATH")]
     pub db: Option<PathBuf>,
 
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
@@ -234,9 +236,16 @@ pub struct ExportArgs {
 }
 
 impl Cli {
+    /// `--db`, else a non-empty `TOWERLAB_DB`, else the default.
     pub fn db_path(&self) -> PathBuf {
         self.db
             .clone()
+            .filter(|p| !p.as_os_str().is_empty())
+            .or_else(|| {
+                std::env::var_os("TOWERLAB_DB")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
             .unwrap_or_else(|| PathBuf::from(experiments::paths::DEFAULT_DB))
     }
 }

@@ -21,10 +21,29 @@ impl std::error::Error for UserError {}
 /// Prints the error chain on one line and picks the exit code.
 pub fn report(err: &anyhow::Error) -> ExitCode {
     let code = err
-        .downcast_ref::<UserError>()
+        .chain()
+        .find_map(|e| e.downcast_ref::<UserError>())
         .map_or(1, |user| user.code.max(1));
-    eprintln!("error: {err:#}");
+    eprintln!("error: {}", one_line(err));
     ExitCode::from(code)
+}
+
+/// The chain joined by `: `, each cause once: many errors quote their source in their own
+/// message (`cannot open X: <sqlite error>`) and name it as `source()` too, which `{:#}`
+/// would print again at every level.
+pub fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 #[cfg(test)]
@@ -37,6 +56,32 @@ mod tests {
             code: 2,
             message: "bad key".into(),
         });
+        assert_eq!(report(&err), ExitCode::from(2));
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("file is not a database")]
+        struct Sqlite;
+        #[derive(Debug, thiserror::Error)]
+        #[error("x.db is not a SQLite database, or it is corrupt ({0})")]
+        struct Corrupt(#[source] Sqlite);
+        let err = anyhow::Error::new(Corrupt(Sqlite)).context("opening the store x.db");
+        assert_eq!(
+            one_line(&err),
+            "opening the store x.db: x.db is not a SQLite database, or it is corrupt \
+             (file is not a database)"
+        );
+    }
+
+    #[test]
+    fn a_user_error_under_context_keeps_its_code() {
+        let err = anyhow::Error::new(UserError {
+            code: 2,
+            message: "bad file".into(),
+        })
+        .context("reading");
         assert_eq!(report(&err), ExitCode::from(2));
     }
 

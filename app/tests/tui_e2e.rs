@@ -143,17 +143,14 @@ fn shell_command(db: &Path) -> String {
     )
 }
 
-fn skip_without_tmux() -> bool {
-    if tmux_available() {
-        return false;
-    }
-    eprintln!(
-        "\n\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-         !!! SKIPPED: tmux is not installed, so the TUI end-to-end test did not run.\n\
-         !!! Install it with scripts/setup-test-tools.sh (or `make test`).\n\
-         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+/// The end-to-end tests need tmux: without it they fail with the reason (a test that passes by
+/// skipping would hide that the TUI was never driven). `make test` installs it.
+fn require_tmux() {
+    assert!(
+        tmux_available(),
+        "tmux is not installed, so the TUI end-to-end test cannot run: install it with \
+         scripts/setup-test-tools.sh (`make test` does), or `apt-get install tmux`"
     );
-    true
 }
 
 fn assert_restored(t: &Tmux, code: &str) {
@@ -172,9 +169,7 @@ fn assert_restored(t: &Tmux, code: &str) {
 
 #[test]
 fn browse_filter_open_chart_quit() {
-    if skip_without_tmux() {
-        return;
-    }
+    require_tmux();
     let dir = tempfile::tempdir().unwrap();
     let db = populated_store(dir.path());
     let t = Tmux::start(&shell_command(&db), 100, 30);
@@ -200,9 +195,7 @@ fn browse_filter_open_chart_quit() {
 
 #[test]
 fn sigterm_restores_the_terminal() {
-    if skip_without_tmux() {
-        return;
-    }
+    require_tmux();
     let dir = tempfile::tempdir().unwrap();
     let db = populated_store(dir.path());
     let t = Tmux::start(&shell_command(&db), 80, 24);
@@ -221,9 +214,7 @@ fn sigterm_restores_the_terminal() {
 
 #[test]
 fn a_run_written_by_another_process_shows_within_a_second() {
-    if skip_without_tmux() {
-        return;
-    }
+    require_tmux();
     let dir = tempfile::tempdir().unwrap();
     let db = populated_store(dir.path());
     let t = Tmux::start(&shell_command(&db), 100, 30);
@@ -266,9 +257,7 @@ fn a_run_written_by_another_process_shows_within_a_second() {
 
 #[test]
 fn no_arguments_in_a_terminal_opens_the_tui_on_an_empty_store() {
-    if skip_without_tmux() {
-        return;
-    }
+    require_tmux();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("fresh.db");
     let cmd = format!(

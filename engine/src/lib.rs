@@ -3,11 +3,13 @@
 //! It knows nothing of the store, tokio or the terminal UI; it reports through events on a channel.
 
 pub mod data;
+pub mod device;
 pub mod error;
 pub mod hub;
 pub mod model;
+pub mod panic;
 pub mod runtime;
 pub mod train;
 pub mod weights;
 
-pub use error::{EngineError, Result};
+pub use error::{CheckpointError, DeviceError, EngineError, InputError, Result};

@@ -616,3 +616,94 @@ fn synth_is_deterministic_loadable_and_not_trivial() {
         assert!(l.majority_baseline < 0.6, "{name}: {}", l.majority_baseline);
     }
 }
+
+/// An SNLI-VE label outside {0, 1, 2} panicked the loss (a device-side assert on a GPU); an
+/// NLVR2 answer other than "True" trained silently as False. Both are errors naming the file,
+/// row and value.
+#[test]
+fn out_of_range_snli_labels_and_unknown_nlvr2_answers_are_named_data_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in [7, -1] {
+        write_arrow(
+            &dir.path().join("snli_train.arrow"),
+            &[
+                ("image", Column::Binary(vec![jpeg(8, 8, [0, 0, 0]); 2])),
+                (
+                    "sentences",
+                    Column::StrListList(vec![
+                        vec![strs(&["premise", "a dog runs"])],
+                        vec![strs(&["premise", "a cat sleeps"])],
+                    ]),
+                ),
+                ("labels", Column::Int64List(vec![vec![2], vec![bad]])),
+            ],
+            None,
+        )
+        .unwrap();
+        let ds = ViltDataset::open(dir.path(), &strs(&["snli_train"]), DatasetKind::Snli).unwrap();
+        assert_eq!(ds.target(0).unwrap(), Target::Snli { label: 2 });
+        let err = ds.target(1).unwrap_err();
+        assert!(matches!(err, DataError::BadValue { row: 1, .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("snli_train.arrow")
+                && msg.contains("row 1")
+                && msg.contains(&format!("label {bad}")),
+            "{msg}"
+        );
+    }
+
+    write_arrow(
+        &dir.path().join("nlvr2_train.arrow"),
+        &[
+            ("image_0", Column::Binary(vec![png(8, 8, [0, 0, 0])])),
+            ("image_1", Column::Binary(vec![png(8, 8, [5, 5, 5])])),
+            (
+                "questions",
+                Column::StrList(vec![strs(&["left has more", "right has more"])]),
+            ),
+            ("answers", Column::StrList(vec![strs(&["False", "true"])])),
+            ("identifier", Column::Str(strs(&["train-1-0"]))),
+        ],
+        None,
+    )
+    .unwrap();
+    let ds = ViltDataset::open(dir.path(), &strs(&["nlvr2_train"]), DatasetKind::Nlvr2).unwrap();
+    assert_eq!(ds.target(0).unwrap(), Target::Nlvr2 { label: false });
+    let msg = ds.target(1).unwrap_err().to_string();
+    assert!(
+        msg.contains("nlvr2_train.arrow") && msg.contains("row 0") && msg.contains("\"true\""),
+        "{msg}"
+    );
+}
+
+/// A NaN (or out-of-range) VQA score printed `NaN%` baselines in `data inspect`; it is a
+/// data error naming the file, row and value.
+#[test]
+fn vqa_scores_outside_zero_one_are_named_data_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    write_arrow(
+        &dir.path().join("vqav2_val.arrow"),
+        &[
+            ("image", Column::Binary(vec![jpeg(16, 16, [1, 2, 3])])),
+            ("questions", Column::StrList(vec![strs(&["how many?"])])),
+            ("answers", Column::StrListList(vec![vec![strs(&["2"])]])),
+            ("answer_labels", Column::Int64ListList(vec![vec![vec![4]]])),
+            (
+                "answer_scores",
+                Column::F64ListList(vec![vec![vec![f64::NAN]]]),
+            ),
+            ("image_id", Column::Int64(vec![11])),
+            ("question_id", Column::Int64List(vec![vec![110]])),
+            ("split", Column::Str(strs(&["val"]))),
+        ],
+        None,
+    )
+    .unwrap();
+    let path = dir.path().join("vqav2_val.arrow");
+    let msg = inspect_path(&path, 1).unwrap_err().to_string();
+    assert!(
+        msg.contains("vqav2_val.arrow") && msg.contains("row 0") && msg.contains("score NaN"),
+        "{msg}"
+    );
+}

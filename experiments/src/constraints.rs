@@ -247,13 +247,43 @@ pub fn check(s: &Settings) -> Vec<Problem> {
             ));
         }
     }
+    // The engine builds a layer of each size; zero would pass the plan and fail every run.
+    for (key, v) in [
+        ("vqav2_label_size", s.vqav2_label_size),
+        ("vocab_size", s.vocab_size),
+        ("text_num_layers", s.text_num_layers),
+        ("vit_num_layers", s.vit_num_layers),
+        (
+            "text_max_position_embeddings",
+            s.text_max_position_embeddings,
+        ),
+        ("input_text_embed_size", s.input_text_embed_size),
+        ("input_image_embed_size", s.input_image_embed_size),
+        ("hidden_size", s.hidden_size),
+    ] {
+        if v <= 0 {
+            out.push(problem(
+                &[key],
+                format!("{key} must be at least 1, found {v}"),
+            ));
+        }
+    }
+    if s.save_top_k < -1 {
+        out.push(problem(
+            &["save_top_k"],
+            format!(
+                "save_top_k must be -1 (keep every checkpoint), 0 or more, found {}",
+                s.save_top_k
+            ),
+        ));
+    }
     if s.max_steps <= 0 && s.max_epoch <= 0 {
         out.push(problem(
             &["max_steps", "max_epoch"],
             "set max_steps or max_epoch to a positive number".into(),
         ));
     }
-    if !valid_device(&s.device) {
+    if s.device.parse::<crate::device::DeviceSpec>().is_err() {
         out.push(problem(
             &["device"],
             format!(
@@ -348,15 +378,6 @@ fn check_loss_names(s: &Settings, out: &mut Vec<Problem>) {
                 format!("loss_names: \"itm_itc\" already trains {other}; drop \"{other}\""),
             ));
         }
-    }
-}
-
-fn valid_device(d: &str) -> bool {
-    match d {
-        "auto" | "cpu" | "cuda" => true,
-        _ => d
-            .strip_prefix("cuda:")
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
     }
 }
 
@@ -482,10 +503,18 @@ mod tests {
     #[test]
     fn devices() {
         for d in ["auto", "cpu", "cuda", "cuda:1"] {
-            assert!(valid_device(d), "{d}");
+            let s = Settings {
+                device: d.into(),
+                ..Settings::default()
+            };
+            assert!(messages(&s).is_empty(), "{d}");
         }
         for d in ["gpu", "cuda:", "cuda:x"] {
-            assert!(!valid_device(d), "{d}");
+            let s = Settings {
+                device: d.into(),
+                ..Settings::default()
+            };
+            assert!(messages(&s).iter().any(|m| m.contains("device")), "{d}");
         }
     }
 

@@ -119,13 +119,44 @@ pub struct Cell {
     pub loads: Loads,
 }
 
+/// Experiment files are read up to this size (the paper's grids are a few KB); a mistyped path
+/// such as `/dev/zero` is refused instead of read until memory runs out.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+enum Bounded {
+    Io(std::io::Error),
+    TooLarge,
+    NotText,
+}
+
+fn read_bounded(path: &Path, limit: u64) -> Result<String, Bounded> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(Bounded::Io)?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(Bounded::Io)?;
+    if bytes.len() as u64 > limit {
+        return Err(Bounded::TooLarge);
+    }
+    String::from_utf8(bytes).map_err(|_| Bounded::NotText)
+}
+
 impl Experiment {
     /// Reads and checks an experiment file. All problems come back at once.
     pub fn load(path: &Path, overrides: &Overrides) -> Result<Self, ValidationErrors> {
-        let src = std::fs::read_to_string(path).map_err(|e| {
+        let fail = |message: String| {
             let mut c = Collector::new(path, "");
-            c.push(Origin::Whole, format!("cannot read the file: {e}"));
+            c.push(Origin::Whole, message);
             c.into_errors()
+        };
+        let src = read_bounded(path, MAX_FILE_BYTES).map_err(|e| match e {
+            Bounded::Io(e) => fail(format!("cannot read the file: {e}")),
+            Bounded::TooLarge => fail(format!(
+                "larger than {} KiB: not an experiment file",
+                MAX_FILE_BYTES / 1024
+            )),
+            Bounded::NotText => fail("not UTF-8 text: not an experiment file".into()),
         })?;
         Self::from_toml(&src, path, overrides)
     }
@@ -483,6 +514,22 @@ fn build(
     }
 
     let include_points: Vec<Assignment> = p.include.iter().map(|i| i.assignment.clone()).collect();
+    let seed_count = seeds.as_ref().map_or(1, |s| s.len().max(1));
+    let total = grid::product_len(&p.dims)
+        .and_then(|n| n.checked_add(include_points.len()))
+        .and_then(|n| n.checked_mul(seed_count));
+    if total.is_none_or(|n| n > grid::MAX_RUNS) {
+        let cells = grid::product_len(&p.dims).map_or("more than 2^64".into(), |n| n.to_string());
+        c.push(
+            Origin::Whole,
+            format!(
+                "the grid has {cells} cells × {seed_count} seed(s), more than the {} runs one \
+                 experiment may have; split it into several files",
+                grid::MAX_RUNS
+            ),
+        );
+        return None;
+    }
     let points = grid::expand(&p.dims, &p.exclude, &include_points);
     if points.is_empty() {
         // An empty dimension was already reported (an override matching no zip row).

@@ -288,7 +288,7 @@ fn setting(c: &mut Collector<'_>, e: &Entry, prefix: &str, out: &mut Vec<SetEntr
         c.at(e.key_span.start, unknown_setting(&path));
         return;
     }
-    match schema::check_value(&path, &e.value.to_json()) {
+    match check_node(&path, &e.value) {
         Ok(value) => out.push(SetEntry {
             path,
             value,
@@ -481,7 +481,7 @@ fn axis_values(
     let mut values: Vec<Json> = Vec::new();
     let mut ok = true;
     for i in items {
-        match schema::check_value(key, &i.to_json()) {
+        match check_node(key, i) {
             Ok(v) => {
                 if unique && values.iter().any(|x| values_equal(x, &v)) {
                     c.at(
@@ -657,7 +657,7 @@ fn read_rule(c: &mut Collector<'_>, rule: &Node, p: &Parsed, what: &str) -> Opti
             ok = false;
             continue;
         };
-        let v = match schema::check_value(&key, &e.value.to_json()) {
+        let v = match check_node(&key, &e.value) {
             Ok(v) => v,
             Err(m) => {
                 c.at(e.value.span.start, m);
@@ -985,4 +985,13 @@ fn wandb_name(s: &str) -> Result<(), String> {
         return Err(format!("must not contain `{bad}`"));
     }
     Ok(())
+}
+
+/// [`schema::check_value`] on a TOML value. TOML's `nan` and `inf` have no JSON form; they are
+/// named here instead of reaching the schema as nothing.
+fn check_node(path: &str, node: &Node) -> Result<Json, String> {
+    if let Some(f) = node.non_finite() {
+        return Err(format!("`{path}` = {f}: expected a finite number"));
+    }
+    schema::check_value(path, &node.to_json())
 }

@@ -72,6 +72,16 @@ fn same_assignment(a: &[(String, Json)], b: &[(String, Json)]) -> bool {
     a.len() == b.len() && matches(a, b)
 }
 
+/// The most runs (grid points × seeds) one experiment expands to. Each resolved run holds its
+/// settings and identity document (tens of KB), so an unbounded grid (a typo'd axis of 10⁶
+/// values) would take the machine's memory before anything was planned.
+pub const MAX_RUNS: usize = 10_000;
+
+/// The number of product points of `dims`, or `None` past `usize`.
+pub fn product_len(dims: &[Dimension]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |n, d| n.checked_mul(d.len()))
+}
+
 /// The grid's points: product order (first dimension slowest), excluded points removed, then
 /// the include rules that are not already present, in file order.
 pub fn expand(
@@ -79,8 +89,9 @@ pub fn expand(
     exclude: &[Assignment],
     include: &[Assignment],
 ) -> Vec<Assignment> {
-    let total: usize = dims.iter().map(Dimension::len).product();
-    let mut out: Vec<Assignment> = Vec::with_capacity(total);
+    // Callers bound the grid first (`MAX_RUNS`); an overflowing product expands to nothing.
+    let total = product_len(dims).unwrap_or(0);
+    let mut out: Vec<Assignment> = Vec::with_capacity(total.min(MAX_RUNS));
     for n in 0..total {
         // Mixed-radix digits of n, last dimension fastest.
         let mut rest = n;

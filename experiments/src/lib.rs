@@ -9,6 +9,7 @@
 //! their identities, and [`plan::plan`] compares them with what the store knows.
 
 pub mod constraints;
+pub mod device;
 pub mod errors;
 pub mod experiment;
 pub mod experts;
@@ -24,6 +25,7 @@ pub mod shipped;
 mod spanned;
 pub mod spec;
 
+pub use device::{DeviceSpec, DeviceSpecError};
 pub use errors::{Origin, ValidationError, ValidationErrors};
 pub use experiment::{Cell, Experiment, MissingExpert, ResolvedRun, Role, DEMO_PATH, DEMO_TOML};
 pub use grid::{Assignment, CellKey, Dimension};

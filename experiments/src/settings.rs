@@ -339,6 +339,12 @@ pub struct Settings {
     pub precision: Precision,
     /// TowerLab: evaluate every N optimiser steps (0 = once per epoch).
     pub val_check_steps: i64,
+    /// TowerLab: checkpoints kept besides the newest, the best by `val/the_metric` (Lightning's
+    /// `ModelCheckpoint(save_top_k)`, which the reference sets to 1); -1 keeps every one.
+    pub save_top_k: i64,
+    /// TowerLab: keep the newest checkpoint once the run has ended (Lightning's `save_last`,
+    /// true in the reference). A running run always keeps it: resume starts there.
+    pub save_last: bool,
 
     // ---- BridgeTower / METER ----
     pub vit_remove_last: bool,
@@ -431,6 +437,8 @@ impl Default for Settings {
             amp_flag: true,
             precision: Precision::Fp32,
             val_check_steps: 0,
+            save_top_k: 1,
+            save_last: true,
 
             vit_remove_last: false,
             vit_layernorm_shared: true,
@@ -547,11 +555,13 @@ impl Settings {
 
     /// Keys that say where or how fast a run executes, not what it computes; run identity
     /// ignores them so that moving the data folder or switching CPU/GPU does not re-run a grid.
-    pub const EXECUTION_KEYS: [&'static str; 4] = [
+    pub const EXECUTION_KEYS: [&'static str; 6] = [
         "device",
         "num_workers",
         "data_root",
         "per_gpu_eval_batchsize",
+        "save_top_k",
+        "save_last",
     ];
 
     /// Keys added after runs were first stored, with their defaults: run identity leaves a key

@@ -62,6 +62,14 @@ impl Node {
         }
     }
 
+    /// A float that is NaN or infinite (which JSON cannot hold).
+    pub(crate) fn non_finite(&self) -> Option<f64> {
+        match self.kind {
+            Kind::Float(f) if !f.is_finite() => Some(f),
+            _ => None,
+        }
+    }
+
     /// The value as JSON (date-times become strings).
     pub(crate) fn to_json(&self) -> Json {
         match &self.kind {

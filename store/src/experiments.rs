@@ -10,7 +10,7 @@ const COLUMNS: &str = "id, name, path, content_hash, created_ms, updated_ms";
 
 impl Store {
     /// Creates the experiment `name`, or updates its file path and content hash.
-    #[instrument(level = "trace", skip_all, err)]
+    #[instrument(level = "trace", skip_all, err(level = "debug"))]
     pub async fn upsert_experiment(
         &self,
         name: &str,

@@ -188,7 +188,7 @@ impl Store {
     /// Atomically claims the next runnable queued run (lowest id whose dependency, if any, has
     /// finished), optionally only in `experiment`, for `worker`. Two workers, in one process or
     /// in several, never get the same run. Returns `None` when nothing is runnable.
-    #[instrument(level = "debug", skip_all, fields(worker = %worker.id), err)]
+    #[instrument(level = "debug", skip_all, fields(worker = %worker.id), err(level = "debug"))]
     pub async fn claim(
         &self,
         worker: &WorkerInfo,
@@ -308,7 +308,7 @@ impl Store {
 
     /// The attempt failed with `class`: the run is re-queued while `policy` allows more attempts
     /// for that class, otherwise it ends `failed`.
-    #[instrument(level = "debug", skip(self, message), err)]
+    #[instrument(level = "debug", skip(self, message), err(level = "debug"))]
     pub async fn fail(
         &self,
         lease: &Lease,
@@ -360,7 +360,7 @@ impl Store {
     /// Finds running runs whose last heartbeat is older than `timeout` and ends them as crashed
     /// (class `killed`), re-queueing those `policy` allows; they keep their last checkpoint, so
     /// the next attempt resumes from it.
-    #[instrument(level = "debug", skip(self), err)]
+    #[instrument(level = "debug", skip(self), err(level = "debug"))]
     pub async fn reap_stale(&self, timeout: Duration, policy: &RetryPolicy) -> Result<Vec<Reaped>> {
         let now = now_ms();
         let cutoff = now - i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);

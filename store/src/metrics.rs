@@ -281,7 +281,7 @@ impl Store {
     /// Stores a batch of points of `run` in one transaction and updates the summaries of the
     /// keys it touches. Points whose `(key, step)` is already stored are ignored, so re-sending a
     /// batch is harmless. Returns how many points were new.
-    #[instrument(level = "trace", skip_all, fields(run = %run, n = points.len()), err)]
+    #[instrument(level = "trace", skip_all, fields(run = %run, n = points.len()), err(level = "debug"))]
     pub async fn ingest_metrics(&self, run: RunId, points: &[MetricPoint]) -> Result<u64> {
         if points.is_empty() {
             return Ok(0);

@@ -5,6 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Connection as _;
 use tracing::{debug, instrument};
 
 use crate::error::{Result, StoreError};
@@ -29,7 +30,7 @@ fn classify(path: &Path, source: sqlx::Error) -> StoreError {
     }
 }
 
-#[instrument(level = "debug", skip(options), err)]
+#[instrument(level = "debug", skip(options), err(level = "debug"))]
 pub(crate) async fn open_file(path: &Path, options: StoreOptions) -> Result<Store> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
@@ -51,6 +52,17 @@ pub(crate) async fn open_file(path: &Path, options: StoreOptions) -> Result<Stor
     let pool = SqlitePoolOptions::new()
         .max_connections(options.max_connections.max(1))
         .acquire_timeout(options.busy_timeout.max(Duration::from_secs(5)))
+        .before_acquire(|conn, _| {
+            Box::pin(async move {
+                // On a full disk SQLite rolls a failed COMMIT back by itself, so the ROLLBACK
+                // sqlx sends after it fails too and the connection stays "in a transaction":
+                // every later write on it failed with "begin_with at non-zero transaction
+                // depth". Such a connection is closed and a fresh one handed out. (The ping
+                // lets a queued rollback finish first.)
+                conn.ping().await?;
+                Ok(!conn.is_in_transaction())
+            })
+        })
         .connect_with(connect)
         .await
         .map_err(|e| classify(path, e))?;

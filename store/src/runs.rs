@@ -154,7 +154,7 @@ where
 impl Store {
     /// Queues runs (status `queued`) in `experiment` with their params, in one transaction.
     /// A hash the experiment already has is left as it is (`inserted: false`).
-    #[instrument(level = "trace", skip_all, err)]
+    #[instrument(level = "trace", skip_all, err(level = "debug"))]
     pub async fn create_runs(
         &self,
         experiment: ExperimentId,
@@ -267,7 +267,7 @@ impl Store {
     }
 
     /// Runs matching `filter` with their metric summaries (by key), by id, from one snapshot.
-    #[instrument(level = "trace", skip_all, err)]
+    #[instrument(level = "trace", skip_all, err(level = "debug"))]
     pub async fn list_runs_with_summaries(
         &self,
         filter: &RunFilter,

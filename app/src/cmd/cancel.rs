@@ -11,7 +11,7 @@ use crate::runner::{self, lookup, Workspace};
 pub fn run(db: &Path, args: CancelArgs) -> anyhow::Result<()> {
     let rt = runner::runtime()?;
     rt.block_on(async move {
-        let store = Workspace::new(db).open().await?;
+        let store = Workspace::new(db).open_required().await?;
         let mut runs = Vec::new();
         for text in &args.runs {
             runs.push(lookup::run(&store, text).await?);

@@ -7,6 +7,8 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use engine::data::{inspect_path, synth, SynthSize};
 
+use crate::exit::UserError;
+
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
     /// Write a synthetic dataset of coloured-shape scenes in every ViLT format, plus tokenizer.json.
@@ -57,10 +59,26 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
             Ok(())
         }
         DataCommand::Inspect { path, samples } => {
-            let summaries = inspect_path(&path, samples)
-                .with_context(|| format!("inspecting {}", path.display()))?;
-            for s in summaries {
+            let summaries = inspect_path(&path, samples).map_err(|e| {
+                let code = if e.is_invalid_file() { 2 } else { 1 };
+                anyhow::Error::new(UserError {
+                    code,
+                    message: e.to_string(),
+                })
+            })?;
+            let mut unreadable = Vec::new();
+            for s in &summaries {
                 println!("{s}");
+                if let Err(why) = &s.samples {
+                    unreadable.push(format!("{}: {why}", s.path.display()));
+                }
+            }
+            // A file that is not a dataset of any task is invalid input, whatever was printed.
+            if !unreadable.is_empty() {
+                return Err(anyhow::Error::new(UserError {
+                    code: 2,
+                    message: unreadable.join("; "),
+                }));
             }
             Ok(())
         }

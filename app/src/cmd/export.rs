@@ -16,7 +16,7 @@ pub fn run(db: &Path, args: ExportArgs) -> anyhow::Result<()> {
     };
     let rt = runner::runtime()?;
     rt.block_on(async move {
-        let store = Workspace::new(db).open().await?;
+        let store = Workspace::new(db).open_required().await?;
         let runs: Vec<store::RunId> = if let Some(text) = &args.run {
             vec![lookup::run(&store, text).await?.id]
         } else {

@@ -170,10 +170,11 @@ fn convert(file: &Path, output: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Weights errors are the user's (a file, a key); one line, exit code 1.
+/// Weights errors are the user's (a file, a key); one line, exit code 2 when the file itself is
+/// invalid (corrupt, unknown format, wrong checkpoint), 1 otherwise (a missing file).
 fn user_error(e: WeightsError) -> anyhow::Error {
     anyhow::Error::new(UserError {
-        code: 1,
+        code: if e.is_invalid_file() { 2 } else { 1 },
         message: e.to_string(),
     })
 }

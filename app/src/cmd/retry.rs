@@ -19,7 +19,7 @@ pub fn run(db: &Path, args: RetryArgs) -> anyhow::Result<()> {
     }
     let rt = runner::runtime()?;
     rt.block_on(async move {
-        let store = Workspace::new(db).open().await?;
+        let store = Workspace::new(db).open_required().await?;
         let runs = if args.failed {
             let mut filter = RunFilter {
                 statuses: vec![RunStatus::Failed, RunStatus::Crashed, RunStatus::Cancelled],

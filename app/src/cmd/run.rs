@@ -36,7 +36,11 @@ pub fn apply(
         let ws = Workspace::new(db);
         let store = ws.open().await?;
         let (plan, report) = plan::plan_and_queue(&store, &exp, &source, cells.clone()).await?;
-        let pending = plan
+        // What is queued or running now, after this process queued: another `run` of the same
+        // file may have queued the cells between our plan and our queueing (then we added
+        // nothing, and the plan from before still says "new"). This process joins that work.
+        let (now, _) = plan::plan_against(&store, &exp, cells.clone()).await?;
+        let pending = now
             .rows
             .iter()
             .filter(|r| matches!(r.state, CellState::Queued | CellState::Running))
@@ -48,6 +52,13 @@ pub fn apply(
                 exp.name
             );
         } else {
+            if report.added.is_empty() && report.resumed.is_empty() {
+                println!(
+                    "{pending} cell(s) of {} are queued or running elsewhere (another `run` or \
+                     worker on this store): working on the queued ones here",
+                    exp.name
+                );
+            }
             print!("{}", super::queue::describe(&report, plan.rows.len()));
             let Some(row) = &report.experiment else {
                 anyhow::bail!("the experiment {} is not in the store", exp.name);
@@ -95,16 +106,32 @@ pub fn apply(
     })
 }
 
-/// First Ctrl-C: stop claiming, let active runs checkpoint and stop. Second: abort at once.
+/// First Ctrl-C or SIGTERM (what Slurm sends on `scancel` and at the time limit): stop
+/// claiming, let active runs checkpoint and stop. A second one aborts at once.
 pub fn watch_ctrl_c(runner: Arc<Runner>) {
+    use tokio::signal::unix::{signal, SignalKind};
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("stopping: active runs checkpoint and stop (Ctrl-C again aborts now)");
-            runner.stop();
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("aborted; interrupted runs resume from their last checkpoint");
-                std::process::exit(130);
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot watch SIGTERM: {e}");
+                return;
             }
+        };
+        let first = tokio::select! {
+            r = tokio::signal::ctrl_c() => r.ok().map(|()| "Ctrl-C"),
+            s = term.recv() => s.map(|()| "SIGTERM"),
+        };
+        let Some(what) = first else { return };
+        eprintln!("stopping ({what}): active runs checkpoint and stop (Ctrl-C again aborts now)");
+        runner.stop();
+        let again = tokio::select! {
+            r = tokio::signal::ctrl_c() => r.ok().map(|()| 130),
+            s = term.recv() => s.map(|()| 143),
+        };
+        if let Some(code) = again {
+            eprintln!("aborted; interrupted runs resume from their last checkpoint");
+            std::process::exit(code);
         }
     });
 }

@@ -43,24 +43,28 @@ async fn by_project(
     args: &WandbArgs,
     config: &WandbConfig,
 ) -> Vec<WandbArgs> {
-    let explicit = args.project.is_some()
-        || std::env::var("WANDB_PROJECT").is_ok_and(|v| !v.trim().is_empty());
-    if explicit || args.experiments.is_empty() {
+    if args.project.is_some() || args.experiments.is_empty() {
         return vec![args.clone()];
     }
-    let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    // Each experiment where the live sync would have sent it (`WandbConfig::destination`).
+    let mut groups: std::collections::BTreeMap<(String, Option<String>), Vec<String>> =
+        Default::default();
     for name in &args.experiments {
-        let project = file_project(store, name)
-            .await
-            .unwrap_or_else(|| config.project.clone());
-        groups.entry(project).or_default().push(name.clone());
+        let spec = file_wandb(store, name).await;
+        let (project, entity) = config.destination(spec.as_ref());
+        let entity = args.entity.clone().or(entity);
+        groups
+            .entry((project, entity))
+            .or_default()
+            .push(name.clone());
     }
     let mut out: Vec<WandbArgs> = groups
         .into_iter()
-        .map(|(project, experiments)| WandbArgs {
+        .map(|((project, entity), experiments)| WandbArgs {
             experiments,
             runs: Vec::new(),
             project: Some(project),
+            entity,
             ..args.clone()
         })
         .collect();
@@ -73,8 +77,8 @@ async fn by_project(
     out
 }
 
-/// `[wandb] project` of the experiment's recorded file, when it can be read.
-async fn file_project(store: &store::Store, name: &str) -> Option<String> {
+/// The `[wandb]` section of the experiment's recorded file, when it can be read.
+async fn file_wandb(store: &store::Store, name: &str) -> Option<experiments::WandbSpec> {
     let row = store.experiment_by_name(name).await.ok()??;
     let overrides = experiments::Overrides::default();
     let exp = if row.path == experiments::DEMO_PATH {
@@ -82,7 +86,7 @@ async fn file_project(store: &store::Store, name: &str) -> Option<String> {
     } else {
         experiments::Experiment::load(Path::new(&row.path), &overrides).ok()?
     };
-    exp.wandb.map(|w| w.project)
+    exp.wandb
 }
 
 fn wandb(db: &Path, args: &WandbArgs) -> anyhow::Result<()> {
@@ -108,9 +112,7 @@ fn wandb(db: &Path, args: &WandbArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let store = store::Store::open(db)
-            .await
-            .with_context(|| format!("opening the store {}", db.display()))?;
+        let store = crate::runner::Workspace::new(db).open().await?;
         let source = Arc::new(StoreSource::new(store.clone()));
         let mut stdout = std::io::stdout();
         let mut result = Ok(());
@@ -124,10 +126,12 @@ fn wandb(db: &Path, args: &WandbArgs) -> anyhow::Result<()> {
             )
             .await;
             if let Err(e) = r {
-                // Keep syncing the other projects; report the first failure at the end.
-                eprintln!("error: {e:#}");
+                // Keep syncing the other projects; the first failure is the command's error
+                // (printed once, on exit), later ones are printed as they happen.
                 if result.is_ok() {
                     result = Err(e);
+                } else {
+                    eprintln!("error: {}", crate::exit::one_line(&e));
                 }
             }
         }

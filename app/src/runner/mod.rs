@@ -47,10 +47,36 @@ impl Workspace {
         }
     }
 
+    /// Opens (or creates) the store. A file that is not a usable store is invalid input
+    /// (exit 2); the store's errors name the path themselves.
     pub async fn open(&self) -> anyhow::Result<Store> {
-        Store::open(&self.db)
-            .await
-            .with_context(|| format!("opening the store {}", self.db.display()))
+        match Store::open(&self.db).await {
+            Ok(store) => Ok(store),
+            Err(
+                e @ (store::StoreError::Corrupt { .. }
+                | store::StoreError::NotAStore { .. }
+                | store::StoreError::NewerSchema { .. }),
+            ) => Err(anyhow::Error::new(crate::exit::UserError {
+                code: 2,
+                message: e.to_string(),
+            })),
+            Err(e) => Err(anyhow::Error::new(e)),
+        }
+    }
+
+    /// Opens a store that must exist already: commands that act on stored runs (`cancel`,
+    /// `retry`, `export`) say so instead of creating an empty one.
+    pub async fn open_required(&self) -> anyhow::Result<Store> {
+        if !self.db.exists() {
+            return Err(anyhow::Error::new(crate::exit::UserError {
+                code: 1,
+                message: format!(
+                    "no store at {}: run an experiment first, or point --db / TOWERLAB_DB at one",
+                    self.db.display()
+                ),
+            }));
+        }
+        self.open().await
     }
 
     /// Opens the store only if the file exists (read-only commands should not create one).

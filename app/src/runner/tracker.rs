@@ -63,10 +63,7 @@ fn config_for(spec: &WandbSpec) -> Option<WandbConfig> {
         );
         return None;
     }
-    config.project.clone_from(&spec.project);
-    if let Some(entity) = &spec.entity {
-        config.entity = Some(entity.clone());
-    }
+    (config.project, config.entity) = config.destination(Some(spec));
     Some(config)
 }
 

@@ -270,7 +270,11 @@ fn classify(status: StatusCode) -> Class {
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     let secs: f64 = value.parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    // A server's value is capped: an hour is already past any sync's patience, and a huge one
+    // would panic `Duration::from_secs_f64`.
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .map(|d| d.min(Duration::from_secs(3600)))
 }
 
 fn extend_path(url: &mut Url, segments: &[&str]) {

@@ -51,6 +51,8 @@ impl Mode {
 pub enum KeySource {
     Env,
     Netrc(PathBuf),
+    /// The password of `WANDB_BASE_URL` (`http://api:KEY@host`, as wandb accepts).
+    BaseUrl,
     Missing,
 }
 
@@ -58,6 +60,7 @@ impl std::fmt::Display for KeySource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Env => f.write_str("WANDB_API_KEY"),
+            Self::BaseUrl => f.write_str("the password in WANDB_BASE_URL"),
             Self::Netrc(path) => write!(f, "{}", path.display()),
             Self::Missing => f.write_str("not found"),
         }
@@ -107,6 +110,10 @@ pub struct WandbConfig {
     /// `None`: the key owner's default entity (the server tells us which).
     pub entity: Option<String>,
     pub project: String,
+    /// Whether `project` / `entity` came from `WANDB_PROJECT` / `WANDB_ENTITY`, which outrank
+    /// an experiment file's `[wandb]` section (see [`WandbConfig::destination`]).
+    pub project_from_env: bool,
+    pub entity_from_env: bool,
     pub api_key: Option<ApiKey>,
     pub key_source: KeySource,
     pub mode: Mode,
@@ -164,27 +171,41 @@ impl WandbConfig {
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(ConfigError::BadValue {
                 name: "WANDB_BASE_URL",
-                value: base_url,
+                value: without_credentials(&url),
                 expected: "an http(s) URL such as https://api.wandb.ai",
             });
         }
+        // Credentials in the URL are taken as the key and never kept in what is printed (sync
+        // summaries, the store's sync keys, logs).
+        let url_key = url
+            .password()
+            .filter(|p| !p.is_empty())
+            .and_then(|p| ApiKey::new(p.to_owned()));
+        let base_url = if url.password().is_some() || !url.username().is_empty() {
+            without_credentials(&url)
+        } else {
+            base_url
+        };
+        // A day: longer is a typo (and `Duration::from_secs_f64` panics past ~1.8e19 s).
+        const MAX_HTTP_TIMEOUT_SECS: f64 = 86_400.0;
         let request_timeout = match non_empty("WANDB_HTTP_TIMEOUT") {
             None => Duration::from_secs(60),
             Some(v) => v
                 .trim()
                 .parse::<f64>()
                 .ok()
-                .filter(|s| s.is_finite() && *s > 0.0)
-                .map(Duration::from_secs_f64)
+                .filter(|s| *s > 0.0 && *s <= MAX_HTTP_TIMEOUT_SECS)
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
                 .ok_or(ConfigError::BadValue {
                     name: "WANDB_HTTP_TIMEOUT",
                     value: v,
-                    expected: "a positive number of seconds",
+                    expected: "a positive number of seconds, at most 86400",
                 })?,
         };
 
         let (api_key, key_source) = match non_empty("WANDB_API_KEY").and_then(ApiKey::new) {
             Some(key) => (Some(key), KeySource::Env),
+            None if url_key.is_some() => (url_key, KeySource::BaseUrl),
             None => {
                 let path = non_empty("NETRC")
                     .map(PathBuf::from)
@@ -202,6 +223,8 @@ impl WandbConfig {
 
         Ok(Self {
             base_url,
+            project_from_env: non_empty("WANDB_PROJECT").is_some(),
+            entity_from_env: non_empty("WANDB_ENTITY").is_some(),
             entity: non_empty("WANDB_ENTITY").map(|s| s.trim().to_owned()),
             project: non_empty("WANDB_PROJECT")
                 .map(|s| s.trim().to_owned())
@@ -224,6 +247,8 @@ impl WandbConfig {
             base_url: base_url.trim_end_matches('/').to_owned(),
             entity: None,
             project: project.to_owned(),
+            project_from_env: false,
+            entity_from_env: false,
             api_key: Some(api_key),
             key_source: KeySource::Env,
             mode: Mode::Online,
@@ -237,6 +262,24 @@ impl WandbConfig {
     }
 }
 
+impl WandbConfig {
+    /// Where an experiment's runs go: the one rule of the live sync and of
+    /// `sync wandb --experiment`. `WANDB_PROJECT` / `WANDB_ENTITY`, else the file's `[wandb]`
+    /// section (whose project defaults to the experiment's name), else the defaults. The
+    /// `--project` / `--entity` flags of `sync wandb`, where given, come before all of these.
+    pub fn destination(&self, spec: Option<&experiments::WandbSpec>) -> (String, Option<String>) {
+        let project = match spec {
+            Some(spec) if !self.project_from_env => spec.project.clone(),
+            _ => self.project.clone(),
+        };
+        let entity = match spec {
+            Some(spec) if !self.entity_from_env => spec.entity.clone().or(self.entity.clone()),
+            _ => self.entity.clone(),
+        };
+        (project, entity)
+    }
+}
+
 fn read_netrc(path: &Path, host: &str) -> Result<Option<ApiKey>, ConfigError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(netrc::password_for(&text, host).and_then(ApiKey::new)),
@@ -246,6 +289,14 @@ fn read_netrc(path: &Path, host: &str) -> Result<Option<ApiKey>, ConfigError> {
             source,
         }),
     }
+}
+
+/// The URL with its user and password removed, as printed and stored.
+fn without_credentials(url: &Url) -> String {
+    let mut clean = url.clone();
+    let _ = clean.set_username("");
+    let _ = clean.set_password(None);
+    clean.as_str().trim_end_matches('/').to_owned()
 }
 
 #[cfg(test)]
@@ -320,6 +371,45 @@ mod tests {
         assert!(err.to_string().contains("WANDB_BASE_URL"), "{err}");
         let err = config(&[("WANDB_HTTP_TIMEOUT", "-3")], None).unwrap_err();
         assert!(err.to_string().contains("WANDB_HTTP_TIMEOUT"), "{err}");
+        // One rule for the destination: the environment, then the file, then the defaults.
+        let spec = experiments::WandbSpec {
+            enabled: true,
+            project: "from-file".into(),
+            entity: Some("file-team".into()),
+            live: false,
+        };
+        let plain = config(&[], None).unwrap();
+        assert_eq!(
+            plain.destination(Some(&spec)),
+            ("from-file".to_string(), Some("file-team".to_string()))
+        );
+        assert_eq!(plain.destination(None), (DEFAULT_PROJECT.to_string(), None));
+        let env = config(
+            &[("WANDB_PROJECT", "env-p"), ("WANDB_ENTITY", "env-e")],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            env.destination(Some(&spec)),
+            ("env-p".to_string(), Some("env-e".to_string()))
+        );
+        // A key in the URL is the key, and never part of the URL that gets printed.
+        let c = config(
+            &[(
+                "WANDB_BASE_URL",
+                "http://api:secretkey0123456789abcdef@wandb.local:8080/",
+            )],
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.base_url, "http://wandb.local:8080");
+        assert_eq!(c.key_source, KeySource::BaseUrl);
+        assert!(c.api_key.is_some());
+        // Past what a Duration holds: an error, not a panic.
+        for huge in ["1e30", "inf", "NaN"] {
+            let err = config(&[("WANDB_HTTP_TIMEOUT", huge)], None).unwrap_err();
+            assert!(err.to_string().contains("at most 86400"), "{huge}: {err}");
+        }
     }
 
     #[test]

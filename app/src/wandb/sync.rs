@@ -330,7 +330,8 @@ pub async fn sync_runs<S: SyncSource, O: OffsetStore>(
             }
             Err(Some(err)) => {
                 let message = err.to_string();
-                tracing::warn!(run = %run_id, wandb_id = %wandb_id, error = %message, "W&B sync of a run failed");
+                // The report lists it; a warning too would print it twice.
+                tracing::debug!(run = %run_id, wandb_id = %wandb_id, error = %message, "W&B sync of a run failed");
                 report.failures.push(RunFailure {
                     run_id,
                     wandb_id,

@@ -149,9 +149,9 @@ impl SamplePipeline {
                 Err(other) => return Err(other),
             }
         }
-        Err(DataError::Invalid(format!(
-            "{MAX_IMAGE_RETRIES} corrupt images in a row: is the image column readable at all?"
-        )))
+        Err(DataError::CorruptImages {
+            count: MAX_IMAGE_RETRIES,
+        })
     }
 
     fn text_batch(&self, texts: Vec<String>, rng: &mut ChaCha8Rng) -> DataResult<TextBatch> {
@@ -207,7 +207,7 @@ impl SamplePipeline {
         batch_seed: u64,
     ) -> DataResult<Batch> {
         if samples.is_empty() {
-            return Err(DataError::Invalid("empty batch".into()));
+            return Err(DataError::EmptyBatch);
         }
         let mut skipped = 0usize;
         let mut decoded = Vec::with_capacity(samples.len());
@@ -332,11 +332,14 @@ impl SamplePipeline {
             for (&l, &s) in labels.iter().zip(&scores) {
                 if l < 0 || l as usize >= n {
                     let row = self.dataset.locate(batch.sample_index[i]).0;
-                    return Err(DataError::Invalid(format!(
-                        "{}: answer label {l} outside the {n}-answer vocabulary \
-                         (vqav2_label_size); question {question_id}",
-                        self.dataset.table_name(row)
-                    )));
+                    return Err(self.dataset.bad_value(
+                        row,
+                        "answer_labels",
+                        format!(
+                            "answer label {l} outside the {n}-answer vocabulary \
+                             (vqav2_label_size); question {question_id}"
+                        ),
+                    ));
                 }
                 dense[i * n + l as usize] = s as f32;
             }

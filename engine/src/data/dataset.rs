@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use super::arrow_file::{cell, ArrowFile, ColKind};
 use super::error::{DataError, DataResult};
 
+/// SNLI-VE's classes: contradiction, neutral, entailment.
+pub const SNLI_CLASSES: i64 = 3;
+
 /// The four schemas of the reference writers (`src/utils/write_*.py`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DatasetKind {
@@ -163,7 +166,7 @@ impl ViltDataset {
 
     pub fn open_paths(paths: &[PathBuf], kind: DatasetKind, image_only: bool) -> DataResult<Self> {
         if paths.is_empty() {
-            return Err(DataError::Invalid("no dataset files given".into()));
+            return Err(DataError::NoFiles);
         }
         let mut files = Vec::with_capacity(paths.len());
         let mut cols = Vec::with_capacity(paths.len());
@@ -212,9 +215,7 @@ impl ViltDataset {
     fn build_index(&mut self) -> DataResult<()> {
         let total_rows = self.num_rows();
         if total_rows > u32::MAX as usize {
-            return Err(DataError::Invalid(format!(
-                "{total_rows} rows exceed the 2^32 rows a dataset can index"
-            )));
+            return Err(DataError::TooManyRows { rows: total_rows });
         }
         let mut index = Vec::new();
         for (f, file) in self.files.iter().enumerate() {
@@ -290,6 +291,12 @@ impl ViltDataset {
         &self.names[self.file_of(row).0]
     }
 
+    /// A bad value in global `row` of `column`, naming its file and the row in that file.
+    pub fn bad_value(&self, row: usize, column: &str, detail: String) -> DataError {
+        let (f, local) = self.file_of(row);
+        self.bad(f, local, column, detail)
+    }
+
     fn bad(&self, f: usize, row: usize, column: &str, detail: String) -> DataError {
         DataError::BadValue {
             path: self.files[f].path().to_path_buf(),
@@ -307,12 +314,9 @@ impl ViltDataset {
             .image_columns()
             .iter()
             .position(|c| *c == slot.column())
-            .ok_or_else(|| {
-                DataError::Invalid(format!(
-                    "{:?} datasets have no `{}` column",
-                    self.kind,
-                    slot.column()
-                ))
+            .ok_or_else(|| DataError::NoImageColumn {
+                kind: format!("{:?}", self.kind),
+                column: slot.column(),
             })?;
         let col = self.cols[f].images[pos];
         let (arr, i) = self.files[f].cell(col, local);
@@ -423,6 +427,14 @@ impl ViltDataset {
                         ),
                     ));
                 }
+                if let Some(bad) = scores.iter().find(|s| !(0.0..=1.0).contains(*s)) {
+                    return Err(self.bad(
+                        f,
+                        local,
+                        "answer_scores",
+                        format!("score {bad} for question {t}: expected a VQA score in [0, 1]"),
+                    ));
+                }
                 let qid = self.list_item(row, "question_id", t)?;
                 let question_id = cell::int64(qid.as_ref(), 0)
                     .map_err(|d| self.bad(f, local, "question_id", d))?;
@@ -437,14 +449,41 @@ impl ViltDataset {
                 let item = self.list_item(row, "answers", t)?;
                 let answer =
                     cell::string(item.as_ref(), 0).map_err(|d| self.bad(f, local, "answers", d))?;
-                Ok(Target::Nlvr2 {
-                    label: answer == "True",
-                })
+                // The reference compares with "True": any other answer than the two would
+                // silently train as False.
+                let label = match answer {
+                    "True" => true,
+                    "False" => false,
+                    other => {
+                        return Err(self.bad(
+                            f,
+                            local,
+                            "answers",
+                            format!(
+                                "answer {other:?} for text {t}: expected \"True\" or \"False\""
+                            ),
+                        ))
+                    }
+                };
+                Ok(Target::Nlvr2 { label })
             }
             DatasetKind::Snli => {
                 let item = self.list_item(row, "labels", t)?;
                 let label =
                     cell::int64(item.as_ref(), 0).map_err(|d| self.bad(f, local, "labels", d))?;
+                // An index outside the classifier's three classes would panic the loss (a
+                // device-side assert on a GPU, which poisons every later run there).
+                if !(0..SNLI_CLASSES).contains(&label) {
+                    return Err(self.bad(
+                        f,
+                        local,
+                        "labels",
+                        format!(
+                            "label {label} for hypothesis {t}: expected 0 (contradiction), \
+                             1 (neutral) or 2 (entailment)"
+                        ),
+                    ));
+                }
                 Ok(Target::Snli { label })
             }
         }

@@ -67,10 +67,9 @@ pub fn inspect_path(path: &Path, examples: usize) -> DataResult<Vec<FileSummary>
             .collect();
         v.sort();
         if v.is_empty() {
-            return Err(DataError::Invalid(format!(
-                "{}: no .arrow files in this directory",
-                path.display()
-            )));
+            return Err(DataError::NoArrowFiles {
+                dir: path.to_path_buf(),
+            });
         }
         v
     } else {

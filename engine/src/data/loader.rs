@@ -96,10 +96,13 @@ impl EpochPlan {
 impl Loader {
     pub fn new(pipeline: SamplePipeline, config: LoaderConfig) -> DataResult<Self> {
         if config.batch_size == 0 {
-            return Err(DataError::Invalid("batch_size must be at least 1".into()));
+            return Err(DataError::Setting {
+                key: "batch_size",
+                detail: "must be at least 1".into(),
+            });
         }
         if pipeline.dataset.is_empty() {
-            return Err(DataError::Invalid("the dataset has no samples".into()));
+            return Err(DataError::NoSamples);
         }
         Ok(Self {
             pipeline: Arc::new(pipeline),
@@ -264,9 +267,10 @@ impl Iterator for EpochIter {
             let w = (b - self.start) % self.receivers.len();
             match self.receivers[w].recv() {
                 Ok(r) => r,
-                Err(_) => Err(DataError::Invalid(format!(
-                    "loader worker {w} stopped before batch {b} (did it panic?)"
-                ))),
+                Err(_) => Err(DataError::WorkerStopped {
+                    worker: w,
+                    batch: b,
+                }),
             }
         };
         self.next += 1;

@@ -148,14 +148,21 @@ impl ImageTransform {
             "blip_randaug_wohf" => randaug(0.5, false, 5.0, &AugOp::BASE),
             "blip_randaug_pretrain" => randaug(0.2, true, 5.0, &AugOp::BASE),
             other => {
-                return Err(DataError::Invalid(format!(
-                    "unknown transform key `{other}` (expected clip, albef, albef_randaug, \
-                     albef_randaug_wc, albef_randaug_wohf, albef_randaug_pretrain or blip_randaug*)"
-                )))
+                return Err(DataError::Setting {
+                    key: "transform_keys",
+                    detail: format!(
+                        "unknown transform key `{other}` (expected clip, albef, albef_randaug, \
+                         albef_randaug_wc, albef_randaug_wohf, albef_randaug_pretrain or \
+                         blip_randaug*)"
+                    ),
+                })
             }
         };
         if size == 0 {
-            return Err(DataError::Invalid("image size must be positive".into()));
+            return Err(DataError::Setting {
+                key: "image_size",
+                detail: "must be positive".into(),
+            });
         }
         Ok(Self {
             key: key.to_string(),

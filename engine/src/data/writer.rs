@@ -141,11 +141,12 @@ pub fn write_arrow(
     };
     let rows = columns.first().map(|(_, c)| c.len()).unwrap_or(0);
     if let Some((name, c)) = columns.iter().find(|(_, c)| c.len() != rows) {
-        return Err(DataError::Invalid(format!(
-            "{}: column `{name}` has {} rows, expected {rows}",
-            path.display(),
-            c.len()
-        )));
+        return Err(DataError::RaggedColumns {
+            path: path.to_path_buf(),
+            column: name.to_string(),
+            rows: c.len(),
+            expected: rows,
+        });
     }
     let step = rows_per_batch.unwrap_or(rows).max(1);
     let mut batches = Vec::new();

@@ -9,7 +9,7 @@ use tch::{nn, Kind, Tensor};
 
 use super::layers::{multi_head_attention, normal, Activation, Ctx, LayerNorm, Linear, LN_EPS};
 use super::ModelConfig;
-use crate::{EngineError, Result};
+use crate::{InputError, Result};
 
 /// One CLIP residual block (`transformer.resblocks.{i}`).
 #[derive(Debug)]
@@ -210,26 +210,33 @@ pub fn f_resize_position_embedding(pos: &Tensor, new_grid: i64) -> Result<Tensor
     let three_d = pos.dim() == 3;
     let table = if three_d {
         if pos.size()[0] != 1 {
-            return Err(EngineError::Invalid(format!(
-                "position embedding of shape {:?}: expected [1, 1 + g², D]",
-                pos.size()
-            )));
+            return Err(InputError::Shape {
+                what: "position embedding",
+                found: pos.size(),
+                expected: "[1, 1 + g², D]".into(),
+            }
+            .into());
         }
         pos.squeeze_dim(0)
     } else if pos.dim() == 2 {
         pos.shallow_clone()
     } else {
-        return Err(EngineError::Invalid(format!(
-            "position embedding of shape {:?}: expected [1 + g², D]",
-            pos.size()
-        )));
+        return Err(InputError::Shape {
+            what: "position embedding",
+            found: pos.size(),
+            expected: "[1 + g², D]".into(),
+        }
+        .into());
     };
     let (rows, d) = (table.size()[0], table.size()[1]);
     let grid = ((rows - 1) as f64).sqrt().round() as i64;
     if grid * grid + 1 != rows || new_grid <= 0 {
-        return Err(EngineError::Invalid(format!(
-            "position embedding with {rows} rows is not 1 + a square grid (or new grid {new_grid} <= 0)"
-        )));
+        return Err(InputError::Shape {
+            what: "position embedding",
+            found: table.size(),
+            expected: format!("1 + a square grid of rows, resized to a grid of {new_grid} > 0"),
+        }
+        .into());
     }
     let kind = table.kind();
     let cls = table.narrow(0, 0, 1);

@@ -5,7 +5,7 @@ use experiments::LOSS_NAMES;
 use tch::{Kind, Reduction, Tensor};
 
 use super::tower::{ForwardOptions, ImageFeatures, ImagePath, TextFeatures, TowerModel};
-use crate::{EngineError, Result};
+use crate::{EngineError, InputError, Result};
 
 /// The label value ignored by MLM and the accuracies.
 pub const IGNORE_INDEX: i64 = -100;
@@ -131,16 +131,17 @@ pub fn total_loss(outputs: &[TaskOutput]) -> Option<Tensor> {
         .reduce(|a, b| a + b)
 }
 
-fn missing(field: &str, task: &str) -> EngineError {
-    EngineError::Invalid(format!("the {task} objective needs `{field}` in the batch"))
+fn missing(field: &'static str, task: &str) -> EngineError {
+    InputError::MissingField {
+        task: task.to_string(),
+        field,
+    }
+    .into()
 }
 
-fn head<'a, T>(h: &'a Option<T>, name: &str) -> Result<&'a T> {
-    h.as_ref().ok_or_else(|| {
-        EngineError::Invalid(format!(
-            "this model has no `{name}` head (it is built for another task)"
-        ))
-    })
+fn head<'a, T>(h: &'a Option<T>, name: &'static str) -> Result<&'a T> {
+    h.as_ref()
+        .ok_or_else(|| InputError::NoHead { head: name }.into())
 }
 
 fn scalar(t: &Tensor) -> f64 {
@@ -531,9 +532,11 @@ pub fn compute_irtr(model: &TowerModel, batch: &Batch, split: Split) -> Result<T
         .false_text_masks
         .as_ref()
         .ok_or_else(|| missing("false_text_masks", "irtr"))?;
-    let (b, f, l) = ids
-        .size3()
-        .map_err(|_| EngineError::Invalid("`false_text_ids` must be [B, F, L]".into()))?;
+    let (b, f, l) = ids.size3().map_err(|_| InputError::Shape {
+        what: "`false_text_ids`",
+        found: ids.size(),
+        expected: "[B, F, L]".into(),
+    })?;
     let train = split.is_train();
     let all_ids =
         Tensor::cat(&[batch.text_ids.unsqueeze(1), ids.shallow_clone()], 1).view([b * (f + 1), l]);
@@ -573,10 +576,11 @@ pub fn compute_task(
         .iter()
         .find(|o| !LOSS_NAMES.contains(&o.as_str()))
     {
-        return Err(EngineError::Invalid(format!(
-            "unknown objective `{unknown}`; expected one of {}",
-            LOSS_NAMES.join(", ")
-        )));
+        return Err(InputError::UnknownObjective {
+            name: unknown.clone(),
+            expected: LOSS_NAMES.join(", "),
+        }
+        .into());
     }
     let mut out = Vec::new();
     for name in LOSS_NAMES {

@@ -6,7 +6,7 @@ use tch::{Kind, Tensor};
 
 use super::objectives::StepMetric;
 use super::tower::{ForwardOptions, ImageFeatures, TextFeatures, TowerModel};
-use crate::{EngineError, Result};
+use crate::{InputError, Result};
 
 /// Recall@k for image retrieval (IR: text → images) and text retrieval (TR), as fractions.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -64,9 +64,11 @@ pub fn rerank_scores(
     k_test: i64,
     chunk: i64,
 ) -> Result<Tensor> {
-    let itm = model.heads().itm_score.as_ref().ok_or_else(|| {
-        EngineError::Invalid("retrieval re-ranking needs the ITM head (`itm_score`)".into())
-    })?;
+    let itm = model
+        .heads()
+        .itm_score
+        .as_ref()
+        .ok_or(InputError::NoHead { head: "itm_score" })?;
     tch::no_grad(|| {
         let ctx = model.ctx(false);
         let (t, i) = model.itc_features(texts, images, false)?;

@@ -19,7 +19,7 @@ use super::managers::{
 };
 use super::roberta::{Roberta, PADDING_IDX};
 use super::ModelConfig;
-use crate::{EngineError, Result};
+use crate::{InputError, Result};
 
 /// Text side of the uni-modal encoders' output.
 #[derive(Debug)]
@@ -231,8 +231,7 @@ pub struct TowerModel {
 impl TowerModel {
     /// Builds the model under `root` (normally `vs.root()`), with the reference initialisation.
     pub fn new(root: &nn::Path, cfg: &ModelConfig) -> Result<Self> {
-        cfg.validate()
-            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        cfg.validate()?;
         let hs = cfg.hidden_size;
         let text_transformer = Roberta::new(root / "text_transformer", cfg);
         let vit_model = ClipVisual::new(root / "vit_model", cfg);
@@ -414,9 +413,12 @@ impl TowerModel {
         let s = self.cfg.image_size;
         let size = image.size();
         if size.len() != 4 || size[1] != 3 || size[2] != s || size[3] != s {
-            return Err(EngineError::Invalid(format!(
-                "image batch of shape {size:?}: expected [B, 3, {s}, {s}] (`image_size` = {s})"
-            )));
+            return Err(InputError::Shape {
+                what: "image batch",
+                found: size,
+                expected: format!("[B, 3, {s}, {s}] (`image_size` = {s})"),
+            }
+            .into());
         }
         let ctx = self.ctx(train);
         let (_, keep) = self.kept();
@@ -451,9 +453,10 @@ impl TowerModel {
         train: bool,
     ) -> Result<(Tensor, Tensor)> {
         let (Some(th), Some(ih)) = (&self.heads.itc_text, &self.heads.itc_image) else {
-            return Err(EngineError::Invalid(
-                "this model has no ITC heads (task without `itc`)".into(),
-            ));
+            return Err(InputError::NoHead {
+                head: "cross_modal_itc_text_head",
+            }
+            .into());
         };
         let ctx = self.ctx(train);
         let norm = |x: Tensor| {
@@ -478,16 +481,19 @@ impl TowerModel {
         let ctx = self.ctx(opts.train);
         let (bt, bi) = (text.batch_size(), image.batch_size());
         if bt != bi {
-            return Err(EngineError::Invalid(format!(
-                "text batch of {bt} and image batch of {bi} differ"
-            )));
+            return Err(InputError::BatchSizes {
+                text: bt,
+                image: bi,
+            }
+            .into());
         }
         let rows = self.token_type_embeddings.weight.size()[0];
         if !(1..rows).contains(&opts.image_token_type_idx) {
-            return Err(EngineError::Invalid(format!(
-                "image token type {} does not exist (the table has {rows} rows)",
-                opts.image_token_type_idx
-            )));
+            return Err(InputError::TokenType {
+                index: opts.image_token_type_idx,
+                rows,
+            }
+            .into());
         }
         if self.cfg.num_layers == 0 {
             let t = text.fused.as_ref().unwrap_or(&text.top);
@@ -507,9 +513,7 @@ impl TowerModel {
             });
         }
         let (Some(te), Some(ie)) = (&text.experts, &image.experts) else {
-            return Err(EngineError::Invalid(
-                "features were encoded without the expert stacks".into(),
-            ));
+            return Err(InputError::NoExperts.into());
         };
         let tt = &self.token_type_embeddings.weight;
         let tt_text = tt.get(0);
@@ -661,32 +665,38 @@ impl TowerModel {
     fn check_text(&self, ids: &Tensor, mask: &Tensor) -> Result<()> {
         let size = ids.size();
         if size.len() != 2 || ids.kind() != Kind::Int64 {
-            return Err(EngineError::Invalid(format!(
-                "text ids of shape {size:?} and kind {:?}: expected int64 [B, L]",
-                ids.kind()
-            )));
+            return Err(InputError::Shape {
+                what: "text ids",
+                found: size,
+                expected: format!("int64 [B, L], not {:?}", ids.kind()),
+            }
+            .into());
         }
         if mask.size() != size {
-            return Err(EngineError::Invalid(format!(
-                "text mask of shape {:?} does not match the ids' {size:?}",
-                mask.size()
-            )));
+            return Err(InputError::Shape {
+                what: "text mask",
+                found: mask.size(),
+                expected: format!("the ids' {size:?}"),
+            }
+            .into());
         }
         let max_len = self.cfg.text_max_positions - PADDING_IDX - 1;
         if size[1] > max_len {
-            return Err(EngineError::Invalid(format!(
-                "text of {} tokens exceeds the {max_len} positions of `text_max_position_embeddings` = {}",
-                size[1], self.cfg.text_max_positions
-            )));
+            return Err(InputError::TextTooLong {
+                tokens: size[1],
+                max_len,
+                positions: self.cfg.text_max_positions,
+            }
+            .into());
         }
         if ids.numel() > 0 {
             let (lo, hi) = (ids.min().int64_value(&[]), ids.max().int64_value(&[]));
             if lo < 0 || hi >= self.cfg.vocab_size {
-                return Err(EngineError::Invalid(format!(
-                    "token id {} outside the vocabulary of `vocab_size` = {}",
-                    if lo < 0 { lo } else { hi },
-                    self.cfg.vocab_size
-                )));
+                return Err(InputError::TokenId {
+                    id: if lo < 0 { lo } else { hi },
+                    vocab_size: self.cfg.vocab_size,
+                }
+                .into());
             }
         }
         Ok(())

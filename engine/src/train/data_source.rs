@@ -13,7 +13,7 @@ use crate::data::{
     TextTokenizer, ViltDataset,
 };
 use crate::model::objectives::{Batch, Split};
-use crate::{EngineError, Result};
+use crate::{EngineError, InputError, Result};
 
 /// The loaders of one run.
 pub struct LoaderData {
@@ -62,18 +62,10 @@ pub fn tokenizer_path(settings: &Settings) -> Result<PathBuf> {
         .iter()
         .find(|p| p.is_file())
         .cloned()
-        .ok_or_else(|| {
-            EngineError::Invalid(format!(
-                "no tokenizer: `tokenizer = \"{}\"` is neither a tokenizer.json file nor a folder \
-                 holding one, and {} does not exist",
-                settings.tokenizer,
-                beside_data.display()
-            ))
+        .ok_or_else(|| EngineError::NoTokenizer {
+            setting: settings.tokenizer.clone(),
+            beside_data,
         })
-}
-
-fn data_err(e: data::DataError) -> EngineError {
-    EngineError::Invalid(e.to_string())
 }
 
 impl LoaderData {
@@ -90,18 +82,16 @@ impl LoaderData {
             Some(t) => t,
             None => tokenizer_path(s)?,
         };
-        let tokenizer = Arc::new(
-            TextTokenizer::from_file(&tokenizer, s.max_text_len.max(1) as usize)
-                .map_err(data_err)?,
-        );
+        let tokenizer = Arc::new(TextTokenizer::from_file(
+            &tokenizer,
+            s.max_text_len.max(1) as usize,
+        )?);
         let key = |keys: &[String]| keys.first().cloned().unwrap_or_else(|| "clip".into());
         let size = s.image_size.max(1) as u32;
-        let train_transform =
-            ImageTransform::from_key(&key(&s.train_transform_keys), size).map_err(data_err)?;
-        let eval_transform =
-            ImageTransform::from_key(&key(&s.val_transform_keys), size).map_err(data_err)?;
+        let train_transform = ImageTransform::from_key(&key(&s.train_transform_keys), size)?;
+        let eval_transform = ImageTransform::from_key(&key(&s.val_transform_keys), size)?;
         let pipeline = |names: &[String], transform: &ImageTransform| -> Result<SamplePipeline> {
-            let dataset = Arc::new(ViltDataset::open(dir, names, kind).map_err(data_err)?);
+            let dataset = Arc::new(ViltDataset::open(dir, names, kind)?);
             let mut p = SamplePipeline::new(dataset, transform.clone(), tokenizer.clone());
             p.mlm_prob = s.mlm_prob;
             // Pre-training's ITM swaps in a random other image (`draw_false_image = 1`);
@@ -129,8 +119,7 @@ impl LoaderData {
                 num_workers: s.num_workers,
                 prefetch: 2,
             },
-        )
-        .map_err(data_err)?;
+        )?;
         let eval_config = LoaderConfig {
             batch_size: s.per_gpu_eval_batchsize.max(1),
             shuffle: false,
@@ -150,8 +139,7 @@ impl LoaderData {
             let loader = Loader::new(
                 pipeline(std::slice::from_ref(&name), &eval_transform)?,
                 eval_config.clone(),
-            )
-            .map_err(data_err)?;
+            )?;
             eval.push((split, loader));
         }
         let test_names = expand_tables(dir, &s.tables(TableSplit::Test));
@@ -163,10 +151,10 @@ impl LoaderData {
             .collect();
         let test_present = !test_names.is_empty() && vqa_test_missing.is_empty();
         let vqa_test = if s.task == Task::Vqa && test_present {
-            Some(
-                Loader::new(pipeline(&test_names, &eval_transform)?, eval_config)
-                    .map_err(data_err)?,
-            )
+            Some(Loader::new(
+                pipeline(&test_names, &eval_transform)?,
+                eval_config,
+            )?)
         } else {
             None
         };
@@ -197,7 +185,7 @@ fn to_model_batch(task: Task, b: data::Batch) -> Result<Batch> {
     let image = match (b.image, &b.image_0) {
         (Some(image), _) => image,
         (None, Some(image_0)) => image_0.shallow_clone(),
-        (None, None) => return Err(EngineError::Invalid("a batch without images".into())),
+        (None, None) => return Err(InputError::NoImages.into()),
     };
     let mut out = Batch::new(b.text.ids, b.text.masks, image);
     out.text_ids_mlm = Some(b.text.ids_mlm);
@@ -244,7 +232,7 @@ impl TaskData for LoaderData {
             batch: start,
         });
         Box::new(iter.map(move |b| {
-            b.map_err(data_err).and_then(|b| {
+            b.map_err(EngineError::from).and_then(|b| {
                 self.count_skipped(&b);
                 to_model_batch(task, b)
             })
@@ -256,7 +244,7 @@ impl TaskData for LoaderData {
         Box::new(self.eval.iter().flat_map(move |(split, loader)| {
             let split = *split;
             loader.epoch(0).map(move |b| {
-                b.map_err(data_err)
+                b.map_err(EngineError::from)
                     .and_then(|b| {
                         self.count_skipped(&b);
                         to_model_batch(task, b)
@@ -285,7 +273,7 @@ impl TaskData for LoaderData {
         let id2answer = super::predictions::id2answer(&known)?;
         let task = self.task;
         let batches = test.epoch(0).map(move |b| {
-            b.map_err(data_err).and_then(|b| {
+            b.map_err(EngineError::from).and_then(|b| {
                 self.count_skipped(&b);
                 let ids = b.question_ids.clone();
                 to_model_batch(task, b).map(|batch| (ids, batch))

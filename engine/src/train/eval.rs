@@ -110,10 +110,7 @@ fn retrieval_recall_in(
         let Some(ids) = batch.img_index.as_ref().filter(|_| split == Split::Val) else {
             continue;
         };
-        let ids: Vec<i64> = ids
-            .to_device(tch::Device::Cpu)
-            .try_into()
-            .map_err(|e| crate::EngineError::Invalid(format!("img_index: {e}")))?;
+        let ids: Vec<i64> = ids.to_device(tch::Device::Cpu).try_into()?;
         texts.push(model.encode_text(&batch.text_ids, &batch.text_masks, false)?);
         text_image.extend_from_slice(&ids);
         let new: Vec<i64> = (0..ids.len())

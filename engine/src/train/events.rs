@@ -26,10 +26,9 @@ impl FailureClass {
         }
     }
 
-    /// Classifies an error message from libtorch.
-    pub fn from_message(message: &str) -> Self {
-        let m = message.to_ascii_lowercase();
-        if m.contains("out of memory") || m.contains("cuda_error_out_of_memory") {
+    /// The class of an engine error, from its type: allocation failures are `oom`.
+    pub fn of(e: &crate::EngineError) -> Self {
+        if e.is_out_of_memory() {
             Self::Oom
         } else {
             Self::Error
@@ -118,14 +117,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn oom_is_recognised() {
-        assert_eq!(
-            FailureClass::from_message("CUDA out of memory. Tried to allocate 2.00 GiB"),
-            FailureClass::Oom
-        );
-        assert_eq!(
-            FailureClass::from_message("shape mismatch"),
-            FailureClass::Error
-        );
+    fn oom_is_recognised_from_the_error_type() {
+        let oom = crate::EngineError::from(tch::TchError::Torch(
+            "CUDA out of memory. Tried to allocate 2.00 GiB".into(),
+        ));
+        assert_eq!(FailureClass::of(&oom), FailureClass::Oom);
+        let other = crate::EngineError::from(crate::InputError::NoLoss);
+        assert_eq!(FailureClass::of(&other), FailureClass::Error);
     }
 }

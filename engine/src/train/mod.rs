@@ -13,8 +13,9 @@ pub mod run;
 pub mod schedule;
 pub mod source;
 
+pub use crate::device::resolve_device;
 pub use events::{Event, FailureClass};
-pub use run::{resolve_device, run, run_with_data, Outcome, TrainJob};
+pub use run::{run, run_with_data, Outcome, TrainJob};
 pub use source::{TaskData, TestQuestions, VqaTest};
 
 #[cfg(test)]

@@ -414,8 +414,8 @@ impl Optimizer {
         &mut self,
         step: u64,
         tensors: &BTreeMap<String, Tensor>,
-    ) -> Result<(), String> {
-        let mut problems = Vec::new();
+    ) -> Result<(), crate::weights::Mismatches> {
+        let mut problems = crate::weights::Mismatches::default();
         for (name, p) in &mut self.params {
             for (suffix, dst) in [
                 ("exp_avg", &mut p.exp_avg),
@@ -426,17 +426,17 @@ impl Optimizer {
                     Some(src) if src.size() == dst.size() => {
                         tch::no_grad(|| dst.copy_(src));
                     }
-                    Some(src) => problems.push(format!(
-                        "{key}: shape {:?}, expected {:?}",
-                        src.size(),
-                        dst.size()
-                    )),
-                    None => problems.push(format!("{key}: missing")),
+                    Some(src) => problems.shapes.push(crate::weights::ShapeMismatch {
+                        key,
+                        expected: dst.size(),
+                        found: src.size(),
+                    }),
+                    None => problems.missing.push(key),
                 }
             }
         }
         if !problems.is_empty() {
-            return Err(problems.join("; "));
+            return Err(problems);
         }
         self.step = step;
         Ok(())
@@ -763,6 +763,6 @@ mod tests {
             [("w".into(), w)],
         );
         let err = opt.load_state(3, &BTreeMap::new()).unwrap_err();
-        assert!(err.contains("w.exp_avg: missing"), "{err}");
+        assert_eq!(err.missing, ["w.exp_avg", "w.exp_avg_sq"]);
     }
 }

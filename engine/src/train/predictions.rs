@@ -27,9 +27,7 @@ pub fn id2answer(datasets: &[&ViltDataset]) -> Result<BTreeMap<i64, String>> {
     let mut order: Vec<String> = Vec::new();
     for ds in datasets {
         for sample in 0..ds.len() {
-            let target = ds
-                .target(sample)
-                .map_err(|e| EngineError::Invalid(e.to_string()))?;
+            let target = ds.target(sample)?;
             let Target::Vqa {
                 answers, labels, ..
             } = target
@@ -75,8 +73,7 @@ pub fn predict(
             .argmax(-1, false)
             .to_kind(Kind::Int64)
             .to_device(tch::Device::Cpu)
-            .try_into()
-            .map_err(|e| EngineError::Invalid(format!("VQA predictions: {e}")))?;
+            .try_into()?;
         for (qid, label) in question_ids.into_iter().zip(preds) {
             if !seen.insert(qid) {
                 continue;
@@ -98,9 +95,11 @@ pub fn write_submission(dir: &Path, rows: &[(i64, String)]) -> Result<PathBuf> {
         .iter()
         .map(|(qid, answer)| serde_json::json!({"question_id": qid, "answer": answer}))
         .collect();
-    let text = serde_json::to_string_pretty(&json)
-        .map_err(|e| EngineError::Invalid(format!("VQA predictions: {e}")))?;
     let path = dir.join(SUBMISSION_FILE);
+    let text = serde_json::to_string_pretty(&json).map_err(|source| EngineError::Json {
+        path: path.clone(),
+        source,
+    })?;
     let tmp = dir.join(format!(".{SUBMISSION_FILE}.partial"));
     let io = |p: &Path| {
         let p = p.to_path_buf();

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use experiments::experts::{HubEnv, Loads};
 use experiments::Settings;
-use tch::{nn, Device, Tensor};
+use tch::{nn, Tensor};
 
 use super::checkpoint::{self, LoopState};
 use super::eval::{evaluate, Evaluation};
@@ -19,8 +19,11 @@ use super::optim::{Algorithm, OptimConfig, Optimizer};
 use super::predictions;
 use super::schedule::Schedule;
 use super::source::{OnDevice, TaskData, TestQuestions};
+use crate::device::{device_name, resolve_device};
+use crate::error::{CheckpointError, InputError};
 use crate::model::objectives::{compute_task, total_loss, Split};
 use crate::model::{ModelConfig, TowerModel};
+use crate::weights::Mismatches;
 use crate::{EngineError, Result};
 
 /// Everything one run needs.
@@ -67,35 +70,10 @@ impl TrainJob {
     }
 }
 
-/// Picks the device named by the `device` setting.
-pub fn resolve_device(name: &str) -> Result<Device> {
-    match name {
-        "auto" => Ok(Device::cuda_if_available()),
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(i)) if (i as i64) < tch::Cuda::device_count() => Ok(Device::Cuda(i)),
-            Some(Ok(i)) => Err(EngineError::Invalid(format!(
-                "device `cuda:{i}` does not exist ({} CUDA devices)",
-                tch::Cuda::device_count()
-            ))),
-            _ => Err(EngineError::Invalid(format!(
-                "device `{other}`: expected `auto`, `cpu` or `cuda:N`"
-            ))),
-        },
-    }
-}
-
-fn device_name(d: Device) -> String {
-    match d {
-        Device::Cpu => "cpu".into(),
-        Device::Cuda(i) => format!("cuda:{i}"),
-        other => format!("{other:?}").to_lowercase(),
-    }
-}
-
 /// Runs one training job on the given data to its end, sending events as it goes. Never panics
-/// on bad input: every problem ends the run as `Failed` with a class and a message.
+/// on bad input: every problem ends the run as `Failed` with a class and a message, and a
+/// panic inside libtorch (tch's infallible calls panic on any libtorch error) is caught here,
+/// so an allocation failure anywhere in the step is classed `oom` like a returned one.
 pub fn run_with_data(
     job: &TrainJob,
     data: &dyn TaskData,
@@ -103,16 +81,24 @@ pub fn run_with_data(
     cancel: &AtomicBool,
 ) -> Outcome {
     let mut step = 0;
-    let outcome = match train(job, data, events, cancel, &mut step) {
+    let mut skipped_reported = 0;
+    let result =
+        crate::panic::catch(|| train(job, data, events, cancel, &mut step, &mut skipped_reported));
+    // Corrupt images skipped since the last epoch's line (a run that ends before its epoch
+    // does would otherwise never say so).
+    let skipped = data.skipped_images();
+    if skipped > skipped_reported {
+        let _ = events.send(Event::Log {
+            message: format!("{skipped} corrupt images skipped in this attempt"),
+        });
+    }
+    let outcome = match result {
         Ok(outcome) => outcome,
-        Err(e) => {
-            let message = e.to_string();
-            Outcome::Failed {
-                step,
-                class: FailureClass::from_message(&message),
-                message,
-            }
-        }
+        Err(e) => Outcome::Failed {
+            step,
+            class: FailureClass::of(&e),
+            message: e.to_string(),
+        },
     };
     let _ = events.send(match &outcome {
         Outcome::Finished { step } => Event::Finished { step: *step },
@@ -149,6 +135,7 @@ fn train(
     events: &Sender<Event>,
     cancel: &AtomicBool,
     step_out: &mut u64,
+    skipped_reported: &mut usize,
 ) -> Result<Outcome> {
     let s = &job.settings;
     let device = resolve_device(&s.device)?;
@@ -158,9 +145,8 @@ fn train(
     };
     let data: &dyn TaskData = &on_device;
     let experts = super::init::experts(job, events)?;
-    let cfg = ModelConfig::from_settings(s)
-        .and_then(|c| c.with_experts(experts.vision_config(), experts.text_config()))
-        .map_err(|e| EngineError::Invalid(e.to_string()))?;
+    let cfg = ModelConfig::from_settings(s)?
+        .with_experts(experts.vision_config(), experts.text_config())?;
     tch::manual_seed(s.seed as i64);
     let mut vs = nn::VarStore::new(device);
     let model = TowerModel::new(&vs.root(), &cfg)?;
@@ -168,9 +154,7 @@ fn train(
     let accum = (s.batch_size / s.per_gpu_batchsize.max(1)).max(1) as u64;
     let per_epoch = data.train_batches_per_epoch() as u64;
     if per_epoch == 0 {
-        return Err(EngineError::Invalid(
-            "the training set yields no batch (fewer samples than per_gpu_batchsize?)".into(),
-        ));
+        return Err(InputError::EmptyTrainingSet.into());
     }
     let total_steps = if s.max_steps > 0 {
         s.max_steps as u64
@@ -185,12 +169,11 @@ fn train(
         s.decay_power,
     );
     let named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    let algorithm = Algorithm::from_optim_type(&s.optim_type).ok_or_else(|| {
-        EngineError::Invalid(format!(
-            "optim_type must be adamw, adam or sgd, found \"{}\"",
-            s.optim_type
-        ))
-    })?;
+    let algorithm =
+        Algorithm::from_optim_type(&s.optim_type).ok_or_else(|| EngineError::Setting {
+            key: "optim_type",
+            detail: format!("expected adamw, adam or sgd, found \"{}\"", s.optim_type),
+        })?;
     let mut opt = Optimizer::new(
         OptimConfig::reference(
             algorithm,
@@ -212,6 +195,7 @@ fn train(
         best_step: None,
         epoch_sums: BTreeMap::new(),
         settings_hash: job.run_hash.clone(),
+        metric: None,
     };
     let mut resumed_at = None;
     let resume_from = if job.resume {
@@ -222,16 +206,20 @@ fn train(
     if let Some(dir) = resume_from {
         let ck = checkpoint::load(&dir)?;
         if ck.state.settings_hash != job.run_hash {
-            return Err(EngineError::Invalid(format!(
-                "{}: written by run {}, not {}",
-                dir.display(),
-                ck.state.settings_hash,
-                job.run_hash
-            )));
+            return Err(CheckpointError::ForeignRun {
+                dir,
+                found: ck.state.settings_hash,
+                expected: job.run_hash.clone(),
+            }
+            .into());
         }
         copy_named(&vs, &ck.model, &dir)?;
         opt.load_state(ck.state.optimizer_step, &ck.optimizer)
-            .map_err(|e| EngineError::Invalid(format!("{}: {e}", dir.display())))?;
+            .map_err(|mismatches| CheckpointError::Mismatch {
+                dir: dir.clone(),
+                what: "the optimiser state",
+                mismatches,
+            })?;
         state = ck.state;
         resumed_at = Some(state.step);
     } else {
@@ -253,9 +241,8 @@ fn train(
     });
     if state.step >= total_steps {
         // Finished before; the predictions may not have been written yet.
-        if !write_vqa_predictions(job, &model, &vs, data, &state, events, cancel, false)? {
-            return Ok(Outcome::Cancelled { step: state.step });
-        }
+        write_vqa_predictions(job, &model, &vs, data, &state, events, false)?;
+        prune_checkpoints(job, true, events)?;
         return Ok(Outcome::Finished { step: state.step });
     }
 
@@ -278,9 +265,8 @@ fn train(
             let micro = epoch * per_epoch + index;
             tch::manual_seed(micro_seed(s.seed, micro));
             let outputs = compute_task(&model, &objectives, &batch, Split::Train)?;
-            let loss = total_loss(&outputs)
-                .ok_or_else(|| EngineError::Invalid("the task computed no loss".into()))?;
-            let value = loss.double_value(&[]);
+            let loss = total_loss(&outputs).ok_or(InputError::NoLoss)?;
+            let value = loss.f_double_value(&[])?;
             if !value.is_finite() {
                 return Ok(Outcome::Failed {
                     step: state.step,
@@ -291,7 +277,7 @@ fn train(
                     ),
                 });
             }
-            (loss / accum as f64).backward();
+            (loss / accum as f64).f_backward()?;
             for o in &outputs {
                 accumulate(&mut sums, &o.metrics);
                 accumulate(&mut state.epoch_sums, &o.metrics);
@@ -342,13 +328,13 @@ fn train(
                 evaluate_and_checkpoint(job, &model, &vs, &opt, data, &mut state, events)?;
             }
             if done {
-                if !write_vqa_predictions(job, &model, &vs, data, &state, events, cancel, true)? {
-                    return Ok(Outcome::Cancelled { step: state.step });
-                }
+                write_vqa_predictions(job, &model, &vs, data, &state, events, true)?;
+                prune_checkpoints(job, true, events)?;
                 return Ok(Outcome::Finished { step: state.step });
             }
             if cancel.load(Ordering::Relaxed) {
                 if !val_due {
+                    state.metric = None;
                     save_checkpoint(job, &vs, &opt, &state, events)?;
                 }
                 return Ok(Outcome::Cancelled { step: state.step });
@@ -356,10 +342,11 @@ fn train(
         }
         // End of epoch.
         let skipped = data.skipped_images();
-        if skipped > 0 {
+        if skipped > *skipped_reported {
             let _ = events.send(Event::Log {
                 message: format!("epoch {epoch}: {skipped} corrupt images skipped so far"),
             });
+            *skipped_reported = skipped;
         }
         send_train_epoch(&objectives, &mut state, events);
         state.epoch = epoch + 1;
@@ -429,6 +416,7 @@ fn evaluate_and_checkpoint(
         state.best_step = Some(state.step);
     }
     let best = state.best_metric.unwrap_or(the_metric);
+    state.metric = Some(the_metric);
     let mut metrics = metrics;
     metrics.push(("val/the_metric".into(), the_metric));
     metrics.push(("val/best_the_metric".into(), best));
@@ -446,9 +434,9 @@ fn evaluate_and_checkpoint(
 }
 
 /// VQA's submission file from the best checkpoint (the reference tests `best_model_path`).
-/// `rewrite = false` keeps an existing file (a finished run started again). Returns `false`
-/// when cancelled before the file was written.
-#[allow(clippy::too_many_arguments)]
+/// `rewrite = false` keeps an existing file (a finished run started again). A graceful stop
+/// (Ctrl-C, SIGTERM, `cancel`) does not interrupt it: training is over, and a run whose every
+/// step is done is finished, not cancelled. Returns `true` (kept for its callers' tests).
 pub(crate) fn write_vqa_predictions(
     job: &TrainJob,
     model: &TowerModel,
@@ -456,7 +444,6 @@ pub(crate) fn write_vqa_predictions(
     data: &dyn TaskData,
     state: &LoopState,
     events: &Sender<Event>,
-    cancel: &AtomicBool,
     rewrite: bool,
 ) -> Result<bool> {
     if !rewrite && job.run_dir.join(predictions::SUBMISSION_FILE).is_file() {
@@ -476,18 +463,25 @@ pub(crate) fn write_vqa_predictions(
         }
         TestQuestions::Ready(test) => test,
     };
-    let context = |e: EngineError| {
-        EngineError::Invalid(format!(
-            "VQA test predictions ({}): {e}",
-            predictions::SUBMISSION_FILE
-        ))
+    let context = |e: EngineError| EngineError::Predictions {
+        file: predictions::SUBMISSION_FILE,
+        source: Box::new(e),
     };
     let step = match state.best_step {
         Some(best) if best != state.step => {
             let dir = job.checkpoint_dir().join(format!("step-{best}"));
-            let model = checkpoint::load_model(&dir).map_err(context)?;
-            copy_named(vs, &model, &dir).map_err(context)?;
-            best
+            if dir.join("model.safetensors").is_file() {
+                let model = checkpoint::load_model(&dir).map_err(context)?;
+                copy_named(vs, &model, &dir).map_err(context)?;
+                best
+            } else {
+                log(format!(
+                    "the best checkpoint (step {best}) is not kept (`save_top_k` = {}): VQA \
+                     test predictions use the last weights",
+                    job.settings.save_top_k
+                ));
+                state.step
+            }
         }
         Some(_) => state.step,
         None => {
@@ -496,7 +490,8 @@ pub(crate) fn write_vqa_predictions(
         }
     };
     let questions = test.questions;
-    let Some(rows) = predictions::predict(model, test, cancel).map_err(context)? else {
+    let never = AtomicBool::new(false);
+    let Some(rows) = predictions::predict(model, test, &never).map_err(context)? else {
         return Ok(false);
     };
     if rows.len() < questions {
@@ -530,6 +525,26 @@ fn save_checkpoint(
         step: state.step,
         path,
     });
+    prune_checkpoints(job, false, events)
+}
+
+/// Applies the run's retention policy (`save_top_k`, `save_last`) to its checkpoint folder.
+fn prune_checkpoints(job: &TrainJob, ended: bool, events: &Sender<Event>) -> Result<()> {
+    let removed = checkpoint::prune(
+        &job.checkpoint_dir(),
+        checkpoint::Retention::of(&job.settings),
+        ended,
+    )?;
+    if !removed.is_empty() {
+        let steps: Vec<String> = removed.iter().map(|s| format!("step-{s}")).collect();
+        let _ = events.send(Event::Log {
+            message: format!(
+                "removed checkpoint(s) {} (keeping the newest and the best {} by val/the_metric)",
+                steps.join(", "),
+                job.settings.save_top_k
+            ),
+        });
+    }
     Ok(())
 }
 
@@ -537,35 +552,29 @@ fn save_checkpoint(
 /// present with its shape, and nothing may be left over.
 fn copy_named(vs: &nn::VarStore, tensors: &[(String, Tensor)], source: &Path) -> Result<()> {
     let mut vars = vs.variables();
-    let mut unused = Vec::new();
-    let mut problems = Vec::new();
+    let mut mismatches = Mismatches::default();
     for (name, src) in tensors {
         match vars.remove(name) {
             Some(mut dst) if dst.size() == src.size() => {
-                tch::no_grad(|| dst.copy_(src));
+                tch::no_grad(|| dst.f_copy_(src))?;
             }
-            Some(dst) => problems.push(format!(
-                "{name}: shape {:?} in the file, {:?} in the model",
-                src.size(),
-                dst.size()
-            )),
-            None => unused.push(name.clone()),
+            Some(dst) => mismatches.shapes.push(crate::weights::ShapeMismatch {
+                key: name.clone(),
+                expected: dst.size(),
+                found: src.size(),
+            }),
+            None => mismatches.unused.push(name.clone()),
         }
     }
-    let mut missing: Vec<String> = vars.into_keys().collect();
-    missing.sort();
-    if !missing.is_empty() {
-        problems.push(format!("missing: {}", missing.join(", ")));
-    }
-    if !unused.is_empty() {
-        problems.push(format!("unused: {}", unused.join(", ")));
-    }
-    if !problems.is_empty() {
-        return Err(EngineError::Invalid(format!(
-            "{}: {}",
-            source.display(),
-            problems.join("; ")
-        )));
+    mismatches.missing = vars.into_keys().collect();
+    mismatches.missing.sort();
+    if !mismatches.is_empty() {
+        return Err(CheckpointError::Mismatch {
+            dir: source.to_path_buf(),
+            what: "the model",
+            mismatches,
+        }
+        .into());
     }
     Ok(())
 }
@@ -574,21 +583,24 @@ fn copy_named(vs: &nn::VarStore, tensors: &[(String, Tensor)], source: &Path) ->
 /// [`super::data_source::LoaderData`]). Data errors end the run as `Failed` like any other.
 pub fn run(job: &TrainJob, events: &Sender<Event>, cancel: &AtomicBool) -> Outcome {
     // A run that starts from the experts reads their tokenizer.
-    let opened = super::init::experts(job, events).and_then(|experts| {
-        super::data_source::LoaderData::open_with_tokenizer(&job.settings, experts.tokenizer())
+    let opened = crate::panic::catch(|| {
+        super::init::experts(job, events).and_then(|experts| {
+            super::data_source::LoaderData::open_with_tokenizer(&job.settings, experts.tokenizer())
+        })
     });
     match opened {
         Ok(data) => run_with_data(job, &data, events, cancel),
         Err(e) => {
+            let class = FailureClass::of(&e);
             let message = e.to_string();
             let _ = events.send(Event::Failed {
                 step: 0,
-                class: FailureClass::Error,
+                class,
                 message: message.clone(),
             });
             Outcome::Failed {
                 step: 0,
-                class: FailureClass::Error,
+                class,
                 message,
             }
         }

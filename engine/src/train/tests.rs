@@ -246,6 +246,8 @@ fn vqa_run_writes_test_predictions_of_the_best_checkpoint() {
         per_gpu_batchsize: 8,
         per_gpu_eval_batchsize: 64,
         num_workers: 0,
+        // Below, the predictions are made from checkpoints the policy would remove.
+        save_top_k: -1,
         ..Settings::tiny()
     };
     let loader = super::data_source::LoaderData::open(&s).unwrap();
@@ -400,7 +402,6 @@ fn vqa_run_writes_test_predictions_of_the_best_checkpoint() {
             &loader,
             &state,
             &tx,
-            &AtomicBool::new(false),
             true,
         )
         .unwrap();
@@ -430,4 +431,202 @@ fn vqa_run_writes_test_predictions_of_the_best_checkpoint() {
         "{cancelled:?}"
     );
     assert!(!fresh.path().join(predictions::SUBMISSION_FILE).exists());
+}
+
+/// A real allocation failure inside the training step: text padded to 65,536 tokens makes
+/// the first attention score tensor [B, heads, L, L] need hundreds of GB, which the CPU
+/// allocator refuses at once. tch's infallible calls panic on it; the run must still end as
+/// `Failed` with class `oom` (the retry policy's class), not `error`, and not unwind further.
+#[test]
+fn an_allocation_failure_in_the_step_is_classified_oom() {
+    let len = 1 << 16;
+    let s = Settings {
+        max_text_len: len,
+        text_max_position_embeddings: len + 2,
+        ..settings(2)
+    };
+    let data = RandomVqa {
+        settings: s.clone(),
+        batches: 2,
+        poison_at: None,
+    };
+    let (tx, rx) = mpsc::channel();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_with_data(
+        &job(dir.path(), s, false),
+        &data,
+        &tx,
+        &AtomicBool::new(false),
+    );
+    match out {
+        Outcome::Failed {
+            class,
+            message,
+            step,
+        } => {
+            assert_eq!(class, FailureClass::Oom, "{message}");
+            assert!(message.starts_with("out of memory: "), "{message}");
+            assert!(message.contains("allocate"), "{message}");
+            assert_eq!(step, 0);
+        }
+        other => panic!("expected an out-of-memory failure, got {other:?}"),
+    }
+    assert!(matches!(
+        rx.try_iter().last(),
+        Some(Event::Failed {
+            class: FailureClass::Oom,
+            ..
+        })
+    ));
+}
+
+/// Corrupt images skipped in a run that ends before its first epoch does are still reported.
+#[test]
+fn skipped_images_are_logged_when_the_run_ends_mid_epoch() {
+    struct Skipping(RandomVqa);
+    impl TaskData for Skipping {
+        fn train_batches_per_epoch(&self) -> usize {
+            self.0.train_batches_per_epoch()
+        }
+        fn train_epoch(
+            &self,
+            epoch: u64,
+            start: usize,
+        ) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
+            self.0.train_epoch(epoch, start)
+        }
+        fn eval_batches(&self) -> Box<dyn Iterator<Item = Result<(Split, Batch)>> + '_> {
+            self.0.eval_batches()
+        }
+        fn skipped_images(&self) -> usize {
+            3
+        }
+    }
+    let data = Skipping(RandomVqa {
+        settings: settings(2),
+        batches: 10,
+        poison_at: None,
+    });
+    let (tx, rx) = mpsc::channel();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_with_data(
+        &job(dir.path(), settings(2), false),
+        &data,
+        &tx,
+        &AtomicBool::new(false),
+    );
+    assert_eq!(out, Outcome::Finished { step: 2 });
+    let logs: Vec<String> = rx
+        .try_iter()
+        .filter_map(|e| match e {
+            Event::Log { message } => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        logs.iter().any(|m| m.contains("3 corrupt images skipped")),
+        "{logs:?}"
+    );
+}
+
+/// The retention policy: the last and the best checkpoint stay, the rest go, and the VQA
+/// predictions still come from the best.
+#[test]
+fn a_finished_run_keeps_the_last_and_the_best_checkpoint() {
+    let s = Settings {
+        val_check_steps: 1,
+        ..settings(4)
+    };
+    let data = RandomVqa {
+        settings: s.clone(),
+        batches: 8,
+        poison_at: None,
+    };
+    let (tx, _rx) = mpsc::channel();
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), s, false);
+    let out = run_with_data(&j, &data, &tx, &AtomicBool::new(false));
+    assert_eq!(out, Outcome::Finished { step: 4 });
+    let ckpt = j.checkpoint_dir();
+    let mut kept: Vec<String> = std::fs::read_dir(&ckpt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("step-"))
+        .collect();
+    kept.sort();
+    assert!(kept.contains(&"step-4".to_string()), "{kept:?}");
+    assert!(!kept.is_empty() && kept.len() <= 2, "{kept:?}");
+    let last = super::checkpoint::load(&ckpt.join("step-4")).unwrap();
+    let best = last.state.best_step.unwrap();
+    assert!(
+        kept.contains(&format!("step-{best}")),
+        "{kept:?} best {best}"
+    );
+}
+
+/// Ctrl-C (or SIGTERM, or `cancel`) arriving after the last step, while the VQA test
+/// predictions are written, used to record the finished run as cancelled. Training is over:
+/// the run finishes, with its predictions.
+#[test]
+fn a_stop_after_the_last_step_still_finishes_the_run() {
+    use std::sync::atomic::Ordering;
+
+    use crate::data::synth;
+
+    struct StopAtPredictions<'a> {
+        inner: super::data_source::LoaderData,
+        cancel: &'a AtomicBool,
+    }
+    impl TaskData for StopAtPredictions<'_> {
+        fn train_batches_per_epoch(&self) -> usize {
+            self.inner.train_batches_per_epoch()
+        }
+        fn train_epoch(
+            &self,
+            epoch: u64,
+            start: usize,
+        ) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
+            self.inner.train_epoch(epoch, start)
+        }
+        fn eval_batches(&self) -> Box<dyn Iterator<Item = Result<(Split, Batch)>> + '_> {
+            self.inner.eval_batches()
+        }
+        fn skipped_images(&self) -> usize {
+            self.inner.skipped_images()
+        }
+        fn vqa_test(&self) -> Result<super::TestQuestions<'_>> {
+            self.cancel.store(true, Ordering::SeqCst);
+            self.inner.vqa_test()
+        }
+    }
+
+    let data_dir = tempfile::tempdir().unwrap();
+    synth::synth(data_dir.path(), synth::SynthSize::Small, 0).unwrap();
+    let s = Settings {
+        task: Task::Vqa,
+        device: "cpu".into(),
+        data_root: data_dir.path().display().to_string(),
+        train_tables: vec!["vqav2_train".into()],
+        val_tables: vec!["vqav2_val".into()],
+        test_tables: vec!["vqav2_test".into()],
+        vqav2_label_size: synth::answer_vocabulary().len() as i64,
+        max_steps: 2,
+        val_check_steps: 1,
+        batch_size: 8,
+        per_gpu_batchsize: 8,
+        per_gpu_eval_batchsize: 64,
+        num_workers: 0,
+        ..Settings::tiny()
+    };
+    let cancel = AtomicBool::new(false);
+    let data = StopAtPredictions {
+        inner: super::data_source::LoaderData::open(&s).unwrap(),
+        cancel: &cancel,
+    };
+    let run_dir = tempfile::tempdir().unwrap();
+    let (tx, _rx) = mpsc::channel();
+    let out = run_with_data(&job(run_dir.path(), s, false), &data, &tx, &cancel);
+    assert!(cancel.load(Ordering::SeqCst), "the stop came");
+    assert_eq!(out, Outcome::Finished { step: 2 });
+    assert!(run_dir.path().join(predictions::SUBMISSION_FILE).is_file());
 }

@@ -104,10 +104,68 @@ pub fn is_head_key(key: &str) -> bool {
 }
 
 fn shape(tensors: &[(String, Tensor)], key: &str) -> Option<Vec<i64>> {
-    tensors
+    let size = tensors
         .iter()
         .find(|(k, _)| k == key)
-        .map(|(_, t)| t.size())
+        .map(|(_, t)| t.size())?;
+    // A crafted file's tensor of another rank is not inferred from (and `check_ranks` names it).
+    (size.len() == expected_rank(key).unwrap_or(size.len())).then_some(size)
+}
+
+/// The rank of the tensors whose shapes the inference reads.
+fn expected_rank(key: &str) -> Option<usize> {
+    if key == "vit_model.visual.conv1.weight" {
+        Some(4)
+    } else if key.ends_with(".layer_scores") {
+        None
+    } else if key.ends_with(".weight")
+        || key.ends_with("positional_embedding")
+        || key.ends_with("position_embeddings")
+    {
+        Some(2)
+    } else {
+        None
+    }
+}
+
+/// The keys [`Architecture::infer`] reads shapes from.
+const SHAPE_KEYS: &[&str] = &[
+    "text_transformer.embeddings.word_embeddings.weight",
+    "text_transformer.encoder.layer.0.intermediate.dense.weight",
+    "text_transformer.embeddings.position_embeddings.weight",
+    "vit_model.visual.conv1.weight",
+    "vit_model.visual.positional_embedding",
+    "cross_modal_text_layers.0.attention.self.query.weight",
+    "cross_modal_text_layers.0.intermediate.dense.weight",
+    "token_type_embeddings.weight",
+    "vqa_classifier.0.weight",
+    "vqa_classifier.3.weight",
+    "snli_classifier.0.weight",
+    "snli_classifier.3.weight",
+    "nlvr2_classifier.0.weight",
+    "nlvr2_classifier.3.weight",
+];
+
+/// The first tensor the architecture is read from whose rank is not what the reference
+/// writes (a crafted or damaged file), as the error naming the file and key.
+pub fn check_ranks(
+    path: &std::path::Path,
+    tensors: &[(String, Tensor)],
+) -> Result<(), super::WeightsError> {
+    for key in SHAPE_KEYS {
+        let Some((_, t)) = tensors.iter().find(|(k, _)| k == key) else {
+            continue;
+        };
+        let size = t.size();
+        if let Some(rank) = expected_rank(key).filter(|&r| r != size.len()) {
+            return Err(super::WeightsError::key(
+                path,
+                *key,
+                format!("a tensor of shape {size:?}: expected rank {rank}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Distinct values of the numeric path component right after `prefix`.
@@ -296,7 +354,7 @@ fn infer_vision(
 ) -> Option<VisionArch> {
     let conv = shape(tensors, "vit_model.visual.conv1.weight")?;
     let width = conv[0];
-    let patch = conv[conv.len() - 1];
+    let patch = conv[3];
     let grid = shape(tensors, "vit_model.visual.positional_embedding")
         .map_or(0, |s| ((s[0] - 1) as f64).sqrt().round() as i64);
     Some(VisionArch {

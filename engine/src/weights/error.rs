@@ -99,6 +99,8 @@ pub enum WeightsError {
     /// The model could not be built or run (invalid config, inputs of the wrong shape...).
     #[error("{0}")]
     Model(String),
+    #[error(transparent)]
+    Device(#[from] crate::error::DeviceError),
     #[error("{path}: key `{key}`: {source}")]
     Torch {
         path: PathBuf,
@@ -109,6 +111,19 @@ pub enum WeightsError {
 }
 
 impl WeightsError {
+    /// Whether the file itself is at fault (damaged, of no known format, or not the
+    /// checkpoint the model needs), as opposed to a missing file or a bad setting.
+    pub fn is_invalid_file(&self) -> bool {
+        matches!(
+            self,
+            Self::UnknownFormat { .. }
+                | Self::Corrupt { .. }
+                | Self::Unsupported { .. }
+                | Self::Key { .. }
+                | Self::Mismatch { .. }
+        )
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),

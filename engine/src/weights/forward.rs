@@ -124,20 +124,6 @@ fn check_union(
     })
 }
 
-/// `auto` (first CUDA device, else CPU), `cpu`, `cuda` or `cuda:N`.
-pub fn parse_device(spec: &str) -> Result<Device, String> {
-    match spec {
-        "auto" => Ok(Device::cuda_if_available()),
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        s => s
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(Device::Cuda)
-            .ok_or_else(|| format!("device `{s}`: expected auto, cpu, cuda or cuda:N")),
-    }
-}
-
 fn input(
     tensors: &[(String, Tensor)],
     path: &Path,
@@ -212,7 +198,7 @@ pub fn forward_files(req: &ForwardRequest) -> Result<ForwardSummary, WeightsErro
         }
         None => (req.settings.clone(), Vec::new()),
     };
-    let device = parse_device(&settings.device).map_err(WeightsError::Model)?;
+    let device = crate::device::resolve_device(&settings.device)?;
     let cfg = ModelConfig::from_settings(&settings)
         .map_err(|e| WeightsError::Model(format!("config: {e}")))?;
     let mut vs = VarStore::new(device);

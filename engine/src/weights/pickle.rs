@@ -190,12 +190,33 @@ enum Slot {
     Val(Value),
 }
 
+/// How deeply containers may nest. `torch.save` writes a handful of levels; a crafted file
+/// nesting thousands would overflow the stack of whatever walks (or drops) the result.
+pub const MAX_DEPTH: u32 = 200;
+
 struct Machine<'a> {
     data: &'a [u8],
     pos: usize,
     stack: Vec<Slot>,
     memo: std::collections::HashMap<u32, Value>,
     storages: Vec<StorageRef>,
+    /// Per live container (by address): its nesting depth, and whether it has been placed
+    /// inside another container. A nested container is never changed again, so a parent's
+    /// depth, computed when its children are placed, stays right.
+    containers: std::collections::HashMap<usize, (u32, bool)>,
+    /// Every container made, kept alive so that no address is reused while the VM runs.
+    alive: Vec<Value>,
+}
+
+/// The address of a container value (None for scalars).
+fn container_id(v: &Value) -> Option<usize> {
+    match v {
+        Value::Tuple(t) => Some(Rc::as_ptr(t) as *const () as usize),
+        Value::List(l) => Some(Rc::as_ptr(l) as *const () as usize),
+        Value::Dict(d) => Some(Rc::as_ptr(d) as *const () as usize),
+        Value::Object(o) => Some(Rc::as_ptr(o) as *const () as usize),
+        _ => None,
+    }
 }
 
 /// Runs a pickle program and returns the object it builds.
@@ -222,6 +243,8 @@ pub fn unpickle_prefix(data: &[u8]) -> Result<Unpickled> {
         stack: Vec::new(),
         memo: Default::default(),
         storages: Vec::new(),
+        containers: Default::default(),
+        alive: Vec::new(),
     };
     let value = m.run()?;
     Ok(Unpickled {
@@ -288,6 +311,71 @@ impl Machine<'_> {
         self.stack.push(Slot::Val(v));
     }
 
+    /// Places `children` inside a container: marks them nested and returns the depth the
+    /// container needs, refusing past [`MAX_DEPTH`].
+    fn adopt<'v>(&mut self, children: impl IntoIterator<Item = &'v Value>) -> Result<u32> {
+        let mut depth = 1;
+        for child in children {
+            if let Some(id) = container_id(child) {
+                let entry = self.containers.entry(id).or_insert((1, false));
+                entry.1 = true;
+                depth = depth.max(entry.0 + 1);
+            }
+        }
+        if depth > MAX_DEPTH {
+            return err(format!(
+                "containers nested more than {MAX_DEPTH} deep at byte {} (torch.save writes a \
+                 few levels)",
+                self.pos
+            ));
+        }
+        Ok(depth)
+    }
+
+    /// Pushes a container of `depth` (a new one, or one REDUCE handed back).
+    fn push_new(&mut self, v: Value, depth: u32) {
+        if let Some(id) = container_id(&v) {
+            match self.containers.get_mut(&id) {
+                Some(entry) => entry.0 = entry.0.max(depth),
+                None => {
+                    self.containers.insert(id, (depth, false));
+                    self.alive.push(v.clone());
+                }
+            }
+        }
+        self.push(v);
+    }
+
+    /// Builds a container from `items` and pushes it.
+    fn push_built(&mut self, items: &[Value], make: impl FnOnce() -> Value) -> Result<()> {
+        let depth = self.adopt(items)?;
+        self.push_new(make(), depth);
+        Ok(())
+    }
+
+    /// Before adding `children` to the container on top of the stack: it must not be nested
+    /// in another one yet (that would change its parents' depth unseen; `torch.save` fills a
+    /// container before placing it).
+    fn grow_top<'v>(&mut self, children: impl IntoIterator<Item = &'v Value>) -> Result<()> {
+        let Some(id) = container_id(self.top()?) else {
+            return Ok(());
+        };
+        let children: Vec<&Value> = children.into_iter().collect();
+        let (depth, nested) = self.containers.get(&id).copied().unwrap_or((1, false));
+        // Only a container nested in nothing grows, and never into itself: so no cycle can
+        // form (a cycle would make every walk of the result recurse without end).
+        if nested || children.iter().any(|c| container_id(c) == Some(id)) {
+            return err(format!(
+                "a container changed after it was placed in another, or placed in itself, at \
+                 byte {} (recursive structures are not supported)",
+                self.pos
+            ));
+        }
+        let grown = self.adopt(children)?.max(depth);
+        self.containers.insert(id, (grown, false));
+        Ok(())
+    }
+
     fn pop(&mut self) -> Result<Value> {
         match self.stack.pop() {
             Some(Slot::Val(v)) => Ok(v),
@@ -335,6 +423,7 @@ impl Machine<'_> {
     }
 
     fn set_items(&mut self, pairs: Vec<(Value, Value)>) -> Result<()> {
+        self.grow_top(pairs.iter().flat_map(|(k, v)| [k, v]))?;
         match self.top()? {
             Value::Dict(d) => d.borrow_mut().extend(pairs),
             Value::Object(o) => o.borrow_mut().items.extend(pairs),
@@ -344,6 +433,7 @@ impl Machine<'_> {
     }
 
     fn append(&mut self, items: Vec<Value>) -> Result<()> {
+        self.grow_top(&items)?;
         match self.top()? {
             Value::List(l) => l.borrow_mut().extend(items),
             Value::Object(o) => o
@@ -491,42 +581,44 @@ impl Machine<'_> {
                     let s = self.line()?;
                     self.push(Value::Str(s.trim_matches(['\'', '"']).to_string()));
                 }
-                b'}' => self.push(Value::dict(Vec::new())),
-                b']' => self.push(Value::List(Rc::new(RefCell::new(Vec::new())))),
-                b')' => self.push(Value::Tuple(Rc::new(Vec::new()))),
-                0x8f => self.push(Value::List(Rc::new(RefCell::new(Vec::new())))), // EMPTY_SET
+                b'}' => self.push_new(Value::dict(Vec::new()), 1),
+                b']' => self.push_new(Value::List(Rc::new(RefCell::new(Vec::new()))), 1),
+                b')' => self.push_new(Value::Tuple(Rc::new(Vec::new())), 1),
+                0x8f => self.push_new(Value::List(Rc::new(RefCell::new(Vec::new()))), 1), // EMPTY_SET
                 b'd' => {
                     let items = self.pop_mark()?;
+                    let depth = self.adopt(&items)?;
                     let pairs = pairs(items)?;
-                    self.push(Value::dict(pairs));
+                    self.push_new(Value::dict(pairs), depth);
                 }
-                b'l' => {
+                // LIST, and FROZENSET (sets are kept as lists)
+                b'l' | 0x91 => {
                     let items = self.pop_mark()?;
-                    self.push(Value::List(Rc::new(RefCell::new(items))));
+                    let depth = self.adopt(&items)?;
+                    self.push_new(Value::List(Rc::new(RefCell::new(items))), depth);
                 }
                 b't' => {
                     let items = self.pop_mark()?;
-                    self.push(Value::Tuple(Rc::new(items)));
-                }
-                0x91 => {
-                    // FROZENSET
-                    let items = self.pop_mark()?;
-                    self.push(Value::List(Rc::new(RefCell::new(items))));
+                    let depth = self.adopt(&items)?;
+                    self.push_new(Value::Tuple(Rc::new(items)), depth);
                 }
                 0x85 => {
                     let a = self.pop()?;
-                    self.push(Value::Tuple(Rc::new(vec![a])));
+                    let items = vec![a];
+                    self.push_built(&items, || Value::Tuple(Rc::new(items.clone())))?;
                 }
                 0x86 => {
                     let b = self.pop()?;
                     let a = self.pop()?;
-                    self.push(Value::Tuple(Rc::new(vec![a, b])));
+                    let items = vec![a, b];
+                    self.push_built(&items, || Value::Tuple(Rc::new(items.clone())))?;
                 }
                 0x87 => {
                     let c = self.pop()?;
                     let b = self.pop()?;
                     let a = self.pop()?;
-                    self.push(Value::Tuple(Rc::new(vec![a, b, c])));
+                    let items = vec![a, b, c];
+                    self.push_built(&items, || Value::Tuple(Rc::new(items.clone())))?;
                 }
                 b's' => {
                     let v = self.pop()?;
@@ -616,29 +708,26 @@ impl Machine<'_> {
                     self.push(v);
                 }
                 b'P' => return err("text PERSID is not used by torch.save"),
-                b'R' => {
+                // REDUCE, NEWOBJ
+                b'R' | 0x81 => {
                     let args = self.pop()?;
                     let callable = self.pop()?;
+                    let depth = self.adopt([&args])?;
                     let v = reduce(callable, args)?;
-                    self.push(v);
-                }
-                0x81 => {
-                    // NEWOBJ
-                    let args = self.pop()?;
-                    let class = self.pop()?;
-                    let v = reduce(class, args)?;
-                    self.push(v);
+                    self.push_new(v, depth);
                 }
                 0x92 => {
                     // NEWOBJ_EX
                     let _kwargs = self.pop()?;
                     let args = self.pop()?;
                     let class = self.pop()?;
+                    let depth = self.adopt([&args])?;
                     let v = reduce(class, args)?;
-                    self.push(v);
+                    self.push_new(v, depth);
                 }
                 b'b' => {
                     let state = self.pop()?;
+                    self.grow_top([&state])?;
                     match self.top()? {
                         Value::Object(o) => o.borrow_mut().state = Some(state),
                         // An OrderedDict's `_metadata` and the like: nothing we need.
@@ -790,6 +879,35 @@ fn reduce(callable: Value, args: Value) -> Result<Value> {
             state: None,
             items: Vec::new(),
         })))),
+    }
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use super::*;
+
+    #[test]
+    fn nesting_is_bounded_and_cycles_are_refused() {
+        let mut deep = vec![0x80, 0x02];
+        deep.extend(std::iter::repeat_n(b']', 10_000));
+        deep.extend(std::iter::repeat_n(b'a', 9_999));
+        deep.push(b'.');
+        let e = unpickle(&deep).unwrap_err().to_string();
+        assert!(e.contains("nested more than 200 deep"), "{e}");
+
+        let mut ok = vec![0x80, 0x02];
+        ok.extend(std::iter::repeat_n(b']', 150));
+        ok.extend(std::iter::repeat_n(b'a', 149));
+        ok.push(b'.');
+        assert!(unpickle(&ok).is_ok());
+
+        for cyclic in [
+            &b"\x80\x02]q\x00h\x00a."[..],
+            b"\x80\x02]q\x00]q\x01ah\x01]a.",
+        ] {
+            let e = unpickle(cyclic).unwrap_err().to_string();
+            assert!(e.contains("recursive structures"), "{e}");
+        }
     }
 }
 

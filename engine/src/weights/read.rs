@@ -117,6 +117,7 @@ pub fn read(path: &Path) -> Result<Checkpoint, WeightsError> {
         }
         None => (raw, Vec::new()),
     };
+    super::arch::check_ranks(&file, &tensors)?;
     Ok(Checkpoint {
         path: file,
         format,
