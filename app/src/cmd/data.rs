@@ -1,4 +1,5 @@
-//! `towerlab data`: write the synthetic dataset, inspect Arrow dataset files.
+//! `towerlab data`: convert the raw public datasets, write the synthetic dataset, inspect Arrow
+//! dataset files.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -6,6 +7,8 @@ use std::time::Instant;
 use anyhow::Context as _;
 use clap::Subcommand;
 use engine::data::{inspect_path, synth, SynthSize};
+
+mod convert;
 
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
@@ -21,6 +24,10 @@ pub enum DataCommand {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Convert a raw public dataset into the reference's ViLT Arrow tables (same files, columns,
+    /// types and values as its `write_*.py`), streamed, on all cores, in a seeded order.
+    #[command(after_long_help = convert::LAYOUTS)]
+    Convert(convert::ConvertArgs),
     /// Rows, columns, decoded samples and label baselines of an .arrow file or a directory.
     Inspect {
         /// A .arrow file or a directory of them.
@@ -37,6 +44,7 @@ fn parse_size(s: &str) -> Result<SynthSize, String> {
 
 pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
     match cmd {
+        DataCommand::Convert(args) => convert::run(args),
         DataCommand::Synth { out, size, seed } => {
             let started = Instant::now();
             let report = synth(&out, size, seed)

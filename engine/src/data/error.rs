@@ -38,6 +38,8 @@ pub enum DataError {
     Image(String),
     #[error("tokenizer {path}: {detail}")]
     Tokenizer { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Vocab(#[from] super::vocab::VocabError),
     #[error("{0}")]
     Invalid(String),
 }
