@@ -153,14 +153,6 @@ impl Progress {
     }
 }
 
-/// The process's peak resident memory (Linux), for the closing line.
-fn peak_memory_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
-
 fn summary(report: &ConvertReport, elapsed: Duration) -> Vec<String> {
     let mut lines = Vec::new();
     if let Some((path, n)) = &report.vocab {
@@ -212,9 +204,6 @@ fn summary(report: &ConvertReport, elapsed: Duration) -> Vec<String> {
     );
     if images > 0 && secs > 0.0 {
         last.push_str(&format!(" ({:.0} rows/s)", images as f64 / secs));
-    }
-    if let Some(mib) = peak_memory_mib() {
-        last.push_str(&format!(", peak memory {mib:.0} MiB"));
     }
     lines.push(last);
     lines
