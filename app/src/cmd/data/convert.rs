@@ -67,6 +67,9 @@ pub struct ConvertArgs {
     /// Overwrite existing outputs, even ones converted with other settings.
     #[arg(long)]
     force: bool,
+    /// fsync each file before it takes its name (durable across a power loss; slower).
+    #[arg(long)]
+    sync: bool,
 }
 
 fn parse_dataset(s: &str) -> Result<Dataset, String> {
@@ -222,6 +225,7 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
     opts.shard_size = args.shard_size;
     opts.vqav2_raw = args.vqav2_raw;
     opts.force = args.force;
+    opts.sync = args.sync;
     let progress = Progress::new();
     // The engine calls back from its writer thread only; the lock keeps lines whole anyway.
     let lock = Mutex::new(());

@@ -14,11 +14,12 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+use std::sync::Arc;
 
 use super::error::ConvertError;
 use super::inputs::{list_dir, Required};
 use super::order::seeded_shuffle;
-use super::output::{Cell, Row};
+use super::output::{Cell, Row, RowFn};
 use super::sbu::{root_split, shards};
 use super::{ConvertResult, Ctx, Plan, SkipReason, SkippedImage};
 
@@ -285,30 +286,34 @@ pub(crate) fn plan(ctx: &Ctx) -> ConvertResult<Plan> {
         let mut names = list_dir(&folder, "")?;
         let prefix = format!("conceptual_caption_{split}");
         seeded_shuffle(&mut names, ctx.opts.seed, &prefix);
-        let present: HashSet<&str> = names.iter().map(String::as_str).collect();
-        for name in order.iter().filter(|n| !present.contains(n.as_str())) {
-            plan.missing.push(SkippedImage {
-                path: folder.join(name),
-                output: prefix.clone(),
-                reason: SkipReason::Missing,
-            });
+        {
+            let present: HashSet<&str> = names.iter().map(String::as_str).collect();
+            for name in order.iter().filter(|n| !present.contains(n.as_str())) {
+                plan.missing.push(SkippedImage {
+                    path: folder.join(name),
+                    output: prefix.clone(),
+                    reason: SkipReason::Missing,
+                });
+            }
         }
-        let rows: Vec<Row> = names
-            .iter()
-            .filter_map(|name| {
-                let caption = caption_of.get(name)?;
-                Some(Row {
-                    images: vec![folder.join(name)],
-                    cells: vec![
-                        Cell::StrList(vec![caption.clone()]),
-                        Cell::Str(name.clone()),
-                        Cell::Str(column.clone()),
-                    ],
-                })
-            })
+        let keys: Vec<(String, Option<String>)> = names
+            .into_iter()
+            .filter_map(|name| caption_of.remove(&name).map(|c| (name, c)))
             .collect();
+        let (len, column) = (keys.len(), column.clone());
+        let row: RowFn = Arc::new(move |i| {
+            let (name, caption) = &keys[i];
+            Row {
+                images: vec![folder.join(name)],
+                cells: vec![
+                    Cell::StrList(vec![caption.clone()]),
+                    Cell::Str(name.clone()),
+                    Cell::Str(column.clone()),
+                ],
+            }
+        });
         plan.outputs
-            .extend(shards(&prefix, rows, ctx.opts.shard_size));
+            .extend(shards(&prefix, len, ctx.opts.shard_size, row));
     }
     Ok(plan)
 }

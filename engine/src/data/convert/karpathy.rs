@@ -134,11 +134,11 @@ pub(crate) fn plan(ctx: &Ctx, corpus: Corpus) -> ConvertResult<Plan> {
                 ],
             })
             .collect();
-        plan.outputs.push(Output {
-            name: format!("{}_{split}", corpus.prefix()),
-            schema: &CAPTION,
+        plan.outputs.push(Output::eager(
+            format!("{}_{split}", corpus.prefix()),
+            &CAPTION,
             rows,
-        });
+        ));
     }
     for name in order.iter().filter(|n| !present.contains(n.as_str())) {
         let split = &split_of[name];

@@ -153,6 +153,9 @@ pub struct ConvertOptions {
     pub vqav2_raw: Option<PathBuf>,
     /// Overwrite existing outputs, even ones of other settings or other tools.
     pub force: bool,
+    /// `fsync` each file before renaming it into place (durable across a power loss, at the
+    /// cost of waiting for the disk; a killed run is safe either way).
+    pub sync: bool,
 }
 
 impl ConvertOptions {
@@ -168,6 +171,7 @@ impl ConvertOptions {
             vgqa_holdout: 5000,
             vqav2_raw: None,
             force: false,
+            sync: false,
         }
     }
 
@@ -338,7 +342,7 @@ pub fn convert(
         Some(v) => Some((v.write(ctx.out)?, v.num_answers)),
         None => None,
     };
-    let planned_rows: u64 = plan.outputs.iter().map(|o| o.rows.len() as u64).sum();
+    let planned_rows: u64 = plan.outputs.iter().map(|o| o.len as u64).sum();
     progress(&ConvertEvent::Planned {
         files: plan.outputs.len() + 2 * plan.tail_splits.len(),
         rows: planned_rows,

@@ -125,11 +125,8 @@ pub(crate) fn plan(ctx: &Ctx) -> ConvertResult<Plan> {
                 ],
             });
         }
-        plan.outputs.push(Output {
-            name: format!("nlvr2_{split}"),
-            schema: &NLVR2,
-            rows,
-        });
+        plan.outputs
+            .push(Output::eager(format!("nlvr2_{split}"), &NLVR2, rows));
     }
     Ok(plan)
 }

@@ -20,7 +20,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use super::error::{ConvertError, ConvertResult};
 use super::image_check::check_image;
 use super::{ConvertEvent, Ctx, OutputReport, OutputStatus, SkipReason, SkippedImage};
-use crate::data::schema::{ColType, TableSchema, EMPTY_INDEX_COLUMN};
+use crate::data::schema::{ColType, ColumnDef, TableSchema, EMPTY_INDEX_COLUMN};
 
 /// Rows per record batch (and per unit of parallel work). Fixed, so the bytes do not depend
 /// on `--jobs`.
@@ -67,13 +67,45 @@ pub(crate) struct Row {
     pub cells: Vec<Cell>,
 }
 
+/// Builds row `i` of an output on demand (from the planner's shared, compact data), so a
+/// split's rows never all exist at once.
+pub(crate) type RowFn = Arc<dyn Fn(usize) -> Row + Send + Sync>;
+
 /// One output file.
-#[derive(Debug)]
 pub(crate) struct Output {
     /// File stem: `{name}.arrow`.
     pub name: String,
     pub schema: &'static TableSchema,
-    pub rows: Vec<Row>,
+    pub len: usize,
+    pub row: RowFn,
+}
+
+impl Output {
+    /// An output over rows built by `row(0..len)`.
+    pub fn lazy(name: String, schema: &'static TableSchema, len: usize, row: RowFn) -> Self {
+        Self {
+            name,
+            schema,
+            len,
+            row,
+        }
+    }
+
+    /// An output over rows planned up front (the small annotation sets).
+    pub fn eager(name: String, schema: &'static TableSchema, rows: Vec<Row>) -> Self {
+        let len = rows.len();
+        let rows = Arc::new(rows);
+        Self::lazy(name, schema, len, Arc::new(move |i| rows[i].clone()))
+    }
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Output")
+            .field("name", &self.name)
+            .field("len", &self.len)
+            .finish()
+    }
 }
 
 fn null_list() -> DataType {
@@ -86,8 +118,25 @@ fn with_stamp(fields: Vec<Field>, stamp: &str) -> SchemaRef {
 }
 
 impl Output {
-    /// pyarrow's inference: a list column empty in every row is `list<null>`.
+    /// pyarrow's inference: a list column empty in every row is `list<null>` (decided over the
+    /// planned rows; the scan stops once every list column has shown a value).
     fn arrow_schema(&self, stamp: &str) -> SchemaRef {
+        let cells: Vec<&ColumnDef> = self
+            .schema
+            .columns
+            .iter()
+            .filter(|c| c.ty != ColType::Binary)
+            .collect();
+        let mut empty: Vec<bool> = cells.iter().map(|c| c.ty.is_list()).collect();
+        for i in 0..self.len {
+            if !empty.contains(&true) {
+                break;
+            }
+            let row = (self.row)(i);
+            for (e, cell) in empty.iter_mut().zip(&row.cells) {
+                *e = *e && cell.is_empty_list();
+            }
+        }
         let mut cell = 0;
         let fields = self
             .schema
@@ -97,9 +146,8 @@ impl Output {
                 let dt = if c.ty == ColType::Binary {
                     DataType::Binary
                 } else {
-                    let i = cell;
                     cell += 1;
-                    if c.ty.is_list() && self.rows.iter().all(|r| r.cells[i].is_empty_list()) {
+                    if empty[cell - 1] {
                         null_list()
                     } else {
                         c.ty.data_type()
@@ -294,7 +342,8 @@ fn build_chunk(ctx: &Ctx, out: &Output, schema: &SchemaRef, w: &Work) -> Convert
         path: ctx.out.join(format!("{}.arrow", out.name)),
         detail,
     };
-    for row in &out.rows[w.start..w.end] {
+    for i in w.start..w.end {
+        let row = (out.row)(i);
         // Read every image of the row; keep the row only if all are readable.
         let mut ok = true;
         for (k, path) in row.images.iter().enumerate() {
@@ -398,7 +447,8 @@ fn create_writer(
     Ok((writer, partial))
 }
 
-/// Finishes the IPC file, syncs it and renames it into place.
+/// Finishes the IPC file, syncs it when asked (`--sync`) and renames it into place: the name
+/// appears only once the file is complete.
 fn commit(
     ctx: &Ctx,
     name: &str,
@@ -411,7 +461,9 @@ fn commit(
     let file = buf
         .into_inner()
         .map_err(|e| ConvertError::io(partial, e.into_error()))?;
-    file.sync_all().map_err(|e| ConvertError::io(partial, e))?;
+    if ctx.opts.sync {
+        file.sync_all().map_err(|e| ConvertError::io(partial, e))?;
+    }
     drop(file);
     let path = final_path(ctx.out, name);
     std::fs::rename(partial, &path).map_err(|e| ConvertError::io(&path, e))?;
@@ -535,7 +587,7 @@ impl Collector<'_> {
             state.next += 1;
             written += 1;
         }
-        if state.next == out.rows.len().div_ceil(CHUNK_ROWS) {
+        if state.next == out.len.div_ceil(CHUNK_ROWS) {
             let state = self.open.remove(&o).expect("the output is open");
             let skipped_here = self.skipped_per.get(&o).copied().unwrap_or(0);
             if state.rows == 0 {
@@ -588,9 +640,9 @@ pub(crate) fn write_outputs(
                 OutputStatus::UpToDate,
             ));
             (ctx.progress)(&ConvertEvent::Progress {
-                rows: out.rows.len() as u64,
+                rows: out.len as u64,
             });
-        } else if out.rows.is_empty() {
+        } else if out.len == 0 {
             write_empty(ctx, &out.name, &empty_schema(out.schema, &ctx.stamp))?;
             reports[i] = Some(report(ctx, &out.name, 0, 0, OutputStatus::Written));
         } else {
@@ -604,7 +656,7 @@ pub(crate) fn write_outputs(
         .collect();
     let mut work = Vec::new();
     for &o in &todo {
-        let n = outputs[o].rows.len();
+        let n = outputs[o].len;
         for (chunk, start) in (0..n).step_by(CHUNK_ROWS).enumerate() {
             work.push(Work {
                 output: o,

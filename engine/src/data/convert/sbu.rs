@@ -11,25 +11,30 @@
 //! own folder name after its last `_`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
 use super::inputs::{list_dir, read_json, root_name, Required};
 use super::order::seeded_shuffle;
-use super::output::{Cell, Output, Row};
+use super::output::{Cell, Output, Row, RowFn};
 use super::{ConvertResult, Ctx, Plan, SkipReason, SkippedImage};
 use crate::data::schema::CAPTION;
 
-/// `rows[k * size .. (k + 1) * size]` for `k` in `0 ..= rows / size`.
-pub(crate) fn shards(prefix: &str, rows: Vec<Row>, size: usize) -> Vec<Output> {
+/// `rows[k * size .. (k + 1) * size]` for `k` in `0 ..= rows / size`, over the `len` rows that
+/// `row` builds.
+pub(crate) fn shards(prefix: &str, len: usize, size: usize, row: RowFn) -> Vec<Output> {
     let size = size.max(1);
-    let count = rows.len() / size + 1;
-    let mut rows = rows.into_iter();
-    (0..count)
-        .map(|k| Output {
-            name: format!("{prefix}_{k}"),
-            schema: &CAPTION,
-            rows: rows.by_ref().take(size).collect(),
+    (0..=len / size)
+        .map(|k| {
+            let start = k * size;
+            let row = row.clone();
+            Output::lazy(
+                format!("{prefix}_{k}"),
+                &CAPTION,
+                size.min(len - start),
+                Arc::new(move |i| row(start + i)),
+            )
         })
         .collect()
 }
@@ -71,29 +76,33 @@ pub(crate) fn plan(ctx: &Ctx) -> ConvertResult<Plan> {
     seeded_shuffle(&mut names, ctx.opts.seed, "sbu");
     let split = root_split(ctx);
     let mut plan = Plan::default();
-    let present: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
-    for iid in order.iter().filter(|i| !present.contains(i.as_str())) {
-        plan.missing.push(SkippedImage {
-            path: folder.join(iid),
-            output: "sbu".into(),
-            reason: SkipReason::Missing,
-        });
+    {
+        let present: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+        for iid in order.iter().filter(|i| !present.contains(i.as_str())) {
+            plan.missing.push(SkippedImage {
+                path: folder.join(iid),
+                output: "sbu".into(),
+                reason: SkipReason::Missing,
+            });
+        }
     }
-    let rows: Vec<Row> = names
-        .iter()
-        .filter_map(|name| {
-            let caption = captions.get(name)?;
-            Some(Row {
-                images: vec![folder.join(name)],
-                cells: vec![
-                    Cell::strs([caption.clone()]),
-                    Cell::Str(name.clone()),
-                    Cell::Str(split.clone()),
-                ],
-            })
-        })
+    let keys: Vec<(String, String)> = names
+        .into_iter()
+        .filter_map(|name| captions.remove(&name).map(|c| (name, c)))
         .collect();
-    plan.outputs = shards("sbu", rows, ctx.opts.shard_size);
+    let len = keys.len();
+    let row: RowFn = Arc::new(move |i| {
+        let (name, caption) = &keys[i];
+        Row {
+            images: vec![folder.join(name)],
+            cells: vec![
+                Cell::strs([caption.clone()]),
+                Cell::Str(name.clone()),
+                Cell::Str(split.clone()),
+            ],
+        }
+    });
+    plan.outputs = shards("sbu", len, ctx.opts.shard_size, row);
     Ok(plan)
 }
 
@@ -101,29 +110,23 @@ pub(crate) fn plan(ctx: &Ctx) -> ConvertResult<Plan> {
 mod tests {
     use super::*;
 
-    fn rows(n: usize) -> Vec<Row> {
-        (0..n)
-            .map(|i| Row {
-                images: vec![],
-                cells: vec![Cell::Int(i as i64)],
-            })
-            .collect()
+    fn row() -> RowFn {
+        Arc::new(|i| Row {
+            images: vec![],
+            cells: vec![Cell::Int(i as i64)],
+        })
     }
 
     #[test]
     fn shards_follow_the_reference_slicing() {
-        let sizes = |n, size| -> Vec<usize> {
-            shards("s", rows(n), size)
-                .iter()
-                .map(|o| o.rows.len())
-                .collect()
-        };
+        let sizes =
+            |n, size| -> Vec<usize> { shards("s", n, size, row()).iter().map(|o| o.len).collect() };
         assert_eq!(sizes(5, 2), [2, 2, 1]);
         // A multiple of the shard size ends with an empty shard; no rows is one empty shard.
         assert_eq!(sizes(4, 2), [2, 2, 0]);
         assert_eq!(sizes(0, 2), [0]);
         assert_eq!(sizes(3, 100_000), [3]);
-        let names: Vec<String> = shards("sbu", rows(3), 2)
+        let names: Vec<String> = shards("sbu", 3, 2, row())
             .into_iter()
             .map(|o| o.name)
             .collect();

@@ -90,11 +90,8 @@ pub(crate) fn plan(ctx: &Ctx) -> ConvertResult<Plan> {
                 }
             })
             .collect();
-        plan.outputs.push(Output {
-            name: format!("snli_{split}"),
-            schema: &SNLI,
-            rows,
-        });
+        plan.outputs
+            .push(Output::eager(format!("snli_{split}"), &SNLI, rows));
     }
     Ok(plan)
 }

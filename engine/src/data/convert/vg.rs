@@ -7,6 +7,8 @@
 //! annotated (its id is the file name without `.jpg`) is a row: `caption` the phrases, `width`,
 //! `height`, `x`, `y` the boxes, `image_id` the id as a string.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 
 use super::inputs::{list_dir, read_json, Required};
@@ -71,27 +73,15 @@ pub(crate) fn plan(ctx: &Ctx) -> ConvertResult<Plan> {
     }
     let paths = vg_images(ctx, "vg")?;
     let mut present = std::collections::HashSet::new();
-    let mut rows = Vec::new();
-    for (folder, name) in &paths {
-        let Some(iid) = vg_image_id(name) else {
+    let mut keys: Vec<(&'static str, String, i64)> = Vec::new();
+    for (folder, name) in paths {
+        let Some(iid) = vg_image_id(&name) else {
             continue;
         };
-        let Some(regions) = by_image.items.get(&iid) else {
-            continue;
-        };
-        present.insert(iid);
-        let ints = |f: fn(&Region) -> i64| Cell::IntList(regions.iter().map(f).collect());
-        rows.push(Row {
-            images: vec![root.join("images").join(folder).join(name)],
-            cells: vec![
-                Cell::strs(regions.iter().map(|r| r.phrase.clone())),
-                ints(|r| r.width),
-                ints(|r| r.height),
-                ints(|r| r.x),
-                ints(|r| r.y),
-                Cell::Str(iid.to_string()),
-            ],
-        });
+        if by_image.items.contains_key(&iid) {
+            present.insert(iid);
+            keys.push((folder, name, iid));
+        }
     }
     let mut plan = Plan::default();
     for iid in by_image.order.iter().filter(|i| !present.contains(*i)) {
@@ -104,10 +94,28 @@ pub(crate) fn plan(ctx: &Ctx) -> ConvertResult<Plan> {
             reason: SkipReason::Missing,
         });
     }
-    plan.outputs.push(Output {
-        name: "vg".into(),
-        schema: &VG_CAPTION,
-        rows,
-    });
+    let images = root.join("images");
+    let regions_of = Arc::new(by_image.items);
+    plan.outputs.push(Output::lazy(
+        "vg".into(),
+        &VG_CAPTION,
+        keys.len(),
+        Arc::new(move |r| {
+            let (folder, name, iid) = &keys[r];
+            let regions = &regions_of[iid];
+            let ints = |f: fn(&Region) -> i64| Cell::IntList(regions.iter().map(f).collect());
+            Row {
+                images: vec![images.join(folder).join(name)],
+                cells: vec![
+                    Cell::strs(regions.iter().map(|r| r.phrase.clone())),
+                    ints(|r| r.width),
+                    ints(|r| r.height),
+                    ints(|r| r.x),
+                    ints(|r| r.y),
+                    Cell::Str(iid.to_string()),
+                ],
+            }
+        }),
+    ));
     Ok(plan)
 }

@@ -316,11 +316,7 @@ pub(crate) fn plan(ctx: &Ctx) -> ConvertResult<Plan> {
                     reason: SkipReason::Missing,
                 });
             }
-            plan.outputs.push(Output {
-                name,
-                schema: &VQA,
-                rows,
-            });
+            plan.outputs.push(Output::eager(name, &VQA, rows));
         }
     }
     Ok(plan)

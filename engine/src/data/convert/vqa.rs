@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -363,6 +364,10 @@ pub(crate) fn plan(ctx: &Ctx) -> ConvertResult<Plan> {
         }
     }
 
+    // The raw annotations are no longer needed: only the grouped questions are kept.
+    drop(annotations);
+    drop(norm);
+
     let mut plan = Plan::default();
     let mut listings: HashMap<&str, Vec<String>> = HashMap::new();
     for s in &SPLITS {
@@ -371,40 +376,30 @@ pub(crate) fn plan(ctx: &Ctx) -> ConvertResult<Plan> {
             listings.insert(s.folder, list_dir(&root.join(s.folder), ".jpg")?);
         }
     }
+    // Rows are built when written, from the questions shared by every output.
+    let shared = Arc::new((by_split, vocab.clone()));
     for (suffix, fix) in VARIANTS {
         let v = usize::from(!fix);
         for (i, s) in SPLITS.iter().enumerate() {
-            let grouped = &by_split[i];
+            let grouped = &shared.0[i];
             let test = s.annotations.is_none();
-            // Questions with no label left are removed, then images with no question.
-            let kept = |image: &i64| -> Vec<&Asked> {
-                grouped.items[image]
-                    .iter()
-                    .filter(|q| test || !q.labels[v].is_empty())
-                    .collect()
-            };
             let mut names = listings[s.folder].clone();
             seeded_shuffle(&mut names, ctx.opts.seed, &format!("vqav2_{}", s.name));
-            let folder = root.join(s.folder);
-            let mut rows = Vec::new();
+            let mut keys: Vec<(String, i64)> = Vec::new();
             let mut present = std::collections::HashSet::new();
             for name in names {
                 let Some(iid) = coco_image_id(&name) else {
                     continue;
                 };
-                if !grouped.items.contains_key(&iid) {
-                    continue;
+                if grouped.items.contains_key(&iid) && !kept(grouped, iid, v, test).is_empty() {
+                    present.insert(iid);
+                    keys.push((name, iid));
                 }
-                let qs = kept(&iid);
-                if qs.is_empty() {
-                    continue;
-                }
-                present.insert(iid);
-                rows.push(row(&folder.join(&name), s.name, iid, &qs, v, test, &vocab));
             }
             let name = format!("vqav2_{}{suffix}", s.name);
-            for iid in &grouped.order {
-                if !present.contains(iid) && !kept(iid).is_empty() {
+            let folder = root.join(s.folder);
+            for &iid in &grouped.order {
+                if !present.contains(&iid) && !kept(grouped, iid, v, test).is_empty() {
                     plan.missing.push(SkippedImage {
                         path: folder.join(format!("COCO_{}_{iid:012}.jpg", s.folder)),
                         output: name.clone(),
@@ -412,11 +407,18 @@ pub(crate) fn plan(ctx: &Ctx) -> ConvertResult<Plan> {
                     });
                 }
             }
-            plan.outputs.push(Output {
+            let (len, shared, split) = (keys.len(), shared.clone(), s.name);
+            plan.outputs.push(Output::lazy(
                 name,
-                schema: &VQA,
-                rows,
-            });
+                &VQA,
+                len,
+                Arc::new(move |r| {
+                    let (file, iid) = &keys[r];
+                    let (by_split, vocab) = &*shared;
+                    let qs = kept(&by_split[i], *iid, v, test);
+                    row(&folder.join(file), split, *iid, &qs, v, test, vocab)
+                }),
+            ));
         }
         plan.tail_splits.push((
             format!("vqav2_val{suffix}"),
@@ -426,6 +428,19 @@ pub(crate) fn plan(ctx: &Ctx) -> ConvertResult<Plan> {
     }
     plan.vocab = Some(vocab);
     Ok(plan)
+}
+
+/// The questions of an image a variant keeps: those with a label left (all, for test).
+fn kept(grouped: &ByImage<Asked>, image: i64, variant: usize, test: bool) -> Vec<&Asked> {
+    grouped
+        .items
+        .get(&image)
+        .map(|qs| {
+            qs.iter()
+                .filter(|q| test || !q.labels[variant].is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn row(
