@@ -78,6 +78,9 @@ pub(crate) struct Output {
     pub schema: &'static TableSchema,
     pub len: usize,
     pub row: RowFn,
+    /// The output this one is byte-identical to (the VQAv2 test files of both variants):
+    /// copied once that one is written, instead of reading its images again.
+    pub copy_of: Option<String>,
 }
 
 impl Output {
@@ -88,6 +91,18 @@ impl Output {
             schema,
             len,
             row,
+            copy_of: None,
+        }
+    }
+
+    /// A copy of `source` under another name.
+    pub fn copy(name: String, source: &Output) -> Self {
+        Self {
+            name,
+            schema: source.schema,
+            len: source.len,
+            row: source.row.clone(),
+            copy_of: Some(source.name.clone()),
         }
     }
 
@@ -298,8 +313,6 @@ impl ColBuilder {
 /// Reads one file onto the end of `values`; returns its length.
 fn read_onto(path: &Path, values: &mut Vec<u8>) -> std::io::Result<usize> {
     let mut file = File::open(path)?;
-    let len = file.metadata().map(|m| m.len() as usize).unwrap_or(0);
-    values.reserve(len);
     let start = values.len();
     file.read_to_end(values)?;
     Ok(values.len() - start)
@@ -342,8 +355,21 @@ fn build_chunk(ctx: &Ctx, out: &Output, schema: &SchemaRef, w: &Work) -> Convert
         path: ctx.out.join(format!("{}.arrow", out.name)),
         detail,
     };
-    for i in w.start..w.end {
-        let row = (out.row)(i);
+    let planned: Vec<Row> = (w.start..w.end).map(|i| (out.row)(i)).collect();
+    // Size each image column's buffer once from the files' sizes: growing it image by image
+    // would copy the bytes again at every doubling.
+    for (k, &c) in image_cols.iter().enumerate() {
+        let total: u64 = planned
+            .iter()
+            .filter_map(|r| r.images.get(k))
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        if let ColBuilder::Binary { values, .. } = &mut builders[c] {
+            values.reserve(usize::try_from(total).unwrap_or(0));
+        }
+    }
+    for row in planned {
         // Read every image of the row; keep the row only if all are readable.
         let mut ok = true;
         for (k, path) in row.images.iter().enumerate() {
@@ -629,6 +655,7 @@ pub(crate) fn write_outputs(
 ) -> ConvertResult<Vec<OutputReport>> {
     let mut reports: Vec<Option<OutputReport>> = (0..outputs.len()).map(|_| None).collect();
     let mut todo = Vec::new();
+    let mut copies = Vec::new();
     for (i, out) in outputs.iter().enumerate() {
         if is_up_to_date(ctx, &out.name)? {
             let path = final_path(ctx.out, &out.name);
@@ -642,6 +669,8 @@ pub(crate) fn write_outputs(
             (ctx.progress)(&ConvertEvent::Progress {
                 rows: out.len as u64,
             });
+        } else if out.copy_of.is_some() {
+            copies.push(i);
         } else if out.len == 0 {
             write_empty(ctx, &out.name, &empty_schema(out.schema, &ctx.stamp))?;
             reports[i] = Some(report(ctx, &out.name, 0, 0, OutputStatus::Written));
@@ -759,7 +788,32 @@ pub(crate) fn write_outputs(
             work.len()
         )));
     }
-    Ok(collector.reports.into_iter().flatten().collect())
+    let mut reports = collector.reports;
+    for i in copies {
+        let out = &outputs[i];
+        let source = out.copy_of.as_deref().unwrap_or_default();
+        let from = final_path(ctx.out, source);
+        let partial = partial_path(ctx.out, &out.name);
+        std::fs::copy(&from, &partial).map_err(|e| ConvertError::io(&from, e))?;
+        let to = final_path(ctx.out, &out.name);
+        std::fs::rename(&partial, &to).map_err(|e| ConvertError::io(&to, e))?;
+        (ctx.progress)(&ConvertEvent::Progress {
+            rows: out.len as u64,
+        });
+        let skipped = outputs
+            .iter()
+            .position(|o| o.name == source)
+            .and_then(|j| reports[j].as_ref())
+            .map_or(0, |r| r.skipped_images);
+        reports[i] = Some(report(
+            ctx,
+            &out.name,
+            existing_rows(&to),
+            skipped,
+            OutputStatus::Written,
+        ));
+    }
+    Ok(reports.into_iter().flatten().collect())
 }
 
 /// Splits an already written table into its first rows and its last `tail_rows` rows, as the
