@@ -2,7 +2,7 @@
 //! image folder listings with the reference's `glob` semantics, and JSON readers.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -88,23 +88,36 @@ pub(crate) fn list_dir(dir: &Path, suffix: &str) -> ConvertResult<Vec<String>> {
     Ok(names)
 }
 
-/// A whole JSON file into `T` (streamed from a buffered reader: no copy of the text in memory).
+/// Annotation files up to this size are read whole and parsed from memory (several times
+/// faster); larger ones (VG's region descriptions) are parsed from a buffered reader, so their
+/// text never sits in memory beside what is parsed from it.
+const SLURP_JSON_BYTES: u64 = 512 << 20;
+
+/// A whole JSON file into `T`.
 pub(crate) fn read_json<T: DeserializeOwned>(
     path: &Path,
     expected: &'static str,
 ) -> ConvertResult<T> {
+    let bad = |source| ConvertError::Json {
+        path: path.to_path_buf(),
+        expected,
+        source,
+    };
     let file = File::open(path).map_err(|e| ConvertError::io(path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| ConvertError::io(path, e))?
+        .len();
+    if len <= SLURP_JSON_BYTES {
+        let mut text = Vec::new();
+        BufReader::new(file)
+            .read_to_end(&mut text)
+            .map_err(|e| ConvertError::io(path, e))?;
+        return serde_json::from_slice(&text).map_err(bad);
+    }
     let mut de = serde_json::Deserializer::from_reader(BufReader::with_capacity(1 << 20, file));
-    let value = T::deserialize(&mut de).map_err(|source| ConvertError::Json {
-        path: path.to_path_buf(),
-        expected,
-        source,
-    })?;
-    de.end().map_err(|source| ConvertError::Json {
-        path: path.to_path_buf(),
-        expected,
-        source,
-    })?;
+    let value = T::deserialize(&mut de).map_err(bad)?;
+    de.end().map_err(bad)?;
     Ok(value)
 }
 

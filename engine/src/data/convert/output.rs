@@ -310,14 +310,6 @@ impl ColBuilder {
     }
 }
 
-/// Reads one file onto the end of `values`; returns its length.
-fn read_onto(path: &Path, values: &mut Vec<u8>) -> std::io::Result<usize> {
-    let mut file = File::open(path)?;
-    let start = values.len();
-    file.read_to_end(values)?;
-    Ok(values.len() - start)
-}
-
 struct Work {
     output: usize,
     chunk: usize,
@@ -355,29 +347,42 @@ fn build_chunk(ctx: &Ctx, out: &Output, schema: &SchemaRef, w: &Work) -> Convert
         path: ctx.out.join(format!("{}.arrow", out.name)),
         detail,
     };
-    let planned: Vec<Row> = (w.start..w.end).map(|i| (out.row)(i)).collect();
-    // Size each image column's buffer once from the files' sizes: growing it image by image
-    // would copy the bytes again at every doubling.
+    // Open every image of the chunk first: their sizes size each image column's buffer once
+    // (growing it image by image would copy the bytes again at every doubling).
+    let planned: Vec<(Row, Vec<std::io::Result<(File, u64)>>)> = (w.start..w.end)
+        .map(|i| {
+            let row = (out.row)(i);
+            let files = row
+                .images
+                .iter()
+                .map(|p| {
+                    let f = File::open(p)?;
+                    let len = f.metadata()?.len();
+                    Ok((f, len))
+                })
+                .collect();
+            (row, files)
+        })
+        .collect();
     for (k, &c) in image_cols.iter().enumerate() {
         let total: u64 = planned
             .iter()
-            .filter_map(|r| r.images.get(k))
-            .filter_map(|p| std::fs::metadata(p).ok())
-            .map(|m| m.len())
+            .filter_map(|(_, files)| files.get(k)?.as_ref().ok().map(|(_, len)| *len))
             .sum();
         if let ColBuilder::Binary { values, .. } = &mut builders[c] {
             values.reserve(usize::try_from(total).unwrap_or(0));
         }
     }
-    for row in planned {
+    for (row, files) in planned {
         // Read every image of the row; keep the row only if all are readable.
         let mut ok = true;
-        for (k, path) in row.images.iter().enumerate() {
+        for (k, (path, file)) in row.images.iter().zip(files).enumerate() {
             let ColBuilder::Binary { values, .. } = &mut builders[image_cols[k]] else {
                 return Err(bug("image column without a binary builder".into()));
             };
             let start = values.len();
-            let reason = match read_onto(path, values) {
+            let read = file.and_then(|(mut f, _)| f.read_to_end(values));
+            let reason = match read {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(SkipReason::Missing),
                 Err(e) => Some(SkipReason::Unreadable(e.to_string())),
                 Ok(_) => check_image(&values[start..], ctx.opts.check)
