@@ -1,4 +1,5 @@
-//! `towerlab data`: write the synthetic dataset, inspect Arrow dataset files.
+//! `towerlab data`: convert the raw public datasets, write the synthetic dataset, inspect Arrow
+//! dataset files.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -8,6 +9,8 @@ use clap::Subcommand;
 use engine::data::{inspect_path, synth, SynthSize};
 
 use crate::exit::UserError;
+
+mod convert;
 
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
@@ -23,6 +26,10 @@ pub enum DataCommand {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Convert a raw public dataset into the reference's ViLT Arrow tables (same files, columns,
+    /// types and values as its `write_*.py`), streamed, on all cores, in a seeded order.
+    #[command(after_long_help = convert::LAYOUTS)]
+    Convert(convert::ConvertArgs),
     /// Rows, columns, decoded samples and label baselines of an .arrow file or a directory.
     Inspect {
         /// A .arrow file or a directory of them.
@@ -39,6 +46,7 @@ fn parse_size(s: &str) -> Result<SynthSize, String> {
 
 pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
     match cmd {
+        DataCommand::Convert(args) => convert::run(args),
         DataCommand::Synth { out, size, seed } => {
             let started = Instant::now();
             let report = synth(&out, size, seed)

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::arrow_file::{cell, ArrowFile, ColKind};
 use super::error::{DataError, DataResult};
+use super::schema::{self, TableSchema};
 
 /// SNLI-VE's classes: contradiction, neutral, entailment.
 pub const SNLI_CLASSES: i64 = 3;
@@ -37,32 +38,20 @@ impl DatasetKind {
         }
     }
 
+    /// The reference table this kind reads (VG's `vg.arrow` has the same required columns as
+    /// [`schema::CAPTION`]).
+    pub fn schema(self) -> &'static TableSchema {
+        match self {
+            Self::Captions => &schema::CAPTION,
+            Self::Vqa => &schema::VQA,
+            Self::Nlvr2 => &schema::NLVR2,
+            Self::Snli => &schema::SNLI,
+        }
+    }
+
     /// The columns a file of this kind must have, with their kinds.
     pub fn required_columns(self) -> Vec<(&'static str, ColKind)> {
-        let mut cols: Vec<(&'static str, ColKind)> = self
-            .image_columns()
-            .iter()
-            .map(|&c| (c, ColKind::Binary))
-            .collect();
-        match self {
-            Self::Captions => cols.push(("caption", ColKind::StrList)),
-            Self::Vqa => cols.extend([
-                ("questions", ColKind::StrList),
-                ("answers", ColKind::StrListListOrEmpty),
-                ("answer_labels", ColKind::Int64ListListOrEmpty),
-                ("answer_scores", ColKind::F64ListListOrEmpty),
-                ("question_id", ColKind::Int64List),
-            ]),
-            Self::Nlvr2 => cols.extend([
-                ("questions", ColKind::StrList),
-                ("answers", ColKind::StrList),
-            ]),
-            Self::Snli => cols.extend([
-                ("sentences", ColKind::StrListList),
-                ("labels", ColKind::Int64List),
-            ]),
-        }
-        cols
+        self.schema().required()
     }
 
     /// The reference deduplicates captions (`list(set(...))`); QA-style datasets keep every text.

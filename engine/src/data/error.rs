@@ -63,6 +63,8 @@ pub enum DataError {
         rows: usize,
         expected: usize,
     },
+    #[error(transparent)]
+    Vocab(#[from] super::vocab::VocabError),
 }
 
 impl DataError {

@@ -8,6 +8,7 @@ use super::arrow_file::ArrowFile;
 use super::dataset::{DatasetKind, ImageSlot, Target, ViltDataset};
 use super::error::{DataError, DataResult};
 use super::transforms::decode_rgb;
+use super::vocab::AnswerVocab;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleView {
@@ -55,6 +56,11 @@ pub struct FileSummary {
     pub samples: Result<usize, String>,
     pub examples: Vec<SampleView>,
     pub labels: Option<LabelStats>,
+    /// The settings `towerlab data convert` wrote it with (its schema metadata).
+    pub converted: Option<String>,
+    /// VQA: the answer vocabulary beside the file (`vqav2_answers.json`) and its size, or why
+    /// it could not be read.
+    pub vocabulary: Option<(PathBuf, Result<usize, String>)>,
 }
 
 /// Summarises a file, or every `*.arrow` file of a directory (sorted by name).
@@ -87,6 +93,20 @@ pub fn inspect_file(path: &Path, examples: usize) -> DataResult<FileSummary> {
         .map(|f| (f.name().clone(), f.data_type().to_string()))
         .collect();
     let kind = DatasetKind::detect(&file);
+    let converted = file
+        .schema()
+        .metadata()
+        .get(super::convert::STAMP_KEY)
+        .cloned();
+    let vocabulary = (kind == Some(DatasetKind::Vqa))
+        .then(|| AnswerVocab::path(path.parent().unwrap_or(Path::new("."))))
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let n = AnswerVocab::read(&p)
+                .map(|v| v.num_answers)
+                .map_err(|e| e.to_string());
+            (p, n)
+        });
     let mut summary = FileSummary {
         path: path.to_path_buf(),
         rows: file.num_rows(),
@@ -96,6 +116,8 @@ pub fn inspect_file(path: &Path, examples: usize) -> DataResult<FileSummary> {
         samples: Err("unknown schema: not a ViLT dataset file".into()),
         examples: Vec::new(),
         labels: None,
+        converted,
+        vocabulary,
     };
     drop(file);
     let Some(kind) = kind else {
@@ -235,6 +257,9 @@ impl fmt::Display for FileSummary {
         for (name, ty) in &self.columns {
             writeln!(f, "    {name}: {ty}")?;
         }
+        if let Some(stamp) = &self.converted {
+            writeln!(f, "  written by towerlab data convert: {stamp}")?;
+        }
         match &self.samples {
             Ok(n) => writeln!(f, "  samples (one per text): {n}")?,
             Err(e) => writeln!(f, "  cannot index samples: {e}")?,
@@ -274,6 +299,12 @@ impl fmt::Display for FileSummary {
                     "  question-type baseline (best answer per first two words, no image): {:.2}%",
                     100.0 * b
                 )?;
+            }
+        }
+        if let Some((path, n)) = &self.vocabulary {
+            match n {
+                Ok(n) => writeln!(f, "  answer vocabulary: {n} answers ({})", path.display())?,
+                Err(e) => writeln!(f, "  answer vocabulary unreadable: {e}")?,
             }
         }
         Ok(())

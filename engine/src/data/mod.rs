@@ -1,5 +1,6 @@
 //! ViLT/ManagerTower data: Arrow IPC readers, image transforms, tokenisation, batches and a
-//! deterministic multi-threaded loader, plus a synthetic dataset generator.
+//! deterministic multi-threaded loader, plus a synthetic dataset generator and the converter of
+//! the raw public datasets (`convert`).
 //!
 //! Typical use:
 //! ```no_run
@@ -22,15 +23,18 @@
 
 pub mod arrow_file;
 pub mod batch;
+pub mod convert;
 pub mod dataset;
 pub mod error;
 pub mod inspect;
 pub mod loader;
 pub mod randaugment;
+pub mod schema;
 pub mod synth;
 pub mod synth_tokenizer;
 pub mod text;
 pub mod transforms;
+pub mod vocab;
 pub mod writer;
 
 pub use arrow_file::{ArrowFile, ColKind};
@@ -39,7 +43,9 @@ pub use dataset::{DatasetKind, ImageSlot, Target, ViltDataset};
 pub use error::{DataError, DataResult};
 pub use inspect::{inspect_path, FileSummary};
 pub use loader::{EpochIter, Loader, LoaderConfig, LoaderPosition};
+pub use schema::{ColType, TableSchema};
 pub use synth::{synth, SynthReport, SynthSize};
 pub use text::{mlm_mask, Encoded, TextTokenizer, IGNORE_INDEX};
 pub use transforms::{decode_rgb, ImageTransform, TransformKind, CLIP_MEAN, CLIP_STD};
+pub use vocab::AnswerVocab;
 pub use writer::{write_arrow, Column};

@@ -22,6 +22,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::error::{DataError, DataResult};
+use super::vocab::AnswerVocab;
 use super::writer::{write_arrow, Column};
 
 pub const COLOURS: [&str; 6] = ["red", "green", "blue", "yellow", "purple", "orange"];
@@ -803,13 +804,7 @@ pub fn synth(dir: &Path, size: SynthSize, seed: u64) -> DataResult<SynthReport> 
             text,
         )?;
     }
-    let vocab_json = serde_json::json!({
-        "label2answer": vocab,
-        "num_answers": vocab.len(),
-    });
-    let vocab_path = dir.join("vqav2_answers.json");
-    std::fs::write(&vocab_path, format!("{vocab_json:#}\n"))
-        .map_err(|e| DataError::io(&vocab_path, e))?;
+    AnswerVocab::new(vocab.clone()).write(dir)?;
 
     // NLVR2: PNG pairs, 2 statements each, labels balanced.
     for (name, n) in [
