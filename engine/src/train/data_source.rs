@@ -74,8 +74,26 @@ fn data_err(e: data::DataError) -> EngineError {
     EngineError::Invalid(e.to_string())
 }
 
+/// A VQA head must have one output per answer of the data's vocabulary, when the data comes
+/// with one (the plan takes the size from it; a worker checks again on the data it reads).
+fn check_answer_count(s: &Settings) -> Result<()> {
+    if s.task != Task::Vqa {
+        return Ok(());
+    }
+    let dir = Path::new(&s.data_root);
+    match experiments::vqa_answer_count(dir).map_err(EngineError::AnswerVocabulary)? {
+        Some(n) if n as i64 != s.vqav2_label_size => Err(EngineError::AnswerCount {
+            label_size: s.vqav2_label_size,
+            answers: n,
+            vocabulary: dir.join(experiments::VQA_ANSWERS_FILE),
+        }),
+        _ => Ok(()),
+    }
+}
+
 impl LoaderData {
     pub fn open(s: &Settings) -> Result<Self> {
+        check_answer_count(s)?;
         let dir = Path::new(&s.data_root);
         let kind = dataset_kind(s.task);
         let tokenizer = Arc::new(

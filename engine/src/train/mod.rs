@@ -6,6 +6,7 @@ pub mod data_source;
 pub mod eval;
 pub mod events;
 pub mod metrics;
+pub mod names;
 pub mod optim;
 pub mod predictions;
 pub mod run;
@@ -13,6 +14,7 @@ pub mod schedule;
 pub mod source;
 
 pub use events::{Event, FailureClass};
+pub use names::metric_names;
 pub use run::{resolve_device, run, run_with_data, Outcome, TrainJob};
 pub use source::{TaskData, TestQuestions, VqaTest};
 
