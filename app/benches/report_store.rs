@@ -15,7 +15,6 @@ use store::{Goal, ManagerWeight, MetricPoint, NewRun, Store, WorkerInfo};
 
 const MANAGERS: [&str; 4] = ["BT", "SAUE", "AAUE", "METER"];
 const LAYERS: [i64; 5] = [2, 3, 4, 6, 8];
-const SEEDS: usize = 5;
 
 fn experiment_file(seeds: usize) -> String {
     let seeds: Vec<String> = (0..seeds).map(|s| s.to_string()).collect();
@@ -42,30 +41,32 @@ summary = "best"
     )
 }
 
-/// `runs` runs over the grid (cycled), each with the reported `val/vqa/score` and an unreported
-/// `train/vqa/loss` at every step, and manager weights (2 modalities x 4 layers x 6 experts) at
-/// 10 evaluations.
-async fn fill(store: &Store, runs: usize, steps: usize) -> u64 {
-    let exp = store
+/// The experiment's cells with identities from a fixed data digest (no data files here).
+fn cells(exp: &experiments::Experiment) -> Vec<experiments::Cell> {
+    exp.cells(&experiments::IdentityContext::fixed("bench", "bench-data"))
+}
+
+/// `runs` runs, one per cell of the grid (its seeds sized to hold them), each with the
+/// reported `val/vqa/score` and an unreported `train/vqa/loss` at every step, and manager
+/// weights (2 modalities x 4 layers x 6 experts) at 10 evaluations. The runs carry the plan's
+/// identities, so the report's scope (the plan's done runs) holds them all.
+async fn fill(store: &Store, exp: &experiments::Experiment, runs: usize, steps: usize) -> u64 {
+    let row = store
         .upsert_experiment("report-bench", "report-bench.toml", "bench")
         .await
         .unwrap();
     let worker = WorkerInfo::this_process("cpu", "bench");
     let mut points_total = 0;
-    for i in 0..runs {
-        let manager = MANAGERS[i % MANAGERS.len()];
-        let layers = LAYERS[(i / MANAGERS.len()) % LAYERS.len()];
-        let seed = (i / (MANAGERS.len() * LAYERS.len())) % SEEDS;
-        let cell = format!("manager_type={manager},num_layers={layers}");
-        let axes = json!({"manager_type": manager, "num_layers": layers, "seed": seed});
+    for (i, cell) in cells(exp).into_iter().take(runs).enumerate() {
+        let manager = cell.settings.manager_type.as_str();
+        let seed = cell.seed;
+        let mut axes: serde_json::Map<String, serde_json::Value> =
+            cell.axes.iter().cloned().collect();
+        axes.insert("seed".into(), json!(seed));
         let new = NewRun {
-            // Distinct in the first 12 characters, which reports show as the run id.
-            hash: format!(
-                "{:012x}{i:052x}",
-                (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16
-            ),
-            cell_key: cell,
-            axes: axes.as_object().cloned().unwrap_or_default(),
+            hash: cell.identity.as_str().to_string(),
+            cell_key: cell.key.0.clone(),
+            axes,
             task: "vqa".into(),
             params: vec![
                 ("text_num_layers".into(), json!(12)),
@@ -75,8 +76,8 @@ async fn fill(store: &Store, runs: usize, steps: usize) -> u64 {
             ],
             depends_on: None,
         };
-        store.create_runs(exp.id, &[new]).await.unwrap();
-        let claim = store.claim(&worker, Some(exp.id)).await.unwrap().unwrap();
+        store.create_runs(row.id, &[new]).await.unwrap();
+        let claim = store.claim(&worker, Some(row.id)).await.unwrap().unwrap();
         let run = claim.run.id;
         store
             .declare_metrics(
@@ -88,7 +89,8 @@ async fn fill(store: &Store, runs: usize, steps: usize) -> u64 {
             )
             .await
             .unwrap();
-        let quality = 0.4 + 0.02 * (i % MANAGERS.len()) as f64 + 0.005 * seed as f64;
+        let m = MANAGERS.iter().position(|x| *x == manager).unwrap_or(0);
+        let quality = 0.4 + 0.02 * m as f64 + 0.005 * seed as f64;
         let mut points = Vec::with_capacity(2 * steps);
         for s in 1..=steps as i64 {
             let t = s as f64 / steps as f64;
@@ -185,7 +187,11 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("bench.db");
     let file = dir.path().join("report-bench.toml");
-    std::fs::write(&file, experiment_file(SEEDS)).unwrap();
+    // Enough seeds that every run is a cell of its own.
+    let cells_per_seed = MANAGERS.len() * LAYERS.len();
+    std::fs::write(&file, experiment_file(runs.div_ceil(cells_per_seed).max(1))).unwrap();
+    let exp = experiments::Experiment::load(&file, &experiments::Overrides::default())
+        .unwrap_or_else(|e| panic!("{e}"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -194,18 +200,19 @@ fn main() {
 
     let t = Instant::now();
     let store = rt.block_on(Store::open(&db)).unwrap();
-    let points = rt.block_on(fill(&store, runs, steps));
+    let points = rt.block_on(fill(&store, &exp, runs, steps));
     println!(
         "store: {runs} runs x {steps} steps, {points} metric points, filled in {} s",
         secs(t.elapsed())
     );
-    let exp = experiments::Experiment::load(&file, &experiments::Overrides::default())
-        .unwrap_or_else(|e| panic!("{e}"));
 
     println!("{:<40} {:>10}", "stage", "seconds");
     let t = Instant::now();
     let input = rt
-        .block_on(app::report_input::build_input(&store, &exp, None, None))
+        .block_on(async {
+            let scope = app::scope::PlanScope::compute(&store, &exp, cells(&exp)).await?;
+            app::report_input::build_input(&store, &exp, &scope, None, None).await
+        })
         .unwrap();
     let read = t.elapsed();
     println!(

@@ -61,7 +61,8 @@ pub enum Command {
     Cancel(CancelArgs),
     /// Put failed, crashed or cancelled runs back in the queue.
     Retry(RetryArgs),
-    /// Export metrics (run, key, step, value, time) as CSV, Parquet or Arrow IPC.
+    /// Export metrics in long format (experiment, cell, axes, seed, identity, run, key, step,
+    /// value, time) and manager weights, as CSV, Parquet or Arrow IPC.
     Export(ExportArgs),
     /// Push runs to an experiment tracker (Weights & Biases).
     Sync(crate::cmd::sync::SyncArgs),
@@ -177,35 +178,37 @@ pub struct LsArgs {
     /// Only runs of this experiment.
     #[arg(long, short, value_name = "NAME")]
     pub experiment: Option<String>,
-    /// Only runs with this status (repeatable): queued, running, finished, failed, crashed,
-    /// cancelled.
+    /// Only runs with this status (repeatable): queued, running, finished (or `done`, as
+    /// `plan` says), failed, crashed, cancelled.
     #[arg(long, short, value_name = "STATUS")]
     pub status: Vec<String>,
-    /// Only runs whose grid axis has this value, e.g. `manager_type=SAUE` (repeatable).
+    /// Only runs whose grid axis has this value, e.g. `manager_type=SAUE` (repeatable; a value
+    /// in other letter case matches, an axis or value no run has is an error).
     #[arg(value_name = "AXIS=VALUE")]
     pub filters: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
-    /// Run id or identity prefix.
+    /// Run id (as `towerlab ls` shows), or identity prefix of at least 4 hex characters.
     pub run: String,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct CancelArgs {
-    /// Run ids or identity prefixes.
+    /// Run ids, or identity prefixes of at least 4 hex characters.
     #[arg(required = true)]
     pub runs: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct RetryArgs {
-    /// Run ids or identity prefixes.
+    /// Run ids, or identity prefixes of at least 4 hex characters.
     pub runs: Vec<String>,
     /// Every failed, crashed or cancelled run (of `--experiment`, if given).
     #[arg(long, conflicts_with = "runs")]
     pub failed: bool,
+    /// With --failed: only the runs of this experiment.
     #[arg(long, value_name = "NAME", requires = "failed")]
     pub experiment: Option<String>,
     /// Start over instead of resuming from the last checkpoint (drops recorded metrics).
@@ -222,7 +225,10 @@ pub enum ExportFormat {
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    /// Runs of this experiment.
+    /// The runs an experiment file's plan shows as done (pre-training runs included).
+    #[arg(value_name = "EXPERIMENT_FILE", conflicts_with_all = ["experiment", "run"])]
+    pub file: Option<PathBuf>,
+    /// The same, for an experiment in the store by name (its recorded file gives the plan).
     #[arg(long, value_name = "NAME", conflicts_with = "run")]
     pub experiment: Option<String>,
     /// One run (id or identity prefix).
@@ -230,9 +236,13 @@ pub struct ExportArgs {
     pub run: Option<String>,
     #[arg(long, value_enum)]
     pub format: ExportFormat,
-    /// The file to write.
+    /// The file to write (its folder is created); the manager weights, when any run recorded
+    /// them, go beside it as `<name>-manager-weights.<ext>`.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    /// Override settings as the runs were planned with (`--set key=value`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
 }
 
 impl Cli {

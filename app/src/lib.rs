@@ -2,4 +2,5 @@
 
 pub mod exit;
 pub mod report_input;
+pub mod scope;
 pub mod tui;

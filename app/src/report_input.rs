@@ -1,17 +1,20 @@
-//! The store, read into the reports crate's plain input: one cell per grid point with its
-//! seeds' metric series (by the experiment's summary policies) and manager weights. Shared by
-//! `towerlab report` and the report benchmark.
+//! The store, read into the reports crate's plain input: one cell per grid point of the file's
+//! plan with its done seeds' metric series (by the experiment's summary policies) and manager
+//! weights. Shared by `towerlab report`, the results table of `towerlab run` and the report
+//! benchmark.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
-use experiments::Experiment;
+use experiments::{Experiment, Role};
 use reports::{
     Cell, Goal, ManagerWeightPoint, MetricSpec, Modality, Policy, ReportInput, RunData, RunStatus,
 };
 use serde_json::Value as Json;
 use store::{RunFilter, RunRow, SeriesOptions, Store};
+
+use crate::scope::{PlanScope, ScopedRun};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
@@ -88,20 +91,39 @@ fn baseline_from_flag(flag: &str, cells: &[Cell]) -> anyhow::Result<String> {
     }
 }
 
-/// The report input of `exp` from the store. `baseline` (`axis=value[,axis=value]`) overrides
-/// the file's baseline cell; `step` picks the manager weights' step (default: each run's last).
+/// The report input of `exp` from the store, over exactly the runs of `scope` (the file's
+/// plan): one cell per grid cell of the plan, in grid order, with the runs of its done seeds
+/// and the status of its other seeds. `baseline` (`axis=value[,axis=value]`) overrides the
+/// file's baseline cell; `step` picks the manager weights' step (default: each run's last).
 pub async fn build_input(
     store: &Store,
     exp: &Experiment,
+    scope: &PlanScope,
     baseline: Option<&str>,
     step: Option<u64>,
 ) -> anyhow::Result<ReportInput> {
-    let row = store.experiment_by_name(&exp.name).await?.ok_or_else(|| {
-        user(
+    let done: Vec<&ScopedRun> = scope.done_cells().collect();
+    let pending: Vec<&ScopedRun> = scope
+        .pending
+        .iter()
+        .filter(|s| s.cell.role == Role::Grid)
+        .collect();
+    if done.is_empty() && pending.is_empty() {
+        bail!(user(
             1,
-            format!("experiment `{}` has no runs in the store yet", exp.name),
-        )
-    })?;
+            format!(
+                "experiment `{}` has no runs of its current plan in the store yet ({}); \
+                 `towerlab run {}` runs them",
+                exp.name,
+                scope.plan.counts(),
+                exp.path.display()
+            ),
+        ));
+    }
+    let experiment_hash = store
+        .experiment_by_name(&exp.name)
+        .await?
+        .map_or_else(|| "(not queued)".to_string(), |row| row.content_hash);
     let metrics: Vec<MetricSpec> = exp
         .metrics
         .iter()
@@ -113,26 +135,39 @@ pub async fn build_input(
             keys.insert(key.clone());
         }
     }
-    let listed = store
-        .list_runs_with_summaries(&RunFilter {
-            experiment: Some(row.id),
-            summary_keys: keys.iter().cloned().collect(),
-            ..Default::default()
-        })
-        .await?;
-    // Pre-training runs of the VLP arm are dependencies, not cells of the table.
-    let listed: Vec<store::RunWithSummaries> = listed
-        .into_iter()
-        .filter(|r| !r.run.cell_key.starts_with("pretrain["))
-        .collect();
+    // The summaries of the done runs, from each experiment they are stored under (a shared run
+    // may be another experiment's).
+    let mut summaries: BTreeMap<store::RunId, Vec<store::MetricSummary>> = BTreeMap::new();
+    let wanted: BTreeSet<store::RunId> = done.iter().map(|s| s.run.id).collect();
+    let experiment_ids: BTreeSet<store::ExperimentId> =
+        done.iter().map(|s| s.run.experiment_id).collect();
+    for id in experiment_ids {
+        let listed = store
+            .list_runs_with_summaries(&RunFilter {
+                experiment: Some(id),
+                summary_keys: keys.iter().cloned().collect(),
+                ..Default::default()
+            })
+            .await?;
+        for item in listed {
+            if wanted.contains(&item.run.id) {
+                summaries.insert(item.run.id, item.summaries);
+            }
+        }
+    }
 
     // Runs are read a few at a time: SQLite works on its own threads, one per connection.
     let gate = Arc::new(Semaphore::new(READS_AT_ONCE));
-    let reads: Vec<JoinHandle<anyhow::Result<RunRead>>> = listed
+    let reads: Vec<JoinHandle<anyhow::Result<RunRead>>> = done
         .iter()
-        .map(|item| {
-            let plan = series_reads(&metrics, &keys, &item.summaries);
-            let (store, run, gate) = (store.clone(), item.run.clone(), gate.clone());
+        .map(|scoped| {
+            let empty = Vec::new();
+            let plan = series_reads(
+                &metrics,
+                &keys,
+                summaries.get(&scoped.run.id).unwrap_or(&empty),
+            );
+            let (store, run, gate) = (store.clone(), scoped.run.clone(), gate.clone());
             tokio::spawn(async move {
                 let _permit = gate.acquire().await?;
                 read_run(&store, &run, &plan, step).await
@@ -140,57 +175,76 @@ pub async fn build_input(
         })
         .collect();
 
-    let mut axes_names: BTreeSet<String> = BTreeSet::new();
-    let mut cells: BTreeMap<String, Cell> = BTreeMap::new();
-    for (store::RunWithSummaries { run, .. }, read) in listed.iter().zip(reads) {
-        let axes: BTreeMap<String, String> = run
-            .axes
+    let axes_text = |cell: &experiments::Cell| -> BTreeMap<String, String> {
+        cell.axes
             .iter()
-            .filter(|(k, _)| k.as_str() != "seed")
             .map(|(k, v)| (k.clone(), axis_text(v)))
-            .collect();
+            .collect()
+    };
+    let mut axes_names: BTreeSet<String> = BTreeSet::new();
+    let mut cells: Vec<Cell> = Vec::new();
+    let mut baseline_key = None;
+    for row in scope.plan.rows.iter().filter(|r| r.cell.role == Role::Grid) {
+        if cells.iter().any(|c| c.key == row.cell.key.0) {
+            continue;
+        }
+        let axes = axes_text(&row.cell);
         axes_names.extend(axes.keys().cloned());
-        let seed = run.axes.get("seed").and_then(Json::as_u64).unwrap_or(0);
+        if baseline_key.is_none() && exp.is_baseline(&row.cell.axes) {
+            baseline_key = Some(row.cell.key.0.clone());
+        }
+        cells.push(Cell {
+            key: row.cell.key.0.clone(),
+            axes,
+            expected_seeds: exp.seeds.clone(),
+            runs: Vec::new(),
+        });
+    }
+    let short = |hash: &str| hash.chars().take(12).collect::<String>();
+    for (scoped, read) in done.iter().zip(reads) {
         let mut data = RunData::new(
-            run.hash.chars().take(12).collect::<String>(),
-            seed,
-            status_of(run.status),
+            short(&scoped.run.hash),
+            scoped.cell.seed,
+            RunStatus::Finished,
         );
         let (series, weights) = read.await.context("reading a run for the report")??;
         data.series = series;
         data.manager_weights = weights;
-        cells
-            .entry(run.cell_key.clone())
-            .or_insert_with(|| Cell {
-                key: run.cell_key.clone(),
-                axes,
-                expected_seeds: exp.seeds.clone(),
-                runs: Vec::new(),
-            })
-            .runs
-            .push(data);
+        if let Some(cell) = cells.iter_mut().find(|c| c.key == scoped.cell.key.0) {
+            cell.runs.push(data);
+        }
     }
-    let cells: Vec<Cell> = cells.into_values().collect();
+    for scoped in pending {
+        let data = RunData::new(
+            short(&scoped.run.hash),
+            scoped.cell.seed,
+            status_of(scoped.run.status),
+        );
+        if let Some(cell) = cells.iter_mut().find(|c| c.key == scoped.cell.key.0) {
+            cell.runs.push(data);
+        }
+    }
     let baseline = match baseline {
         Some(flag) => Some(baseline_from_flag(flag, &cells)?),
-        None => listed
-            .iter()
-            .map(|l| &l.run)
-            .find(|r| {
-                let axes: Vec<(String, Json)> = r
-                    .axes
-                    .iter()
-                    .filter(|(k, _)| k.as_str() != "seed")
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                exp.is_baseline(&axes)
-            })
-            .map(|r| r.cell_key.clone()),
+        None => baseline_key,
     };
+    // Axes in the grid's order (as the file writes them), then any an include rule adds.
+    let mut axes: Vec<String> = exp
+        .dimensions
+        .iter()
+        .flat_map(|d| d.keys())
+        .filter(|k| axes_names.contains(*k))
+        .map(str::to_string)
+        .collect();
+    for a in axes_names {
+        if !axes.contains(&a) {
+            axes.push(a);
+        }
+    }
     Ok(ReportInput {
         experiment: exp.name.clone(),
-        experiment_hash: row.content_hash.clone(),
-        axes: axes_names.into_iter().collect(),
+        experiment_hash,
+        axes,
         metrics,
         baseline,
         cells,
@@ -326,6 +380,18 @@ fn series_reads(
         .collect()
 }
 
+/// The encoder layer (from 1) of a manager's first uni-modal expert, from the run's flattened
+/// settings: the managers take the top `managed_layers_*` layers, so it is `depth - managed + 1`.
+pub fn first_expert_layer(params: &BTreeMap<String, Json>, modality: &str) -> i64 {
+    let int = |k: &str| params.get(k).and_then(Json::as_i64).unwrap_or(0);
+    let (depth, managed) = if modality == "text" {
+        ("text_num_layers", "managed_layers_text")
+    } else {
+        ("vit_num_layers", "managed_layers_image")
+    };
+    (int(depth) - int(managed)).max(0) + 1
+}
+
 /// The run's manager weights, numbered as the paper's Fig. 6: cross-modal layers from 1, experts
 /// by their encoder layer (1-based). The raw cross-modal weights (negative experts) are not drawn.
 async fn manager_points(
@@ -345,10 +411,8 @@ async fn manager_points(
         .into_iter()
         .map(|p| (p.key, p.value))
         .collect();
-    let int = |k: &str| params.get(k).and_then(Json::as_i64).unwrap_or(0);
-    // The first managed expert is encoder layer `depth - managed + 1`.
-    let first_text = (int("text_num_layers") - int("managed_layers_text")).max(0) + 1;
-    let first_image = (int("vit_num_layers") - int("managed_layers_image")).max(0) + 1;
+    let first_text = first_expert_layer(&params, "text");
+    let first_image = first_expert_layer(&params, "image");
     Ok(weights
         .into_iter()
         .filter(|w| w.expert >= 0)

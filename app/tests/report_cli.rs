@@ -4,8 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use serde_json::json;
-use store::{FailureClass, Goal, ManagerWeight, MetricPoint, NewRun, Store, WorkerInfo};
+use store::{FailureClass, Goal, ManagerWeight, MetricPoint, Store, WorkerInfo};
 
 const EXPERIMENT: &str = r#"
 name = "report-cli"
@@ -25,80 +24,63 @@ goal = "maximize"
 summary = "best"
 "#;
 
-/// Six runs (3 cells x 2 seeds); AAUE seed 1 failed at step 20.
+/// Six runs (3 cells x 2 seeds), queued by the real binary so that they carry the plan's
+/// identities, then driven through the store's API; AAUE seed 1 failed at step 20.
 async fn fill(db: &Path) {
     let store = Store::open(db).await.unwrap();
-    let exp = store
-        .upsert_experiment("report-cli", "exp.toml", "exp-hash")
-        .await
-        .unwrap();
     let worker = WorkerInfo::this_process("cpu", "test");
-    for (c, manager) in ["BT", "SAUE", "AAUE"].into_iter().enumerate() {
-        for seed in 0..2u64 {
-            let new = NewRun {
-                hash: format!("{c}{seed}{}", "ab".repeat(31)),
-                cell_key: format!("manager_type={manager}"),
-                axes: json!({"manager_type": manager, "seed": seed})
-                    .as_object()
-                    .cloned()
-                    .unwrap(),
-                task: "vqa".into(),
-                params: vec![
-                    ("text_num_layers".into(), json!(4)),
-                    ("vit_num_layers".into(), json!(4)),
-                    ("managed_layers_text".into(), json!(3)),
-                    ("managed_layers_image".into(), json!(3)),
-                ],
-                depends_on: None,
-            };
-            store.create_runs(exp.id, &[new]).await.unwrap();
-            let claim = store.claim(&worker, Some(exp.id)).await.unwrap().unwrap();
-            let run = claim.run.id;
-            store
-                .declare_metrics(run, &[("val/vqa/score_epoch", Goal::Maximize)])
-                .await
-                .unwrap();
-            let failed = manager == "AAUE" && seed == 1;
-            let last = if failed { 20 } else { 50 };
-            let points: Vec<MetricPoint> = (1..=last)
-                .map(|s| MetricPoint {
-                    key: "val/vqa/score_epoch".into(),
-                    step: s,
-                    value: 0.2 + 0.05 * c as f64 + 0.004 * s as f64 + 0.01 * seed as f64,
-                    wall_ms: 1_000 * s,
-                })
-                .collect();
-            store.ingest_metrics(run, &points).await.unwrap();
-            if manager != "BT" {
-                let weights: Vec<ManagerWeight> = ["text", "image"]
-                    .into_iter()
-                    .flat_map(|m| {
-                        (0..2).flat_map(move |layer| {
-                            (0..3).map(move |expert| ManagerWeight {
-                                step: last,
-                                modality: m.into(),
-                                layer,
-                                expert,
-                                weight: (1 + expert + layer) as f64 / 10.0,
-                            })
+    while let Some(claim) = store.claim(&worker, None).await.unwrap() {
+        let run = claim.run.id;
+        let manager = claim.run.axes["manager_type"].as_str().unwrap().to_string();
+        let seed = claim.run.axes["seed"].as_u64().unwrap();
+        let c = ["BT", "SAUE", "AAUE"]
+            .iter()
+            .position(|m| *m == manager)
+            .unwrap();
+        store
+            .declare_metrics(run, &[("val/vqa/score_epoch", Goal::Maximize)])
+            .await
+            .unwrap();
+        let failed = manager == "AAUE" && seed == 1;
+        let last = if failed { 20 } else { 50 };
+        let points: Vec<MetricPoint> = (1..=last)
+            .map(|s| MetricPoint {
+                key: "val/vqa/score_epoch".into(),
+                step: s,
+                value: 0.2 + 0.05 * c as f64 + 0.004 * s as f64 + 0.01 * seed as f64,
+                wall_ms: 1_000 * s,
+            })
+            .collect();
+        store.ingest_metrics(run, &points).await.unwrap();
+        if manager != "BT" {
+            let weights: Vec<ManagerWeight> = ["text", "image"]
+                .into_iter()
+                .flat_map(|m| {
+                    (0..2).flat_map(move |layer| {
+                        (0..3).map(move |expert| ManagerWeight {
+                            step: last,
+                            modality: m.into(),
+                            layer,
+                            expert,
+                            weight: (1 + expert + layer) as f64 / 10.0,
                         })
                     })
-                    .collect();
-                store.ingest_manager_weights(run, &weights).await.unwrap();
-            }
-            if failed {
-                store
-                    .fail(
-                        &claim.lease,
-                        FailureClass::Nan,
-                        "loss is NaN",
-                        &Default::default(),
-                    )
-                    .await
-                    .unwrap();
-            } else {
-                store.finish(&claim.lease).await.unwrap();
-            }
+                })
+                .collect();
+            store.ingest_manager_weights(run, &weights).await.unwrap();
+        }
+        if failed {
+            store
+                .fail(
+                    &claim.lease,
+                    FailureClass::Nan,
+                    "loss is NaN",
+                    &Default::default(),
+                )
+                .await
+                .unwrap();
+        } else {
+            store.finish(&claim.lease).await.unwrap();
         }
     }
     store.close().await;
@@ -114,6 +96,18 @@ impl Setup {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
         std::fs::write(root.join("exp.toml"), EXPERIMENT).unwrap();
+        // The tables the plan's identities hash (nothing reads them here).
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        for t in ["vqav2_train_fix", "vqav2_val_fix", "vqav2_test"] {
+            std::fs::write(root.join("data").join(format!("{t}.arrow")), b"").unwrap();
+        }
+        let queued = Command::new(env!("CARGO_BIN_EXE_towerlab"))
+            .current_dir(&root)
+            .env_remove("TOWERLAB_DB")
+            .args(["--db", "t.db", "queue", "exp.toml"])
+            .output()
+            .unwrap();
+        assert!(queued.status.success(), "{}", text(&queued));
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -180,7 +174,7 @@ fn report_writes_the_table_and_every_figure_kind_identically_twice() {
     );
     let tex = std::fs::read_to_string(a.join("table.tex")).unwrap();
     assert!(
-        tex.contains("\\toprule") && tex.contains("exp-hash"),
+        tex.contains("\\toprule") && tex.contains("% experiment hash: "),
         "{tex}"
     );
     let curves = std::fs::read_to_string(a.join("curves-val-vqa-score_epoch.svg")).unwrap();
@@ -234,4 +228,68 @@ fn report_errors_name_the_problem_and_exit_non_zero() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("missing.db"), "{}", text(&out));
     assert!(!text(&out).contains("panicked"));
+}
+
+#[test]
+fn the_report_holds_the_current_plan_and_says_what_it_left_out() {
+    let s = Setup::new();
+    // The grid loses AAUE: its runs stay in the store but leave the report.
+    let text_of = std::fs::read_to_string(s.root.join("exp.toml")).unwrap();
+    std::fs::write(
+        s.root.join("exp.toml"),
+        text_of.replace("[\"BT\", \"SAUE\", \"AAUE\"]", "[\"BT\", \"SAUE\"]"),
+    )
+    .unwrap();
+    let out = s.report(&["exp.toml", "--out", "c", "--p-values"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("4 done run(s) of report-cli's current plan"),
+        "{t}"
+    );
+    assert!(
+        t.contains("left out 2 run(s) of report-cli no longer in the grid"),
+        "{t}"
+    );
+    let md = std::fs::read_to_string(s.root.join("c").join("table.md")).unwrap();
+    assert!(!md.contains("AAUE"), "{md}");
+    assert!(md.contains("| 2/2 seeds |"), "{md}");
+    assert!(md.contains("p (val/vqa/score\\_epoch)"), "{md}");
+    assert!(md.contains("runs used (4):"), "{md}");
+
+    // A changed setting makes every cell stale: the report holds nothing of the new plan yet.
+    std::fs::write(
+        s.root.join("exp.toml"),
+        text_of.replace("[grid]", "[base]\nlearning_rate = 2e-5\n\n[grid]"),
+    )
+    .unwrap();
+    let out = s.report(&["exp.toml", "--out", "d"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("no runs of its current plan"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn runs_shared_through_the_same_identity_are_reported_and_listed() {
+    let s = Setup::new();
+    // Another experiment whose BT cells are the same runs (same settings, data and engine).
+    std::fs::write(
+        s.root.join("other.toml"),
+        EXPERIMENT
+            .replace("name = \"report-cli\"", "name = \"other\"")
+            .replace("[\"BT\", \"SAUE\", \"AAUE\"]", "[\"BT\"]"),
+    )
+    .unwrap();
+    let out = s.report(&["other.toml", "--print"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("2/2 seeds"), "{t}");
+    assert!(
+        t.contains("2 run(s) shared with other experiments through the same identity: run ")
+            && t.contains("(report-cli manager_type=BT seed 0)"),
+        "{t}"
+    );
 }

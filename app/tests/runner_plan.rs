@@ -31,8 +31,32 @@ struct Env {
     dir: tempfile::TempDir,
 }
 
+/// The tables the test grids read (VQA's and pre-training's reference tables): `plan` and
+/// `queue` check that they exist, nothing here reads them.
+const TABLES: [&str; 9] = [
+    "vqav2_train_fix",
+    "vqav2_val_fix",
+    "vqav2_test",
+    "coco_caption_karpathy_train",
+    "coco_caption_karpathy_restval",
+    "coco_caption_karpathy_test",
+    "vg",
+    "sbu_0",
+    "conceptual_caption_train_0",
+];
+
 impl Env {
     fn new(src: &str) -> Self {
+        let env = Self::without_data(src);
+        let data = env.dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        for t in TABLES {
+            std::fs::write(data.join(format!("{t}.arrow")), b"").unwrap();
+        }
+        env
+    }
+
+    fn without_data(src: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         std::fs::write(
@@ -187,7 +211,8 @@ fn cancel_retry_show_and_export_work_on_stored_runs() {
             .unwrap();
         store.close().await;
     });
-    let csv = env.dir.path().join("m.csv");
+    // The output folder is made; every row says which run, cell, axes and seed it is.
+    let csv = env.dir.path().join("exports").join("m.csv");
     let out = env.ok(&[
         "export",
         "--run",
@@ -199,8 +224,142 @@ fn cancel_retry_show_and_export_work_on_stored_runs() {
     ]);
     assert!(out.contains("wrote 3 metric point(s)"), "{out}");
     let text = std::fs::read_to_string(&csv).unwrap();
-    assert_eq!(text.lines().next(), Some("run,key,step,value,time"));
-    assert_eq!(text.lines().nth(1), Some("1,train/loss,1,1,1000"));
+    assert_eq!(
+        text.lines().next(),
+        Some("experiment,cell,manager_type,seed,identity,run,key,step,value,time")
+    );
+    let line = text.lines().nth(1).unwrap();
+    assert!(
+        line.starts_with("plan-test,manager_type=BT,BT,0,")
+            && line.ends_with(",1,train/loss,1,1,1000"),
+        "{line}"
+    );
+
+    // `show` prints dates, and says what an identity prefix needs.
+    let shown = env.ok(&["show", "1"]);
+    assert!(shown.contains(" UTC"), "{shown}");
+    assert!(!shown.contains("since epoch"), "{shown}");
+    let out = env.towerlab(&["show", "ab"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("at least 4 hex characters"), "{err}");
+}
+
+#[test]
+fn missing_tables_are_named_before_anything_is_stored() {
+    let env = Env::without_data(EXPERIMENT);
+    for cmd in ["plan", "queue", "run"] {
+        let out = env.towerlab(&[cmd, path(&env.file())]);
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let table = env.dir.path().join("data").join("vqav2_train_fix.arrow");
+        assert!(
+            err.contains(&format!("{} (train tables of 4 run(s))", table.display())),
+            "{cmd}: {err}"
+        );
+        assert!(
+            err.contains("vqav2_val_fix.arrow (train and val tables"),
+            "{cmd}: {err}"
+        );
+        assert!(err.contains("towerlab data synth --out"), "{cmd}: {err}");
+        assert!(!env.db().exists(), "{cmd} stored something");
+    }
+
+    // A relative data root is read from the working directory: from another one the tables
+    // are missing, and the message says where it looked.
+    let env = Env::new(&EXPERIMENT.replace("root = \"DATA\"", "root = \"data\""));
+    env.ok(&["plan", path(&env.file())]);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_towerlab"))
+        .args(["plan", path(&env.file()), "--db"])
+        .arg(env.db())
+        .current_dir(elsewhere.path())
+        .env_remove("TOWERLAB_DB")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("data/vqav2_train_fix.arrow"), "{err}");
+    assert!(
+        err.contains("data_root \"data\" is relative to the working directory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_cli_tells_the_truth_about_states_axes_and_presets() {
+    let env = Env::new(EXPERIMENT);
+    env.ok(&["queue", path(&env.file())]);
+    rt().block_on(async {
+        let store = Store::open(env.db()).await.unwrap();
+        let w = WorkerInfo::this_process("cpu", "test");
+        let a = store.claim(&w, None).await.unwrap().unwrap();
+        store.finish(&a.lease).await.unwrap();
+        store.close().await;
+    });
+    // A cancelled run is cancelled everywhere.
+    env.ok(&["cancel", "2"]);
+    let plan = env.ok(&["plan", path(&env.file())]);
+    assert_eq!(count_state(&plan, "cancelled"), 1, "{plan}");
+    assert_eq!(count_state(&plan, "failed"), 0, "{plan}");
+    let ls = env.ok(&["ls", "--status", "cancelled"]);
+    assert!(ls.contains("1 run(s)"), "{ls}");
+
+    // `done`, as plan says, lists the finished runs.
+    let ls = env.ok(&["ls", "-s", "done"]);
+    assert!(ls.contains("1 run(s)") && ls.contains("finished"), "{ls}");
+    let out = env.towerlab(&["ls", "-s", "stale"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a plan state"));
+
+    // An axis no run has, or a value no run has, is an error; letter case does not matter.
+    let out = env.towerlab(&["ls", "foo=bar"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no run has an axis `foo`; the axes are: manager_type, seed"),
+        "{err}"
+    );
+    let out = env.towerlab(&["ls", "manager_type=XAUE"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no run has manager_type=XAUE; its values are: BT, SAUE"),
+        "{err}"
+    );
+    let ls = env.ok(&["ls", "manager_type=saue"]);
+    assert!(ls.contains("2 run(s)"), "{ls}");
+
+    // The preset can come from a flag or a variable, like the file's.
+    let src = EXPERIMENT.replace("preset = \"tiny\"\n", "");
+    let env = Env::new(&src);
+    let plan = env.ok(&["plan", path(&env.file()), "--set", "preset=tiny"]);
+    assert!(plan.contains("4 new"), "{plan}");
+    let base = env.ok(&["plan", path(&env.file())]);
+    let first_id = |p: &str| {
+        p.lines()
+            .nth(2)
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    assert_ne!(
+        first_id(&plan),
+        first_id(&base),
+        "tiny is another model than base"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_towerlab"))
+        .args(["plan", path(&env.file())])
+        .arg("--db")
+        .arg(env.db())
+        .env("TOWERLAB_PRESET", "tiny")
+        .output()
+        .unwrap();
+    assert_eq!(
+        first_id(&String::from_utf8_lossy(&out.stdout)),
+        first_id(&plan)
+    );
 }
 
 #[test]

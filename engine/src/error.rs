@@ -82,6 +82,19 @@ pub enum EngineError {
     /// caught at the run's boundary. An allocation failure's panic is [`Self::OutOfMemory`].
     #[error("the engine panicked: {0}")]
     Panic(String),
+    /// The VQA head's size disagrees with the data's answer vocabulary.
+    #[error(
+        "vqav2_label_size = {label_size}, but {vocabulary} lists {answers} answers: the VQA head \
+         needs one output per answer of the data"
+    )]
+    AnswerCount {
+        label_size: i64,
+        answers: usize,
+        vocabulary: PathBuf,
+    },
+    /// The data's answer vocabulary file cannot be read.
+    #[error("cannot read the answer vocabulary: {0}")]
+    AnswerVocabulary(String),
 }
 
 impl From<tch::TchError> for EngineError {

@@ -513,6 +513,54 @@ fn mlm_masking_statistics_and_special_token_safety() {
     assert!((frac(kept) - 0.1).abs() < 0.02, "kept {}", frac(kept));
 }
 
+/// Making the set again where it already is writes nothing (modification times stay, so run
+/// identities that hash them stay); a damaged or missing file is put back, alone.
+#[test]
+fn synth_again_leaves_identical_files_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = synth(dir.path(), SynthSize::Small, 0).unwrap();
+    assert_eq!(
+        first.written.len(),
+        first.files.len() + 2,
+        "every table, the tokenizer and the answers"
+    );
+    for name in ["vqav2_train_fix", "vqav2_val_fix", "vqav2_test"] {
+        assert!(first.files.iter().any(|(n, _)| n == name), "{name}");
+    }
+    let mtimes = |d: &std::path::Path| -> Vec<(String, std::time::SystemTime)> {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().unwrap().modified().unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = mtimes(dir.path());
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let again = synth(dir.path(), SynthSize::Small, 0).unwrap();
+    assert!(again.written.is_empty(), "{:?}", again.written);
+    assert_eq!(
+        mtimes(dir.path()),
+        before,
+        "no file was touched, no staging left"
+    );
+
+    std::fs::write(dir.path().join("snli_dev.arrow"), b"damaged").unwrap();
+    std::fs::remove_file(dir.path().join("vqav2_val_fix.arrow")).unwrap();
+    let repaired = synth(dir.path(), SynthSize::Small, 0).unwrap();
+    assert_eq!(repaired.written, ["snli_dev.arrow", "vqav2_val_fix.arrow"]);
+    assert_eq!(
+        std::fs::read(dir.path().join("vqav2_val_fix.arrow")).unwrap(),
+        std::fs::read(dir.path().join("vqav2_val.arrow")).unwrap()
+    );
+}
+
 #[test]
 fn synth_is_deterministic_loadable_and_not_trivial() {
     let a = tempfile::tempdir().unwrap();
@@ -559,9 +607,8 @@ fn synth_is_deterministic_loadable_and_not_trivial() {
             let names: Vec<String> = settings
                 .tables(split)
                 .iter()
+                // The reference's table names, as a run reads them by default.
                 .flat_map(|t| experiments::expand_table(a.path(), t))
-                // The synthetic set has no `_fix` (corrected-answer) VQA files.
-                .map(|n| n.trim_end_matches("_fix").to_string())
                 .collect();
             let ds = Arc::new(ViltDataset::open(a.path(), &names, kind).unwrap());
             assert!(ds.len() > 10, "{task:?} {split:?}");
@@ -588,6 +635,18 @@ fn synth_is_deterministic_loadable_and_not_trivial() {
     settings.train_transform_keys = vec!["albef_randaug_wohf".into()];
     settings.train_tables = strs(&["vqav2_train"]);
     settings.val_tables = strs(&["vqav2_val"]);
+    // A head of the reference's 3129 answers does not fit the data's 21: no run starts.
+    let err = engine::train::data_source::LoaderData::open(&settings)
+        .err()
+        .expect("a head size that disagrees with the data's answers");
+    assert!(
+        err.to_string().starts_with("vqav2_label_size = 3129, but ")
+            && err
+                .to_string()
+                .contains("vqav2_answers.json lists 21 answers"),
+        "{err}"
+    );
+    settings.vqav2_label_size = engine::data::synth::answer_vocabulary().len() as i64;
     let data = engine::train::data_source::LoaderData::open(&settings).unwrap();
     let first = data.train_epoch(0, 0).next().unwrap().unwrap();
     assert_eq!(

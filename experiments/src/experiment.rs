@@ -21,11 +21,12 @@ use crate::experts::{self, HubEnv, HubRepo, Loads};
 use crate::file::{self, Parsed, SetEntry};
 use crate::grid::{self, display_value, values_equal, Assignment, CellKey, Dimension};
 use crate::identity::{
-    canonical_json, identity_document, identity_document_with, IdentityContext, RunId,
+    canonical_json, describe_stamp, identity_document, identity_document_with, vqa_answer_count,
+    IdentityContext, RunId, DATA_STAMPS_KEY,
 };
 use crate::layering::{self, env_key, Layer, Overrides};
 use crate::schema;
-use crate::settings::{Settings, Task};
+use crate::settings::{Settings, Split, Task};
 use crate::spanned;
 use crate::spec::{DataSpec, MetricSpec, WandbSpec};
 
@@ -107,10 +108,12 @@ pub struct Cell {
     pub seed: u64,
     /// Fully resolved settings (all layers applied).
     pub settings: Settings,
-    /// Content hash of [`Cell::identity_document`].
+    /// Content hash of [`Cell::identity_document`] (without its data stamps: see
+    /// [`crate::identity::identity_of`]).
     pub identity: RunId,
     /// What the identity hashes: settings without execution keys, data digest, engine version,
-    /// dependency. The store keeps it so a later plan can say what changed.
+    /// dependency; plus the stamps of the data files (not hashed). The store keeps it so a
+    /// later plan can say what changed, naming the file.
     pub identity_document: Json,
     /// The pre-training run this cell starts from.
     pub depends_on: Option<RunId>,
@@ -209,6 +212,34 @@ impl Experiment {
         out
     }
 
+    /// When some run validates on tables it also trains on (VQA's reference tables do: the
+    /// reference trains on train + val for the test server), a sentence saying so: its
+    /// validation scores are not held out.
+    pub fn validation_overlap(&self) -> Option<String> {
+        self.runs.iter().find_map(|r| {
+            let train = r.settings.tables(Split::Train);
+            let shared: Vec<String> = r
+                .settings
+                .tables(Split::Val)
+                .into_iter()
+                .filter(|t| train.contains(t))
+                .collect();
+            (!shared.is_empty()).then(|| {
+                format!(
+                    "the validation tables {} are also training tables{}, so validation scores \
+                     are not held out; name the training tables in [base] train_tables to keep \
+                     them apart",
+                    shared.join(", "),
+                    if r.settings.task == Task::Vqa && r.settings.train_tables.is_empty() {
+                        " (the reference trains VQAv2 on train + val for the test server)"
+                    } else {
+                        ""
+                    }
+                )
+            })
+        })
+    }
+
     /// The metric reported for `task`.
     pub fn metric_for(&self, task: Task) -> Option<&MetricSpec> {
         self.metrics
@@ -300,18 +331,23 @@ fn make_cell(
 ) -> Cell {
     let data = (ctx.data)(&settings);
     let loads = experts::loads(&settings, hub);
-    let doc = identity_document_with(
+    let mut doc = identity_document_with(
         &settings,
         data.as_str(),
         &ctx.engine_version,
         depends_on.as_ref(),
         loads.to_json(),
     );
+    let identity = RunId::of_document(&doc);
+    let stamps = (ctx.stamps)(&settings);
+    if let (Json::Object(map), false) = (&mut doc, stamps.is_null()) {
+        map.insert(DATA_STAMPS_KEY.into(), stamps);
+    }
     Cell {
         key,
         axes,
         seed: settings.seed,
-        identity: RunId::of_document(&doc),
+        identity,
         identity_document: doc,
         settings,
         depends_on,
@@ -364,6 +400,24 @@ struct CheckedOverrides {
     env: Vec<(String, Json, String)>,
     set: Vec<(String, Json, usize)>,
     pretrain_set: Vec<(String, Json, usize)>,
+    /// `--set preset=NAME` or `TOWERLAB_PRESET` (the flag wins): the preset under `[base]`.
+    preset: Option<String>,
+}
+
+/// A preset name given outside the file, as the file's `[base] preset` takes it.
+fn preset_name(text: &str) -> Result<String, String> {
+    let name = text.trim().trim_matches('"');
+    match Settings::preset(name) {
+        Some(_) => Ok(name.to_string()),
+        None => Err(format!(
+            "preset expects one of {}, found `{text}`",
+            Settings::PRESETS
+                .iter()
+                .map(|n| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
 }
 
 fn read_overrides(
@@ -375,8 +429,16 @@ fn read_overrides(
         hub: HubEnv::from_vars(&ov.env),
         ..CheckedOverrides::default()
     };
+    let mut env_preset = None;
     for (var, text) in &ov.env {
         let Some(key) = env_key(var) else { continue };
+        if key == "preset" {
+            match preset_name(text) {
+                Ok(name) => env_preset = Some(name),
+                Err(m) => c.push(Origin::Env(var.clone()), m),
+            }
+            continue;
+        }
         if schema::key_type(&key).is_none() {
             // Other TOWERLAB_* variables belong to the app (paths, logging); only flag typos.
             if let Some(s) = schema::suggest(&key) {
@@ -406,6 +468,20 @@ fn read_overrides(
             Some(k) => (true, k),
             None => (false, key),
         };
+        if key == "preset" {
+            if for_pretrain {
+                c.push(
+                    Origin::Set(n),
+                    "the preset applies to the whole experiment: write `--set preset=NAME`",
+                );
+            } else {
+                match preset_name(text) {
+                    Ok(name) => out.preset = Some(name),
+                    Err(m) => c.push(Origin::Set(n), m),
+                }
+            }
+            continue;
+        }
         if for_pretrain
             && (Settings::MODEL_KEYS.contains(&key) || matches!(key, "task" | "vlp" | "load_path"))
         {
@@ -421,6 +497,9 @@ fn read_overrides(
             Err(m) => c.push(Origin::Set(n), m),
         }
     }
+    if out.preset.is_none() {
+        out.preset = env_preset;
+    }
     out
 }
 
@@ -431,6 +510,9 @@ fn build(
     mut warnings: Vec<String>,
     path: &Path,
 ) -> Option<Experiment> {
+    if let Some(name) = &ov.preset {
+        p.preset.clone_from(name);
+    }
     let preset = Settings::preset(&p.preset)?;
     let data = p.data.clone().unwrap_or(DataSpec {
         root: preset.data_root.clone(),
@@ -562,6 +644,7 @@ fn build(
     let mut rejected_cells = false;
     let mut missing_experts: Vec<MissingExpert> = Vec::new();
     let mut seen_expert_problems: HashSet<String> = HashSet::new();
+    let mut vocabularies: HashMap<String, Result<Option<usize>, String>> = HashMap::new();
     for point in &points {
         let include = p.include.iter().find(|i| i.assignment == *point);
         let mut cell_sources = sources.clone();
@@ -604,6 +687,11 @@ fn build(
                 .filter(|pr| seen_expert_problems.insert(pr.message.clone()))
                 .collect();
             problems.extend(normalise(&mut settings, &cell_sources));
+            problems.extend(answer_count(
+                &mut settings,
+                &cell_sources,
+                &mut vocabularies,
+            ));
             problems.extend(constraints::check(&settings));
             report(c, &problems, &cell_sources, &key, &p.preset, "cell");
             if !problems.is_empty() || expert_failed {
@@ -806,6 +894,44 @@ fn normalise(s: &mut Settings, sources: &HashMap<String, Source>) -> Vec<constra
     out
 }
 
+/// VQA's head size: when `vqav2_label_size` is not given, the number of answers in the data's
+/// answer vocabulary ([`crate::VQA_ANSWERS_FILE`] beside the tables, as `towerlab data synth`
+/// writes it); a given size that disagrees with that file is an error, since the head's
+/// outputs would not be the data's labels (scores stay at 0, or labels fall outside it).
+fn answer_count(
+    s: &mut Settings,
+    sources: &HashMap<String, Source>,
+    cache: &mut HashMap<String, Result<Option<usize>, String>>,
+) -> Vec<constraints::Problem> {
+    if s.task != Task::Vqa {
+        return Vec::new();
+    }
+    let found = cache
+        .entry(s.data_root.clone())
+        .or_insert_with(|| vqa_answer_count(Path::new(&s.data_root)));
+    let problem = |message: String| constraints::Problem {
+        keys: vec!["vqav2_label_size"],
+        message,
+    };
+    match (found, sources.contains_key("vqav2_label_size")) {
+        (Err(m), _) => vec![problem(format!("cannot read the answer vocabulary: {m}"))],
+        (Ok(None), _) => Vec::new(),
+        (Ok(Some(n)), false) => {
+            s.vqav2_label_size = *n as i64;
+            Vec::new()
+        }
+        (Ok(Some(n)), true) if s.vqav2_label_size == *n as i64 => Vec::new(),
+        (Ok(Some(n)), true) => vec![problem(format!(
+            "vqav2_label_size = {}, but {} lists {n} answers: the VQA head needs one output \
+             per answer of the data; remove the setting to take {n} from the data",
+            s.vqav2_label_size,
+            Path::new(&s.data_root)
+                .join(crate::VQA_ANSWERS_FILE)
+                .display()
+        ))],
+    }
+}
+
 /// Reports constraint problems at the place the user set the last involved key.
 fn report(
     c: &mut Collector<'_>,
@@ -912,6 +1038,10 @@ fn resolve_pretrain(
 
 /// The settings keys that differ between two identity documents, as `key: old → new`
 /// (identity inputs other than settings appear as `@data`, `@engine`, `@depends_on`).
+///
+/// A changed data digest is told file by file (`@data vqav2_train.arrow: 512 B, modified … →
+/// missing`) when both documents keep the files' stamps; an empty `*_tables` list is shown with
+/// the task's tables it stands for.
 pub fn diff_documents(old: &Json, new: &Json) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     let flat_old = flatten_doc(old);
@@ -927,12 +1057,71 @@ pub fn diff_documents(old: &Json, new: &Json) -> Vec<(String, String, String)> {
             (None, None) => true,
             _ => false,
         };
-        if !same {
-            let show = |v: Option<&Json>| v.map_or("(unset)".to_string(), display_value);
-            out.push((k.clone(), show(a), show(b)));
+        if same {
+            continue;
         }
+        if k == "@data" {
+            let files = file_changes(old, new);
+            if !files.is_empty() {
+                out.extend(files);
+                continue;
+            }
+        }
+        let show = |v: Option<&Json>, doc: &Json| match v {
+            None => "(unset)".to_string(),
+            Some(v) => match default_tables(k, v, doc) {
+                Some(tables) => format!("[] (the task's tables: {tables})"),
+                None => display_value(v),
+            },
+        };
+        out.push((k.clone(), show(a, old), show(b, new)));
     }
     out
+}
+
+/// The files whose stamps differ between two identity documents, as `@data <file>` changes.
+fn file_changes(old: &Json, new: &Json) -> Vec<(String, String, String)> {
+    let (Some(Json::Object(a)), Some(Json::Object(b))) =
+        (old.get(DATA_STAMPS_KEY), new.get(DATA_STAMPS_KEY))
+    else {
+        return Vec::new();
+    };
+    let mut names: Vec<&String> = a.keys().chain(b.keys()).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter(|n| a.get(*n) != b.get(*n))
+        .map(|n| {
+            (
+                format!("@data {n}"),
+                describe_stamp(a.get(n)),
+                describe_stamp(b.get(n)),
+            )
+        })
+        .collect()
+}
+
+/// For an empty `train_tables`/`val_tables`/`test_tables` of a settings document: the tables
+/// the run reads instead (the task's reference tables), so a plan shows what runs.
+fn default_tables(key: &str, value: &Json, doc: &Json) -> Option<String> {
+    let split = match key {
+        "train_tables" => Split::Train,
+        "val_tables" => Split::Val,
+        "test_tables" => Split::Test,
+        _ => return None,
+    };
+    if value.as_array().is_none_or(|a| !a.is_empty()) {
+        return None;
+    }
+    let settings = doc.get("settings").unwrap_or(doc).clone();
+    let settings: Settings = serde_json::from_value(settings).ok()?;
+    let tables = settings.tables(split);
+    Some(if tables.is_empty() {
+        "none".into()
+    } else {
+        tables.join(", ")
+    })
 }
 
 fn flatten_doc(doc: &Json) -> HashMap<String, Json> {

@@ -52,6 +52,9 @@ pub(crate) struct Parsed {
     pub(crate) wandb: Option<WandbSpec>,
     /// A `task` key was written (even with a bad value), so "missing task" is not reported.
     pub(crate) task_written: bool,
+    /// Axes written in the grid whose values were rejected (already reported): rules naming
+    /// them are not told that they name no axis.
+    pub(crate) broken_axes: Vec<String>,
 }
 
 impl Parsed {
@@ -547,8 +550,9 @@ fn read_axis(c: &mut Collector<'_>, g: &Entry, prefix: &str, p: &mut Parsed) {
     if !axis_key_ok(c, &key, g.key_span.start, p) {
         return;
     }
-    if let Some(values) = axis_values(c, &key, &g.value, p, true) {
-        p.dims.push(Dimension::Axis { key, values });
+    match axis_values(c, &key, &g.value, p, true) {
+        Some(values) => p.dims.push(Dimension::Axis { key, values }),
+        None => p.broken_axes.push(key),
     }
 }
 
@@ -589,6 +593,7 @@ fn read_zip(c: &mut Collector<'_>, node: &Node, p: &mut Parsed) {
             }
         }
         if !ok {
+            p.broken_axes.extend(flat.iter().map(|(k, _)| k.clone()));
             continue;
         }
         let len = columns[0].len();
@@ -603,6 +608,7 @@ fn read_zip(c: &mut Collector<'_>, node: &Node, p: &mut Parsed) {
                 group.span.start,
                 format!("the axes of a zip group need the same number of values: {sizes}"),
             );
+            p.broken_axes.extend(keys);
             continue;
         }
         let rows = (0..len)
@@ -644,6 +650,11 @@ fn read_rule(c: &mut Collector<'_>, rule: &Node, p: &Parsed, what: &str) -> Opti
             continue;
         }
         let Some(dim) = p.dims.iter().find(|d| d.keys().contains(&key.as_str())) else {
+            if p.broken_axes.contains(&key) {
+                // Its values were rejected above: that message is the one to fix.
+                ok = false;
+                continue;
+            }
             let names: Vec<&str> = axes.iter().map(String::as_str).collect();
             let hint = match closest(&key, &names) {
                 Some(s) => format!("; did you mean `{s}`?"),

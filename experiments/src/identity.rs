@@ -210,6 +210,83 @@ pub fn data_digest<P: AsRef<Path>>(files: &[P]) -> DataDigest {
     DataDigest(sha256_hex(lines.join("\n").as_bytes()))
 }
 
+/// How each of `files` stands, keyed by file name: `{"size": bytes, "mtime_ms": ms}`, or
+/// `"missing"`. Stored beside a run's identity (not hashed: [`data_digest`] is), so that a
+/// later plan can name the file that changed instead of two digests.
+pub fn data_stamps<P: AsRef<Path>>(files: &[P]) -> Json {
+    let mut map = serde_json::Map::new();
+    for p in files {
+        let p = p.as_ref();
+        let name = p.file_name().map_or_else(
+            || p.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let stamp = match std::fs::metadata(p) {
+            Ok(m) => json!({
+                "size": m.len(),
+                "mtime_ms": m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_millis() as u64),
+            }),
+            Err(_) => Json::String("missing".into()),
+        };
+        map.insert(name, stamp);
+    }
+    Json::Object(map)
+}
+
+/// One file's stamp from [`data_stamps`] as text: `51234 B, modified 2026-05-01 10:00:00 UTC`.
+pub fn describe_stamp(stamp: Option<&Json>) -> String {
+    match stamp {
+        None => "(not read)".into(),
+        Some(Json::Object(m)) => {
+            let size = m.get("size").and_then(Json::as_u64).unwrap_or(0);
+            let ms = m.get("mtime_ms").and_then(Json::as_i64).unwrap_or(0);
+            format!("{size} B, modified {}", crate::clock::utc_text(ms))
+        }
+        Some(other) => other.as_str().unwrap_or("?").to_string(),
+    }
+}
+
+/// The file beside the VQA tables that lists the answer vocabulary (`towerlab data synth`
+/// writes it): `{"label2answer": [...], "num_answers": N}`.
+pub const VQA_ANSWERS_FILE: &str = "vqav2_answers.json";
+
+/// The number of answers in `data_root`'s [`VQA_ANSWERS_FILE`]; `Ok(None)` when there is none
+/// (the reference's own tables come without one). The message names the file when it is
+/// unreadable.
+pub fn vqa_answer_count(data_root: &Path) -> Result<Option<usize>, String> {
+    let path = data_root.join(VQA_ANSWERS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let doc: Json =
+        serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+    let listed = doc
+        .get("label2answer")
+        .and_then(Json::as_array)
+        .map(Vec::len);
+    let counted = doc
+        .get("num_answers")
+        .and_then(Json::as_u64)
+        .map(|n| n as usize);
+    match (listed, counted) {
+        (Some(a), Some(b)) if a != b => Err(format!(
+            "{}: label2answer lists {a} answers but num_answers is {b}",
+            path.display()
+        )),
+        (Some(n), _) | (None, Some(n)) => Ok(Some(n)),
+        (None, None) => Err(format!(
+            "{}: expected `label2answer` (a list of answers) or `num_answers`",
+            path.display()
+        )),
+    }
+}
+
 /// The `.arrow` files a run reads: the tables of every split under `data_root`, shard patterns
 /// expanded by [`expand_table`].
 pub fn data_files(settings: &Settings) -> Vec<PathBuf> {
@@ -256,6 +333,9 @@ pub struct IdentityContext<'a> {
     pub engine_version: String,
     /// The data digest of a run, from its resolved settings.
     pub data: Box<dyn Fn(&Settings) -> DataDigest + 'a>,
+    /// The stamps of the files a run reads ([`data_stamps`]), kept beside its identity;
+    /// `Null` when there are none to keep.
+    pub stamps: Box<dyn Fn(&Settings) -> Json + 'a>,
 }
 
 impl<'a> IdentityContext<'a> {
@@ -264,6 +344,7 @@ impl<'a> IdentityContext<'a> {
         Self {
             engine_version: engine_version.into(),
             data: Box::new(|s| data_digest(&data_files(s))),
+            stamps: Box::new(|s| data_stamps(&data_files(s))),
         }
     }
 
@@ -273,7 +354,24 @@ impl<'a> IdentityContext<'a> {
         Self {
             engine_version: engine_version.into(),
             data: Box::new(move |_| d.clone()),
+            stamps: Box::new(|_| Json::Null),
         }
+    }
+}
+
+/// The key of an identity document that holds the data files' stamps: informative only, so
+/// the identity hashes the document without it.
+pub const DATA_STAMPS_KEY: &str = "data_files";
+
+/// The identity of a document made by [`identity_document`] (its [`DATA_STAMPS_KEY`] left out).
+pub fn identity_of(doc: &Json) -> RunId {
+    match doc {
+        Json::Object(map) if map.contains_key(DATA_STAMPS_KEY) => {
+            let mut hashed = map.clone();
+            hashed.remove(DATA_STAMPS_KEY);
+            RunId::of_document(&Json::Object(hashed))
+        }
+        _ => RunId::of_document(doc),
     }
 }
 

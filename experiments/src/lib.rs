@@ -8,6 +8,7 @@
 //! back at once in [`ValidationErrors`]. [`Experiment::cells`] then gives the plan's runs with
 //! their identities, and [`plan::plan`] compares them with what the store knows.
 
+pub mod clock;
 pub mod constraints;
 pub mod device;
 pub mod errors;
@@ -29,7 +30,10 @@ pub use device::{DeviceSpec, DeviceSpecError};
 pub use errors::{Origin, ValidationError, ValidationErrors};
 pub use experiment::{Cell, Experiment, MissingExpert, ResolvedRun, Role, DEMO_PATH, DEMO_TOML};
 pub use grid::{Assignment, CellKey, Dimension};
-pub use identity::{data_digest, data_files, expand_table, DataDigest, IdentityContext, RunId};
+pub use identity::{
+    data_digest, data_files, data_stamps, expand_table, vqa_answer_count, DataDigest,
+    IdentityContext, RunId, VQA_ANSWERS_FILE,
+};
 pub use layering::Overrides;
 pub use plan::{CellState, KnownRuns, Plan, PlanRow, RunStatus};
 pub use settings::{

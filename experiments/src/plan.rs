@@ -21,6 +21,8 @@ pub enum RunStatus {
     Failed,
     /// Stopped without a final status (missed heartbeat, killed machine).
     Crashed,
+    /// Stopped on request (Ctrl-C, `towerlab cancel`); it resumes from its last checkpoint.
+    Cancelled,
 }
 
 /// Where a cell stands.
@@ -37,6 +39,8 @@ pub enum CellState {
     Queued,
     /// A run exists for this cell key and seed, but with another identity.
     Stale,
+    /// A run with this identity was cancelled; `queue`/`run` resume it.
+    Cancelled,
 }
 
 impl CellState {
@@ -48,6 +52,7 @@ impl CellState {
             Self::Running => "running",
             Self::Queued => "queued",
             Self::Stale => "stale",
+            Self::Cancelled => "cancelled",
         }
     }
 }
@@ -120,10 +125,11 @@ pub struct PlanRow {
 }
 
 impl PlanRow {
-    /// Does `apply` have to run it? New and stale cells always; failed ones when retrying.
+    /// Does `apply` have to run it? New, stale and cancelled (to resume) cells always; failed
+    /// ones when retrying.
     pub fn needs_run(&self, retry_failed: bool) -> bool {
         match self.state {
-            CellState::New | CellState::Stale => true,
+            CellState::New | CellState::Stale | CellState::Cancelled => true,
             CellState::Failed => retry_failed,
             CellState::Done | CellState::Running | CellState::Queued => false,
         }
@@ -139,6 +145,22 @@ pub struct PlanCounts {
     pub running: usize,
     pub queued: usize,
     pub stale: usize,
+    pub cancelled: usize,
+}
+
+impl std::fmt::Display for PlanCounts {
+    /// `2 new, 0 stale, 1 failed, 5 done, 0 running, 0 queued` (and cancelled cells, when any).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} new, {} stale, {} failed, {} done, {} running, {} queued",
+            self.new, self.stale, self.failed, self.done, self.running, self.queued
+        )?;
+        if self.cancelled > 0 {
+            write!(f, ", {} cancelled", self.cancelled)?;
+        }
+        Ok(())
+    }
 }
 
 /// The experiment's cells with their states, in plan order (pre-training runs first).
@@ -159,6 +181,7 @@ fn classify(cell: Cell, view: &dyn RunsView) -> PlanRow {
         RunStatus::Failed | RunStatus::Crashed => CellState::Failed,
         RunStatus::Running => CellState::Running,
         RunStatus::Queued => CellState::Queued,
+        RunStatus::Cancelled => CellState::Cancelled,
     });
     if let Some(state) = by_id {
         return PlanRow {
@@ -201,6 +224,7 @@ impl Plan {
                 CellState::Running => c.running += 1,
                 CellState::Queued => c.queued += 1,
                 CellState::Stale => c.stale += 1,
+                CellState::Cancelled => c.cancelled += 1,
             }
         }
         c
@@ -259,11 +283,7 @@ impl Plan {
             }
         }
         let c = self.counts();
-        let _ = write!(
-            out,
-            "{} new, {} stale, {} failed, {} done, {} running, {} queued",
-            c.new, c.stale, c.failed, c.done, c.running, c.queued
-        );
+        let _ = write!(out, "{}", c);
         out
     }
 }

@@ -60,6 +60,6 @@ pub use input::{
 pub use provenance::Provenance;
 pub use table::{
     build_table, render_csv, render_latex, render_markdown, render_runs_csv, render_terminal,
-    Significance, Table,
+    Fallback, Significance, Table,
 };
 pub use write::{write_all, write_all_with, WriteOptions, Written};

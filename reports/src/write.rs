@@ -25,6 +25,9 @@ pub struct WriteOptions {
     pub curve_max_points: usize,
     /// Cell, step and size of the manager-weight figures.
     pub manager: ManagerOptions,
+    /// A p-value column (with the test used) per metric in `table.md` and `table.tex`; the
+    /// CSV always has them.
+    pub p_values: bool,
 }
 
 impl Default for WriteOptions {
@@ -35,6 +38,7 @@ impl Default for WriteOptions {
             bars_zoom: false,
             curve_max_points: CurveOptions::new("").max_points,
             manager: ManagerOptions::default(),
+            p_values: false,
         }
     }
 }
@@ -69,7 +73,8 @@ pub fn write_all_with(
         source,
     })?;
     let mut written = Written::default();
-    let table = build_table(input)?;
+    let mut table = build_table(input)?;
+    table.p_values = opts.p_values;
     let put = |name: &str, bytes: &[u8], w: &mut Written| -> Result<()> {
         let path = out_dir.join(name);
         write_atomic(&path, bytes)?;

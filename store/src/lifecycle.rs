@@ -112,20 +112,20 @@ async fn end_attempt(
     policy: &RetryPolicy,
     final_status: RunStatus,
 ) -> Result<Option<FailOutcome>> {
-    let row: Option<(i64, bool)> = sqlx::query_as(
-        "SELECT attempts, cancel_requested FROM runs \
+    let row: Option<(i64, i64, bool)> = sqlx::query_as(
+        "SELECT attempts, retry_base, cancel_requested FROM runs \
          WHERE id = ?1 AND status = 'running' AND (?2 IS NULL OR attempts = ?2)",
     )
     .bind(run)
     .bind(attempt)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some((attempts, cancel_requested)) = row else {
+    let Some((attempts, retry_base, cancel_requested)) = row else {
         return Ok(None);
     };
     let outcome = if cancel_requested {
         FailOutcome::Ended(RunStatus::Cancelled)
-    } else if attempts < i64::from(policy.max_attempts(class)) {
+    } else if attempts - retry_base < i64::from(policy.max_attempts(class)) {
         FailOutcome::Requeued { attempts }
     } else {
         FailOutcome::Ended(final_status)
@@ -453,7 +453,7 @@ impl Store {
     }
 
     /// Puts ended runs that did not finish (failed / crashed / cancelled) back in the queue with
-    /// a fresh retry budget. With `fresh`, finished runs are accepted too, and everything the run
+    /// a fresh retry budget (attempt numbers keep counting: the next one is the run's next). With `fresh`, finished runs are accepted too, and everything the run
     /// recorded (checkpoint, metrics, manager weights, logs, artifacts, sync cursors) is dropped
     /// so it starts over; otherwise it resumes from its last checkpoint. Returns the ids re-queued.
     pub async fn requeue_runs(&self, runs: &[RunId], fresh: bool) -> Result<Vec<RunId>> {
@@ -461,7 +461,7 @@ impl Store {
         let mut requeued = Vec::new();
         for &run in runs {
             let changed: Option<RunId> = sqlx::query_scalar(
-                "UPDATE runs SET status = 'queued', attempts = 0, cancel_requested = 0, \
+                "UPDATE runs SET status = 'queued', retry_base = attempts, cancel_requested = 0, \
                      failure_class = NULL, failure_message = NULL, ended_ms = NULL, \
                      checkpoint_path = CASE WHEN ?2 THEN NULL ELSE checkpoint_path END, \
                      checkpoint_step = CASE WHEN ?2 THEN NULL ELSE checkpoint_step END, \

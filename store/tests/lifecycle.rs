@@ -230,14 +230,27 @@ async fn failures_are_retried_per_class_then_end_failed() {
     assert_eq!(run.failure_message.as_deref(), Some("again"));
     assert_eq!(run.attempts, 2);
 
-    // A user re-queue gives a fresh budget; finishing clears the failure.
+    // A user re-queue gives a fresh budget, while attempts keep counting (a resumed run says
+    // attempt 3, and no earlier lease matches it); finishing clears the failure.
     assert_eq!(
         store.requeue_runs(&[run.id], false).await.unwrap(),
         vec![run.id]
     );
     let c3 = store.claim(&w, None).await.unwrap().unwrap();
-    assert_eq!(c3.lease.attempt, 1);
-    store.finish(&c3.lease).await.unwrap();
+    assert_eq!(c3.lease.attempt, 3);
+    assert!(store.finish(&c2.lease).await.is_err(), "an old lease");
+    let out = store
+        .fail(&c3.lease, FailureClass::Oom, "once more", &policy)
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        FailOutcome::Requeued { attempts: 3 },
+        "the budget is fresh"
+    );
+    let c4 = store.claim(&w, None).await.unwrap().unwrap();
+    assert_eq!(c4.lease.attempt, 4);
+    store.finish(&c4.lease).await.unwrap();
     let run = store.run(run.id).await.unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Finished);
     assert_eq!(run.failure_class, None);
@@ -353,12 +366,12 @@ async fn stale_heartbeats_are_reaped_requeued_and_resume_from_the_checkpoint() {
         RunStatus::Crashed
     );
 
-    // A fresh re-queue starts over without data.
+    // A fresh re-queue starts over without data (its attempts keep counting).
     store.requeue_runs(&[run], true).await.unwrap();
     let r = store.run(run).await.unwrap().unwrap();
     assert_eq!(
         (r.status, r.checkpoint_path, r.attempts),
-        (RunStatus::Queued, None, 0)
+        (RunStatus::Queued, None, 2)
     );
     assert!(store
         .metric_series(run, "loss", Default::default())

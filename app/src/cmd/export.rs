@@ -1,11 +1,17 @@
-//! `towerlab export`: metric points in long format (run, key, step, value, time).
+//! `towerlab export`: metric points in long format, one row per point with the run's
+//! experiment, cell, axes, seed and identity, plus the manager weights as a second table. For
+//! an experiment, exactly the runs its file's plan shows as done.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use anyhow::bail;
+use app::scope::PlanScope;
+use experiments::Overrides;
 use store::RunFilter;
 
 use crate::cli::{ExportArgs, ExportFormat};
-use crate::runner::export::{self, Format};
+use crate::exit::UserError;
+use crate::runner::export::{self, ExportRun, Format};
 use crate::runner::{self, lookup, Workspace};
 
 pub fn run(db: &Path, args: ExportArgs) -> anyhow::Result<()> {
@@ -17,28 +23,82 @@ pub fn run(db: &Path, args: ExportArgs) -> anyhow::Result<()> {
     let rt = runner::runtime()?;
     rt.block_on(async move {
         let store = Workspace::new(db).open_required().await?;
-        let runs: Vec<store::RunId> = if let Some(text) = &args.run {
-            vec![lookup::run(&store, text).await?.id]
+        let mut notes = Vec::new();
+        let mut order: Vec<String> = Vec::new();
+        let runs: Vec<ExportRun> = if let Some(text) = &args.run {
+            vec![ExportRun::of_row(&lookup::run(&store, text).await?)]
+        } else if args.file.is_some() || args.experiment.is_some() {
+            let file: Option<PathBuf> = match (&args.file, &args.experiment) {
+                (Some(f), _) => Some(f.clone()),
+                (None, Some(name)) => {
+                    let row = lookup::experiment(&store, name).await?;
+                    (row.path != experiments::DEMO_PATH).then(|| PathBuf::from(row.path))
+                }
+                (None, None) => None,
+            };
+            let prepared = runner::prepare(
+                file.as_deref(),
+                &Overrides::from_process_env(args.set),
+                false,
+            )?;
+            order = prepared
+                .exp
+                .dimensions
+                .iter()
+                .flat_map(|d| d.keys())
+                .map(str::to_string)
+                .collect();
+            let scope = PlanScope::compute(&store, &prepared.exp, prepared.cells).await?;
+            let used: Vec<&app::scope::ScopedRun> = scope.done.iter().collect();
+            notes = scope.describe(&used);
+            notes.insert(
+                0,
+                format!(
+                    "{} done run(s) of {}'s current plan ({})",
+                    used.len(),
+                    scope.experiment,
+                    scope.plan.counts()
+                ),
+            );
+            used.iter()
+                .map(|s| ExportRun {
+                    run: s.run.id,
+                    experiment: scope.experiment.clone(),
+                    cell: s.cell.key.0.clone(),
+                    axes: s.cell.axes.clone(),
+                    seed: Some(s.cell.seed),
+                    identity: s.run.hash.clone(),
+                })
+                .collect()
         } else {
-            let mut filter = RunFilter::default();
-            if let Some(name) = &args.experiment {
-                filter.experiment = Some(lookup::experiment(&store, name).await?.id);
-            }
             store
-                .list_runs(&filter)
+                .list_runs(&RunFilter::default())
                 .await?
-                .into_iter()
-                .map(|r| r.id)
+                .iter()
+                .map(ExportRun::of_row)
                 .collect()
         };
-        let cols = export::collect(&store, &runs).await?;
-        export::write(&cols, format, &args.out)?;
+        let metrics = export::metrics(&store, &runs, &order).await?;
+        export::write(&metrics, format, &args.out)?;
         println!(
             "wrote {} metric point(s) of {} run(s) to {}",
-            cols.run.len(),
+            metrics.rows(),
             runs.len(),
             args.out.display()
         );
+        let weights = export::manager_weights(&store, &runs, &order).await?;
+        if weights.rows() > 0 {
+            let path = export::weights_path(&args.out);
+            export::write(&weights, format, &path)?;
+            println!(
+                "wrote {} manager weight(s) to {}",
+                weights.rows(),
+                path.display()
+            );
+        }
+        for n in notes {
+            println!("{n}");
+        }
         anyhow::Ok(())
     })
 }

@@ -1,7 +1,9 @@
 //! `towerlab ls`: the runs table, filtered by experiment, status and axis values.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
+use serde_json::Value as Json;
 use store::{AxisFilter, RunFilter, RunStatus};
 
 use crate::cli::LsArgs;
@@ -12,15 +14,95 @@ fn user(message: String) -> anyhow::Error {
     anyhow::Error::new(UserError { code: 1, message })
 }
 
+/// A status as typed: the store's names, plus `done` (what `plan` calls a finished run).
+fn parse_status(text: &str) -> anyhow::Result<RunStatus> {
+    let t = text.trim().to_ascii_lowercase();
+    if t == "done" {
+        return Ok(RunStatus::Finished);
+    }
+    t.parse::<RunStatus>().map_err(|_| {
+        let plan_only = matches!(t.as_str(), "new" | "stale");
+        user(format!(
+            "unknown status `{text}`{}; statuses: queued, running, finished (or done), failed, \
+             crashed, cancelled",
+            if plan_only {
+                " (a plan state: such a cell has no run of its identity yet, see `towerlab plan`)"
+            } else {
+                ""
+            }
+        ))
+    })
+}
+
+fn same_value(a: &Json, b: &Json) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+fn text(v: &Json) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_string)
+}
+
+/// Checks the axis filters against the axes the listed runs have: an axis no run has, or a
+/// value no run has, is an error naming what exists; a value in another letter case is taken
+/// as the value the runs have (`manager_type=aaue` lists the AAUE runs).
+fn resolve_axes(filters: &mut [AxisFilter], runs: &[store::RunRow]) -> anyhow::Result<()> {
+    if runs.is_empty() {
+        // Nothing to list whatever the axes say.
+        return Ok(());
+    }
+    let mut axes: BTreeMap<&str, Vec<&Json>> = BTreeMap::new();
+    for r in runs {
+        for (k, v) in &r.axes {
+            let values = axes.entry(k.as_str()).or_default();
+            if !values.iter().any(|x| same_value(x, v)) {
+                values.push(v);
+            }
+        }
+    }
+    for f in filters.iter_mut() {
+        let Some(values) = axes.get(f.axis.as_str()) else {
+            let names: Vec<&str> = axes.keys().copied().collect();
+            return Err(user(format!(
+                "no run has an axis `{}`; the axes are: {}",
+                f.axis,
+                names.join(", ")
+            )));
+        };
+        if values.iter().any(|v| same_value(v, &f.value)) {
+            continue;
+        }
+        let wanted = text(&f.value).to_lowercase();
+        let folded: Vec<&&Json> = values
+            .iter()
+            .filter(|v| v.is_string() && text(v).to_lowercase() == wanted)
+            .collect();
+        if let [one] = folded.as_slice() {
+            f.value = (**one).clone();
+            continue;
+        }
+        let mut shown: Vec<String> = values.iter().map(|v| text(v)).collect();
+        shown.sort();
+        return Err(user(format!(
+            "no run has {}={}; its values are: {}",
+            f.axis,
+            text(&f.value),
+            shown.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 pub fn run(db: &Path, args: LsArgs) -> anyhow::Result<()> {
     let mut filter = RunFilter::default();
     for s in &args.status {
-        filter
-            .statuses
-            .push(s.parse::<RunStatus>().map_err(|e| user(e.to_string()))?);
+        filter.statuses.push(parse_status(s)?);
     }
+    let mut axes = Vec::new();
     for f in &args.filters {
-        filter.axes.push(AxisFilter::parse(f).ok_or_else(|| {
+        axes.push(AxisFilter::parse(f).ok_or_else(|| {
             user(format!(
                 "expected AXIS=VALUE (e.g. manager_type=SAUE), found `{f}`"
             ))
@@ -38,6 +120,10 @@ pub fn run(db: &Path, args: LsArgs) -> anyhow::Result<()> {
         };
         if let Some(name) = &args.experiment {
             filter.experiment = Some(lookup::experiment(&store, name).await?.id);
+        }
+        if !axes.is_empty() {
+            resolve_axes(&mut axes, &store.list_runs(&filter).await?)?;
+            filter.axes = axes;
         }
         let runs = store.list_runs_with_summaries(&filter).await?;
         let rows: Vec<Vec<String>> =

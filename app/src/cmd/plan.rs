@@ -8,35 +8,42 @@ use crate::cli::PlanArgs;
 use crate::runner::{self, plan, Workspace};
 
 pub fn run(db: &Path, args: PlanArgs) -> anyhow::Result<()> {
-    let (exp, _) = plan::load_experiment(
+    let prepared = runner::prepare(
         Some(args.file.as_path()),
         &Overrides::from_process_env(args.set),
+        false,
     )?;
-    let missing = if exp.data.synthetic {
-        runner::data::missing_files(&exp).len()
-    } else {
-        0
-    };
-    let cells = runner::cells_of(&exp, false)?;
+    let exp = &prepared.exp;
     let rt = runner::runtime()?;
     let rendered = rt.block_on(async {
         let ws = Workspace::new(db);
         let plan = match ws.open_existing().await? {
-            Some(store) => plan::plan_against(&store, &exp, cells).await?.0,
-            None => experiments::plan::plan(cells, &KnownRuns::default()),
+            Some(store) => {
+                plan::plan_against(&store, exp, prepared.cells.clone())
+                    .await?
+                    .0
+            }
+            None => experiments::plan::plan(prepared.cells.clone(), &KnownRuns::default()),
         };
         anyhow::Ok(plan.render())
     })?;
     println!("{} ({})", exp.name, exp.path.display());
     println!("{rendered}");
-    for note in runner::experts::missing_notes(&exp) {
+    for note in runner::experts::missing_notes(exp) {
         println!("{note}");
     }
-    if missing > 0 {
+    if !prepared.to_make.is_empty() {
+        let mut roots: Vec<&str> = prepared.to_make.iter().map(|m| m.root.as_str()).collect();
+        roots.dedup();
         println!(
-            "{missing} synthetic data table(s) in {} will be made first (identities then change)",
-            exp.data.root
+            "{} synthetic data table(s) missing in {} will be made by `towerlab queue`/`run` \
+             first (identities then change)",
+            prepared.to_make.len(),
+            roots.join(", ")
         );
+    }
+    if let Some(note) = exp.validation_overlap() {
+        println!("note: {note}");
     }
     Ok(())
 }

@@ -8,10 +8,15 @@ use crate::cli::PlanArgs;
 use crate::runner::{self, plan, Workspace};
 
 pub fn run(db: &Path, args: PlanArgs) -> anyhow::Result<()> {
-    let overrides = Overrides::from_process_env(args.set);
-    let (exp, source) = plan::load_experiment(Some(args.file.as_path()), &overrides)?;
-    let exp = runner::experts::fetch_missing(exp, Some(args.file.as_path()), &overrides)?;
-    let cells = runner::cells_of(&exp, true)?;
+    let prepared = runner::prepare(
+        Some(args.file.as_path()),
+        &Overrides::from_process_env(args.set),
+        true,
+    )?;
+    prepared.print_made();
+    let runner::Prepared {
+        exp, source, cells, ..
+    } = prepared;
     let rt = runner::runtime()?;
     rt.block_on(async {
         let ws = Workspace::new(db);
@@ -50,7 +55,8 @@ pub fn describe(report: &plan::QueueReport, cells: usize) -> String {
         }
         if !report.resumed.is_empty() {
             out.push_str(&format!(
-                "re-queued {} interrupted run(s) to resume from their last checkpoint\n",
+                "re-queued {} interrupted (cancelled or crashed) run(s) to resume from their \
+                 last checkpoint\n",
                 report.resumed.len()
             ));
         }

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use app::scope::PlanScope;
 use clap::Args;
 use experiments::{Experiment, Overrides};
 use reports::{Format, WriteOptions};
@@ -37,6 +38,10 @@ pub struct ReportArgs {
     /// Step of the manager-weight figures (default: each run's last).
     #[arg(long, value_name = "STEP")]
     pub step: Option<u64>,
+    /// Add a p-value column, with the test used, per metric to table.md and table.tex (the
+    /// CSV always has them).
+    #[arg(long)]
+    pub p_values: bool,
     /// Override settings as the runs were planned with (`--set key=value`).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -59,13 +64,25 @@ pub fn run(args: ReportArgs, db: &Path) -> anyhow::Result<()> {
             ));
         }
         let store = Store::open(db).await?;
-        let exp = load_experiment(&store, &args).await?;
-        let input =
-            app::report_input::build_input(&store, &exp, args.baseline.as_deref(), args.step)
-                .await?;
+        let (exp, cells) = load_experiment(&store, &args).await?;
+        let scope = PlanScope::compute(&store, &exp, cells).await?;
+        let input = app::report_input::build_input(
+            &store,
+            &exp,
+            &scope,
+            args.baseline.as_deref(),
+            args.step,
+        )
+        .await?;
+        let used: Vec<&app::scope::ScopedRun> = scope.done_cells().collect();
+        let notes = scope.describe(&used);
         if args.print {
-            let table = reports::build_table(&input)?;
+            let mut table = reports::build_table(&input)?;
+            table.p_values = args.p_values;
             print!("{}", reports::render_terminal(&table));
+            for n in &notes {
+                println!("{n}");
+            }
             return Ok(());
         }
         let out = args
@@ -77,6 +94,7 @@ pub fn run(args: ReportArgs, db: &Path) -> anyhow::Result<()> {
                 step: args.step,
                 ..Default::default()
             },
+            p_values: args.p_values,
             ..Default::default()
         };
         let written = tokio::task::spawn_blocking(move || {
@@ -88,6 +106,15 @@ pub fn run(args: ReportArgs, db: &Path) -> anyhow::Result<()> {
         }
         for s in &written.skipped {
             println!("skipped: {s}");
+        }
+        println!(
+            "{} done run(s) of {}'s current plan ({})",
+            used.len(),
+            exp.name,
+            scope.plan.counts()
+        );
+        for n in &notes {
+            println!("{n}");
         }
         Ok(())
     })
@@ -115,24 +142,27 @@ fn parse_formats(list: &str) -> anyhow::Result<Vec<Format>> {
         .collect()
 }
 
-async fn load_experiment(store: &Store, args: &ReportArgs) -> anyhow::Result<Experiment> {
+/// The experiment (by file, or by the file its name recorded) and its cells with identities:
+/// the report holds the runs its plan shows as done.
+async fn load_experiment(
+    store: &Store,
+    args: &ReportArgs,
+) -> anyhow::Result<(Experiment, Vec<experiments::Cell>)> {
     let overrides = Overrides::from_process_env(args.set.clone());
     let path = match (&args.file, &args.experiment) {
-        (Some(file), _) => file.clone(),
+        (Some(file), _) => Some(file.clone()),
         (None, Some(name)) => {
             let row = store
                 .experiment_by_name(name)
                 .await?
                 .ok_or_else(|| user(1, format!("no experiment named `{name}` in the store")))?;
-            if row.path == experiments::DEMO_PATH {
-                return Experiment::demo(&overrides).map_err(|e| user(2, e.to_string()).into());
-            }
-            PathBuf::from(row.path)
+            (row.path != experiments::DEMO_PATH).then(|| PathBuf::from(row.path))
         }
         (None, None) => bail!(user(
             2,
             "give an experiment file or --experiment NAME".into()
         )),
     };
-    Experiment::load(&path, &overrides).map_err(|e| user(2, e.to_string()).into())
+    let prepared = crate::runner::prepare(path.as_deref(), &overrides, false)?;
+    Ok((prepared.exp, prepared.cells))
 }

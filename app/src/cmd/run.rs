@@ -26,15 +26,17 @@ pub fn apply(
     set: Vec<String>,
     slots: SlotArgs,
 ) -> anyhow::Result<()> {
-    let overrides = Overrides::from_process_env(set);
-    let (exp, source) = plan::load_experiment(file, &overrides)?;
     let executor = executor::local_executor()?;
-    let exp = runner::experts::fetch_missing(exp, file, &overrides)?;
-    let cells = runner::cells_of(&exp, true)?;
+    let prepared = runner::prepare(file, &Overrides::from_process_env(set), true)?;
+    prepared.print_made();
+    let runner::Prepared {
+        exp, source, cells, ..
+    } = prepared;
     let rt = runner::runtime()?;
     rt.block_on(async move {
         let ws = Workspace::new(db);
         let store = ws.open().await?;
+        let mut stopped = false;
         let (plan, report) = plan::plan_and_queue(&store, &exp, &source, cells.clone()).await?;
         // What is queued or running now, after this process queued: another `run` of the same
         // file may have queued the cells between our plan and our queueing (then we added
@@ -76,7 +78,8 @@ pub fn apply(
             r.ui = runner::ui::Ui::new().with_sweep(todo as u64, 0);
             let runner = Arc::new(r);
             watch_ctrl_c(runner.clone());
-            let tracker = tracker::TrackerSync::start(&exp, &store);
+            let scope = app::scope::PlanScope::compute(&store, &exp, cells.clone()).await?;
+            let tracker = tracker::TrackerSync::start(&exp, &store, &scope, &cells);
             let ran = worker::serve(runner.clone(), slots, Until::ExperimentDone).await;
             tracker.finish().await;
             let ran = ran?;
@@ -85,25 +88,58 @@ pub fn apply(
                     "stopped after {} attempt(s); run the same command again to resume",
                     ran.len()
                 );
+                stopped = true;
             }
         }
         let (after, _) = plan::plan_against(&store, &exp, cells.clone()).await?;
         let c = after.counts();
-        let table = results::render(&results::collect(&store, &exp, &cells).await?);
+        let table = results::render(results::collect(&store, &exp, &cells).await?.as_ref());
         println!("\n{} — {}", exp.name, exp.path.display());
         print!("{table}");
-        println!(
-            "{} done, {} failed, {} queued, {} running, {} new, {} stale",
-            c.done, c.failed, c.queued, c.running, c.new, c.stale
-        );
+        println!("{c}");
         println!("store:    {}", ws.db.display());
         println!("run dirs: {}/<identity>", ws.runs_dir.display());
         if c.failed > 0 {
             println!("see failures with `towerlab ls --status failed` and `towerlab show RUN`");
         }
         store.close().await;
-        anyhow::Ok(())
+        sweep_outcome(stopped, &c)
     })
+}
+
+/// The exit of a sweep: success only when every cell is done. Failed or cancelled cells exit
+/// with 1; a sweep stopped with Ctrl-C exits with 130, as an interrupted command does.
+fn sweep_outcome(stopped: bool, c: &experiments::plan::PlanCounts) -> anyhow::Result<()> {
+    let message = if stopped {
+        Some((
+            130,
+            "the sweep was stopped before its grid was done; run the same command again to resume"
+                .to_string(),
+        ))
+    } else if c.failed + c.cancelled > 0 {
+        let mut parts = Vec::new();
+        if c.failed > 0 {
+            parts.push(format!("{} failed", c.failed));
+        }
+        if c.cancelled > 0 {
+            parts.push(format!("{} cancelled", c.cancelled));
+        }
+        Some((
+            1,
+            format!(
+                "{} of the grid's {} runs did not finish ({}); `towerlab retry --failed` re-queues them",
+                c.failed + c.cancelled,
+                c.new + c.stale + c.failed + c.done + c.running + c.queued + c.cancelled,
+                parts.join(", ")
+            ),
+        ))
+    } else {
+        None
+    };
+    match message {
+        Some((code, message)) => Err(anyhow::Error::new(crate::exit::UserError { code, message })),
+        None => Ok(()),
+    }
 }
 
 /// First Ctrl-C or SIGTERM (what Slurm sends on `scancel` and at the time limit): stop

@@ -8,9 +8,7 @@ use crate::exit::UserError;
 use crate::runner::{self, lookup, table, Workspace};
 
 fn time(ms: Option<i64>) -> String {
-    ms.map_or("-".into(), |ms| {
-        format!("{:.3} s since epoch", ms as f64 / 1000.0)
-    })
+    ms.map_or("-".into(), experiments::clock::utc_text)
 }
 
 pub fn run(db: &Path, args: ShowArgs) -> anyhow::Result<()> {
@@ -49,8 +47,21 @@ pub fn run(db: &Path, args: ShowArgs) -> anyhow::Result<()> {
             r.pid.map_or("-".into(), |p| p.to_string()),
             r.device.as_deref().unwrap_or("-")
         );
+        let _ = writeln!(out, "queued      {}", time(Some(r.created_ms)));
         let _ = writeln!(out, "started     {}", time(r.started_ms));
-        let _ = writeln!(out, "ended       {}", time(r.ended_ms));
+        match (r.started_ms, r.ended_ms) {
+            (Some(start), Some(end)) => {
+                let _ = writeln!(
+                    out,
+                    "ended       {} (last attempt ran {})",
+                    time(Some(end)),
+                    experiments::clock::duration_text(end - start)
+                );
+            }
+            _ => {
+                let _ = writeln!(out, "ended       {}", time(r.ended_ms));
+            }
+        }
         let _ = writeln!(
             out,
             "progress    {} / {}",

@@ -1,16 +1,19 @@
 //! `towerlab sync <tracker>`: push runs from the store to an experiment tracker.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use app::scope::{PlanScope, ScopedRun};
 
 use clap::{Args, Subcommand};
 
 use crate::exit::UserError;
+use crate::runner::{self, lookup};
 use crate::wandb::cli::{execute, WandbArgs};
 use crate::wandb::config::{Mode, WandbConfig};
-use crate::wandb::store_source::StoreSource;
+use crate::wandb::store_source::{PlanCell, StoreSource};
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
@@ -89,6 +92,55 @@ async fn file_wandb(store: &store::Store, name: &str) -> Option<experiments::Wan
     exp.wandb
 }
 
+/// `--experiment NAME` as the runs its file's plan shows as done: their ids replace the name,
+/// each sent as its plan cell (W&B group `NAME/cell`, shared runs included), and lines saying
+/// what was included and left out.
+async fn scoped(
+    store: &store::Store,
+    args: WandbArgs,
+) -> anyhow::Result<(WandbArgs, BTreeMap<store::RunId, PlanCell>, Vec<String>)> {
+    let mut cells = BTreeMap::new();
+    let mut notes = Vec::new();
+    let mut runs = args.runs.clone();
+    for name in &args.experiments {
+        let row = lookup::experiment(store, name).await?;
+        let file = (row.path != experiments::DEMO_PATH).then(|| PathBuf::from(&row.path));
+        let prepared = runner::prepare(
+            file.as_deref(),
+            &experiments::Overrides::from_process_env(Vec::new()),
+            false,
+        )
+        .with_context(|| {
+            format!("`--experiment {name}` syncs the runs that its file's plan shows as done")
+        })?;
+        let scope = PlanScope::compute(store, &prepared.exp, prepared.cells).await?;
+        let used: Vec<&ScopedRun> = scope.done.iter().collect();
+        notes.push(format!(
+            "{name}: {} done run(s) of its current plan ({})",
+            used.len(),
+            scope.plan.counts()
+        ));
+        notes.extend(scope.describe(&used));
+        for s in used {
+            runs.push(s.run.id.to_string());
+            cells.insert(
+                s.run.id,
+                PlanCell {
+                    experiment: scope.experiment.clone(),
+                    cell: s.cell.key.0.clone(),
+                    seed: s.cell.seed,
+                },
+            );
+        }
+    }
+    let args = WandbArgs {
+        experiments: Vec::new(),
+        runs,
+        ..args
+    };
+    Ok((args, cells, notes))
+}
+
 fn wandb(db: &Path, args: &WandbArgs) -> anyhow::Result<()> {
     let config = WandbConfig::from_env()?;
     if config.mode != Mode::Online {
@@ -113,10 +165,20 @@ fn wandb(db: &Path, args: &WandbArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let store = crate::runner::Workspace::new(db).open().await?;
-        let source = Arc::new(StoreSource::new(store.clone()));
         let mut stdout = std::io::stdout();
         let mut result = Ok(());
         for args in by_project(&store, args, &config).await {
+            let named = !args.selection().is_all();
+            let (args, cells, notes) = scoped(&store, args).await?;
+            for n in &notes {
+                println!("{n}");
+            }
+            if named && args.selection().is_all() {
+                // The named experiments have no done run: nothing to send (not "everything").
+                println!("nothing to sync");
+                continue;
+            }
+            let source = Arc::new(StoreSource::new(store.clone()).with_cells(cells));
             let r = execute(
                 &args,
                 config.clone(),

@@ -27,8 +27,12 @@ pub fn run(db: &Path) -> anyhow::Result<()> {
 /// The runner's plan and queue, for the TUI.
 struct RunnerPlanner;
 
-fn load(file: &Path) -> anyhow::Result<(experiments::Experiment, String)> {
-    plan::load_experiment(Some(file), &Overrides::from_process_env(Vec::new()))
+fn prepare(file: &Path, make_data: bool) -> anyhow::Result<runner::Prepared> {
+    runner::prepare_quietly(
+        Some(file),
+        &Overrides::from_process_env(Vec::new()),
+        make_data,
+    )
 }
 
 fn cell_state(row: &experiments::plan::PlanRow, run: Option<&store::RunRow>) -> CellState {
@@ -37,10 +41,8 @@ fn cell_state(row: &experiments::plan::PlanRow, run: Option<&store::RunRow>) -> 
     match row.state {
         S::New => CellState::New,
         S::Done => CellState::Done,
-        S::Failed => match run.map(|r| r.status) {
-            Some(store::RunStatus::Cancelled) => CellState::Cancelled,
-            _ => CellState::Failed,
-        },
+        S::Failed => CellState::Failed,
+        S::Cancelled => CellState::Cancelled,
         S::Queued => CellState::Queued,
         S::Stale => CellState::Stale,
         S::Running => {
@@ -63,9 +65,8 @@ impl Planner for RunnerPlanner {
         store: &Store,
         file: &Path,
     ) -> anyhow::Result<Vec<PlanCell>> {
-        let (exp, _) = load(file)?;
         // No side effects here: synthetic data is made when the cells are queued.
-        let cells = runner::cells_of(&exp, false)?;
+        let runner::Prepared { exp, cells, .. } = prepare(file, false)?;
         let (plan, stored) = rt.block_on(plan::plan_against(store, &exp, cells))?;
         Ok(plan
             .rows
@@ -88,9 +89,9 @@ impl Planner for RunnerPlanner {
         store: &Store,
         file: &Path,
     ) -> anyhow::Result<usize> {
-        let (exp, source) = load(file)?;
-        runner::data::ensure_synthetic(&exp)?;
-        let cells = runner::cells_of(&exp, false)?;
+        let runner::Prepared {
+            exp, source, cells, ..
+        } = prepare(file, true)?;
         let (_, report) = rt.block_on(plan::plan_and_queue(store, &exp, &source, cells))?;
         Ok(report.added.len() + report.resumed.len())
     }

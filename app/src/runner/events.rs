@@ -16,7 +16,7 @@ pub struct ManagerWeight {
 }
 
 /// Events of one attempt, in order: `Started`, any number of the others, then at most one of
-/// `Finished` / `Failed` (an executor that was killed sends neither).
+/// `Finished` / `Cancelled` / `Failed` (an executor that was killed sends none).
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunEvent {
     Started {
@@ -53,6 +53,10 @@ pub enum RunEvent {
         message: String,
     },
     Finished {
+        step: u64,
+    },
+    /// Stopped on request after its last checkpoint (it resumes from there).
+    Cancelled {
         step: u64,
     },
     Failed {

@@ -116,6 +116,7 @@ pub mod local {
             Event::Predictions { step, path, count } => RunEvent::Predictions { step, path, count },
             Event::Log { message } => RunEvent::Log { message },
             Event::Finished { step } => RunEvent::Finished { step },
+            Event::Cancelled { step } => RunEvent::Cancelled { step },
             Event::Failed {
                 step,
                 class: c,

@@ -57,7 +57,7 @@ pub fn fetch_missing(
     for m in &exp.missing_experts {
         download(m, &exp)?;
     }
-    let (again, _) = super::plan::load_experiment(file, overrides)?;
+    let (again, _) = super::plan::read_experiment(file, overrides)?;
     if let Some(m) = again.missing_experts.first() {
         return Err(user(format!(
             "`{}`: {} is still not usable after the download: {}",

@@ -8,7 +8,10 @@ fn user(message: String) -> anyhow::Error {
     anyhow::Error::new(UserError { code: 1, message })
 }
 
-/// A run by id (`12`) or by identity hash prefix (at least 4 hex characters).
+/// Identity prefixes shorter than this are not looked up (too many runs would share them).
+pub const MIN_PREFIX: usize = 4;
+
+/// A run by id (`12`) or by identity hash prefix (at least [`MIN_PREFIX`] hex characters).
 pub async fn run(store: &Store, text: &str) -> anyhow::Result<RunRow> {
     let text = text.trim();
     if let Ok(id) = text.parse::<i64>() {
@@ -16,10 +19,19 @@ pub async fn run(store: &Store, text: &str) -> anyhow::Result<RunRow> {
             return Ok(r);
         }
     }
-    let hex = text.len() >= 4 && text.bytes().all(|b| b.is_ascii_hexdigit());
-    if !hex {
+    let hex = text.bytes().all(|b| b.is_ascii_hexdigit()) && !text.is_empty();
+    if !hex || text.len() < MIN_PREFIX {
+        let why = if hex {
+            format!(
+                "an identity prefix needs at least {MIN_PREFIX} hex characters, `{text}` has {}",
+                text.len()
+            )
+        } else {
+            format!("`{text}` is neither a run id nor a hex identity prefix")
+        };
         return Err(user(format!(
-            "no run `{text}`: give a run id (as `towerlab ls` shows) or an identity prefix"
+            "no run `{text}`: {why}; give a run id (as `towerlab ls` shows) or at least \
+             {MIN_PREFIX} characters of its identity"
         )));
     }
     let lower = text.to_ascii_lowercase();

@@ -12,6 +12,7 @@ pub mod executor;
 pub mod experts;
 pub mod export;
 pub mod lookup;
+pub mod metric_names;
 pub mod plan;
 pub mod results;
 pub mod sink;
@@ -98,15 +99,78 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// The experiment's cells with identities, after making its synthetic data when asked to
-/// (`make_data`; the identities hash the data files, so data comes first).
-pub fn cells_of(
-    exp: &experiments::Experiment,
-    make_data: bool,
-) -> anyhow::Result<Vec<experiments::Cell>> {
-    if make_data && data::ensure_synthetic(exp)? {
-        println!("made synthetic data in {}", exp.data.root);
+/// An experiment file read for the runner: the experiment, its source text, its cells with
+/// their identities, and the tables its synthetic data will add (for a plan).
+pub struct Prepared {
+    pub exp: experiments::Experiment,
+    pub source: String,
+    pub cells: Vec<experiments::Cell>,
+    /// Tables missing now that `queue`/`run` will make (`[data] synthetic = true`).
+    pub to_make: Vec<data::MissingTable>,
+    /// Folders where synthetic data was just written.
+    pub made: Vec<PathBuf>,
+}
+
+impl Prepared {
+    /// Says where synthetic data was made, if it was.
+    pub fn print_made(&self) {
+        for dir in &self.made {
+            println!("made synthetic data in {}", dir.display());
+        }
     }
+}
+
+/// Reads the experiment (`None`: the embedded demo) and checks that every table its runs read
+/// exists, naming the ones that do not. With `make_data`, synthetic data is made first when the
+/// file asks for it, and the file is read again: resolved settings take VQA's answer count from
+/// the data, and identities hash the files. Without it nothing is written (a plan).
+pub fn prepare(
+    file: Option<&Path>,
+    overrides: &experiments::Overrides,
+    make_data: bool,
+) -> anyhow::Result<Prepared> {
+    let prepared = prepare_quietly(file, overrides, make_data)?;
+    for w in &prepared.exp.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(prepared)
+}
+
+/// [`prepare`] without printing the experiment's warnings (the TUI shows none on its screen).
+pub fn prepare_quietly(
+    file: Option<&Path>,
+    overrides: &experiments::Overrides,
+    make_data: bool,
+) -> anyhow::Result<Prepared> {
+    let (mut exp, source) = plan::read_experiment(file, overrides)?;
+    if make_data {
+        // Identities pin the experts' commits: download what is missing first.
+        exp = experts::fetch_missing(exp, file, overrides)?;
+    }
+    metric_names::check(&exp)?;
+    let mut made = Vec::new();
+    if make_data {
+        made = data::ensure_synthetic(&exp)?;
+        if !made.is_empty() {
+            exp = plan::read_experiment(file, overrides)?.0;
+        }
+    }
+    let missing = data::missing_tables(&exp);
+    let to_make = if missing.is_empty() {
+        Vec::new()
+    } else if exp.data.synthetic && !make_data {
+        missing
+    } else {
+        // With synthetic data asked for, what is still missing is not among its tables.
+        return Err(data::missing_error(&exp, &missing, exp.data.synthetic));
+    };
     let ctx = experiments::IdentityContext::from_files(executor::ENGINE_VERSION);
-    Ok(exp.cells(&ctx))
+    let cells = exp.cells(&ctx);
+    Ok(Prepared {
+        exp,
+        source,
+        cells,
+        to_make,
+        made,
+    })
 }

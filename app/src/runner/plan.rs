@@ -1,115 +1,15 @@
-//! The plan against the store: what the store knows about an experiment's cells (a
-//! [`RunsView`]), and queueing the cells that have to run.
+//! Queueing the cells of a plan that have to run (the plan against the store itself is
+//! [`app::scope`]'s, shared with the reports, exports and the TUI).
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Context as _;
-use experiments::plan::LastRun;
-use experiments::{Cell, CellKey, CellState, Experiment, KnownRuns, Plan, Role};
+use experiments::{Cell, CellState, Experiment, Plan, Role};
 use serde_json::{Map, Value as Json};
-use store::{ExperimentRow, NewRun, RunFilter, RunRow, RunStatus, Store};
+use store::{ExperimentRow, NewRun, RunRow, RunStatus, Store};
 
-/// Params the runner keeps on each run besides the flattened settings.
-pub const PARAM_SETTINGS: &str = "_settings";
-pub const PARAM_IDENTITY: &str = "_identity";
-pub const PARAM_ROLE: &str = "_role";
-
-/// The plan-side status of a stored run. A cancelled run counts as interrupted, like a crashed
-/// one: the plan shows it as failed and `queue`/`run` resume it.
-fn plan_status(s: RunStatus) -> experiments::RunStatus {
-    match s {
-        RunStatus::Queued => experiments::RunStatus::Queued,
-        RunStatus::Running => experiments::RunStatus::Running,
-        RunStatus::Finished => experiments::RunStatus::Finished,
-        RunStatus::Failed => experiments::RunStatus::Failed,
-        RunStatus::Crashed | RunStatus::Cancelled => experiments::RunStatus::Crashed,
-    }
-}
-
-/// Which of two runs with the same identity speaks for it (a finished one wins).
-fn rank(s: RunStatus) -> u8 {
-    match s {
-        RunStatus::Finished => 5,
-        RunStatus::Running => 4,
-        RunStatus::Queued => 3,
-        RunStatus::Cancelled | RunStatus::Crashed => 2,
-        RunStatus::Failed => 1,
-    }
-}
-
-/// The seed a stored run was queued with (kept in its axes).
-pub fn run_seed(run: &RunRow) -> Option<u64> {
-    run.axes.get("seed").and_then(Json::as_u64)
-}
-
-/// What the store knows about `cells`: the status of each identity (in any experiment) and,
-/// within `experiment`, the last run of each cell key and seed with its identity document.
-pub async fn known_runs(
-    store: &Store,
-    experiment: Option<&ExperimentRow>,
-    cells: &[Cell],
-) -> anyhow::Result<(KnownRuns, HashMap<String, RunRow>)> {
-    let hashes: Vec<String> = cells
-        .iter()
-        .map(|c| c.identity.as_str().to_string())
-        .collect();
-    let mut known = KnownRuns::default();
-    let mut by_hash: HashMap<String, RunRow> = HashMap::new();
-    for run in store.runs_by_hash(&hashes).await? {
-        let better = by_hash
-            .get(&run.hash)
-            .is_none_or(|old| rank(run.status) > rank(old.status));
-        if better {
-            by_hash.insert(run.hash.clone(), run);
-        }
-    }
-    for (hash, run) in &by_hash {
-        if let Some(id) = experiments::RunId::parse(hash) {
-            known.by_identity.insert(id, plan_status(run.status));
-        }
-    }
-    if let Some(exp) = experiment {
-        let runs = store
-            .list_runs(&RunFilter {
-                experiment: Some(exp.id),
-                ..RunFilter::default()
-            })
-            .await?;
-        // The newest run (highest id) of each cell key and seed.
-        let mut last: HashMap<(String, u64), &RunRow> = HashMap::new();
-        for run in &runs {
-            if let Some(seed) = run_seed(run) {
-                last.insert((run.cell_key.clone(), seed), run);
-            }
-        }
-        for ((key, seed), run) in last {
-            let Some(identity) = experiments::RunId::parse(&run.hash) else {
-                continue;
-            };
-            let params = store.params(run.id).await?;
-            let document = params
-                .into_iter()
-                .find(|p| p.key == PARAM_IDENTITY)
-                .map_or(Json::Null, |p| p.value);
-            known
-                .by_slot
-                .insert((CellKey(key), seed), LastRun { identity, document });
-        }
-    }
-    Ok((known, by_hash))
-}
-
-/// The experiment's plan against the store, with the stored runs of its identities.
-pub async fn plan_against(
-    store: &Store,
-    exp: &Experiment,
-    cells: Vec<Cell>,
-) -> anyhow::Result<(Plan, HashMap<String, RunRow>)> {
-    let row = store.experiment_by_name(&exp.name).await?;
-    let (known, by_hash) = known_runs(store, row.as_ref(), &cells).await?;
-    Ok((experiments::plan::plan(cells, &known), by_hash))
-}
+pub use app::scope::{plan_against, run_seed, PARAM_IDENTITY, PARAM_ROLE, PARAM_SETTINGS};
 
 fn flatten(prefix: &str, v: &Json, out: &mut Vec<(String, Json)>) {
     match v {
@@ -219,12 +119,16 @@ pub async fn queue_plan(
                 to_add.push(&row.cell);
                 previous.extend(row.previous.as_ref().map(|p| p.as_str().to_string()));
             }
-            CellState::Failed => match stored.get(row.cell.identity.as_str()) {
-                Some(run) if matches!(run.status, RunStatus::Cancelled | RunStatus::Crashed) => {
-                    interrupted.push(run.id);
+            CellState::Failed | CellState::Cancelled => {
+                match stored.get(row.cell.identity.as_str()) {
+                    Some(run)
+                        if matches!(run.status, RunStatus::Cancelled | RunStatus::Crashed) =>
+                    {
+                        interrupted.push(run.id);
+                    }
+                    _ => report.failed += 1,
                 }
-                _ => report.failed += 1,
-            },
+            }
             CellState::Done | CellState::Queued | CellState::Running => report.unchanged += 1,
         }
     }
@@ -279,9 +183,10 @@ pub async fn queue_plan(
     Ok(report)
 }
 
-/// Reads the experiment file (or the embedded demo), returning it with its source text.
-/// Validation problems become one user error (exit code 2) listing every problem.
-pub fn load_experiment(
+/// Reads the experiment file (or the embedded demo), returning it with its source text (its
+/// warnings are the caller's to print). Validation problems become one user error (exit code
+/// 2) listing every problem.
+pub fn read_experiment(
     file: Option<&Path>,
     overrides: &experiments::Overrides,
 ) -> anyhow::Result<(Experiment, String)> {
@@ -296,12 +201,7 @@ pub fn load_experiment(
         ),
     };
     match result {
-        Ok(exp) => {
-            for w in &exp.warnings {
-                eprintln!("warning: {w}");
-            }
-            Ok((exp, source))
-        }
+        Ok(exp) => Ok((exp, source)),
         Err(errors) => {
             let n = errors.len();
             Err(anyhow::Error::new(crate::exit::UserError {

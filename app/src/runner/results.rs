@@ -1,124 +1,56 @@
 //! The results table printed after a sweep: the experiment's summary metric per cell, mean ±
-//! standard deviation over its seeds.
+//! standard deviation over its finished seeds. It is the report's table (the same runs of the
+//! file's plan, the same per-run summaries and the same statistics), in the terminal's words.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use experiments::{Cell, Experiment, MetricSpec, Role, Summary};
-use store::{RunStatus, SeriesOptions, Store};
+use app::scope::PlanScope;
+use experiments::{Cell, Experiment};
+use store::Store;
 
-/// One row: a grid cell over its seeds.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CellResult {
-    pub key: String,
-    pub metric: String,
-    /// Summary values of the finished seeds.
-    pub values: Vec<f64>,
-    /// Seeds in the plan.
-    pub seeds: usize,
-}
-
-impl CellResult {
-    pub fn mean(&self) -> Option<f64> {
-        (!self.values.is_empty())
-            .then(|| self.values.iter().sum::<f64>() / self.values.len() as f64)
-    }
-
-    /// Sample standard deviation (n - 1); `None` with fewer than two values.
-    pub fn std(&self) -> Option<f64> {
-        let n = self.values.len();
-        let mean = self.mean()?;
-        (n >= 2).then(|| {
-            (self.values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
-        })
-    }
-}
-
-/// The summary value of one run for `spec` (its summary policy over the stored series).
-pub async fn summary_value(
-    store: &Store,
-    run: store::RunId,
-    spec: &MetricSpec,
-) -> anyhow::Result<Option<f64>> {
-    let main = store
-        .metric_series(run, &spec.name, SeriesOptions::default())
-        .await?;
-    let mut history: BTreeMap<i64, (Option<f64>, Option<f64>)> = BTreeMap::new();
-    for p in main {
-        history.entry(p.step).or_default().0 = Some(p.value);
-    }
-    if let Summary::AtBestOf { metric, .. } = &spec.summary {
-        for p in store
-            .metric_series(run, metric, SeriesOptions::default())
-            .await?
-        {
-            history.entry(p.step).or_default().1 = Some(p.value);
-        }
-    }
-    let rows: Vec<(i64, Option<f64>, Option<f64>)> =
-        history.into_iter().map(|(s, (a, b))| (s, a, b)).collect();
-    Ok(spec.summarize(&rows))
-}
-
-/// The results of the grid cells of `cells`, in plan order.
+/// The report table of the plan's done runs; `None` when the plan has no stored run yet.
 pub async fn collect(
     store: &Store,
     exp: &Experiment,
     cells: &[Cell],
-) -> anyhow::Result<Vec<CellResult>> {
-    let hashes: Vec<String> = cells
-        .iter()
-        .map(|c| c.identity.as_str().to_string())
-        .collect();
-    let runs = store.runs_by_hash(&hashes).await?;
-    let mut out: Vec<CellResult> = Vec::new();
-    for cell in cells.iter().filter(|c| c.role == Role::Grid) {
-        let Some(spec) = exp.metric_for(cell.settings.task) else {
-            continue;
-        };
-        let idx = match out.iter().position(|r| r.key == cell.key.0) {
-            Some(i) => i,
-            None => {
-                out.push(CellResult {
-                    key: cell.key.0.clone(),
-                    metric: spec.name.clone(),
-                    values: Vec::new(),
-                    seeds: 0,
-                });
-                out.len() - 1
-            }
-        };
-        out[idx].seeds += 1;
-        let finished = runs
-            .iter()
-            .find(|r| r.hash == cell.identity.as_str() && r.status == RunStatus::Finished);
-        if let Some(run) = finished {
-            if let Some(v) = summary_value(store, run.id, spec).await? {
-                out[idx].values.push(v);
-            }
-        }
+) -> anyhow::Result<Option<reports::Table>> {
+    let scope = PlanScope::compute(store, exp, cells.to_vec()).await?;
+    if scope.done_cells().next().is_none() && scope.pending.is_empty() {
+        return Ok(None);
     }
-    Ok(out)
+    let input = app::report_input::build_input(store, exp, &scope, None, None).await?;
+    Ok(Some(reports::build_table(&input)?))
 }
 
-/// A plain-text table: cell, metric, mean ± std, n.
-pub fn render(results: &[CellResult]) -> String {
-    let rows: Vec<[String; 4]> = results
-        .iter()
-        .map(|r| {
-            let value = match (r.mean(), r.std()) {
-                (Some(m), Some(s)) => format!("{m:.4} ± {s:.4}"),
-                (Some(m), None) => format!("{m:.4}"),
-                _ => "-".to_string(),
+/// A plain-text table: cell, metric, mean ± std, finished seeds of the expected ones.
+pub fn render(table: Option<&reports::Table>) -> String {
+    let Some(table) = table else {
+        return "no runs of the plan in the store yet\n".to_string();
+    };
+    let mut rows: Vec<[String; 4]> = Vec::new();
+    for row in &table.rows {
+        for ((metric, entry), &decimals) in
+            table.metrics.iter().zip(&row.entries).zip(&table.decimals)
+        {
+            // A metric of another task (one per task) has no value in this cell.
+            if entry.summary.is_none() && table.metrics.len() > 1 {
+                continue;
+            }
+            let value = match entry.summary {
+                Some(s) => match s.std {
+                    Some(std) => format!("{:.decimals$} ± {std:.decimals$}", s.mean),
+                    None => format!("{:.decimals$}", s.mean),
+                },
+                None => "-".to_string(),
             };
-            [
-                r.key.clone(),
-                r.metric.clone(),
+            rows.push([
+                row.cell.clone(),
+                metric.key.clone(),
                 value,
-                format!("{}/{}", r.values.len(), r.seeds),
-            ]
-        })
-        .collect();
+                row.coverage.describe(),
+            ]);
+        }
+    }
     let header = ["cell", "metric", "mean ± std", "seeds"];
     let mut widths = header.map(|h| h.chars().count());
     for row in &rows {
@@ -144,25 +76,42 @@ pub fn render(results: &[CellResult]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use reports::{Cell, Goal, MetricSpec, Policy, ReportInput, RunData, RunStatus};
+
     use super::*;
 
+    fn run(id: &str, seed: u64, status: RunStatus, best: f64) -> RunData {
+        let mut r = RunData::new(id, seed, status);
+        r.series
+            .insert("acc".into(), vec![(1, best / 2.0), (2, best)]);
+        r
+    }
+
     #[test]
-    fn mean_and_sample_std() {
-        let r = CellResult {
-            key: "k".into(),
-            metric: "m".into(),
-            values: vec![1.0, 2.0, 3.0],
-            seeds: 3,
+    fn means_count_finished_runs_only() {
+        let input = ReportInput {
+            experiment: "e".into(),
+            axes: vec!["m".into()],
+            metrics: vec![MetricSpec::new("acc", Goal::Maximize, Policy::Best)],
+            cells: vec![Cell {
+                key: "m=a".into(),
+                axes: BTreeMap::from([("m".to_string(), "a".to_string())]),
+                expected_seeds: vec![0, 1, 2],
+                runs: vec![
+                    run("r0", 0, RunStatus::Finished, 0.5),
+                    run("r1", 1, RunStatus::Finished, 0.7),
+                    // A failed run's last value must not enter the mean.
+                    run("r2", 2, RunStatus::Failed, 0.1),
+                ],
+            }],
+            ..ReportInput::default()
         };
-        assert_eq!(r.mean(), Some(2.0));
-        assert_eq!(r.std(), Some(1.0));
-        let one = CellResult {
-            values: vec![0.5],
-            ..r.clone()
-        };
-        assert_eq!((one.mean(), one.std()), (Some(0.5), None));
-        let table = render(&[r, one]);
-        assert!(table.contains("2.0000 ± 1.0000"), "{table}");
-        assert!(table.contains("3/3"), "{table}");
+        let table = reports::build_table(&input).unwrap();
+        let text = render(Some(&table));
+        assert!(text.contains("0.6000 ± 0.1414"), "{text}");
+        assert!(text.contains("2/3 seeds, 1 failed"), "{text}");
+        assert_eq!(render(None), "no runs of the plan in the store yet\n");
     }
 }

@@ -200,6 +200,10 @@ impl Sink {
                 self.progress.step.store(step as i64, Ordering::Relaxed);
                 self.log("info", format!("finished at step {step}"));
             }
+            RunEvent::Cancelled { step } => self.log(
+                "info",
+                format!("cancelled at step {step}; it resumes from its last checkpoint"),
+            ),
             RunEvent::Failed {
                 step,
                 class,

@@ -4,15 +4,18 @@
 //! experiment follows the sweep. A missing key or an unreachable server is a warning, never a
 //! failed sweep: the store keeps everything and `towerlab sync wandb` can push it later.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use experiments::{Experiment, WandbSpec};
+use app::scope::{PlanScope, ScopedRun};
+use experiments::{Cell, Experiment, WandbSpec};
 use store::Store;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::wandb::config::{Mode, WandbConfig};
+use crate::wandb::store_source::PlanCell;
 use crate::wandb::sync::{sync_runs, SyncOptions};
 use crate::wandb::types::Selection;
 use crate::wandb::{live_sync, LiveOptions, LiveSummary, StoreSource};
@@ -30,9 +33,38 @@ pub enum TrackerSync {
     },
     After {
         config: Box<WandbConfig>,
-        source: Arc<StoreSource>,
-        selection: Selection,
+        store: Store,
+        exp: Box<Experiment>,
+        cells: Vec<Cell>,
     },
+}
+
+/// The runs of `scope` (done, or all of the plan's for a live sync), as a selection of run ids
+/// and the plan cells they are sent as (their W&B groups).
+fn selection_of(scope: &PlanScope, all: bool) -> (Selection, BTreeMap<store::RunId, PlanCell>) {
+    let runs: Vec<&ScopedRun> = if all {
+        scope.done.iter().chain(&scope.pending).collect()
+    } else {
+        scope.done.iter().collect()
+    };
+    let cells = runs
+        .iter()
+        .map(|s| {
+            (
+                s.run.id,
+                PlanCell {
+                    experiment: scope.experiment.clone(),
+                    cell: s.cell.key.0.clone(),
+                    seed: s.cell.seed,
+                },
+            )
+        })
+        .collect();
+    let selection = Selection {
+        experiments: Vec::new(),
+        runs: runs.iter().map(|s| s.run.id.to_string()).collect(),
+    };
+    (selection, cells)
 }
 
 /// The W&B config of an experiment: the environment (key, base URL, mode), with the file's
@@ -68,26 +100,28 @@ fn config_for(spec: &WandbSpec) -> Option<WandbConfig> {
 }
 
 impl TrackerSync {
-    /// Starts the live sync (on the current tokio runtime) or prepares the one after the sweep.
-    pub fn start(exp: &Experiment, store: &Store) -> Self {
+    /// Starts the live sync (on the current tokio runtime) of the runs of `scope` (the file's
+    /// plan, queued), or prepares the one after the sweep (of the plan's done runs then).
+    pub fn start(exp: &Experiment, store: &Store, scope: &PlanScope, cells: &[Cell]) -> Self {
         let Some(spec) = &exp.wandb else {
             return Self::Off;
         };
         let Some(config) = config_for(spec) else {
             return Self::Off;
         };
-        let source = Arc::new(StoreSource::new(store.clone()));
-        let selection = Selection {
-            experiments: vec![exp.name.clone()],
-            runs: Vec::new(),
-        };
         if !spec.live {
             return Self::After {
                 config: Box::new(config),
-                source,
-                selection,
+                store: store.clone(),
+                exp: Box::new(exp.clone()),
+                cells: cells.to_vec(),
             };
         }
+        let (selection, plan_cells) = selection_of(scope, true);
+        if selection.runs.is_empty() {
+            return Self::Off;
+        }
+        let source = Arc::new(StoreSource::new(store.clone()).with_cells(plan_cells));
         let (stop, stopped) = oneshot::channel::<()>();
         let project = config.project.clone();
         let options = LiveOptions {
@@ -133,9 +167,23 @@ impl TrackerSync {
             }
             Self::After {
                 config,
-                source,
-                selection,
+                store,
+                exp,
+                cells,
             } => {
+                let scope = match PlanScope::compute(&store, &exp, cells).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("W&B sync skipped: cannot read the plan's runs: {e:#}");
+                        return;
+                    }
+                };
+                let (selection, plan_cells) = selection_of(&scope, false);
+                if selection.runs.is_empty() {
+                    println!("W&B sync: no done run of {} to send", exp.name);
+                    return;
+                }
+                let source = Arc::new(StoreSource::new(store).with_cells(plan_cells));
                 let options = SyncOptions {
                     selection,
                     dry_run: false,

@@ -136,6 +136,7 @@ fn fixture_run(id: i64) -> RunSummary {
             "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total)".into()
         }),
         summaries,
+        in_plan: None,
     }
 }
 

@@ -98,6 +98,9 @@ pub struct RunSummary {
     pub failure_class: Option<String>,
     pub failure_message: Option<String>,
     pub summaries: Vec<MetricSummary>,
+    /// Whether the run is one of its experiment file's current plan (`None`: unknown, e.g. the
+    /// file cannot be read). Grouped statistics leave out the runs that are not.
+    pub in_plan: Option<bool>,
 }
 
 impl RunSummary {

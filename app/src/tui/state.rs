@@ -688,7 +688,10 @@ impl App {
                 if let Some(axis) = self.group_by.clone() {
                     // Enter on a group drills into it: filter on its value, stop grouping.
                     if let Some(g) = self.groups.get(self.cursor) {
-                        let word = format!("{axis}={}", g.value);
+                        let mut word = format!("{axis}={}", g.value);
+                        if table::several_experiments(&self.groups) {
+                            word = format!("{word} {}", g.experiment);
+                        }
                         self.filter_input = if self.filter_text.is_empty() {
                             word
                         } else {

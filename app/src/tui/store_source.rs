@@ -1,6 +1,7 @@
 //! [`TuiSource`] over the real SQLite store. The data thread owns it; each call blocks on a
 //! small single-threaded tokio runtime, so the UI thread never waits for SQLite.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,7 +22,14 @@ pub struct StoreSource {
     rt: tokio::runtime::Runtime,
     store: Store,
     planner: Option<Box<dyn Planner>>,
+    /// The run ids of each experiment's current plan (`None`: its file cannot be planned),
+    /// and when they were computed.
+    membership: Option<(std::time::Instant, HashMap<String, Option<HashSet<i64>>>)>,
 }
+
+/// How long the plans behind [`RunSummary::in_plan`] are reused: planning reads every
+/// experiment file and stats its data, too much for each of the store's many changes.
+const MEMBERSHIP_TTL: Duration = Duration::from_secs(3);
 
 /// Plans and queues experiment files against the store. The binary supplies it from its
 /// runner (grid expansion, identities, the queue), which this library does not link.
@@ -63,6 +71,7 @@ impl StoreSource {
             rt,
             store,
             planner: None,
+            membership: None,
         })
     }
 
@@ -76,6 +85,42 @@ impl StoreSource {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Marks each run as in its experiment file's current plan or not, when the planner can
+    /// plan that file (else it stays unknown).
+    fn mark_plan_members(&mut self, runs: &mut [RunSummary]) {
+        let Some(planner) = &self.planner else {
+            return;
+        };
+        let fresh = self
+            .membership
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < MEMBERSHIP_TTL);
+        if !fresh {
+            let mut plans = HashMap::new();
+            let rows = self
+                .rt
+                .block_on(self.store.experiments())
+                .unwrap_or_default();
+            for e in rows {
+                let file = Path::new(&e.path);
+                let members = (e.path != experiments::DEMO_PATH && file.is_file())
+                    .then(|| planner.plan(&self.rt, &self.store, file).ok())
+                    .flatten()
+                    .map(|cells| cells.iter().filter_map(|c| c.run).collect::<HashSet<i64>>());
+                plans.insert(e.name, members);
+            }
+            self.membership = Some((std::time::Instant::now(), plans));
+        }
+        let Some((_, plans)) = &self.membership else {
+            return;
+        };
+        for r in runs {
+            if let Some(Some(members)) = plans.get(&r.experiment) {
+                r.in_plan = Some(members.contains(&r.id));
+            }
+        }
     }
 }
 
@@ -139,6 +184,7 @@ fn run_summary(r: &store::RunRow, summaries: &[store::MetricSummary]) -> RunSumm
         failure_class: r.failure_class.map(|c| c.as_str().to_owned()),
         failure_message: r.failure_message.clone(),
         summaries: summaries.iter().map(summary).collect(),
+        in_plan: None,
     }
 }
 
@@ -169,10 +215,12 @@ impl TuiSource for StoreSource {
             .rt
             .block_on(self.store.list_runs_with_summaries(&RunFilter::default()))
             .map_err(err)?;
-        Ok(rows
+        let mut runs: Vec<RunSummary> = rows
             .iter()
             .map(|r| run_summary(&r.run, &r.summaries))
-            .collect())
+            .collect();
+        self.mark_plan_members(&mut runs);
+        Ok(runs)
     }
 
     fn first_runs(&mut self, limit: usize) -> SourceResult<Vec<RunSummary>> {

@@ -213,53 +213,90 @@ pub fn headline(run: &RunSummary, metric: &str) -> Option<f64> {
         .filter(|v| !v.is_nan())
 }
 
-/// One row of a grouped table: the runs sharing one value of the grouping axis.
+/// One row of a grouped table: the runs of one experiment sharing one value of the grouping
+/// axis, among those of the experiment file's current plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Group {
+    pub experiment: String,
     pub value: String,
+    /// Runs of the plan in the group (any status).
     pub runs: usize,
-    /// Runs that have the metric.
+    /// Finished runs that have the metric: the ones the mean counts.
     pub with_metric: usize,
     pub mean: Option<f64>,
-    /// Sample standard deviation (0 for a single run).
+    /// Sample standard deviation; `None` with fewer than two values.
     pub std: Option<f64>,
     pub failed: usize,
     pub running: usize,
+    /// Visible runs with this value that are not in the file's current plan (superseded, or
+    /// no longer in the grid): not counted above.
+    pub left_out: usize,
 }
 
-/// Groups the visible runs by the value of `axis` (runs without it go under `-`), sorted by value.
+impl Group {
+    /// The group's name in the table: its value, after the experiment when the groups span
+    /// several experiments.
+    pub fn label(&self, several_experiments: bool) -> String {
+        if several_experiments {
+            format!("{} · {}", self.experiment, self.value)
+        } else {
+            self.value.clone()
+        }
+    }
+}
+
+/// Do the groups come from more than one experiment?
+pub fn several_experiments(groups: &[Group]) -> bool {
+    groups
+        .first()
+        .is_some_and(|g| groups.iter().any(|o| o.experiment != g.experiment))
+}
+
+/// Groups the visible runs by experiment and value of `axis` (runs without it go under `-`),
+/// sorted by experiment, then value. Statistics are over the runs of each experiment file's
+/// current plan (runs known not to be in it are only counted as left out), and the mean ±
+/// std over its finished runs only, by the reports' own statistics.
 pub fn group_rows(runs: &[RunSummary], visible: &[usize], axis: &str, metric: &str) -> Vec<Group> {
-    let mut by_value: std::collections::HashMap<&str, Vec<usize>> = Default::default();
+    let mut by_value: std::collections::HashMap<(&str, &str), Vec<usize>> = Default::default();
     for &i in visible {
         by_value
-            .entry(runs[i].axis(axis).unwrap_or("-"))
+            .entry((
+                runs[i].experiment.as_str(),
+                runs[i].axis(axis).unwrap_or("-"),
+            ))
             .or_default()
             .push(i);
     }
-    let mut groups: Vec<(String, Vec<usize>)> = by_value
+    let mut groups: Vec<((String, String), Vec<usize>)> = by_value
         .into_iter()
-        .map(|(v, members)| (v.to_owned(), members))
+        .map(|((e, v), members)| ((e.to_owned(), v.to_owned()), members))
         .collect();
-    groups.sort_by(
-        |(a, _), (b, _)| match (a.parse::<f64>(), b.parse::<f64>()) {
-            (Ok(x), Ok(y)) => x.total_cmp(&y),
-            _ => a.cmp(b),
-        },
-    );
+    groups.sort_by(|((ea, a), _), ((eb, b), _)| {
+        ea.cmp(eb)
+            .then_with(|| match (a.parse::<f64>(), b.parse::<f64>()) {
+                (Ok(x), Ok(y)) => x.total_cmp(&y),
+                _ => a.cmp(b),
+            })
+    });
     groups
         .into_iter()
-        .map(|(value, members)| {
+        .map(|((experiment, value), all)| {
+            let (members, left): (Vec<usize>, Vec<usize>) = all
+                .into_iter()
+                .partition(|&i| runs[i].in_plan != Some(false));
             let values: Vec<f64> = members
                 .iter()
+                .filter(|&&i| runs[i].status == RunStatus::Finished)
                 .filter_map(|&i| headline(&runs[i], metric))
                 .collect();
-            let (mean, std) = mean_std(&values);
+            let stats = reports::stats::Summary::of(&values);
             Group {
+                experiment,
                 value,
                 runs: members.len(),
                 with_metric: values.len(),
-                mean,
-                std,
+                mean: stats.map(|s| s.mean),
+                std: stats.and_then(|s| s.std),
                 failed: members
                     .iter()
                     .filter(|&&i| runs[i].status.is_failure())
@@ -268,23 +305,10 @@ pub fn group_rows(runs: &[RunSummary], visible: &[usize], axis: &str, metric: &s
                     .iter()
                     .filter(|&&i| runs[i].status == RunStatus::Running)
                     .count(),
+                left_out: left.len(),
             }
         })
         .collect()
-}
-
-/// Mean and sample standard deviation.
-pub fn mean_std(values: &[f64]) -> (Option<f64>, Option<f64>) {
-    if values.is_empty() {
-        return (None, None);
-    }
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    if values.len() == 1 {
-        return (Some(mean), Some(0.0));
-    }
-    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (Some(mean), Some(var.sqrt()))
 }
 
 /// Every axis name in the runs, in first-seen order.
@@ -367,6 +391,7 @@ mod tests {
                 })
                 .into_iter()
                 .collect(),
+            in_plan: None,
         }
     }
 
@@ -452,6 +477,42 @@ mod tests {
         assert_eq!(order(&sort), vec![4, 1, 3, 2]);
         sort.descending = true;
         assert_eq!(order(&sort), vec![3, 1, 4, 2]);
+    }
+
+    #[test]
+    fn group_means_count_finished_runs_of_the_current_plan_only() {
+        let mut rs = runs();
+        // A failed run with a last value, and a superseded run with a great one.
+        rs.push(run(
+            10,
+            RunStatus::Failed,
+            &[("layers", "12"), ("seed", "3")],
+            Some(0.1),
+        ));
+        let mut old = run(
+            11,
+            RunStatus::Finished,
+            &[("layers", "12"), ("seed", "1")],
+            Some(0.99),
+        );
+        old.in_plan = Some(false);
+        rs.push(old);
+        for r in rs.iter_mut().filter(|r| r.id != 11) {
+            r.in_plan = Some(true);
+        }
+        let all: Vec<usize> = (0..rs.len()).collect();
+        let groups = group_rows(&rs, &all, "layers", "acc");
+        let g = groups.iter().find(|g| g.value == "12").unwrap();
+        assert_eq!((g.runs, g.with_metric, g.failed, g.left_out), (3, 2, 1, 1));
+        assert!((g.mean.unwrap() - 0.7).abs() < 1e-12, "{g:?}");
+        // One finished run: a mean without a spread.
+        let six = groups.iter().find(|g| g.value == "6").unwrap();
+        assert_eq!((six.mean, six.std), (Some(0.7), None));
+        // Groups of several experiments are told apart.
+        rs[0].experiment = "other".into();
+        let groups = group_rows(&rs, &all, "layers", "acc");
+        assert!(several_experiments(&groups));
+        assert_eq!(groups[0].label(true), "ablate · 6");
     }
 
     #[test]

@@ -29,11 +29,33 @@ const CURSOR_FILES: [&str; 5] = [
 #[derive(Debug, Clone)]
 pub struct StoreSource {
     store: Store,
+    /// The plan cell each selected run stands for, by store id: its W&B group is the
+    /// experiment's cell (`experiment/cell`), also for a run stored under another experiment
+    /// with the same identity.
+    cells: std::sync::Arc<BTreeMap<RunId, PlanCell>>,
+}
+
+/// Where an experiment's plan puts a run: its experiment, cell key and seed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanCell {
+    pub experiment: String,
+    pub cell: String,
+    pub seed: u64,
 }
 
 impl StoreSource {
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store,
+            cells: Default::default(),
+        }
+    }
+
+    /// Runs named in `cells` are sent as the cells of the plan that selected them.
+    #[must_use]
+    pub fn with_cells(mut self, cells: BTreeMap<RunId, PlanCell>) -> Self {
+        self.cells = std::sync::Arc::new(cells);
+        self
     }
 
     async fn meta(&self, row: RunRow) -> Result<RunMeta, BoxError> {
@@ -101,12 +123,24 @@ impl StoreSource {
                 (k.clone(), v)
             })
             .collect();
+        let (experiment, cell, seed) = match self.cells.get(&id) {
+            Some(c) => (c.experiment.clone(), c.cell.clone(), Some(c.seed)),
+            None => (
+                row.experiment.clone(),
+                row.cell_key.clone(),
+                row.axes.get("seed").and_then(Value::as_u64),
+            ),
+        };
         Ok(RunMeta {
             run_id: id.to_string(),
             content_hash: row.hash,
-            display_name: format!("{} {}", row.experiment, row.cell_key),
-            experiment: row.experiment,
-            cell: row.cell_key,
+            // Seeds of one cell share its group; the name tells them apart.
+            display_name: match seed {
+                Some(seed) => format!("{experiment} {cell} seed {seed}"),
+                None => format!("{experiment} {cell}"),
+            },
+            experiment,
+            cell,
             task: row.task,
             axes,
             config,

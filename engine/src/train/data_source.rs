@@ -68,6 +68,23 @@ pub fn tokenizer_path(settings: &Settings) -> Result<PathBuf> {
         })
 }
 
+/// A VQA head must have one output per answer of the data's vocabulary, when the data comes
+/// with one (the plan takes the size from it; a worker checks again on the data it reads).
+fn check_answer_count(s: &Settings) -> Result<()> {
+    if s.task != Task::Vqa {
+        return Ok(());
+    }
+    let dir = Path::new(&s.data_root);
+    match experiments::vqa_answer_count(dir).map_err(EngineError::AnswerVocabulary)? {
+        Some(n) if n as i64 != s.vqav2_label_size => Err(EngineError::AnswerCount {
+            label_size: s.vqav2_label_size,
+            answers: n,
+            vocabulary: dir.join(experiments::VQA_ANSWERS_FILE),
+        }),
+        _ => Ok(()),
+    }
+}
+
 impl LoaderData {
     /// The loaders of `s`, tokenizing with [`tokenizer_path`].
     pub fn open(s: &Settings) -> Result<Self> {
@@ -76,6 +93,7 @@ impl LoaderData {
 
     /// The loaders of `s`, tokenizing with `tokenizer` (a `tokenizer.json`) when given.
     pub fn open_with_tokenizer(s: &Settings, tokenizer: Option<PathBuf>) -> Result<Self> {
+        check_answer_count(s)?;
         let dir = Path::new(&s.data_root);
         let kind = dataset_kind(s.task);
         let tokenizer = match tokenizer {

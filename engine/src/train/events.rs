@@ -105,6 +105,10 @@ pub enum Event {
     Finished {
         step: u64,
     },
+    /// Stopped on request (the cancel flag) after its last checkpoint: not a failure.
+    Cancelled {
+        step: u64,
+    },
     Failed {
         step: u64,
         class: FailureClass,

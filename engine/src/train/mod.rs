@@ -7,6 +7,7 @@ pub mod eval;
 pub mod events;
 pub mod init;
 pub mod metrics;
+pub mod names;
 pub mod optim;
 pub mod predictions;
 pub mod run;
@@ -15,6 +16,7 @@ pub mod source;
 
 pub use crate::device::resolve_device;
 pub use events::{Event, FailureClass};
+pub use names::metric_names;
 pub use run::{run, run_with_data, Outcome, TrainJob};
 pub use source::{TaskData, TestQuestions, VqaTest};
 

@@ -102,11 +102,7 @@ pub fn run_with_data(
     };
     let _ = events.send(match &outcome {
         Outcome::Finished { step } => Event::Finished { step: *step },
-        Outcome::Cancelled { step } => Event::Failed {
-            step: *step,
-            class: FailureClass::Killed,
-            message: "cancelled".into(),
-        },
+        Outcome::Cancelled { step } => Event::Cancelled { step: *step },
         Outcome::Failed {
             step,
             class,

@@ -122,6 +122,15 @@ fn events_come_in_order_with_eval_and_manager_weights() {
         "{eval:?}"
     );
     assert!(eval.iter().any(|(k, _)| k == "val/the_metric"));
+    // Every name logged is one the plan knows beforehand (its `[metric]` check uses them).
+    let known = super::names::metric_names(&settings(2));
+    for e in &events {
+        if let Event::Step { metrics, .. } | Event::Eval { metrics, .. } = e {
+            for (k, _) in metrics {
+                assert!(known.contains(k), "{k} is logged but not in {known:?}");
+            }
+        }
+    }
     let weights = events
         .iter()
         .find_map(|e| match e {

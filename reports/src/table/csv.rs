@@ -5,7 +5,7 @@ use crate::analysis::select_runs;
 use crate::input::ReportInput;
 
 /// Fixed columns of the table CSV; axis columns that collide get an `axis_` prefix.
-const FIXED: [&str; 24] = [
+const FIXED: [&str; 25] = [
     "cell",
     "baseline",
     "metric",
@@ -26,6 +26,7 @@ const FIXED: [&str; 24] = [
     "best",
     "delta",
     "test",
+    "test_note",
     "t",
     "df",
     "p",
@@ -72,6 +73,10 @@ pub fn render_csv(table: &Table) -> String {
                 e.best.to_string(),
                 opt(e.comparison.map(|c| c.delta)),
                 test.map(|t| t.kind.as_str().to_string())
+                    .unwrap_or_default(),
+                e.comparison
+                    .and_then(|c| c.fallback)
+                    .map(|f| f.describe().to_string())
                     .unwrap_or_default(),
                 opt(test.map(|t| t.t)),
                 opt(test.map(|t| t.df)),

@@ -1,5 +1,5 @@
 use super::markdown::axis_headers;
-use super::{fixed, signed, Entry, Significance, Table};
+use super::{fixed, p_fixed, signed, Comparison, Entry, Significance, Table};
 use crate::input::Goal;
 
 /// A booktabs `tabular` to `\input` into a paper (needs `\usepackage{booktabs}`); the caption
@@ -16,7 +16,9 @@ pub fn render_latex(table: &Table) -> String {
     ));
 
     let n_axes = axis_headers(table).len();
-    let spec = format!("{}l{}", "l".repeat(n_axes), "r".repeat(table.metrics.len()));
+    let p_cols = table.p_values && table.baseline.is_some();
+    let numeric = table.metrics.len() * if p_cols { 2 } else { 1 };
+    let spec = format!("{}l{}", "l".repeat(n_axes), "r".repeat(numeric));
     out.push_str(&format!("\\begin{{tabular}}{{{spec}}}\n\\toprule\n"));
 
     let mut header: Vec<String> = axis_headers(table)
@@ -30,6 +32,9 @@ pub fn render_latex(table: &Table) -> String {
             Goal::Minimize => "$\\downarrow$",
         };
         header.push(format!("{} {arrow}", escape_latex(m.label())));
+        if p_cols {
+            header.push(format!("$p$ ({})", escape_latex(m.label())));
+        }
     }
     push_row(&mut out, &header);
     out.push_str("\\midrule\n");
@@ -48,6 +53,9 @@ pub fn render_latex(table: &Table) -> String {
         cells.push(escape_latex(&row.coverage.describe()));
         for (e, &d) in row.entries.iter().zip(&table.decimals) {
             cells.push(entry(e, d));
+            if p_cols {
+                cells.push(e.comparison.map_or_else(|| "--".into(), |c| p_cell(&c)));
+            }
         }
         push_row(&mut out, &cells);
     }
@@ -81,6 +89,15 @@ fn entry(e: &Entry, d: usize) -> String {
         ));
     }
     text
+}
+
+/// `$0.031$ {\scriptsize(paired)}`, `$<0.001$ ...`, `-- {\scriptsize(none: ...)}`.
+fn p_cell(c: &Comparison) -> String {
+    let p = match c.test {
+        Some(t) => format!("${}$", p_fixed(t.p).replace("< ", "<")),
+        None => "--".into(),
+    };
+    format!("{p} {{\\scriptsize({})}}", escape_latex(c.test_used()))
 }
 
 fn push_row(out: &mut String, cells: &[String]) {

@@ -14,11 +14,16 @@ pub fn render_markdown(table: &Table) -> String {
 
     let mut header: Vec<String> = axis_headers(table).iter().map(|a| escape_md(a)).collect();
     header.push("Seeds".into());
+    let p_cols = table.p_values && table.baseline.is_some();
     for m in &table.metrics {
         header.push(format!("{} {}", escape_md(m.label()), arrow(m.goal)));
+        if p_cols {
+            header.push(format!("p ({})", escape_md(m.label())));
+        }
     }
-    let mut align: Vec<&str> = vec!["---"; header.len() - table.metrics.len()];
-    align.extend(std::iter::repeat_n("--:", table.metrics.len()));
+    let numeric = table.metrics.len() * if p_cols { 2 } else { 1 };
+    let mut align: Vec<&str> = vec!["---"; header.len() - numeric];
+    align.extend(std::iter::repeat_n("--:", numeric));
     push_row(&mut out, &header);
     push_row(
         &mut out,
@@ -39,6 +44,12 @@ pub fn render_markdown(table: &Table) -> String {
         cells.push(row.coverage.describe());
         for (e, &d) in row.entries.iter().zip(&table.decimals) {
             cells.push(entry(e, d));
+            if p_cols {
+                cells.push(
+                    e.comparison
+                        .map_or_else(|| "—".into(), |c| escape_md(&c.p_text())),
+                );
+            }
         }
         push_row(&mut out, &cells);
     }
@@ -106,6 +117,7 @@ pub(super) fn legend(table: &Table, best: &str) -> String {
             " Δ: difference to the baseline ({name}); † p < 0.05, ‡ p < 0.01, two-sided \
              (paired t-test when both cells have the same seeds, Welch's t-test otherwise)."
         ));
+        s.push_str(&tests_used(table));
     }
     let policies: Vec<String> = table
         .metrics
@@ -116,6 +128,34 @@ pub(super) fn legend(table: &Table, best: &str) -> String {
         s.push_str(&format!(" Per-run value: {}.", policies.join("; ")));
     }
     s
+}
+
+/// Which rows were not tested with the paired t-test, and why: ` Not paired: AAUE (Welch:
+/// seeds do not pair with the baseline's); ...`, or empty when every comparison is paired.
+pub(super) fn tests_used(table: &Table) -> String {
+    let mut notes: Vec<String> = Vec::new();
+    for row in table.rows.iter().filter(|r| !r.is_baseline) {
+        let name = if table.axes.is_empty() {
+            row.cell.clone()
+        } else {
+            row.axis_values.join(", ")
+        };
+        for (m, e) in table.metrics.iter().zip(&row.entries) {
+            if let Some(f) = e.comparison.and_then(|c| c.fallback) {
+                let metric = if table.metrics.len() > 1 {
+                    format!(" {}", m.label())
+                } else {
+                    String::new()
+                };
+                notes.push(format!("{name}{metric} ({})", f.describe()));
+            }
+        }
+    }
+    if notes.is_empty() {
+        String::new()
+    } else {
+        format!(" Not paired: {}.", notes.join("; "))
+    }
 }
 
 fn push_row(out: &mut String, cells: &[String]) {

@@ -32,6 +32,9 @@ pub struct Table {
     pub rows: Vec<Row>,
     /// Every run's value per metric (in `metrics` order), finished or not, by run id.
     pub run_values: BTreeMap<String, Vec<Option<f64>>>,
+    /// Markdown and LaTeX add a p-value column (with the test used) per metric; the CSV always
+    /// has them.
+    pub p_values: bool,
 }
 
 /// One grid cell.
@@ -66,6 +69,32 @@ pub struct Comparison {
     pub delta: f64,
     /// Paired when both cells have the same seeds (≥ 2), else Welch; `None` when undefined.
     pub test: Option<TTest>,
+    /// Why the test is not the paired one, or why there is none; `None` when it is paired.
+    pub fallback: Option<Fallback>,
+}
+
+/// Why a comparison is not a paired t-test over the seeds both cells share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Fallback {
+    /// The cells' finished seeds differ, so values do not pair: Welch's t-test.
+    SeedsDiffer,
+    /// Every paired difference is the same (zero variance): Welch's t-test instead.
+    ConstantDifferences,
+    /// A side has fewer than two values: no test.
+    TooFewRuns,
+    /// Both sides are constant: the statistic is undefined, no test.
+    NoVariance,
+}
+
+impl Fallback {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Fallback::SeedsDiffer => "Welch: seeds do not pair with the baseline's",
+            Fallback::ConstantDifferences => "Welch: the paired differences are constant",
+            Fallback::TooFewRuns => "none: fewer than 2 runs",
+            Fallback::NoVariance => "none: no variance",
+        }
+    }
 }
 
 /// Significance level of a p-value.
@@ -198,6 +227,7 @@ pub fn build_table(input: &ReportInput) -> Result<Table> {
         baseline: input.baseline.clone(),
         rows,
         run_values,
+        p_values: false,
     })
 }
 
@@ -207,15 +237,58 @@ fn compare(e: &Entry, base: &Entry) -> Option<Comparison> {
     let a: Vec<f64> = e.values.iter().map(|v| v.2).collect();
     let bv: Vec<f64> = base.values.iter().map(|v| v.2).collect();
     // Values are ordered by seed, so equal seed lists pair up index by index.
-    let test = if seeds(e) == seeds(base) && a.len() >= 2 {
-        paired(&a, &bv).or_else(|| welch(&a, &bv))
+    let (test, fallback) = if a.len() < 2 || bv.len() < 2 {
+        (None, Some(Fallback::TooFewRuns))
+    } else if seeds(e) == seeds(base) {
+        match paired(&a, &bv) {
+            Some(t) => (Some(t), None),
+            None => match welch(&a, &bv) {
+                Some(t) => (Some(t), Some(Fallback::ConstantDifferences)),
+                None => (None, Some(Fallback::NoVariance)),
+            },
+        }
     } else {
-        welch(&a, &bv)
+        match welch(&a, &bv) {
+            Some(t) => (Some(t), Some(Fallback::SeedsDiffer)),
+            None => (None, Some(Fallback::NoVariance)),
+        }
     };
     Some(Comparison {
         delta: s.mean - b.mean,
         test,
+        fallback,
     })
+}
+
+impl Comparison {
+    /// The test used, as a table shows it: `paired`, `Welch: seeds do not pair with the
+    /// baseline's`, `none: fewer than 2 runs`, ...
+    pub fn test_used(&self) -> &'static str {
+        match self.fallback {
+            None => "paired",
+            Some(f) => f.describe(),
+        }
+    }
+
+    /// `0.031 (paired)`, `0.12 (Welch: seeds do not pair with the baseline's)`, `— (none: fewer
+    /// than 2 runs)`: the p-value column of Markdown and LaTeX.
+    pub fn p_text(&self) -> String {
+        match self.test {
+            Some(t) => format!("{} ({})", p_fixed(t.p), self.test_used()),
+            None => format!("— ({})", self.test_used()),
+        }
+    }
+}
+
+/// A p-value with enough digits to read its size: 3 significant down to 0.001, then `< 0.001`.
+pub(crate) fn p_fixed(p: f64) -> String {
+    if p < 0.001 {
+        "< 0.001".to_string()
+    } else if p < 0.01 {
+        format!("{p:.4}")
+    } else {
+        format!("{p:.3}")
+    }
 }
 
 /// Enough digits to tell typical values apart: 4 below 1, 3 below 10, then 2, then 1.

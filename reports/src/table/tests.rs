@@ -228,3 +228,89 @@ fn latex_comments_cannot_be_escaped_from() {
         "one real, one commented"
     );
 }
+
+#[test]
+fn each_row_says_which_test_it_used_and_why_it_fell_back() {
+    let base = cell(
+        "a",
+        "base",
+        &[(0, 0.5, 1.0), (1, 0.25, 1.125), (2, 0.75, 0.875)],
+    );
+    // Same seeds, acc differences exactly 0.125 each: constant, so no paired test exists.
+    let constant = cell(
+        "b",
+        "constant",
+        &[(0, 0.625, 1.0), (1, 0.375, 1.25), (2, 0.875, 0.75)],
+    );
+    // Other seeds: Welch.
+    let unpaired = cell(
+        "c",
+        "unpaired",
+        &[(3, 0.55, 1.0), (4, 0.58, 1.1), (5, 0.53, 1.3)],
+    );
+    // One run only: no test.
+    let single = cell("d", "single", &[(0, 0.6, 1.0)]);
+    let mut t = build_table(&input(vec![base, constant, unpaired, single])).unwrap();
+    let fallback = |row: usize| t.rows[row].entries[0].comparison.unwrap().fallback;
+    assert_eq!(fallback(1), Some(Fallback::ConstantDifferences));
+    assert_eq!(fallback(2), Some(Fallback::SeedsDiffer));
+    assert_eq!(fallback(3), Some(Fallback::TooFewRuns));
+    // Loss differences of `b` vary: paired, nothing to say.
+    assert_eq!(t.rows[1].entries[1].comparison.unwrap().fallback, None);
+
+    let md = render_markdown(&t);
+    assert!(!md.contains("| p (acc) |"), "p-values are optional: {md}");
+    assert!(
+        md.contains(
+            "Not paired: constant acc (Welch: the paired differences are constant); \
+                     unpaired acc (Welch: seeds do not pair with the baseline's);"
+        ),
+        "{md}"
+    );
+    assert!(md.contains("single acc (none: fewer than 2 runs)"), "{md}");
+
+    t.p_values = true;
+    let md = render_markdown(&t);
+    assert!(
+        md.contains("| acc ↑ | p (acc) | loss ↓ | p (loss) |"),
+        "{md}"
+    );
+    let p = t.rows[1].entries[1].comparison.unwrap().test.unwrap().p;
+    assert!(md.contains(&format!("{} (paired)", p_fixed(p))), "{md}");
+    assert!(md.contains("— (none: fewer than 2 runs)"), "{md}");
+    let tex = render_latex(&t);
+    assert!(tex.contains("$p$ (acc)"), "{tex}");
+    assert!(
+        tex.contains("{\\scriptsize(Welch: seeds do not pair with the baseline's)}"),
+        "{tex}"
+    );
+    assert!(
+        tex.contains("-- {\\scriptsize(none: fewer than 2 runs)}"),
+        "{tex}"
+    );
+
+    // The CSV always has the test, its note and the p-value.
+    let csv = render_csv(
+        &build_table(&input(vec![
+            cell("a", "base", &[(0, 0.50, 1.0), (1, 0.52, 1.1)]),
+            cell("c", "unpaired", &[(3, 0.55, 1.0), (4, 0.58, 1.1)]),
+        ]))
+        .unwrap(),
+    );
+    assert!(csv.contains(",test,test_note,t,df,p,significance"), "{csv}");
+    let line = csv
+        .lines()
+        .find(|l| l.starts_with("c,unpaired,false,acc,"))
+        .unwrap();
+    assert!(
+        line.contains(",welch,Welch: seeds do not pair with the baseline's,"),
+        "{line}"
+    );
+}
+
+#[test]
+fn p_values_read_at_their_size() {
+    assert_eq!(p_fixed(0.0312), "0.031");
+    assert_eq!(p_fixed(0.00456), "0.0046");
+    assert_eq!(p_fixed(0.0004), "< 0.001");
+}

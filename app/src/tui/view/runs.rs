@@ -162,13 +162,16 @@ fn draw_groups(frame: &mut Frame, area: Rect, app: &App) {
     let axis = app.group_by.clone().unwrap_or_default();
     let page = app.page_rows();
     let end = (app.offset + page).min(app.groups.len());
+    let several = crate::tui::table::several_experiments(&app.groups);
+    let left_out: usize = app.groups.iter().map(|g| g.left_out).sum();
     let rows = app.groups[app.offset..end].iter().map(|g| {
         let stat = match (g.mean, g.std) {
             (Some(m), Some(s)) => format!("{} ± {}", format_value(m), format_value(s)),
+            (Some(m), None) => format_value(m),
             _ => "-".to_owned(),
         };
         Row::new(vec![
-            Cell::from(g.value.clone()),
+            Cell::from(g.label(several)),
             Cell::from(g.runs.to_string()),
             Cell::from(stat),
             Cell::from(g.with_metric.to_string()),
@@ -204,8 +207,13 @@ fn draw_groups(frame: &mut Frame, area: Rect, app: &App) {
     )
     .header(header)
     .block(pane(format!(
-        " {} runs grouped by {axis} (a: next axis, Enter: drill in) ",
-        app.visible.len()
+        " {} runs grouped by {axis}{} (a: next axis, Enter: drill in) ",
+        app.visible.len() - left_out,
+        if left_out > 0 {
+            format!(", {left_out} not in their file's plan left out")
+        } else {
+            String::new()
+        }
     )))
     .row_highlight_style(
         Style::new()
