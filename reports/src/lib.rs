@@ -22,6 +22,7 @@
 //!         expected_seeds: vec![0, 1],
 //!         runs: vec![run],
 //!     }],
+//!     ..ReportInput::default()
 //! };
 //! let table = reports::build_table(&input)?;
 //! let md = reports::render_markdown(&table);
@@ -39,6 +40,7 @@ pub mod analysis;
 mod error;
 pub mod figures;
 pub mod input;
+pub mod labels;
 mod parallel;
 pub mod provenance;
 pub mod sample;
@@ -57,6 +59,7 @@ pub use input::{
     Cell, Format, Goal, ManagerWeightPoint, MetricSpec, Modality, Policy, ReportInput, RunData,
     RunStatus,
 };
+pub use labels::Labels;
 pub use provenance::Provenance;
 pub use table::{
     build_table, render_csv, render_latex, render_markdown, render_runs_csv, render_terminal,
