@@ -187,14 +187,35 @@ pub async fn build_input(
             })
             .map(|r| r.cell_key.clone()),
     };
+    let (axes, zips) = figure_axes(exp, axes_names);
     Ok(ReportInput {
         experiment: exp.name.clone(),
         experiment_hash: row.content_hash.clone(),
-        axes: axes_names.into_iter().collect(),
+        axes,
         metrics,
         baseline,
         cells,
+        zips,
+        labels: exp.labels.clone(),
     })
+}
+
+/// The axes in the file's order (the first written is the slowest, and the one bars are
+/// coloured by), then any others the runs carry; and the file's zip groups, which figures
+/// show once by their first axis.
+fn figure_axes(exp: &Experiment, names: BTreeSet<String>) -> (Vec<String>, Vec<Vec<String>>) {
+    let order: Vec<&str> = exp.dimensions.iter().flat_map(|d| d.keys()).collect();
+    let mut axes: Vec<String> = names.into_iter().collect();
+    axes.sort_by_key(|a| order.iter().position(|o| o == a).unwrap_or(usize::MAX));
+    let zips = exp
+        .dimensions
+        .iter()
+        .filter_map(|d| match d {
+            experiments::Dimension::Zip { keys, .. } => Some(keys.clone()),
+            experiments::Dimension::Axis { .. } => None,
+        })
+        .collect();
+    (axes, zips)
 }
 
 /// Runs read concurrently.

@@ -20,6 +20,7 @@ use crate::errors::{Collector, Origin, ValidationErrors};
 use crate::file::{self, Parsed, SetEntry};
 use crate::grid::{self, display_value, values_equal, Assignment, CellKey, Dimension};
 use crate::identity::{canonical_json, identity_document, IdentityContext, RunId};
+use crate::labels::Labels;
 use crate::layering::{self, env_key, Layer, Overrides};
 use crate::schema;
 use crate::settings::{Settings, Task};
@@ -50,6 +51,9 @@ pub struct Experiment {
     /// The baseline: a partial assignment of axis values (e.g. `manager_type = "BT"`).
     pub baseline: Option<Assignment>,
     pub wandb: Option<WandbSpec>,
+    /// The file's `[labels]`: names of metrics, axes and values in figures (defaults for the
+    /// rest come from [`Labels`] itself).
+    pub labels: Labels,
     /// Things worth telling the user that do not stop the experiment.
     pub warnings: Vec<String>,
     /// Grid points × seeds, in plan order.
@@ -619,6 +623,7 @@ fn build(
         metrics,
         baseline: p.baseline.map(|(b, _)| b),
         wandb: p.wandb,
+        labels: p.labels,
         warnings,
         runs,
     })

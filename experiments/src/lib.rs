@@ -14,6 +14,7 @@ pub mod experiment;
 mod file;
 pub mod grid;
 pub mod identity;
+pub mod labels;
 pub mod layering;
 pub mod paths;
 pub mod plan;
@@ -27,6 +28,7 @@ pub use errors::{Origin, ValidationError, ValidationErrors};
 pub use experiment::{Cell, Experiment, ResolvedRun, Role, DEMO_PATH, DEMO_TOML};
 pub use grid::{Assignment, CellKey, Dimension};
 pub use identity::{data_digest, data_files, expand_table, DataDigest, IdentityContext, RunId};
+pub use labels::Labels;
 pub use layering::Overrides;
 pub use plan::{CellState, KnownRuns, Plan, PlanRow, RunStatus};
 pub use settings::{

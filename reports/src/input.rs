@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::labels::Labels;
+use experiments::Labels;
 
 /// Everything a report is built from. The app fills it from the store; nothing here touches I/O.
 #[derive(Debug, Clone, PartialEq, Default)]

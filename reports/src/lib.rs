@@ -40,7 +40,6 @@ pub mod analysis;
 mod error;
 pub mod figures;
 pub mod input;
-pub mod labels;
 mod parallel;
 pub mod provenance;
 pub mod sample;
@@ -51,6 +50,8 @@ mod write;
 
 pub use analysis::SeedCoverage;
 pub use error::{ReportError, Result};
+/// Names in figures, shared with experiment files' `[labels]`.
+pub use experiments::Labels;
 pub use figures::{
     ablation_bars, learning_curves, manager_heatmap, manager_panels, BarOptions, CurveOptions,
     Figure, FigureSize, ManagerOptions,
@@ -59,7 +60,6 @@ pub use input::{
     Cell, Format, Goal, ManagerWeightPoint, MetricSpec, Modality, Policy, ReportInput, RunData,
     RunStatus,
 };
-pub use labels::Labels;
 pub use provenance::Provenance;
 pub use table::{
     build_table, render_csv, render_latex, render_markdown, render_runs_csv, render_terminal,

@@ -1,8 +1,11 @@
 //! Readable names for figures: metric keys, axes and axis values as a paper shows them
-//! (`val/vqa/score_epoch` → "VQA score (val)", `manager_type` → "Manager"), with defaults
-//! derived from TowerLab's key names and overrides from the experiment file's `[labels]`.
+//! (`val/vqa/score_epoch` → "VQA score (val)", `manager_type` → "Manager"). An experiment
+//! file's `[labels]` section names what it wants; everything else gets a default derived from
+//! TowerLab's setting keys and the metric names the engine logs.
 
 use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
 
 /// Display names. Anything not named here gets a default from its key.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -61,6 +64,15 @@ const AXES: [(&str, &str); 14] = [
     ("image_size", "Image size"),
     ("loss_names", "Objectives"),
 ];
+
+/// An axis value as text, the way runs carry it to reports and labels key it: strings as
+/// they are, anything else as JSON (`2`, `true`, `0.0001`).
+pub fn value_text(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
 
 fn capitalise(s: &str) -> String {
     let mut c = s.chars();
