@@ -114,6 +114,7 @@ fn wandb(db: &Path, args: &WandbArgs) -> anyhow::Result<()> {
         let source = Arc::new(StoreSource::new(store.clone()));
         let mut stdout = std::io::stdout();
         let mut result = Ok(());
+        let mut said: Vec<String> = Vec::new();
         for args in by_project(&store, args, &config).await {
             let r = execute(
                 &args,
@@ -124,11 +125,15 @@ fn wandb(db: &Path, args: &WandbArgs) -> anyhow::Result<()> {
             )
             .await;
             if let Err(e) = r {
-                // Keep syncing the other projects; report the first failure at the end.
-                eprintln!("error: {e:#}");
+                // Keep syncing the other projects; the first failure is reported at the end
+                // (by the caller), later different ones here, each once.
+                let message = format!("{e:#}");
                 if result.is_ok() {
                     result = Err(e);
+                } else if !said.contains(&message) {
+                    eprintln!("error: {message}");
                 }
+                said.push(message);
             }
         }
         store.close().await;
