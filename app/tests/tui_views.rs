@@ -93,8 +93,11 @@ fn run_view_of_a_failed_run_shows_class_and_message() {
 #[test]
 fn run_view_second_metric() {
     let (mut src, mut app) = ablation();
-    press(&mut app, &mut src, &[KeyCode::Enter, KeyCode::Right]);
+    // The run view opens on the key metric (val/acc, declared with a goal); → goes on.
+    press(&mut app, &mut src, &[KeyCode::Enter]);
     assert_eq!(app.chart_key(), Some("val/acc"));
+    press(&mut app, &mut src, &[KeyCode::Right]);
+    assert_eq!(app.chart_key(), Some("train/loss"));
     insta::assert_snapshot!(render(&app));
 }
 

@@ -2,6 +2,7 @@
 
 mod compare;
 mod help;
+mod picker;
 mod run;
 mod runs;
 mod sweeps;
@@ -42,6 +43,9 @@ pub fn draw(frame: &mut Frame, app: &App) {
     draw_status(frame, status, app);
     if app.mode == InputMode::Help {
         help::draw(frame, body);
+    }
+    if app.mode == InputMode::Open {
+        picker::draw(frame, body, app);
     }
     if let (InputMode::Confirm, Some(p)) = (app.mode, &app.pending) {
         draw_confirm(frame, body, &p.question);
@@ -130,6 +134,10 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
             "y: yes · any other key: no",
             Style::new().fg(Color::Yellow),
         )),
+        InputMode::Open => Line::from(Span::styled(
+            "type part of a path · ↑↓ choose · Tab complete · Enter open · Esc cancel",
+            Style::new().fg(Color::DarkGray),
+        )),
         _ => match (&app.error, &app.status) {
             (Some(e), _) => Line::from(Span::styled(e.clone(), Style::new().fg(Color::Red))),
             (None, Some(s)) => Line::from(Span::styled(s.clone(), Style::new().fg(Color::Green))),
@@ -147,7 +155,7 @@ fn hints(view: View) -> Line<'static> {
         View::Run => "? help  ←→ metric  ↑↓ run  w weights  d cancel  r retry  Esc back  q quit",
         View::Compare => "? help  ←→ metric  Enter open  Esc back  q quit",
         View::Weights => "? help  ←→ step  ↑↓ run  Esc back  q quit",
-        View::Sweeps => "? help  Enter plan  Q queue  W/X worker  d cancel  r retry  q quit",
+        View::Sweeps => "? help  Enter plan  Esc list  o open file  Q queue  W/X worker  q quit",
     };
     Line::from(Span::styled(text, Style::new().fg(Color::DarkGray)))
 }
@@ -214,6 +222,14 @@ pub(crate) const PALETTE: [Color; 8] = [
     Color::LightCyan,
     Color::LightYellow,
 ];
+
+/// Config entries worth showing: the runner's internal params (`_settings`, `_identity`,
+/// `_role`: whole JSON documents) are left out.
+pub(crate) fn visible_config(
+    config: &[(String, String)],
+) -> impl Iterator<Item = &(String, String)> {
+    config.iter().filter(|(k, _)| !k.starts_with('_'))
+}
 
 /// A block with a title, the one style every pane uses.
 pub(crate) fn pane(title: impl Into<Line<'static>>) -> Block<'static> {
