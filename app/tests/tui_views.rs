@@ -206,3 +206,17 @@ fn resize_redraws_the_table_for_the_new_size() {
     assert_eq!(screen.lines().count(), 12);
     insta::assert_snapshot!(screen);
 }
+
+#[test]
+fn a_long_store_path_gives_way_to_the_tabs_and_counts() {
+    let (_, mut app) = ablation();
+    app.source_label = "/home/someone/projects/a-long-study-folder/towerlab.db".into();
+    let screen = render(&app);
+    let top = screen.lines().next().unwrap();
+    assert!(top.contains("Sweeps "), "{top}");
+    assert!(
+        top.contains("1▶ 9✓ 1✗ 1… …") && top.ends_with("/towerlab.db"),
+        "{top}"
+    );
+    assert_eq!(top.chars().count(), 80, "{top}");
+}

@@ -86,6 +86,13 @@ fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
     }
     let left = Line::from(spans);
     let c = app.counts();
+    let counts_w = [c.running, c.finished, c.failed + c.crashed, c.queued]
+        .iter()
+        .map(|n| n.to_string().len() + 2)
+        .sum::<usize>();
+    // The store's path gives way to the tabs: cut from the left, one space kept between.
+    let room = (area.width as usize).saturating_sub(left.width() + counts_w + 1);
+    let label = ellipsize_left(&app.source_label, room);
     let right = Line::from(vec![
         Span::styled(
             format!("{}▶ ", c.running),
@@ -103,7 +110,7 @@ fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
             format!("{}… ", c.queued),
             Style::new().fg(status_color(RunStatus::Queued)),
         ),
-        Span::styled(app.source_label.clone(), Style::new().fg(Color::DarkGray)),
+        Span::styled(label, Style::new().fg(Color::DarkGray)),
     ])
     .right_aligned();
     let right_width = right.width() as u16;
@@ -237,6 +244,20 @@ pub(crate) fn pane(title: impl Into<Line<'static>>) -> Block<'static> {
         .borders(Borders::ALL)
         .border_style(Style::new().fg(Color::DarkGray))
         .title(title)
+}
+
+/// Keeps the end of `text` in `width` characters, marking the cut with `…` (paths: the file
+/// name matters most).
+pub(crate) fn ellipsize_left(text: &str, width: usize) -> String {
+    let n = text.chars().count();
+    if n <= width {
+        return text.to_owned();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let tail: String = text.chars().skip(n - (width - 1)).collect();
+    format!("…{tail}")
 }
 
 /// Cuts `text` to `width` characters, marking the cut with `…`.
