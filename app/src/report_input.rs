@@ -170,7 +170,15 @@ pub async fn build_input(
             .runs
             .push(data);
     }
-    let cells: Vec<Cell> = cells.into_values().collect();
+    let mut cells: Vec<Cell> = cells.into_values().collect();
+    fill_missing_axes(exp, &mut cells, &axes_names);
+    // In the plan's order (the file's), as `plan` lists them: figures colour and place by it.
+    cells.sort_by_key(|c| {
+        exp.runs()
+            .iter()
+            .position(|r| r.key.0 == c.key)
+            .unwrap_or(usize::MAX)
+    });
     let baseline = match baseline {
         Some(flag) => Some(baseline_from_flag(flag, &cells)?),
         None => listed
@@ -198,6 +206,28 @@ pub async fn build_input(
         zips,
         labels: exp.labels.clone(),
     })
+}
+
+/// A cell that does not name an axis others do (an `[[include]]` cell adding `vlp = true` to a
+/// grid without a `vlp` axis) gets the value its runs were trained with, from the file's
+/// resolved settings: every cell then has a value for every axis, as reports need.
+fn fill_missing_axes(exp: &Experiment, cells: &mut [Cell], axes: &BTreeSet<String>) {
+    for cell in cells {
+        let Some(run) = exp.runs().iter().find(|r| r.key.0 == cell.key) else {
+            continue;
+        };
+        let Ok(settings) = serde_json::to_value(&run.settings) else {
+            continue;
+        };
+        for axis in axes {
+            if !cell.axes.contains_key(axis) {
+                let pointer = format!("/{}", axis.replace('.', "/"));
+                if let Some(v) = settings.pointer(&pointer) {
+                    cell.axes.insert(axis.clone(), axis_text(v));
+                }
+            }
+        }
+    }
 }
 
 /// The axes in the file's order (the first written is the slowest, and the one bars are

@@ -73,9 +73,7 @@ pub(crate) struct CurvesPlot {
 pub fn curve_series(input: &ReportInput, opts: &CurveOptions) -> Result<Vec<CurveSeries>> {
     validate(input)?;
     let cells = select_cells(input, opts.cells.as_deref())?;
-    let labels = cell_labels(input, &cells);
-    let jobs: Vec<_> = cells.into_iter().zip(labels).collect();
-    let series = par_map(&jobs, |(cell, label)| {
+    let series = par_map(&cells, |cell| {
         let (used, _) = select_runs(cell);
         let mut run_ids = Vec::new();
         let mut series = Vec::new();
@@ -94,12 +92,22 @@ pub fn curve_series(input: &ReportInput, opts: &CurveOptions) -> Result<Vec<Curv
         let refs: Vec<&[(u64, f64)]> = series.iter().map(|s| s.as_ref()).collect();
         Some(CurveSeries {
             cell: cell.key.clone(),
-            label: label.clone(),
+            label: String::new(),
             run_ids,
             points: align_downsampled(&refs, opts.max_points),
         })
     });
-    Ok(series.into_iter().flatten().collect())
+    // Named by the axes that vary among the curves drawn (not among cells without data).
+    let mut series: Vec<CurveSeries> = series.into_iter().flatten().collect();
+    let drawn: Vec<&crate::input::Cell> = series
+        .iter()
+        .filter_map(|s| input.cells.iter().find(|c| c.key == s.cell))
+        .collect();
+    let labels = cell_labels(input, &drawn);
+    for (s, label) in series.iter_mut().zip(labels) {
+        s.label = label;
+    }
+    Ok(series)
 }
 
 /// The learning-curve figure of `opts.metric`.
