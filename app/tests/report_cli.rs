@@ -264,7 +264,14 @@ fn a_study_with_a_zip_and_a_vlp_arm_reports_readable_figures_that_fit() {
     let out = Command::new(env!("CARGO_BIN_EXE_towerlab"))
         .current_dir(root)
         .env_remove("TOWERLAB_DB")
-        .args(["--db", "t.db", "report", "experiments/study.toml", "--out", "r"])
+        .args([
+            "--db",
+            "t.db",
+            "report",
+            "experiments/study.toml",
+            "--out",
+            "r",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));

@@ -313,10 +313,15 @@ impl TuiSource for StoreSource {
                 })
             });
             if !known {
-                let name = file
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
+                // The file's own `name` (what the store will call it once queued).
+                let name = std::fs::read_to_string(&file)
+                    .ok()
+                    .and_then(|t| super::data::experiment_name(&t))
+                    .or_else(|| file.file_stem().map(|s| s.to_string_lossy().into_owned()))
                     .unwrap_or_else(|| shown.clone());
+                if out.iter().any(|e| e.name == name) {
+                    continue;
+                }
                 out.push(ExperimentInfo {
                     name,
                     path: Some(shown),
