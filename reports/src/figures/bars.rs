@@ -128,17 +128,6 @@ pub fn bar_data_from_table(
                 .is_some_and(|r| r.entries[col].summary.is_some())
         })
         .collect();
-    // Only cells with a value make bars: what varies is decided among them.
-    let cells: Vec<&crate::input::Cell> = cells
-        .into_iter()
-        .filter(|cell| {
-            table
-                .rows
-                .iter()
-                .find(|r| r.cell == cell.key)
-                .is_some_and(|r| r.entries[col].summary.is_some())
-        })
-        .collect();
     let varying = varying_axes(input, &cells);
     let group_axes: Vec<&str> = varying
         .iter()
