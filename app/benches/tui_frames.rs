@@ -138,6 +138,7 @@ fn main() {
             poll: Duration::from_millis(250),
             experiments_dir: PathBuf::from("experiments"),
             worker: None,
+            open: Vec::new(),
         },
     );
     let mut terminal = Terminal::new(TestBackend::new(W, H)).expect("terminal");

@@ -42,7 +42,12 @@ pub enum Command {
     #[command(subcommand)]
     Data(crate::cmd::data::DataCommand),
     /// Browse, compare and queue runs in a terminal UI (the default in a terminal).
-    Tui,
+    Tui {
+        /// An experiment file to open in Sweeps (it need not be in the store yet): its plan,
+        /// ready to queue.
+        #[arg(value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
+    },
     /// Show every cell of an experiment as new, done, failed, running, queued or stale.
     Plan(PlanArgs),
     /// Queue the cells of an experiment that are missing from the store.

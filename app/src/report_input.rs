@@ -224,23 +224,13 @@ pub async fn build_input(
             cell.runs.push(data);
         }
     }
+    // Cells are in the plan's order (the file's): figures colour and place by it.
+    fill_missing_axes(exp, &mut cells, &axes_names);
     let baseline = match baseline {
         Some(flag) => Some(baseline_from_flag(flag, &cells)?),
         None => baseline_key,
     };
-    // Axes in the grid's order (as the file writes them), then any an include rule adds.
-    let mut axes: Vec<String> = exp
-        .dimensions
-        .iter()
-        .flat_map(|d| d.keys())
-        .filter(|k| axes_names.contains(*k))
-        .map(str::to_string)
-        .collect();
-    for a in axes_names {
-        if !axes.contains(&a) {
-            axes.push(a);
-        }
-    }
+    let (axes, zips) = figure_axes(exp, axes_names);
     Ok(ReportInput {
         experiment: exp.name.clone(),
         experiment_hash,
@@ -248,7 +238,49 @@ pub async fn build_input(
         metrics,
         baseline,
         cells,
+        zips,
+        labels: exp.labels.clone(),
     })
+}
+
+/// A cell that does not name an axis others do (an `[[include]]` cell adding `vlp = true` to a
+/// grid without a `vlp` axis) gets the value its runs were trained with, from the file's
+/// resolved settings: every cell then has a value for every axis, as reports need.
+fn fill_missing_axes(exp: &Experiment, cells: &mut [Cell], axes: &BTreeSet<String>) {
+    for cell in cells {
+        let Some(run) = exp.runs().iter().find(|r| r.key.0 == cell.key) else {
+            continue;
+        };
+        let Ok(settings) = serde_json::to_value(&run.settings) else {
+            continue;
+        };
+        for axis in axes {
+            if !cell.axes.contains_key(axis) {
+                let pointer = format!("/{}", axis.replace('.', "/"));
+                if let Some(v) = settings.pointer(&pointer) {
+                    cell.axes.insert(axis.clone(), axis_text(v));
+                }
+            }
+        }
+    }
+}
+
+/// The axes in the file's order (the first written is the slowest, and the one bars are
+/// coloured by), then any others the runs carry; and the file's zip groups, which figures
+/// show once by their first axis.
+fn figure_axes(exp: &Experiment, names: BTreeSet<String>) -> (Vec<String>, Vec<Vec<String>>) {
+    let order: Vec<&str> = exp.dimensions.iter().flat_map(|d| d.keys()).collect();
+    let mut axes: Vec<String> = names.into_iter().collect();
+    axes.sort_by_key(|a| order.iter().position(|o| o == a).unwrap_or(usize::MAX));
+    let zips = exp
+        .dimensions
+        .iter()
+        .filter_map(|d| match d {
+            experiments::Dimension::Zip { keys, .. } => Some(keys.clone()),
+            experiments::Dimension::Axis { .. } => None,
+        })
+        .collect();
+    (axes, zips)
 }
 
 /// Runs read concurrently.

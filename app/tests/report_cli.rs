@@ -150,8 +150,11 @@ fn report_writes_the_table_and_every_figure_kind_identically_twice() {
         "curves-val-vqa-score_epoch.png",
         "bars-val-vqa-score_epoch.svg",
         "bars-val-vqa-score_epoch.png",
-        "manager-weights.svg",
-        "manager-weights.png",
+        // One titled Fig. 6 per ManagerTower cell.
+        "manager-weights-manager_type-saue.svg",
+        "manager-weights-manager_type-saue.png",
+        "manager-weights-manager_type-aaue.svg",
+        "manager-weights-manager_type-aaue.png",
         "manager-heatmap.svg",
         "manager-heatmap.png",
     ];
@@ -292,4 +295,78 @@ fn runs_shared_through_the_same_identity_are_reported_and_listed() {
             && t.contains("(report-cli manager_type=BT seed 0)"),
         "{t}"
     );
+}
+
+/// The study of `fill_study` (SAUE/AAUE × a zip of managed layers × 2 seeds and a VLP arm from
+/// an `[[include]]`), reported from its file: every figure fits its canvas, names its cells
+/// readably, and every ManagerTower cell with a finished run has its titled weights.
+#[test]
+fn a_study_with_a_zip_and_a_vlp_arm_reports_readable_figures_that_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("experiments")).unwrap();
+    std::fs::write(
+        root.join("experiments/study.toml"),
+        app::tui::sample_store::STUDY_TOML,
+    )
+    .unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let store = Store::open(root.join("t.db")).await.unwrap();
+            app::tui::sample_store::fill_study(&store).await.unwrap();
+            store.close().await;
+        });
+    let out = Command::new(env!("CARGO_BIN_EXE_towerlab"))
+        .current_dir(root)
+        .env_remove("TOWERLAB_DB")
+        .args([
+            "--db",
+            "t.db",
+            "report",
+            "experiments/study.toml",
+            "--out",
+            "r",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let r = root.join("r");
+    let mut svgs = 0;
+    for e in std::fs::read_dir(&r).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "svg") {
+            svgs += 1;
+            let svg = std::fs::read_to_string(&path).unwrap();
+            let problems = reports::figures::verify_svg(&svg);
+            assert!(problems.is_empty(), "{}: {problems:#?}", path.display());
+        }
+    }
+    // Curves, bars, 4 cells' Fig. 6 (the VLP arm has no finished run yet), the heatmap.
+    assert_eq!(svgs, 7);
+    let curves = std::fs::read_to_string(r.join("curves-val-vqa-score_epoch.svg")).unwrap();
+    let drawn = reports::figures::check_svg(&curves).unwrap();
+    // The VLP arm has no finished run: the curves are named by what varies among the others.
+    for label in [
+        "VQA score (val)",
+        "SAUE, Managed layers 2",
+        "AAUE, Managed layers 4",
+    ] {
+        assert!(drawn.has_text(label), "{label} not drawn in the curves");
+    }
+    let heat = std::fs::read_to_string(r.join("manager-heatmap.svg")).unwrap();
+    let drawn = reports::figures::check_svg(&heat).unwrap();
+    for title in [
+        "SAUE, Managed layers 2, no VLP",
+        "SAUE, Managed layers 4, no VLP",
+        "AAUE, Managed layers 2, no VLP",
+        "AAUE, Managed layers 4, no VLP",
+    ] {
+        assert!(drawn.has_text(title), "heatmap row {title:?} missing");
+    }
+    assert!(r
+        .join("manager-weights-managed_layers_text-4-manager_type-aaue.png")
+        .is_file());
 }

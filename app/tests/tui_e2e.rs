@@ -181,11 +181,12 @@ fn browse_filter_open_chart_quit() {
     t.literal("manager=adaptive layers=12");
     t.keys(&["Enter"]);
     let screen = t.wait_for("the filtered table", |s| s.contains("runs 2/12"));
-    assert!(screen.contains("layers=12,manager=adaptive"), "{screen}");
+    assert!(screen.contains("layers=12 mgr=adaptive"), "{screen}");
 
     t.keys(&["Enter"]);
+    // It opens on the key metric.
     let screen = t.wait_for("the run's chart", |s| {
-        s.contains("train/loss (1/2)") && s.chars().any(|c| ('\u{2801}'..='\u{28ff}').contains(&c))
+        s.contains("val/acc (2/2)") && s.chars().any(|c| ('\u{2801}'..='\u{28ff}').contains(&c))
     });
     assert!(screen.contains("model.num_layers = 12"), "{screen}");
 
@@ -273,4 +274,64 @@ fn no_arguments_in_a_terminal_opens_the_tui_on_an_empty_store() {
     );
     t.keys(&["C-c"]);
     assert_restored(&t, "0");
+}
+
+/// An experiment file of a tiny study (not in the store): `name`, synthetic data in `dir`.
+fn study_file(dir: &Path, file: &str, name: &str) -> PathBuf {
+    let text = format!(
+        "name = \"{name}\"\ntask = \"vqa\"\n[data]\nroot = {:?}\nsynthetic = true\n[base]\npreset = \"tiny\"\nmax_steps = 4\n[grid]\nmanager_type = [\"SAUE\", \"AAUE\"]\nseeds = [0, 1]\n[[zip]]\nmanaged_layers_text = [2, 4]\nmanaged_layers_image = [2, 4]\n[metric]\nname = \"val/vqa/score_epoch\"\ngoal = \"maximize\"\n",
+        dir.join("data")
+    );
+    let path = dir.join(file);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn tui_file_opens_the_plan_of_a_file_not_in_the_store_and_o_opens_another() {
+    if skip_without_tmux() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("fresh.db");
+    let file = study_file(dir.path(), "my-study.toml", "my-study");
+    study_file(dir.path(), "second.toml", "second-study");
+    let cmd = format!(
+        "cd {} && {} tui --db {} {}; echo EXITED:$?; stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo; sleep 60",
+        dir.path().display(),
+        env!("CARGO_BIN_EXE_towerlab"),
+        db.display(),
+        file.display(),
+    );
+    let t = Tmux::start(&cmd, 80, 24);
+    let screen = t.wait_for("the file's plan", |s| s.contains("plan · my-study · 8 new"));
+    // Its cells, by the axes that vary.
+    assert!(screen.contains("mlt=2 mgr=SAUE s=0"), "{screen}");
+    // Back to the list, then the picker: part of a name and Enter.
+    t.keys(&["Escape", "o"]);
+    t.wait_for("the picker", |s| {
+        s.contains("open an experiment file") && s.contains("second.toml")
+    });
+    t.literal("seco");
+    t.keys(&["Enter"]);
+    t.wait_for("the second file's plan", |s| {
+        s.contains("plan · second-study · 8 new")
+    });
+    t.keys(&["q"]);
+    assert_restored(&t, "0");
+}
+
+#[test]
+fn tui_with_a_file_that_does_not_exist_is_one_error_before_the_screen() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_towerlab"))
+        .args(["tui", "--db"])
+        .arg(dir.path().join("t.db"))
+        .arg(dir.path().join("nope.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    // The experiment file's usual error, naming the file.
+    assert!(err.contains("nope.toml: cannot read the file"), "{err}");
 }

@@ -5,7 +5,7 @@ mod tui_common;
 use app::tui::fixture::FixtureSource;
 use app::tui::{Command, InputMode, TuiSource, View};
 use crossterm::event::KeyCode;
-use tui_common::{app_with, press, typed};
+use tui_common::{app_with, press, sync, typed};
 
 fn ids(app: &app::tui::App) -> Vec<i64> {
     app.visible.iter().map(|&i| app.runs[i].id).collect()
@@ -242,4 +242,59 @@ fn a_first_page_shows_until_the_full_list_and_never_replaces_it() {
     assert!(!app.partial && app.runs.len() == 12);
     app.apply(app::tui::DataMsg::RunsHead(head));
     assert!(!app.partial && app.runs.len() == 12);
+}
+
+#[test]
+fn the_file_picker_opens_a_file_not_in_the_store_and_keeps_it_listed() {
+    use app::tui::data::open_experiment_file;
+    use app::tui::DataMsg;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("my-study.toml");
+    std::fs::write(&file, "name = \"my-study\"\ntask = \"vqa\"\n").unwrap();
+    let file = file.display().to_string();
+
+    let mut src = FixtureSource::ablation(6);
+    let mut app = app_with(&mut src, 80, 24);
+    press(&mut app, &mut src, &[KeyCode::Char('o')]);
+    assert_eq!((app.view, app.mode), (View::Sweeps, InputMode::Open));
+    // (Keys straight to the state here: the data thread would list this folder's files.)
+    for c in "my-st".chars() {
+        let ev = crossterm::event::Event::Key(crossterm::event::KeyEvent::from(KeyCode::Char(c)));
+        let action = app::tui::action::event_to_action(app.mode, &ev).unwrap();
+        assert!(app.update(action).is_empty());
+    }
+    app.apply(DataMsg::Files(vec![
+        "experiments/demo.toml".into(),
+        file.clone(),
+    ]));
+    assert_eq!(app.picker_matches(), [file.as_str()]);
+    let screen = tui_common::render(&app);
+    assert!(
+        screen.contains("open an experiment file") && screen.contains("> my-st"),
+        "{screen}"
+    );
+    let cmds = app.update(app::tui::Action::PickerCommit);
+    assert_eq!(cmds, [Command::OpenFile(file.clone())]);
+    assert_eq!(app.mode, InputMode::Normal);
+
+    // What the data thread answers: the file's own name, its plan shown, focus on its cells.
+    let opened = open_experiment_file(&file).unwrap();
+    assert_eq!(opened.name, "my-study");
+    app.apply(DataMsg::Opened(opened.clone()));
+    assert_eq!(app.plan_for.as_ref(), Some(&opened));
+    assert_eq!(app.sweep_pane, app::tui::state::SweepPane::Cells);
+    sync(&mut app, &mut src);
+    // Later lists of the store's experiments keep it, and the cursor on it.
+    assert_eq!(app.experiments[app.experiment_cursor], opened);
+    // Esc goes back to the list first, then leaves the view.
+    press(&mut app, &mut src, &[KeyCode::Esc]);
+    assert_eq!(
+        (app.view, app.sweep_pane),
+        (View::Sweeps, app::tui::state::SweepPane::Experiments)
+    );
+    press(&mut app, &mut src, &[KeyCode::Esc]);
+    assert_eq!(app.view, View::Runs);
+
+    let e = open_experiment_file("/nonexistent/study.toml").unwrap_err();
+    assert!(e.contains("/nonexistent/study.toml"), "{e}");
 }

@@ -93,8 +93,11 @@ fn run_view_of_a_failed_run_shows_class_and_message() {
 #[test]
 fn run_view_second_metric() {
     let (mut src, mut app) = ablation();
-    press(&mut app, &mut src, &[KeyCode::Enter, KeyCode::Right]);
+    // The run view opens on the key metric (val/acc, declared with a goal); → goes on.
+    press(&mut app, &mut src, &[KeyCode::Enter]);
     assert_eq!(app.chart_key(), Some("val/acc"));
+    press(&mut app, &mut src, &[KeyCode::Right]);
+    assert_eq!(app.chart_key(), Some("train/loss"));
     insta::assert_snapshot!(render(&app));
 }
 
@@ -202,4 +205,18 @@ fn resize_redraws_the_table_for_the_new_size() {
     let screen = render(&app);
     assert_eq!(screen.lines().count(), 12);
     insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn a_long_store_path_gives_way_to_the_tabs_and_counts() {
+    let (_, mut app) = ablation();
+    app.source_label = "/home/someone/projects/a-long-study-folder/towerlab.db".into();
+    let screen = render(&app);
+    let top = screen.lines().next().unwrap();
+    assert!(top.contains("Sweeps "), "{top}");
+    assert!(
+        top.contains("1▶ 9✓ 1✗ 1… …") && top.ends_with("/towerlab.db"),
+        "{top}"
+    );
+    assert_eq!(top.chars().count(), 80, "{top}");
 }

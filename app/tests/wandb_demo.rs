@@ -3,6 +3,9 @@
 //! they train, through injected faults; a later `towerlab sync wandb` sends nothing new; the key
 //! is nowhere in the store or the output.
 
+#[allow(dead_code, unused_imports)]
+#[path = "../src/wandb/mod.rs"]
+mod wandb;
 mod wandb_support;
 
 use std::collections::BTreeSet;
@@ -97,6 +100,16 @@ fn the_demo_ablation_syncs_live_once_and_a_second_sync_sends_nothing() {
             assert_eq!(run.exit_code, Some(0), "run {} completed", run.name);
             let upsert = run.upserts.last().unwrap();
             groups.insert(upsert["groupName"].as_str().unwrap_or_default().to_owned());
+            // W&B keeps one value per key: no line may repeat one (the manager weights of
+            // SAUE/AAUE runs carry the cross-modal weight under its own name).
+            for line in run.lines(wandb::encode::HISTORY_FILE) {
+                assert_eq!(
+                    wandb::encode::repeated_keys(&line),
+                    Ok(vec![]),
+                    "run {}: {line}",
+                    run.name
+                );
+            }
             let history = run.history();
             let steps: Vec<u64> = history
                 .iter()

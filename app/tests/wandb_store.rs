@@ -65,12 +65,13 @@ async fn fixture(dir: &std::path::Path) -> (Store, Vec<String>) {
     let weights: Vec<ManagerWeight> = (0..=12)
         .map(|i| if i == 12 { 125 } else { i * 10 })
         .flat_map(|step| {
-            (0..3).map(move |e| ManagerWeight {
+            // Expert -1: the raw weight on the previous cross-modal layer's output.
+            (-1..3).map(move |e| ManagerWeight {
                 step,
                 modality: "text".into(),
                 layer: 2,
                 expert: e,
-                weight: (e + 1) as f64 / 6.0,
+                weight: if e < 0 { 0.998 } else { (e + 1) as f64 / 6.0 },
             })
         })
         .collect();
@@ -135,6 +136,16 @@ async fn store_runs_sync_with_offsets_in_the_store() {
     assert_eq!(steps, (0..120).chain([125]).collect::<Vec<_>>());
     assert_close(&history[10]["train/loss"], 1.0 / 11.0);
     assert_close(&history[10]["manager/text/layer2/expert1"], 2.0 / 6.0);
+    // Every value has its own key: the cross-modal weight is named as such, not an expert.
+    assert_close(&history[10]["manager/text/layer2/expert0"], 1.0 / 6.0);
+    assert_close(&history[10]["manager/text/layer2/cross_modal_prev1"], 0.998);
+    for line in remote.lines(wandb::encode::HISTORY_FILE) {
+        assert_eq!(
+            wandb::encode::repeated_keys(&line),
+            Ok(vec![]),
+            "a history line repeats a key: {line}"
+        );
+    }
     assert!(history[11].get("manager/text/layer2/expert1").is_none());
     assert_close(&history[120]["manager/text/layer2/expert2"], 0.5);
     assert_close(

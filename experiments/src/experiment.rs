@@ -24,6 +24,7 @@ use crate::identity::{
     canonical_json, describe_stamp, identity_document, identity_document_with, vqa_answer_count,
     IdentityContext, RunId, DATA_STAMPS_KEY,
 };
+use crate::labels::Labels;
 use crate::layering::{self, env_key, Layer, Overrides};
 use crate::schema;
 use crate::settings::{Settings, Split, Task};
@@ -54,6 +55,9 @@ pub struct Experiment {
     /// The baseline: a partial assignment of axis values (e.g. `manager_type = "BT"`).
     pub baseline: Option<Assignment>,
     pub wandb: Option<WandbSpec>,
+    /// The file's `[labels]`: names of metrics, axes and values in figures (defaults for the
+    /// rest come from [`Labels`] itself).
+    pub labels: Labels,
     /// Things worth telling the user that do not stop the experiment.
     pub warnings: Vec<String>,
     /// The Hugging Face environment the experts were looked up in (from [`Overrides`]).
@@ -795,6 +799,7 @@ fn build(
         metrics,
         baseline: p.baseline.map(|(b, _)| b),
         wandb: p.wandb,
+        labels: p.labels,
         warnings,
         hub: ov.hub,
         missing_experts,

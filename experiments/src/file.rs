@@ -8,6 +8,7 @@ use serde_json::Value as Json;
 
 use crate::errors::Collector;
 use crate::grid::{display_value, values_equal, Assignment, Dimension};
+use crate::labels::{value_text, Labels};
 use crate::schema;
 use crate::settings::{Settings, Task};
 use crate::spanned::{Entry, Kind, Node};
@@ -50,6 +51,8 @@ pub(crate) struct Parsed {
     pub(crate) baseline: Option<(Assignment, usize)>,
     pub(crate) pretrain: Option<(Vec<SetEntry>, usize)>,
     pub(crate) wandb: Option<WandbSpec>,
+    /// The `[labels]` section: names in figures.
+    pub(crate) labels: Labels,
     /// A `task` key was written (even with a bad value), so "missing task" is not reported.
     pub(crate) task_written: bool,
     /// Axes written in the grid whose values were rejected (already reported): rules naming
@@ -81,7 +84,7 @@ pub(crate) fn schema_value_id(v: &Json) -> String {
     }
 }
 
-const SECTIONS: [&str; 13] = [
+const SECTIONS: [&str; 14] = [
     "name",
     "description",
     "task",
@@ -95,6 +98,7 @@ const SECTIONS: [&str; 13] = [
     "baseline",
     "pretrain",
     "wandb",
+    "labels",
 ];
 
 fn join(prefix: &str, key: &str) -> String {
@@ -149,6 +153,7 @@ pub(crate) fn read(c: &mut Collector<'_>, root: &Node) -> Parsed {
     let mut name_seen = false;
     let mut metric_node: Option<&Node> = None;
     let mut baseline_node: Option<&Entry> = None;
+    let mut labels_node: Option<&Node> = None;
     let mut zips: Vec<&Node> = Vec::new();
     let mut excludes: Vec<&Node> = Vec::new();
     let mut includes: Vec<&Node> = Vec::new();
@@ -195,6 +200,7 @@ pub(crate) fn read(c: &mut Collector<'_>, root: &Node) -> Parsed {
             "baseline" => baseline_node = Some(e),
             "pretrain" => read_pretrain(c, e, &mut p),
             "wandb" => p.wandb = read_wandb(c, &e.value),
+            "labels" => labels_node = Some(&e.value),
             other => c.at(e.key_span.start, unknown_in("the file", other, &SECTIONS)),
         }
     }
@@ -236,7 +242,154 @@ pub(crate) fn read(c: &mut Collector<'_>, root: &Node) -> Parsed {
     if let Some(b) = baseline_node {
         p.baseline = read_baseline(c, &b.value, &p).map(|a| (a, b.key_span.start));
     }
+    if let Some(l) = labels_node {
+        p.labels = read_labels(c, l, &p);
+    }
     p
+}
+
+/// A label: a non-empty string on one line.
+fn label_text(c: &mut Collector<'_>, node: &Node, what: &str) -> Option<String> {
+    match node.as_str() {
+        Some(s) if !s.trim().is_empty() && !s.contains(['\n', '\r']) => Some(s.to_string()),
+        Some(_) => {
+            c.at(
+                node.span.start,
+                format!("{what} must be a non-empty line of text"),
+            );
+            None
+        }
+        None => {
+            c.at(
+                node.span.start,
+                format!("{what} expects a string, found {}", node.type_name()),
+            );
+            None
+        }
+    }
+}
+
+/// `[labels]`: `"metric/key" = "name"` and `axis = "name"`, and `[labels.values.<axis>]`
+/// with `value = "name"` for the values of a grid axis.
+fn read_labels(c: &mut Collector<'_>, node: &Node, p: &Parsed) -> Labels {
+    let mut out = Labels::default();
+    let Some(entries) = node.entries() else {
+        c.at(
+            node.span.start,
+            format!("[labels] expects a table, found {}", node.type_name()),
+        );
+        return out;
+    };
+    let axes = p.axis_keys();
+    let names: Vec<&str> = axes.iter().map(String::as_str).collect();
+    let not_an_axis = |key: &str| {
+        let hint = match closest(key, &names) {
+            Some(s) => format!("did you mean the axis `{s}`?"),
+            None if names.is_empty() => "the grid has no axes".to_string(),
+            None => format!("axes: {}", names.join(", ")),
+        };
+        hint
+    };
+    for e in entries {
+        if e.key == "values" {
+            let Some(per_axis) = e.value.entries() else {
+                c.at(
+                    e.value.span.start,
+                    format!(
+                        "labels.values expects a table of axes, found {}",
+                        e.value.type_name()
+                    ),
+                );
+                continue;
+            };
+            for a in per_axis {
+                let Some(dim) = p.dims.iter().find(|d| d.keys().contains(&a.key.as_str())) else {
+                    c.at(
+                        a.key_span.start,
+                        format!(
+                            "labels.values names `{}`, which is not an axis of the grid; {}",
+                            a.key,
+                            not_an_axis(&a.key)
+                        ),
+                    );
+                    continue;
+                };
+                let values: Vec<&Json> = match dim {
+                    Dimension::Axis { values, .. } => values.iter().collect(),
+                    Dimension::Zip { keys, rows } => {
+                        let i = keys.iter().position(|k| *k == a.key).unwrap_or(0);
+                        rows.iter().map(|r| &r[i]).collect()
+                    }
+                };
+                let Some(value_entries) = a.value.entries() else {
+                    c.at(
+                        a.value.span.start,
+                        format!(
+                            "labels.values.{} expects a table of value = \"name\", found {}",
+                            a.key,
+                            a.value.type_name()
+                        ),
+                    );
+                    continue;
+                };
+                for v in value_entries {
+                    let matched = values.iter().find(|x| {
+                        display_value(x) == v.key
+                            || value_text(x) == v.key
+                            || matches!(
+                                (x.as_f64(), v.key.parse::<f64>()),
+                                (Some(a), Ok(b)) if a == b
+                            )
+                    });
+                    let Some(value) = matched else {
+                        c.at(
+                            v.key_span.start,
+                            format!(
+                                "labels.values.{}: `{}` is not a value of the axis ({})",
+                                a.key,
+                                v.key,
+                                values
+                                    .iter()
+                                    .map(|x| display_value(x))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        );
+                        continue;
+                    };
+                    let what = format!("labels.values.{}.{}", a.key, v.key);
+                    if let Some(name) = label_text(c, &v.value, &what) {
+                        out.values
+                            .entry(a.key.clone())
+                            .or_default()
+                            .insert(value_text(value), name);
+                    }
+                }
+            }
+            continue;
+        }
+        let what = format!("labels.\"{}\"", e.key);
+        if axes.contains(&e.key) {
+            if let Some(name) = label_text(c, &e.value, &what) {
+                out.axes.insert(e.key.clone(), name);
+            }
+        } else if e.key.contains('/') {
+            if let Some(name) = label_text(c, &e.value, &what) {
+                out.metrics.insert(e.key.clone(), name);
+            }
+        } else {
+            c.at(
+                e.key_span.start,
+                format!(
+                    "labels names `{}`, which is neither an axis of the grid nor a logged metric \
+                     name (those look like `val/vqa/score_epoch`); {}",
+                    e.key,
+                    not_an_axis(&e.key)
+                ),
+            );
+        }
+    }
+    out
 }
 
 fn valid_name(n: &str) -> bool {

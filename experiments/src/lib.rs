@@ -17,6 +17,7 @@ pub mod experts;
 mod file;
 pub mod grid;
 pub mod identity;
+pub mod labels;
 pub mod layering;
 pub mod paths;
 pub mod plan;
@@ -34,6 +35,7 @@ pub use identity::{
     data_digest, data_files, data_stamps, expand_table, vqa_answer_count, DataDigest,
     IdentityContext, RunId, VQA_ANSWERS_FILE,
 };
+pub use labels::Labels;
 pub use layering::Overrides;
 pub use plan::{CellState, KnownRuns, Plan, PlanRow, RunStatus};
 pub use settings::{

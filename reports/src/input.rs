@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use experiments::Labels;
+
 /// Everything a report is built from. The app fills it from the store; nothing here touches I/O.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ReportInput {
@@ -17,6 +19,11 @@ pub struct ReportInput {
     pub baseline: Option<String>,
     /// Grid cells, in display order.
     pub cells: Vec<Cell>,
+    /// Axes that move together (the file's zip groups): figures show each group once, by its
+    /// first axis, under a name for the group.
+    pub zips: Vec<Vec<String>>,
+    /// Names of metrics, axes and values in figures (defaults for what is not given).
+    pub labels: Labels,
 }
 
 /// One reported metric.

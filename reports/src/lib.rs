@@ -22,6 +22,7 @@
 //!         expected_seeds: vec![0, 1],
 //!         runs: vec![run],
 //!     }],
+//!     ..ReportInput::default()
 //! };
 //! let table = reports::build_table(&input)?;
 //! let md = reports::render_markdown(&table);
@@ -49,6 +50,8 @@ mod write;
 
 pub use analysis::SeedCoverage;
 pub use error::{ReportError, Result};
+/// Names in figures, shared with experiment files' `[labels]`.
+pub use experiments::Labels;
 pub use figures::{
     ablation_bars, learning_curves, manager_heatmap, manager_panels, BarOptions, CurveOptions,
     Figure, FigureSize, ManagerOptions,

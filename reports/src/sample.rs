@@ -115,6 +115,7 @@ pub fn sample_input() -> ReportInput {
         metrics: sample_metrics(),
         baseline: Some("manager=none,lr=1e-5".into()),
         cells,
+        ..ReportInput::default()
     }
 }
 
@@ -166,6 +167,105 @@ pub fn synthetic(runs: usize, steps: usize) -> ReportInput {
         metrics: sample_metrics(),
         baseline: cells.first().map(|c| c.key.clone()),
         cells,
+        ..ReportInput::default()
+    }
+}
+
+/// A researcher's study as the report of `towerlab report` gets it: the tiny preset's 2
+/// cross-modal layers, 2 seeds, the metrics TowerLab logs, and `axes` (1 to 3) of
+/// `manager_type` [SAUE, AAUE] × a zip of `managed_layers_text`/`managed_layers_image` [2, 4]
+/// × `vlp` [false, true]. Every run records manager weights over its managed experts.
+pub fn study_input(axes: usize) -> ReportInput {
+    let mut rng = Rng(11 + axes as u64);
+    let managers = ["SAUE", "AAUE"];
+    let managed: &[u32] = if axes >= 2 { &[2, 4] } else { &[2] };
+    let vlps: &[bool] = if axes >= 3 { &[false, true] } else { &[false] };
+    let mut cells = Vec::new();
+    for (mi, manager) in managers.iter().enumerate() {
+        for (li, &layers) in managed.iter().enumerate() {
+            for (vi, &vlp) in vlps.iter().enumerate() {
+                let mut axes_map =
+                    BTreeMap::from([("manager_type".to_string(), manager.to_string())]);
+                let mut key = format!("manager_type={manager}");
+                if axes >= 2 {
+                    axes_map.insert("managed_layers_text".into(), layers.to_string());
+                    axes_map.insert("managed_layers_image".into(), layers.to_string());
+                    key = format!("managed_layers_text={layers},{key}");
+                }
+                if axes >= 3 {
+                    axes_map.insert("vlp".into(), vlp.to_string());
+                    key = format!("{key},vlp={vlp}");
+                }
+                let quality = 0.40 + 0.03 * mi as f64 + 0.02 * li as f64 + 0.05 * vi as f64;
+                let runs = (0..2u64)
+                    .map(|seed| {
+                        let id = format!("s{mi}{li}{vi}{seed}");
+                        let mut run =
+                            synthetic_run(&mut rng, id, seed, RunStatus::Finished, quality, 60, 10);
+                        let score = run.series.remove("val/vqa/score").unwrap_or_default();
+                        run.series.insert("val/vqa/score_epoch".into(), score);
+                        let loss = run.series.remove("val/itm/loss").unwrap_or_default();
+                        run.series.insert("train/loss".into(), loss);
+                        run.series.remove("test/vqa/score");
+                        for step in [300u64, 600] {
+                            for modality in [Modality::Text, Modality::Image] {
+                                for layer in 1..=2u32 {
+                                    let raw: Vec<f64> = (0..layers)
+                                        .map(|e| {
+                                            1.0 + e as f64
+                                                * (layer as f64 + 0.3 * rng.noise().abs())
+                                        })
+                                        .collect();
+                                    let sum: f64 = raw.iter().sum();
+                                    for (e, w) in raw.iter().enumerate() {
+                                        run.manager_weights.push(ManagerWeightPoint {
+                                            step,
+                                            modality,
+                                            layer,
+                                            // Experts numbered by their layer of a 4-layer encoder.
+                                            expert: 4 - layers + 1 + e as u32,
+                                            weight: w / sum,
+                                        });
+                                    }
+                                }
+                            }
+                        }
+                        run
+                    })
+                    .collect();
+                cells.push(Cell {
+                    key,
+                    axes: axes_map,
+                    expected_seeds: vec![0, 1],
+                    runs,
+                });
+            }
+        }
+    }
+    let mut all_axes = vec!["manager_type".to_string()];
+    let mut zips = Vec::new();
+    if axes >= 2 {
+        all_axes.extend(["managed_layers_text".into(), "managed_layers_image".into()]);
+        zips.push(vec![
+            "managed_layers_text".into(),
+            "managed_layers_image".into(),
+        ]);
+    }
+    if axes >= 3 {
+        all_axes.push("vlp".into());
+    }
+    ReportInput {
+        experiment: format!("study-{axes}"),
+        experiment_hash: "5747d1e5".into(),
+        axes: all_axes,
+        metrics: vec![
+            MetricSpec::new("val/vqa/score_epoch", Goal::Maximize, Policy::Best),
+            MetricSpec::new("train/loss", Goal::Minimize, Policy::Last),
+        ],
+        baseline: cells.first().map(|c| c.key.clone()),
+        cells,
+        zips,
+        ..ReportInput::default()
     }
 }
 

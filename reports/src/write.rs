@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{ReportError, Result};
 use crate::figures::{
-    ablation_bars_from_table, learning_curves, manager_heatmap, manager_panels, BarOptions,
-    CurveOptions, Figure, FigureSize, ManagerOptions,
+    ablation_bars_from_table, learning_curves, manager_cells, manager_heatmap, manager_panels,
+    BarOptions, CurveOptions, Figure, FigureSize, ManagerOptions,
 };
 use crate::input::{Format, ReportInput};
 use crate::parallel::par_map;
@@ -54,8 +54,9 @@ pub struct Written {
 
 /// Writes every table and figure of `input` in `formats` into `out_dir` (created if needed):
 /// `table.md`, `table.tex`, `table.csv` + `runs.csv`, and per table metric
-/// `curves-<metric>.svg|png` and `bars-<metric>.svg|png`, plus `manager-weights.*` and
-/// `manager-heatmap.*` when runs recorded manager weights.
+/// `curves-<metric>.svg|png` and `bars-<metric>.svg|png`, plus `manager-heatmap.*` (a titled
+/// row per cell) and `manager-weights.*` (Fig. 6; `manager-weights-<cell>.*` per cell when
+/// several cells) when runs recorded manager weights.
 pub fn write_all(input: &ReportInput, out_dir: &Path, formats: &[Format]) -> Result<Written> {
     write_all_with(input, out_dir, formats, &WriteOptions::default())
 }
@@ -124,18 +125,32 @@ pub fn write_all_with(
             ablation_bars_from_table(input, &table, &bars),
         ));
     }
+    // Fig. 6 per cell: one titled file each when several cells recorded weights; the heatmap
+    // has one titled row per cell.
+    let cells = manager_cells(input);
+    match (&opts.manager.cell, cells.as_slice()) {
+        (Some(_), _) | (None, [] | [_]) => figures.push((
+            "manager-weights".into(),
+            manager_panels(input, &opts.manager),
+        )),
+        (None, many) => {
+            let mut taken = BTreeSet::new();
+            for cell in many {
+                let one = ManagerOptions {
+                    cell: Some(cell.clone()),
+                    ..opts.manager.clone()
+                };
+                figures.push((
+                    format!("manager-weights-{}", unique_slug(cell, &mut taken)),
+                    manager_panels(input, &one),
+                ));
+            }
+        }
+    }
     figures.push((
-        "manager-weights".into(),
-        manager_panels(input, &opts.manager),
+        "manager-heatmap".into(),
+        manager_heatmap(input, &opts.manager),
     ));
-    let heat = ManagerOptions {
-        size: opts
-            .manager
-            .size
-            .with_height(opts.manager.size.height_in + 0.2),
-        ..opts.manager.clone()
-    };
-    figures.push(("manager-heatmap".into(), manager_heatmap(input, &heat)));
 
     let mut ready = Vec::new();
     for (name, fig) in figures {

@@ -30,7 +30,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Model(cmd)) => model::run(cmd),
         #[cfg(feature = "engine")]
         Some(Command::Data(cmd)) => data::run(cmd),
-        Some(Command::Tui) => tui::run(&db),
+        Some(Command::Tui { file }) => tui::run(&db, file),
         None => no_command(&db),
         Some(Command::Plan(args)) => plan::run(&db, args),
         Some(Command::Queue(args)) => queue::run(&db, args),
@@ -50,7 +50,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
 fn no_command(db: &std::path::Path) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
-        return tui::run(db);
+        return tui::run(db, None);
     }
     use clap::CommandFactory;
     Cli::command().print_help()?;

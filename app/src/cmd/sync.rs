@@ -167,6 +167,7 @@ fn wandb(db: &Path, args: &WandbArgs) -> anyhow::Result<()> {
         let store = crate::runner::Workspace::new(db).open().await?;
         let mut stdout = std::io::stdout();
         let mut result = Ok(());
+        let mut said: Vec<String> = Vec::new();
         for args in by_project(&store, args, &config).await {
             let named = !args.selection().is_all();
             let (args, cells, notes) = scoped(&store, args).await?;
@@ -188,13 +189,15 @@ fn wandb(db: &Path, args: &WandbArgs) -> anyhow::Result<()> {
             )
             .await;
             if let Err(e) = r {
-                // Keep syncing the other projects; the first failure is the command's error
-                // (printed once, on exit), later ones are printed as they happen.
+                // Keep syncing the other projects; the first failure is reported at the end
+                // (by the caller), later different ones here, each once.
+                let message = crate::exit::one_line(&e);
                 if result.is_ok() {
                     result = Err(e);
-                } else {
-                    eprintln!("error: {}", crate::exit::one_line(&e));
+                } else if !said.contains(&message) {
+                    eprintln!("error: {message}");
                 }
+                said.push(message);
             }
         }
         store.close().await;

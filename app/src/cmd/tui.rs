@@ -2,7 +2,7 @@
 //! view plans and queues experiment files exactly as `towerlab plan` / `towerlab queue` do.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use app::tui::model::{CellState, PlanCell};
 use app::tui::store_source::UNRESPONSIVE_AFTER;
@@ -13,7 +13,14 @@ use store::Store;
 use crate::exit::UserError;
 use crate::runner::{self, plan};
 
-pub fn run(db: &Path) -> anyhow::Result<()> {
+pub fn run(db: &Path, file: Option<PathBuf>) -> anyhow::Result<()> {
+    if let Some(f) = &file {
+        // Checked before the screen is taken: a wrong path or file is one line, exit code 2.
+        load(f).map_err(|e| UserError {
+            code: 2,
+            message: format!("{e:#}"),
+        })?;
+    }
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         return Err(UserError {
             code: 2,
@@ -21,7 +28,7 @@ pub fn run(db: &Path) -> anyhow::Result<()> {
         }
         .into());
     }
-    app::tui::run_on_store(db, Some(Box::new(RunnerPlanner)))
+    app::tui::run_on_store(db, Some(Box::new(RunnerPlanner)), file)
 }
 
 /// The runner's plan and queue, for the TUI.

@@ -42,6 +42,14 @@ pub enum Action {
     NextKeyMetric,
     PrevKeyMetric,
     QueueExperiment,
+    /// `o`: pick an experiment file (one not in the store yet, too) and show its plan.
+    OpenFile,
+    PickerChar(char),
+    PickerBackspace,
+    /// Tab: complete the typed path to the file under the cursor.
+    PickerComplete,
+    PickerCommit,
+    PickerCancel,
     StartWorker,
     StopWorker,
     CancelRun,
@@ -63,6 +71,8 @@ pub enum InputMode {
     Help,
     /// A yes/no question is open.
     Confirm,
+    /// The file picker is open: typing filters the experiment files (or types a path).
+    Open,
 }
 
 /// Maps one terminal event to an action (`None`: ignored).
@@ -90,8 +100,22 @@ pub fn key_to_action(mode: InputMode, key: KeyEvent) -> Option<Action> {
             KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => Action::Confirm,
             _ => Action::Dismiss,
         }),
+        InputMode::Open => picker_key(key, ctrl),
         InputMode::Normal => normal_key(key, ctrl),
     }
+}
+
+fn picker_key(key: KeyEvent, ctrl: bool) -> Option<Action> {
+    Some(match key.code {
+        KeyCode::Enter => Action::PickerCommit,
+        KeyCode::Esc => Action::PickerCancel,
+        KeyCode::Backspace => Action::PickerBackspace,
+        KeyCode::Tab => Action::PickerComplete,
+        KeyCode::Up => Action::Up,
+        KeyCode::Down => Action::Down,
+        KeyCode::Char(c) if !ctrl => Action::PickerChar(c),
+        _ => return None,
+    })
 }
 
 fn filter_key(key: KeyEvent, ctrl: bool) -> Option<Action> {
@@ -142,6 +166,7 @@ fn normal_key(key: KeyEvent, ctrl: bool) -> Option<Action> {
         KeyCode::Char('m') => Action::NextKeyMetric,
         KeyCode::Char('M') => Action::PrevKeyMetric,
         KeyCode::Char('Q') => Action::QueueExperiment,
+        KeyCode::Char('o') => Action::OpenFile,
         KeyCode::Char('W') => Action::StartWorker,
         KeyCode::Char('X') => Action::StopWorker,
         KeyCode::Char('d') => Action::CancelRun,
@@ -207,11 +232,19 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
         "Sweeps (e)",
         &[
             ("←→", "experiments / cells"),
-            ("Enter", "show the plan"),
+            ("Enter, Esc", "plan / back to list"),
+            ("o", "open a file (.toml)"),
             ("Q", "queue new cells"),
             ("W X", "start / stop worker"),
             ("d", "cancel the cell's run"),
             ("r", "retry failed cells"),
+        ],
+    ),
+    (
+        "Header: runs in the store",
+        &[
+            ("N▶ N✓", "running, finished"),
+            ("N✗ N…", "failed/crashed, queued"),
         ],
     ),
 ];
@@ -265,6 +298,7 @@ mod tests {
             InputMode::Filter,
             InputMode::Help,
             InputMode::Confirm,
+            InputMode::Open,
         ] {
             assert_eq!(key_to_action(mode, ctrl_c), Some(Action::Quit), "{mode:?}");
         }

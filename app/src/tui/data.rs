@@ -4,12 +4,13 @@
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::model::ExperimentInfo;
 use super::source::TuiSource;
 use super::state::{Command, DataMsg, Interest, LocalWorker, SERIES_POINTS};
 
@@ -40,6 +41,8 @@ pub struct DataOptions {
     /// Where experiment files are looked for.
     pub experiments_dir: PathBuf,
     pub worker: Option<WorkerLaunch>,
+    /// Experiment files to show at once (`towerlab tui FILE`), in or not yet in the store.
+    pub open: Vec<PathBuf>,
 }
 
 /// The UI's handle on the data thread. Dropping it stops the thread.
@@ -67,6 +70,9 @@ impl DataThread {
                     last_sweep_read: None,
                     head_sent: false,
                 };
+                for file in worker.options.open.clone() {
+                    worker.open_file(&file.display().to_string());
+                }
                 worker.run(&from_ui);
                 worker.stop_local_worker();
             })
@@ -101,6 +107,7 @@ enum Item {
     Series(i64, String),
     Weights(i64, Option<i64>),
     Plan(String),
+    Files,
 }
 
 struct Worker {
@@ -169,6 +176,10 @@ impl Worker {
                 .source
                 .queue_experiment(&e)
                 .map(|n| format!("{}: {n} new run(s) queued", e.name)),
+            Command::OpenFile(path) => {
+                self.open_file(&path);
+                return;
+            }
             Command::StartWorker => Ok(self.start_local_worker()),
             Command::StopWorker => Ok(self.stop_local_worker()),
         };
@@ -178,6 +189,13 @@ impl Worker {
         };
         // Our own writes do not change the per-connection data version: read again.
         self.token = None;
+    }
+
+    fn open_file(&mut self, path: &str) {
+        let _ = match open_experiment_file(path) {
+            Ok(e) => self.send(DataMsg::Opened(e)),
+            Err(e) => self.send(DataMsg::Error(e)),
+        };
     }
 
     /// Reads what changed or what the views newly need.
@@ -228,6 +246,12 @@ impl Worker {
                     Err(e) => self.send(DataMsg::Error(format!("weights of run {run}: {e}")))?,
                 }
             }
+        }
+        if interest.files && self.fetched.insert(Item::Files) {
+            self.send(DataMsg::Files(experiment_files_under(Path::new("."))))?;
+        }
+        if !interest.files {
+            self.fetched.remove(&Item::Files);
         }
         if interest.sweeps {
             // Worker heartbeats do not always change runs; re-read the sweep pane every second.
@@ -338,6 +362,65 @@ impl Worker {
     }
 }
 
+/// An experiment file to show: its `name` (read from the file, so that it matches the
+/// store's entry once queued) and path; an error naming the path when it is not a readable
+/// TOML file.
+pub fn open_experiment_file(path: &str) -> Result<ExperimentInfo, String> {
+    let p = Path::new(path);
+    let text = std::fs::read_to_string(p).map_err(|e| format!("cannot open {path}: {e}"))?;
+    let name = experiment_name(&text).unwrap_or_else(|| {
+        p.file_stem()
+            .map_or_else(|| path.to_string(), |s| s.to_string_lossy().into_owned())
+    });
+    Ok(ExperimentInfo {
+        name,
+        path: Some(path.to_string()),
+    })
+}
+
+/// The `name = "..."` of an experiment file's text, when it parses.
+pub fn experiment_name(text: &str) -> Option<String> {
+    let table: toml::Table = toml::from_str(text).ok()?;
+    table.get("name")?.as_str().map(str::to_string)
+}
+
+/// Experiment files (`*.toml`) under `dir`, three folders deep at most, skipping hidden
+/// folders and build outputs; sorted, at most 500.
+pub fn experiment_files_under(dir: &Path) -> Vec<String> {
+    fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                let skip =
+                    name.starts_with('.') || matches!(name.as_str(), "target" | "node_modules");
+                if depth > 0 && !skip {
+                    walk(&path, depth - 1, out);
+                }
+            } else if path.extension().is_some_and(|x| x == "toml")
+                && !matches!(
+                    name.as_str(),
+                    "Cargo.toml" | "config.toml" | "rustfmt.toml" | "clippy.toml"
+                )
+            {
+                out.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(dir, 3, &mut found);
+    let mut shown: Vec<String> = found
+        .iter()
+        .map(|p| p.strip_prefix(dir).unwrap_or(p).display().to_string())
+        .collect();
+    shown.sort();
+    shown.truncate(500);
+    shown
+}
+
 fn last_line(path: &std::path::Path) -> Option<String> {
     let file = std::fs::File::open(path).ok()?;
     BufReader::new(file)
@@ -387,6 +470,9 @@ pub fn read_interest(
             push(source.plan(e).map(DataMsg::Plan));
         }
     }
+    if interest.files {
+        out.push(DataMsg::Files(experiment_files_under(Path::new("."))));
+    }
     out
 }
 
@@ -411,6 +497,7 @@ mod tests {
             poll: Duration::from_millis(20),
             experiments_dir: PathBuf::from("."),
             worker: None,
+            open: Vec::new(),
         }
     }
 

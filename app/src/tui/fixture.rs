@@ -120,6 +120,7 @@ fn fixture_run(id: i64) -> RunSummary {
     RunSummary {
         id,
         experiment: "ablate-manager".into(),
+        cell: None,
         axes: vec![
             ("layers".into(), layers.to_string()),
             ("manager".into(), manager.into()),
@@ -286,6 +287,7 @@ impl TuiSource for FixtureSource {
                         raw.into_iter().map(|v| v / sum).collect()
                     })
                     .collect(),
+                cross: Vec::new(),
             })
             .collect();
         Ok(Some(ManagerWeights {

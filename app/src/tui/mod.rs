@@ -7,6 +7,7 @@
 //! ([`DataMsg`]) through a channel, so the screen never waits for SQLite.
 
 pub mod action;
+pub mod axes;
 pub mod data;
 pub mod fixture;
 pub mod model;
@@ -37,8 +38,13 @@ pub use store_source::{Planner, StoreSource};
 pub const POLL: Duration = Duration::from_millis(250);
 
 /// Opens the TUI on the store at `db` and runs it until the user quits; `planner` plans and
-/// queues experiment files from the Sweeps view.
-pub fn run_on_store(db: &Path, planner: Option<Box<dyn Planner>>) -> anyhow::Result<()> {
+/// queues experiment files from the Sweeps view, which opens on `open`'s plan when given (a
+/// file not in the store yet, too).
+pub fn run_on_store(
+    db: &Path,
+    planner: Option<Box<dyn Planner>>,
+    open: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let mut source =
         StoreSource::open(db).with_context(|| format!("opening the store {}", db.display()))?;
     if let Some(planner) = planner {
@@ -53,6 +59,7 @@ pub fn run_on_store(db: &Path, planner: Option<Box<dyn Planner>>) -> anyhow::Res
         poll: POLL,
         experiments_dir: PathBuf::from("experiments"),
         worker,
+        open: open.into_iter().collect(),
     };
     run(Box::new(source), options, db.display().to_string())
 }
@@ -60,9 +67,13 @@ pub fn run_on_store(db: &Path, planner: Option<Box<dyn Planner>>) -> anyhow::Res
 /// Runs the TUI on any source, in the real terminal.
 pub fn run(source: Box<dyn TuiSource>, options: DataOptions, label: String) -> anyhow::Result<()> {
     let stop = terminal::termination_flag().context("installing signal handlers")?;
+    let options_open = options.open.clone();
     let data = DataThread::spawn(source, options);
     let mut guard = terminal::TerminalGuard::enter().context("setting up the terminal")?;
     let mut app = App::new(label);
+    if !options_open.is_empty() {
+        app.view = View::Sweeps;
+    }
     let size = guard.terminal.size()?;
     app.size = (size.width, size.height);
     let result = event_loop(&mut guard.terminal, &mut app, &data, || {

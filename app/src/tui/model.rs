@@ -86,6 +86,9 @@ impl MetricSummary {
 pub struct RunSummary {
     pub id: i64,
     pub experiment: String,
+    /// The cell key the run was planned under (the axes of a zip group after the first are
+    /// not in it; pre-training runs have `pretrain[...]`), when the source knows it.
+    pub cell: Option<String>,
     /// Grid axes in the experiment's order, values as text (`manager=adaptive`).
     pub axes: Vec<(String, String)>,
     pub status: RunStatus,
@@ -179,6 +182,10 @@ pub struct ModalityWeights {
     pub modality: String,
     /// `grid[layer][expert]`; NaN where the store has no value.
     pub grid: Vec<Vec<f64>>,
+    /// `cross[layer][k - 1]`: the raw (not softmaxed) weight of the manager of `layer` on the
+    /// k-th previous cross-modal layer's output (SAUE/AAUE have one, SAE several; none for the
+    /// first layer); NaN where absent. Empty when the run recorded none.
+    pub cross: Vec<Vec<f64>>,
 }
 
 /// An experiment known to the store or found as a file.

@@ -170,3 +170,276 @@ fn sample_weights(steps: usize) -> Vec<ManagerWeight> {
     }
     out
 }
+
+/// The experiment file of [`fill_study`]: a researcher's own study on the synthetic VQA data
+/// with the tiny preset: SAUE and AAUE × a zip of managed layers (2, 4) × 2 seeds, and a VLP
+/// arm (AAUE with 4 managed layers, fine-tuned from a pre-training run).
+pub const STUDY_TOML: &str = r#"name = "study"
+description = "SAUE vs AAUE, managed layers zipped, 2 seeds, a VLP arm"
+task = "vqa"
+baseline = { manager_type = "SAUE" }
+
+[data]
+root = "data/study"
+synthetic = true
+
+[base]
+preset = "tiny"
+max_steps = 200
+val_check_steps = 50
+learning_rate = 1e-3
+
+[grid]
+manager_type = ["SAUE", "AAUE"]
+seeds = [0, 1]
+
+[[zip]]
+managed_layers_text = [2, 4]
+managed_layers_image = [2, 4]
+
+[[include]]
+manager_type = "AAUE"
+managed_layers_text = 4
+managed_layers_image = 4
+vlp = true
+
+[pretrain]
+max_steps = 100
+
+[metric]
+name = "val/vqa/score_epoch"
+goal = "maximize"
+summary = "best"
+"#;
+
+/// The clock [`fill_study`] writes run times by (the TUI fixtures' `FIXTURE_NOW_MS`).
+pub const STUDY_NOW_MS: i64 = super::fixture::FIXTURE_NOW_MS;
+
+/// Fills `store` with [`STUDY_TOML`]'s runs as the runner plans and a worker trains them: the
+/// cells' real keys, axes, identities and settings (plus the runner's `_settings`,
+/// `_identity` and `_role` params), the metric names the engine logs, manager weights with
+/// the cross-modal weight (expert -1) for every ManagerTower run, logs. All finish but one
+/// (seed 1 of SAUE with 4 managed layers fails with `nan`), the last fine-tuning run is
+/// running and the one before it still queued. Run times are fixed relative to
+/// [`STUDY_NOW_MS`] so that snapshots do not depend on the clock.
+pub async fn fill_study(store: &Store) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let exp = experiments::Experiment::from_toml(
+        STUDY_TOML,
+        std::path::Path::new("experiments/study.toml"),
+        &experiments::Overrides::none(),
+    )
+    .map_err(|e| anyhow::anyhow!("the study fixture: {e}"))?;
+    let ctx = experiments::IdentityContext {
+        engine_version: "fixture".into(),
+        data: Box::new(|_| experiments::DataDigest("fixture-data".into())),
+    };
+    let cells = exp.cells(&ctx);
+    let row = store
+        .upsert_experiment(&exp.name, "experiments/study.toml", "5747d1e5")
+        .await?;
+    let new: Vec<NewRun> = cells
+        .iter()
+        .map(|c| {
+            let settings = serde_json::to_value(&c.settings)?;
+            // As the runner stores them: the settings' keys, then its internal params.
+            let mut params: Vec<(String, serde_json::Value)> = settings
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default();
+            params.push(("_settings".into(), settings.clone()));
+            params.push(("_identity".into(), c.identity_document.clone()));
+            let role = match c.role {
+                experiments::Role::Grid => "grid",
+                experiments::Role::Pretrain => "pretrain",
+            };
+            params.push(("_role".into(), json!(role)));
+            let mut axes: serde_json::Map<String, serde_json::Value> =
+                c.axes.iter().cloned().collect();
+            axes.insert("seed".into(), json!(c.seed));
+            Ok(NewRun {
+                hash: c.identity.as_str().to_string(),
+                cell_key: c.key.0.clone(),
+                axes,
+                task: settings["task"].as_str().unwrap_or("vqa").to_string(),
+                params,
+                depends_on: c.depends_on.as_ref().map(|d| d.as_str().to_string()),
+            })
+        })
+        .collect::<serde_json::Result<_>>()?;
+    store.create_runs(row.id, &new).await?;
+    let worker = WorkerInfo {
+        id: "w-study".into(),
+        host: "lab-node".into(),
+        pid: 4242,
+        device: "cpu".into(),
+        engine_version: "fixture".into(),
+    };
+    let total = new.len();
+    for n in 0..total - 1 {
+        let Some(claim) = store.claim(&worker, Some(row.id)).await? else {
+            break;
+        };
+        let run = claim.lease.run_id;
+        let r = store.run(run).await?.context("a claimed run")?;
+        let cell = cells
+            .iter()
+            .find(|c| c.identity.as_str() == r.hash)
+            .context("a run of the study")?;
+        let pretrain = cell.role == experiments::Role::Pretrain;
+        let steps: i64 = if pretrain { 100 } else { 200 };
+        let managed = cell.settings.managed_layers_text;
+        let aaue = cell.settings.manager_type == experiments::ManagerType::Aaue;
+        let quality = 0.30
+            + 0.03 * f64::from(u8::from(aaue))
+            + 0.01 * managed as f64
+            + if cell.depends_on.is_some() { 0.06 } else { 0.0 }
+            + 0.004 * cell.seed as f64;
+        let failing = !pretrain && !aaue && managed == 4 && cell.seed == 1;
+        let running = n == total - 2;
+        let done = if failing {
+            70
+        } else if running {
+            120
+        } else {
+            steps
+        };
+        // As the runner does: every run of the file declares its `[metric]`.
+        store
+            .declare_metrics(run, &[("val/vqa/score_epoch", Goal::Maximize)])
+            .await?;
+        let mut points = Vec::new();
+        for s in 1..=done {
+            let t = s as f64 / steps as f64;
+            let wall_ms = STUDY_NOW_MS - 3_600_000 + s * 100;
+            let mut push = |key: &str, value: f64| {
+                points.push(MetricPoint {
+                    key: key.into(),
+                    step: s,
+                    value,
+                    wall_ms,
+                })
+            };
+            let loss = 3.0 * (-3.0 * t).exp() + 0.6 - quality;
+            if failing && s > 60 {
+                push("train/loss", f64::NAN);
+            } else {
+                push("train/loss", loss);
+            }
+            push("train/lr", 1e-3 * (1.0 - t));
+            push("train/grad_norm", 1.0 + 0.3 * (s as f64 * 0.7).sin());
+            push("train/data_wait_share", 0.05 + 0.01 * (s as f64).cos());
+            if pretrain {
+                push("train/mlm/loss", loss + 1.0);
+                push("train/itm/loss", 0.69 - 0.1 * t);
+            } else {
+                push("train/vqa/loss", loss);
+                push("train/vqa/score", quality * (1.0 - (-4.0 * t).exp()));
+            }
+            if s % 50 == 0 {
+                let score = quality * (1.0 - (-4.0 * t).exp());
+                if pretrain {
+                    push("val/itm/accuracy", 0.5 + 0.2 * t);
+                    push("val/mlm/accuracy", 0.2 + 0.3 * t);
+                    push("val/the_metric", 0.7 + 0.5 * t);
+                } else {
+                    push("val/vqa/score_epoch", score);
+                    push("val/vqa/loss_epoch", loss + 0.1);
+                    push("val/the_metric", score);
+                }
+            }
+        }
+        store.ingest_metrics(run, &points).await?;
+        // Manager weights at every evaluation: softmaxed experts and, above the first
+        // cross-modal layer, the raw weight on the layer below's output.
+        let mut weights = Vec::new();
+        for s in (50..=done).step_by(50) {
+            for modality in ["text", "image"] {
+                for layer in 0..2i64 {
+                    let raw: Vec<f64> = (0..managed)
+                        .map(|e| {
+                            ((e + 1) as f64 * (0.4 + 0.2 * layer as f64 + s as f64 / 400.0)).exp()
+                        })
+                        .collect();
+                    let sum: f64 = raw.iter().sum();
+                    for (e, v) in raw.iter().enumerate() {
+                        weights.push(ManagerWeight {
+                            step: s,
+                            modality: modality.into(),
+                            layer,
+                            expert: e as i64,
+                            weight: v / sum,
+                        });
+                    }
+                    if layer > 0 {
+                        weights.push(ManagerWeight {
+                            step: s,
+                            modality: modality.into(),
+                            layer,
+                            expert: -1,
+                            weight: 0.998 - 0.001 * s as f64 / 50.0,
+                        });
+                    }
+                }
+            }
+        }
+        store.ingest_manager_weights(run, &weights).await?;
+        store
+            .append_logs(
+                run,
+                &[
+                    NewLogLine {
+                        time_ms: STUDY_NOW_MS - 3_600_000,
+                        level: "info".into(),
+                        text: format!("started on cpu: {steps} steps"),
+                    },
+                    NewLogLine {
+                        time_ms: STUDY_NOW_MS - 3_500_000,
+                        level: "info".into(),
+                        text: format!(
+                            "step {done}: loss {:.4}",
+                            3.0 * (-3.0 * done as f64 / steps as f64).exp() + 0.6 - quality
+                        ),
+                    },
+                ],
+            )
+            .await?;
+        store
+            .heartbeat(
+                &claim.lease,
+                Some(Progress {
+                    step: done,
+                    total: Some(steps),
+                }),
+            )
+            .await?;
+        if failing {
+            store
+                .fail(
+                    &claim.lease,
+                    FailureClass::Nan,
+                    "loss is NaN at step 61",
+                    &RetryPolicy::never(),
+                )
+                .await?;
+        } else if !running {
+            store.finish(&claim.lease).await?;
+        }
+    }
+    // Fixed times: run k started k minutes after the first, ran 5 minutes (+ k s).
+    sqlx::query(
+        "UPDATE runs SET created_ms = ?1 - 3600000 + id * 1000, \
+           started_ms = CASE WHEN status = 'queued' THEN NULL ELSE ?1 - 3600000 + id * 60000 END, \
+           ended_ms = CASE WHEN status IN ('finished', 'failed') THEN ?1 - 3600000 + id * 60000 + 300000 + id * 1000 END, \
+           heartbeat_ms = CASE WHEN status = 'running' THEN ?2 ELSE heartbeat_ms END",
+    )
+    .bind(STUDY_NOW_MS)
+    .bind(store::now_ms())
+    .execute(store.pool())
+    .await?;
+    // No live worker: the workers pane would depend on the clock.
+    sqlx::query("DELETE FROM workers")
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}

@@ -46,6 +46,9 @@ pub enum Command {
     Cancel(Vec<i64>),
     Retry(Vec<i64>),
     Queue(ExperimentInfo),
+    /// Show an experiment file in Sweeps (and keep it listed), whether or not it is in the
+    /// store.
+    OpenFile(String),
     StartWorker,
     StopWorker,
     Refresh,
@@ -62,6 +65,8 @@ pub struct Interest {
     /// The sweeps view is open: list experiments and workers.
     pub sweeps: bool,
     pub plan: Option<ExperimentInfo>,
+    /// The file picker is open: list the experiment files it offers.
+    pub files: bool,
 }
 
 /// The local worker started from the TUI, as the data thread last saw it.
@@ -85,6 +90,10 @@ pub enum DataMsg {
     Plan(Plan),
     Workers(Vec<WorkerInfo>),
     LocalWorker(LocalWorker),
+    /// Experiment files the picker offers (paths as typed from the working directory).
+    Files(Vec<String>),
+    /// A file was opened (`towerlab tui FILE`, or the picker): show its plan.
+    Opened(ExperimentInfo),
     /// Outcome of a command, for the status line.
     Notice(String),
     Error(String),
@@ -127,6 +136,8 @@ pub struct App {
     pub partial: bool,
     /// Per run (same index): its cell key, and the lower-case text a filter word searches.
     pub cells: Vec<String>,
+    /// Per run (same index): the table's axes column (varying axes, abbreviated).
+    pub axes_column: Vec<String>,
     pub search: Vec<String>,
     /// Indices into `runs` that pass the filter, in display order.
     pub visible: Vec<usize>,
@@ -149,8 +160,8 @@ pub struct App {
     /// The run the Run and Weights views show.
     pub open_run: Option<i64>,
     pub details: HashMap<i64, RunDetail>,
-    /// Index into the open run's metric keys for its chart.
-    pub chart_metric: usize,
+    /// The metric the user moved the run view's chart to (←→); `None`: the run's key metric.
+    pub chart_choice: Option<String>,
     pub series: HashMap<(i64, String), Series>,
     pub weights: Option<ManagerWeights>,
     pub weights_step: Option<i64>,
@@ -163,6 +174,12 @@ pub struct App {
     pub sweep_pane: SweepPane,
     pub workers: Vec<WorkerInfo>,
     pub local_worker: LocalWorker,
+    /// The file picker: what was typed, the files offered, the cursor among those that match.
+    pub picker_input: String,
+    pub picker_files: Vec<String>,
+    pub picker_cursor: usize,
+    /// Files opened from the picker or the command line: listed even when not in the store.
+    pub opened: Vec<ExperimentInfo>,
 
     pub pending: Option<Pending>,
     pub status: Option<String>,
@@ -183,6 +200,7 @@ impl App {
             runs: Vec::new(),
             partial: false,
             cells: Vec::new(),
+            axes_column: Vec::new(),
             search: Vec::new(),
             visible: Vec::new(),
             groups: Vec::new(),
@@ -200,7 +218,7 @@ impl App {
             key_metric: None,
             open_run: None,
             details: HashMap::new(),
-            chart_metric: 0,
+            chart_choice: None,
             series: HashMap::new(),
             weights: None,
             weights_step: None,
@@ -212,6 +230,10 @@ impl App {
             sweep_pane: SweepPane::Experiments,
             workers: Vec::new(),
             local_worker: LocalWorker::Stopped,
+            picker_input: String::new(),
+            picker_files: Vec::new(),
+            picker_cursor: 0,
+            opened: Vec::new(),
             pending: None,
             status: None,
             error: None,
@@ -241,6 +263,16 @@ impl App {
         self.visible.get(self.cursor).map(|&i| &self.runs[i])
     }
 
+    /// The axes column of run `id` (as the runs table shows it).
+    pub fn axes_of(&self, id: i64) -> Option<&str> {
+        let i = self
+            .runs
+            .binary_search_by_key(&id, |r| r.id)
+            .ok()
+            .or_else(|| self.runs.iter().position(|r| r.id == id))?;
+        self.axes_column.get(i).map(String::as_str)
+    }
+
     pub fn run_by_id(&self, id: i64) -> Option<&RunSummary> {
         // Runs arrive sorted by id from every source.
         self.runs
@@ -259,14 +291,49 @@ impl App {
         }
     }
 
-    /// The metric the run view charts.
+    /// The metric the run view charts: the one chosen with ←→ when the run has it, else the
+    /// run's key metric ([`App::run_key_metric`]).
     pub fn chart_key(&self) -> Option<&str> {
         let detail = self.details.get(&self.open_run?)?;
         let keys = &detail.metric_keys;
-        if keys.is_empty() {
-            return None;
+        if let Some(k) = self
+            .chart_choice
+            .as_deref()
+            .and_then(|c| keys.iter().find(|k| *k == c))
+        {
+            return Some(k);
         }
-        Some(keys[self.chart_metric.min(keys.len() - 1)].as_str())
+        self.run_key_metric(&detail.run, keys)
+    }
+
+    /// The experiment's key metric for `run` among `keys`: the metric its file declares (the
+    /// run's summaries with a goal, validation first), else the table's key metric, else the
+    /// first key.
+    pub fn run_key_metric<'a>(&self, run: &RunSummary, keys: &'a [String]) -> Option<&'a str> {
+        let has = |m: &str| keys.iter().find(|k| *k == m).map(String::as_str);
+        let declared: Vec<&str> = run
+            .summaries
+            .iter()
+            .filter(|s| s.goal.is_some())
+            .filter_map(|s| has(&s.key))
+            .collect();
+        declared
+            .iter()
+            .find(|m| m.starts_with("val"))
+            .or(declared.first())
+            .copied()
+            .or_else(|| self.key_metric.as_deref().and_then(has))
+            .or(keys.first().map(String::as_str))
+    }
+
+    /// The files the picker offers for what was typed (a case-insensitive part of the path).
+    pub fn picker_matches(&self) -> Vec<&str> {
+        let typed = self.picker_input.to_lowercase();
+        self.picker_files
+            .iter()
+            .filter(|f| f.to_lowercase().contains(&typed))
+            .map(String::as_str)
+            .collect()
     }
 
     /// Rows of the table body at the current size (tabs, header, borders, status line).
@@ -303,6 +370,7 @@ impl App {
             }
             View::Runs => {}
         }
+        it.files = self.mode == InputMode::Open;
         it
     }
 
@@ -337,10 +405,46 @@ impl App {
                 self.weights = w;
             }
             DataMsg::Experiments(e) => {
+                // The cursor stays on its experiment when the list changes (an experiment
+                // queued from its file moves among the store's).
+                let at = self.experiments.get(self.experiment_cursor).cloned();
                 self.experiments = e;
+                for o in &self.opened {
+                    if !self.experiments.iter().any(|x| same_experiment(x, o)) {
+                        self.experiments.push(o.clone());
+                    }
+                }
+                let found =
+                    at.and_then(|a| self.experiments.iter().position(|e| same_experiment(e, &a)));
+                self.experiment_cursor = found.unwrap_or_else(|| {
+                    self.experiment_cursor
+                        .min(self.experiments.len().saturating_sub(1))
+                });
+                // The plan shown follows its experiment's new entry (name from the store).
+                if let Some(shown) = &self.plan_for {
+                    if let Some(e) = self.experiments.iter().find(|e| same_experiment(e, shown)) {
+                        self.plan_for = Some(e.clone());
+                    }
+                }
+            }
+            DataMsg::Files(f) => {
+                self.picker_files = f;
+                self.picker_cursor = 0;
+            }
+            DataMsg::Opened(e) => {
+                self.goto(View::Sweeps);
+                if !self.opened.iter().any(|x| same_experiment(x, &e)) {
+                    self.opened.push(e.clone());
+                }
+                if !self.experiments.iter().any(|x| same_experiment(x, &e)) {
+                    self.experiments.push(e.clone());
+                }
                 self.experiment_cursor = self
-                    .experiment_cursor
-                    .min(self.experiments.len().saturating_sub(1));
+                    .experiments
+                    .iter()
+                    .position(|x| same_experiment(x, &e))
+                    .unwrap_or(0);
+                self.show_plan(e);
             }
             DataMsg::Plan(p) => {
                 self.cell_cursor = self.cell_cursor.min(p.cells.len().saturating_sub(1));
@@ -363,6 +467,7 @@ impl App {
         self.loaded = true;
         // Computed once per list, not per keystroke or comparison.
         self.cells = self.runs.iter().map(RunSummary::cell_key).collect();
+        self.axes_column = super::axes::axes_column(&self.runs);
         self.search = self
             .runs
             .iter()
@@ -482,6 +587,39 @@ impl App {
                 self.mode = InputMode::Normal;
                 self.filter_input = self.filter_text.clone();
                 self.live_filter();
+            }
+            Action::OpenFile => {
+                self.goto(View::Sweeps);
+                self.mode = InputMode::Open;
+                self.picker_input.clear();
+                self.picker_cursor = 0;
+            }
+            Action::PickerChar(c) => {
+                self.picker_input.push(c);
+                self.picker_cursor = 0;
+            }
+            Action::PickerBackspace => {
+                self.picker_input.pop();
+                self.picker_cursor = 0;
+            }
+            Action::PickerComplete => {
+                if let Some(f) = self.picker_matches().get(self.picker_cursor) {
+                    self.picker_input = (*f).to_string();
+                    self.picker_cursor = 0;
+                }
+            }
+            Action::PickerCancel => self.mode = InputMode::Normal,
+            Action::PickerCommit => {
+                self.mode = InputMode::Normal;
+                // The file under the cursor, else the path as typed.
+                let path = self
+                    .picker_matches()
+                    .get(self.picker_cursor)
+                    .map(|f| (*f).to_string())
+                    .unwrap_or_else(|| self.picker_input.trim().to_string());
+                if !path.is_empty() {
+                    return vec![Command::OpenFile(path)];
+                }
             }
             Action::Weights => {
                 if let Some(id) = self.selected_run_id() {
@@ -659,6 +797,11 @@ impl App {
     }
 
     fn back(&mut self) {
+        if self.view == View::Sweeps && self.sweep_pane == SweepPane::Cells {
+            // Esc in the plan goes back to the experiments list first.
+            self.sweep_pane = SweepPane::Experiments;
+            return;
+        }
         match self.history.pop() {
             Some(v) => self.view = v,
             None if self.view != View::Runs => self.view = View::Runs,
@@ -713,12 +856,7 @@ impl App {
             View::Sweeps => match self.sweep_pane {
                 SweepPane::Experiments => {
                     if let Some(e) = self.experiments.get(self.experiment_cursor).cloned() {
-                        if self.plan_for.as_ref() != Some(&e) {
-                            self.plan = None;
-                            self.cell_cursor = 0;
-                        }
-                        self.plan_for = Some(e);
-                        self.sweep_pane = SweepPane::Cells;
+                        self.show_plan(e);
                     }
                 }
                 SweepPane::Cells => {
@@ -736,15 +874,32 @@ impl App {
         }
     }
 
+    /// Shows `e`'s plan with the focus on its cells (Esc or ← returns to the list; the list's
+    /// cursor stays on `e`).
+    fn show_plan(&mut self, e: ExperimentInfo) {
+        if self.plan_for.as_ref() != Some(&e) {
+            self.plan = None;
+            self.cell_cursor = 0;
+        }
+        self.plan_for = Some(e);
+        self.sweep_pane = SweepPane::Cells;
+    }
+
     fn open_run_view(&mut self, id: i64) {
         if self.open_run != Some(id) {
-            self.chart_metric = 0;
+            // A new run opens on its key metric.
+            self.chart_choice = None;
         }
         self.open_run = Some(id);
         self.goto(View::Run);
     }
 
     fn move_in_view(&mut self, delta: i64) {
+        if self.mode == InputMode::Open {
+            let n = self.picker_matches().len();
+            self.picker_cursor = step_index(self.picker_cursor, delta, n);
+            return;
+        }
         match self.view {
             View::Runs | View::Compare => self.move_cursor(delta),
             View::Run | View::Weights => {
@@ -778,13 +933,18 @@ impl App {
     fn sideways(&mut self, delta: i64) {
         match self.view {
             View::Run => {
-                let n = self
+                let current = self.chart_key().map(str::to_owned);
+                if let Some(keys) = self
                     .open_run
                     .and_then(|id| self.details.get(&id))
-                    .map_or(0, |d| d.metric_keys.len());
-                if n > 0 {
-                    self.chart_metric =
-                        (self.chart_metric as i64 + delta).rem_euclid(n as i64) as usize;
+                    .map(|d| &d.metric_keys)
+                    .filter(|k| !k.is_empty())
+                {
+                    let n = keys.len() as i64;
+                    let at = current
+                        .and_then(|c| keys.iter().position(|k| *k == c))
+                        .unwrap_or(0) as i64;
+                    self.chart_choice = Some(keys[(at + delta).rem_euclid(n) as usize].clone());
                 }
             }
             View::Compare => {
@@ -854,6 +1014,11 @@ impl App {
     }
 }
 
+/// The same experiment in two lists: same file, or same name.
+fn same_experiment(a: &ExperimentInfo, b: &ExperimentInfo) -> bool {
+    (a.path.is_some() && a.path == b.path) || a.name == b.name
+}
+
 fn describe(ids: &[i64]) -> String {
     match ids {
         [one] => format!("run {one}"),
@@ -868,20 +1033,21 @@ fn step_index(cur: usize, delta: i64, n: usize) -> usize {
     (cur as i64).saturating_add(delta).clamp(0, n as i64 - 1) as usize
 }
 
-/// The metric a table shows first: a validation metric with a goal, else any with a goal, else
-/// the first one.
+/// The metric a table shows first: the one most runs declare with a goal (their experiment's
+/// `[metric]`; validation metrics first on a tie), else the first one.
 fn default_metric(runs: &[RunSummary], metrics: &[String]) -> Option<String> {
-    let with_goal: Vec<&String> = metrics
+    metrics
         .iter()
-        .filter(|m| {
-            runs.iter()
-                .any(|r| r.summary(m).is_some_and(|s| s.goal.is_some()))
+        .map(|m| {
+            let declared = runs
+                .iter()
+                .filter(|r| r.summary(m).is_some_and(|s| s.goal.is_some()))
+                .count();
+            (m, declared)
         })
-        .collect();
-    with_goal
-        .iter()
-        .find(|m| m.starts_with("val"))
-        .or(with_goal.first())
-        .map(|m| (*m).clone())
+        .filter(|(_, n)| *n > 0)
+        // Most declarations, then `val…`, then the name.
+        .min_by_key(|(m, n)| (std::cmp::Reverse(*n), !m.starts_with("val"), (*m).clone()))
+        .map(|(m, _)| m.clone())
         .or_else(|| metrics.first().cloned())
 }

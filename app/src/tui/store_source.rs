@@ -170,6 +170,7 @@ fn run_summary(r: &store::RunRow, summaries: &[store::MetricSummary]) -> RunSumm
     RunSummary {
         id: r.id.0,
         experiment: r.experiment.clone(),
+        cell: Some(r.cell_key.clone()),
         axes: r
             .axes
             .iter()
@@ -311,15 +312,23 @@ impl TuiSource for StoreSource {
                     modalities.push(ModalityWeights {
                         modality: w.modality.clone(),
                         grid: Vec::new(),
+                        cross: Vec::new(),
                     });
                     modalities.last_mut().expect("just pushed")
                 }
             };
-            let (layer, expert) = (w.layer.max(0) as usize, w.expert.max(0) as usize);
-            if m.grid.len() <= layer {
-                m.grid.resize(layer + 1, Vec::new());
+            let layer = w.layer.max(0) as usize;
+            // Negative experts are the raw weights on previous cross-modal outputs, not
+            // uni-modal experts: they get their own columns.
+            let (table, expert) = if w.expert < 0 {
+                (&mut m.cross, (-w.expert - 1) as usize)
+            } else {
+                (&mut m.grid, w.expert as usize)
+            };
+            if table.len() <= layer {
+                table.resize(layer + 1, Vec::new());
             }
-            let row = &mut m.grid[layer];
+            let row = &mut table[layer];
             if row.len() <= expert {
                 row.resize(expert + 1, f64::NAN);
             }
@@ -352,10 +361,15 @@ impl TuiSource for StoreSource {
                 })
             });
             if !known {
-                let name = file
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
+                // The file's own `name` (what the store will call it once queued).
+                let name = std::fs::read_to_string(&file)
+                    .ok()
+                    .and_then(|t| super::data::experiment_name(&t))
+                    .or_else(|| file.file_stem().map(|s| s.to_string_lossy().into_owned()))
                     .unwrap_or_else(|| shown.clone());
+                if out.iter().any(|e| e.name == name) {
+                    continue;
+                }
                 out.push(ExperimentInfo {
                     name,
                     path: Some(shown),
@@ -399,7 +413,11 @@ impl TuiSource for StoreSource {
         let cells = runs
             .iter()
             .map(|r| PlanCell {
-                cell_key: r.cell_key.clone(),
+                // As the planner names cells: key and seed.
+                cell_key: match r.axes.get("seed") {
+                    Some(seed) => format!("{} seed {seed}", r.cell_key),
+                    None => r.cell_key.clone(),
+                },
                 state: match r.status {
                     store::RunStatus::Queued => CellState::Queued,
                     store::RunStatus::Running

@@ -367,6 +367,7 @@ mod tests {
         RunSummary {
             id,
             experiment: "ablate".into(),
+            cell: None,
             axes: axes
                 .iter()
                 .map(|(k, v)| ((*k).into(), (*v).into()))

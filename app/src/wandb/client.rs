@@ -49,6 +49,13 @@ pub enum RequestError {
     },
     #[error("{what}: {message}")]
     BadReply { what: String, message: String },
+    #[error(
+        "the W&B server at {host} named no entity (user or team) for the runs and none is set: \
+         set one with `export WANDB_ENTITY=<user or team>`, `towerlab sync wandb --entity \
+         <user or team>`, or `entity = \"<user or team>\"` in the experiment file's [wandb] \
+         section"
+    )]
+    NoEntity { host: String },
     #[error("cannot set up the HTTP client: {0}")]
     Setup(String),
 }
@@ -149,11 +156,10 @@ impl Client {
         let upsert = &reply["data"]["upsertBucket"];
         let entity = upsert["bucket"]["project"]["entity"]["name"]
             .as_str()
-            .or_else(|| variables["entity"].as_str())
-            .ok_or_else(|| RequestError::BadReply {
-                what: what.clone(),
-                message: "the reply names no entity (data.upsertBucket.bucket.project.entity.name)"
-                    .to_owned(),
+            .filter(|e| !e.is_empty())
+            .or_else(|| variables["entity"].as_str().filter(|e| !e.is_empty()))
+            .ok_or_else(|| RequestError::NoEntity {
+                host: self.host.clone(),
             })?;
         Ok(UpsertReply {
             inserted: upsert["inserted"].as_bool().unwrap_or(false),

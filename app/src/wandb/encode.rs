@@ -75,6 +75,85 @@ pub fn history_line(row: &HistoryRow, out: &mut Vec<u8>) {
     out.push(b'}');
 }
 
+/// The keys that occur more than once at the top level of one history line (W&B keeps one
+/// value per key, so a repeated key loses data), in order of their second occurrence. Reads
+/// the line as written (`NaN`/`Infinity` values included), not through a JSON map, which
+/// would hide repeats. Errs when the line is not a JSON object. Used by the tests that check
+/// that no history line repeats a key, the end-to-end study's included.
+pub fn repeated_keys(line: &str) -> Result<Vec<String>, String> {
+    let b = line.as_bytes();
+    let mut i = 0;
+    let ws = |i: &mut usize| {
+        while *i < b.len() && b[*i].is_ascii_whitespace() {
+            *i += 1;
+        }
+    };
+    // The end (exclusive) of the string literal starting at `start` (a `"`).
+    let string_end = |start: usize| -> Result<usize, String> {
+        let mut j = start + 1;
+        while j < b.len() {
+            match b[j] {
+                b'\\' => j += 2,
+                b'"' => return Ok(j + 1),
+                _ => j += 1,
+            }
+        }
+        Err(format!("unterminated string at byte {start}"))
+    };
+    ws(&mut i);
+    if b.get(i) != Some(&b'{') {
+        return Err("a history line is a JSON object".into());
+    }
+    i += 1;
+    let mut seen = std::collections::HashSet::new();
+    let mut repeated = Vec::new();
+    loop {
+        ws(&mut i);
+        match b.get(i) {
+            Some(b'}') => return Ok(repeated),
+            Some(b'"') => {}
+            _ => return Err(format!("expected a key at byte {i}")),
+        }
+        let end = string_end(i)?;
+        let key: String =
+            serde_json::from_str(&line[i..end]).map_err(|e| format!("key at byte {i}: {e}"))?;
+        i = end;
+        ws(&mut i);
+        if b.get(i) != Some(&b':') {
+            return Err(format!("expected `:` after key {key:?}"));
+        }
+        i += 1;
+        // Skip the value: up to a `,` or the closing `}` outside strings and brackets.
+        let mut depth = 0usize;
+        loop {
+            match b.get(i) {
+                None => return Err("unterminated object".into()),
+                Some(b'"') => i = string_end(i)?,
+                Some(b'[' | b'{') => {
+                    depth += 1;
+                    i += 1;
+                }
+                Some(b']') => {
+                    depth = depth.saturating_sub(1);
+                    i += 1;
+                }
+                Some(b'}') if depth > 0 => {
+                    depth -= 1;
+                    i += 1;
+                }
+                Some(b',' | b'}') if depth == 0 => break,
+                Some(_) => i += 1,
+            }
+        }
+        if !seen.insert(key.clone()) {
+            repeated.push(key);
+        }
+        if b[i] == b',' {
+            i += 1;
+        }
+    }
+}
+
 fn push_number(out: &mut Vec<u8>, value: f64) {
     if value.is_nan() {
         out.extend_from_slice(b"NaN");
@@ -281,6 +360,30 @@ mod tests {
         history_line(&row, &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(text.ends_with(r#""x":NaN,"y":-Infinity}"#), "{text}");
+    }
+
+    #[test]
+    fn repeated_keys_are_found_in_the_line_as_written() {
+        assert_eq!(
+            repeated_keys(
+                r#"{"_step":1,"a":NaN,"b":"x,}\"y","a":0.5,"c":[1,{"a":2}],"b":-Infinity}"#
+            ),
+            Ok(vec!["a".to_string(), "b".to_string()])
+        );
+        let row = HistoryRow {
+            step: 3,
+            runtime: 0.0,
+            timestamp: 1.0,
+            metrics: vec![("x".into(), f64::NAN), ("we\"ird".into(), 1.0)],
+        };
+        let mut out = Vec::new();
+        history_line(&row, &mut out);
+        assert_eq!(
+            repeated_keys(std::str::from_utf8(&out).unwrap()),
+            Ok(vec![])
+        );
+        assert!(repeated_keys("[1]").is_err());
+        assert!(repeated_keys(r#"{"a":1"#).is_err());
     }
 
     #[test]

@@ -72,8 +72,12 @@ async fn pass<S: SyncSource, O: OffsetStore>(
         Ok(report) => record(&report, summary),
         Err(err) => {
             summary.failed_passes += 1;
-            tracing::warn!(error = %err, "live W&B sync pass failed; will retry");
-            summary.last_error = Some(err.to_string());
+            let message = err.to_string();
+            // Every pass meets the same problem (no key, no entity): say it once.
+            if summary.last_error.as_deref() != Some(message.as_str()) {
+                tracing::warn!(error = %message, "live W&B sync pass failed; will retry");
+            }
+            summary.last_error = Some(message);
         }
     }
 }
@@ -84,7 +88,9 @@ fn record(report: &SyncReport, summary: &mut LiveSummary) {
     if let Some(failure) = report.failures.first() {
         summary.failed_passes += 1;
         for f in &report.failures {
-            tracing::warn!(run = %f.run_id, error = %f.message, "live W&B sync: run failed; will retry");
+            if summary.last_error.as_deref() != Some(f.message.as_str()) {
+                tracing::warn!(run = %f.run_id, error = %f.message, "live W&B sync: run failed; will retry");
+            }
         }
         summary.last_error = Some(failure.message.clone());
     }

@@ -1,5 +1,5 @@
 //! The store as a W&B sync source: runs, params, summaries, history (metrics plus manager
-//! weights as `manager/<modality>/layer<l>/expert<e>`), log lines, and the acknowledged
+//! weights, see [`manager_weight_key`]), log lines, and the acknowledged
 //! offsets in its `sync_cursors` table (target `wandb <sync key>`, one row per file).
 
 use std::collections::BTreeMap;
@@ -272,11 +272,7 @@ impl SyncSource for StoreSource {
         for (step, modality, layer, expert, weight) in weights {
             let entry = by_step.entry(step).or_insert((0, Vec::new()));
             entry.1.push((
-                manager_weight_key(
-                    &modality,
-                    usize::try_from(layer).unwrap_or(0),
-                    usize::try_from(expert).unwrap_or(0),
-                ),
+                manager_weight_key(&modality, usize::try_from(layer).unwrap_or(0), expert),
                 weight.unwrap_or(f64::NAN),
             ));
         }

@@ -307,8 +307,12 @@ pub async fn sync_runs<S: SyncSource, O: OffsetStore>(
                 .map_err(Some)
             };
             shared.progress.run_handled();
-            if let Err(Some(RunError::Request(RequestError::Unauthorized { .. }))) = &result {
-                // The key is the same for every run: stop the ones not started yet.
+            if let Err(Some(RunError::Request(
+                RequestError::Unauthorized { .. } | RequestError::NoEntity { .. },
+            ))) = &result
+            {
+                // The key and the entity are the same for every run: stop the ones not
+                // started yet, and say it once.
                 shared.abort.store(true, Ordering::Relaxed);
             }
             (index, meta.run_id, wandb_id, result)
@@ -325,7 +329,9 @@ pub async fn sync_runs<S: SyncSource, O: OffsetStore>(
         match result {
             Ok(run) => results.push((index, run)),
             Err(None) => {}
-            Err(Some(RunError::Request(err @ RequestError::Unauthorized { .. }))) => {
+            Err(Some(RunError::Request(
+                err @ (RequestError::Unauthorized { .. } | RequestError::NoEntity { .. }),
+            ))) => {
                 auth_error = Some(err);
             }
             Err(Some(err)) => {

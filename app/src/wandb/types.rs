@@ -61,18 +61,30 @@ pub struct HistoryRow {
 impl HistoryRow {
     /// Adds one manager's aggregation weights, one key per expert.
     pub fn push_manager_weights(&mut self, modality: &str, layer: usize, weights: &[f32]) {
-        self.metrics.extend(
-            weights
-                .iter()
-                .enumerate()
-                .map(|(expert, w)| (manager_weight_key(modality, layer, expert), f64::from(*w))),
-        );
+        self.metrics
+            .extend(weights.iter().enumerate().map(|(expert, w)| {
+                (
+                    manager_weight_key(modality, layer, expert as i64),
+                    f64::from(*w),
+                )
+            }));
     }
 }
 
-/// `manager/<modality>/layer<l>/expert<e>`: W&B groups the charts by the slash sections.
-pub fn manager_weight_key(modality: &str, layer: usize, expert: usize) -> String {
-    format!("manager/{modality}/layer{layer}/expert{expert}")
+/// The history key of one manager weight, as stored (`layer` 0-based; `expert` the 0-based
+/// uni-modal expert, or `-k` for the raw weight on the k-th previous cross-modal layer's
+/// output): `manager/<modality>/layer<l>/expert<e>` and
+/// `manager/<modality>/layer<l>/cross_modal_prev<k>`, one key per value. W&B groups the
+/// charts by the slash sections.
+pub fn manager_weight_key(modality: &str, layer: usize, expert: i64) -> String {
+    if expert < 0 {
+        format!(
+            "manager/{modality}/layer{layer}/cross_modal_prev{}",
+            expert.unsigned_abs()
+        )
+    } else {
+        format!("manager/{modality}/layer{layer}/expert{expert}")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +141,15 @@ mod tests {
         row.push_manager_weights("text", 2, &[0.25, 0.75]);
         assert_eq!(row.metrics[1].0, "manager/text/layer2/expert0");
         assert_eq!(row.metrics[2], ("manager/text/layer2/expert1".into(), 0.75));
+        // The raw cross-modal weights get their own names, never an expert's.
+        assert_eq!(
+            manager_weight_key("image", 1, -1),
+            "manager/image/layer1/cross_modal_prev1"
+        );
+        assert_eq!(
+            manager_weight_key("image", 3, -2),
+            "manager/image/layer3/cross_modal_prev2"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub fn app_with(source: &mut FixtureSource, w: u16, h: u16) -> App {
 
 /// Does what the data thread would: reads what the views need and applies it (twice, since
 /// a detail tells which series the run view then needs).
-pub fn sync(app: &mut App, source: &mut FixtureSource) {
+pub fn sync(app: &mut App, source: &mut dyn TuiSource) {
     for _ in 0..2 {
         for msg in read_interest(source, &app.interest(), Path::new("experiments")) {
             app.apply(msg);
@@ -31,7 +31,7 @@ pub fn sync(app: &mut App, source: &mut FixtureSource) {
 }
 
 /// Presses keys (event → action → state), running returned commands against `source`.
-pub fn press(app: &mut App, source: &mut FixtureSource, keys: &[KeyCode]) -> Vec<Command> {
+pub fn press(app: &mut App, source: &mut dyn TuiSource, keys: &[KeyCode]) -> Vec<Command> {
     let mut all = Vec::new();
     for code in keys {
         let ev = crossterm::event::Event::Key(KeyEvent::new(*code, KeyModifiers::NONE));

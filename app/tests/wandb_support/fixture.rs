@@ -129,7 +129,7 @@ pub fn row(step: u64, metrics: usize) -> HistoryRow {
                     break 'outer;
                 }
                 row.metrics.push((
-                    crate::wandb::manager_weight_key(modality, layer, expert),
+                    crate::wandb::manager_weight_key(modality, layer, expert as i64),
                     f64::from(*w),
                 ));
                 i += 1;

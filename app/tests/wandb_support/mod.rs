@@ -115,6 +115,9 @@ pub struct State {
     pub requests: Vec<RequestRecord>,
     /// How many times each history line index was written (re-sends after lost answers).
     pub history_writes: u64,
+    /// Answer an upsert without an entity with none (as a server whose key has no default
+    /// entity does), instead of [`DEFAULT_ENTITY`].
+    pub no_default_entity: bool,
 }
 
 pub struct TestServer {
@@ -360,7 +363,19 @@ fn graphql(state: &mut State, body: &[u8]) -> Response<Full<Bytes>> {
             );
         }
     }
-    let entity = vars["entity"].as_str().unwrap_or(DEFAULT_ENTITY).to_owned();
+    let entity = match vars["entity"].as_str() {
+        Some(e) => e.to_owned(),
+        None if state.no_default_entity => {
+            return reply(
+                200,
+                json!({"data": {"upsertBucket": {
+                    "bucket": {"id": "b", "name": name, "project": {"id": "p1", "name": "p", "entity": null}},
+                    "inserted": true,
+                }}}),
+            );
+        }
+        None => DEFAULT_ENTITY.to_owned(),
+    };
     let project = vars["project"]
         .as_str()
         .unwrap_or("uncategorized")

@@ -4,9 +4,13 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::draw::{draw_legend, layout_legend, one_line, Keyed, LegendEntry, Swatch};
+use super::draw::{draw_legend, fit_legend, layout_legend, one_line, Keyed, LegendEntry, Swatch};
 use super::style::{palette, tick_decimals, FigureSize, Theme, AXIS, GRID, LABEL_PT, TICK_PT};
-use super::{select_cells, varying_axes, DrawResult, Figure, FigureKind};
+use super::text::{fit, widest};
+use super::{
+    axis_name, cell_labels, metric_name, select_cells, value_name, varying_axes, DrawResult,
+    Figure, FigureKind,
+};
 use crate::error::{ReportError, Result};
 use crate::input::{Goal, ReportInput};
 use crate::provenance::Provenance;
@@ -65,16 +69,19 @@ pub struct BarValue {
 pub struct BarData {
     pub metric_label: String,
     pub goal: Goal,
-    /// x-axis group labels.
-    pub groups: Vec<String>,
-    /// Legend entries (`axis=value`), empty when not coloured by an axis.
+    /// Title of the x axis: the names of the axes that make the groups (empty when each
+    /// group is a cell of its own, or the lines of the group labels name their axes).
+    pub group_title: String,
+    /// x-axis group labels, one line per grouping axis.
+    pub groups: Vec<Vec<String>>,
+    /// Legend entries (the colour axis' values, readable), empty when not coloured by an axis.
     pub colors: Vec<String>,
     pub bars: Vec<BarValue>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct BarsPlot {
-    data: BarData,
+    pub(crate) data: BarData,
     zoom: bool,
 }
 
@@ -110,13 +117,39 @@ pub fn bar_data_from_table(
             )));
         }
     }
+    // Only cells with a value make bars: what varies is decided among them.
+    let cells: Vec<&crate::input::Cell> = cells
+        .into_iter()
+        .filter(|cell| {
+            table
+                .rows
+                .iter()
+                .find(|r| r.cell == cell.key)
+                .is_some_and(|r| r.entries[col].summary.is_some())
+        })
+        .collect();
     let varying = varying_axes(input, &cells);
     let group_axes: Vec<&str> = varying
         .iter()
         .copied()
         .filter(|a| Some(*a) != opts.color_by.as_deref())
         .collect();
-    let mut groups: Vec<String> = Vec::new();
+    // One grouping axis: its name under the axis and bare values under the groups; several:
+    // each line names its axis.
+    let group_title = match group_axes.as_slice() {
+        [one] => axis_name(input, one),
+        _ => String::new(),
+    };
+    let short = |cell: &crate::input::Cell, axis: &str| {
+        let v = &cell.axes[axis];
+        let named = input.labels.values.get(axis).and_then(|m| m.get(v));
+        match named {
+            Some(n) => n.clone(),
+            None if v.parse::<f64>().is_ok() => v.clone(),
+            None => value_name(input, cell, axis),
+        }
+    };
+    let mut groups: Vec<Vec<String>> = Vec::new();
     let mut colors: Vec<String> = Vec::new();
     let mut bars = Vec::new();
     let mut run_ids = Vec::new();
@@ -131,24 +164,16 @@ pub fn bar_data_from_table(
             continue;
         };
         run_ids.extend(entry.values.iter().map(|v| v.1.clone()));
-        let group = if opts.color_by.is_none() && group_axes.is_empty() {
-            cell.key.clone()
-        } else {
-            group_axes
-                .iter()
-                .map(|a| format!("{a}={}", cell.axes[*a]))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let color = match &opts.color_by {
-            Some(a) => format!("{a}={}", cell.axes[a]),
-            None => String::new(),
+        let group = match group_axes.as_slice() {
+            [] if opts.color_by.is_none() => cell_labels(input, &[cell]),
+            [] => vec![String::new()],
+            [one] => vec![short(cell, one)],
+            many => many.iter().map(|a| value_name(input, cell, a)).collect(),
         };
         let gi = index_of(&mut groups, group);
-        let ci = if opts.color_by.is_some() {
-            index_of(&mut colors, color)
-        } else {
-            0
+        let ci = match &opts.color_by {
+            Some(a) => index_of(&mut colors, value_name(input, cell, a)),
+            None => 0,
         };
         bars.push(BarValue {
             cell: cell.key.clone(),
@@ -165,8 +190,9 @@ pub fn bar_data_from_table(
     }
     Ok((
         BarData {
-            metric_label: metric.label().to_string(),
+            metric_label: metric_name(input, &metric.key),
             goal: metric.goal,
+            group_title,
             groups,
             colors,
             bars,
@@ -175,7 +201,7 @@ pub fn bar_data_from_table(
     ))
 }
 
-fn index_of(list: &mut Vec<String>, s: String) -> usize {
+fn index_of<T: PartialEq>(list: &mut Vec<T>, s: T) -> usize {
     match list.iter().position(|x| *x == s) {
         Some(i) => i,
         None => {
@@ -204,9 +230,10 @@ pub fn ablation_bars_from_table(
             opts.metric
         )));
     }
+    let size = fit_legend(opts.size, &data.colors);
     Ok(Figure {
         title: format!("Ablation: {}", data.metric_label),
-        size: opts.size,
+        size,
         provenance: Provenance::new(input, run_ids),
         notes: Vec::new(),
         kind: FigureKind::Bars(BarsPlot {
@@ -250,8 +277,9 @@ where
             swatch: Swatch::Box,
         })
         .collect();
-    let legend = layout_legend(root, &theme, &entries, w as i32 - 2 * pad);
+    let legend = layout_legend(&theme, &entries, w as i32 - 2 * pad);
     let (plot_area, legend_area) = root.split_vertically(h as i32 - legend.height());
+    let (_, plot_h) = plot_area.dim_in_pixel();
 
     let lo = |b: &BarValue| b.mean - b.std.unwrap_or(0.0);
     let hi = |b: &BarValue| b.mean + b.std.unwrap_or(0.0);
@@ -277,26 +305,24 @@ where
     let ydec = tick_decimals(y1 - y0);
 
     let tick_font = theme.font(TICK_PT);
-    let tw = |s: &str| {
-        plot_area
-            .estimate_text_size(s, &tick_font)
-            .map_or(0, |(w, _)| w as i32)
-    };
-    let y_label_w = tw(&format!("{y0:.ydec$}")).max(tw(&format!("{y1:.ydec$}")));
+    let tick_em = theme.px(TICK_PT);
+    let y_label_w = widest(
+        [format!("{y0:.ydec$}"), format!("{y1:.ydec$}")]
+            .iter()
+            .map(String::as_str),
+        tick_em,
+    )
+    .ceil() as i32;
     let y_area = y_label_w + theme.line(LABEL_PT) + 2 * pad;
     let n_groups = d.groups.len().max(1);
-    let slot_px = (w as i32 - y_area - 2 * pad) / n_groups as i32;
-    let labels: Vec<String> = d.groups.iter().map(|g| one_line(g)).collect();
-    let widest = labels.iter().map(|l| tw(l)).max().unwrap_or(0);
-    let rotate = widest > slot_px * 95 / 100;
-    let has_labels = labels.iter().any(|l| !l.is_empty());
-    let x_area = if !has_labels {
-        pad
-    } else if rotate {
-        widest + 2 * pad
+    let slot_px = f64::from((w as i32 - y_area - 3 * pad).max(1)) / n_groups as f64;
+    let labels = GroupLabels::fit(&theme, &d.groups, slot_px, f64::from(plot_h) * 0.35);
+    let title_h = if d.group_title.is_empty() {
+        0
     } else {
-        theme.line(TICK_PT) + pad
+        theme.line(LABEL_PT)
     };
+    let x_area = labels.height + title_h + pad;
 
     let keys: Vec<f64> = (0..n_groups).map(|g| g as f64).collect();
     let mut chart = ChartBuilder::on(&plot_area)
@@ -306,15 +332,6 @@ where
         .x_label_area_size(x_area)
         .y_label_area_size(y_area)
         .build_cartesian_2d(Keyed::new(-0.5..n_groups as f64 - 0.5, keys), y0..y1)?;
-    let group_label = |v: &f64| {
-        let i = v.round();
-        // Rotated labels are drawn by hand below: plotters misplaces rotated tick labels.
-        if rotate || (v - i).abs() > 1e-6 || i < 0.0 {
-            String::new()
-        } else {
-            labels.get(i as usize).cloned().unwrap_or_default()
-        }
-    };
     chart
         .configure_mesh()
         .max_light_lines(0)
@@ -326,7 +343,8 @@ where
         .y_label_style(tick_font.clone())
         .axis_desc_style(theme.font(LABEL_PT))
         .y_labels(5)
-        .x_label_formatter(&group_label)
+        // Group labels are drawn below, fitted to their slots.
+        .x_label_formatter(&|_| String::new())
         .y_label_formatter(&|v| format!("{v:.ydec$}"))
         .y_desc(one_line(&d.metric_label))
         .draw()?;
@@ -371,22 +389,134 @@ where
             ))?;
         }
     }
-    if rotate {
-        // Reading bottom to top, ending just below the axis, centred on the group.
-        let style = tick_font
-            .clone()
-            .transform(FontTransform::Rotate270)
-            .pos(Pos::new(HPos::Right, VPos::Center));
-        // With more groups than label lines fit side by side, label every k-th group.
-        let slot = slot_px.max(1) as usize;
-        let every = (theme.line(TICK_PT) as usize).div_ceil(slot).max(1);
-        for (g, label) in labels.iter().enumerate().step_by(every) {
-            let (px, py) = chart.backend_coord(&(g as f64, y0));
-            plot_area.draw(&Text::new(label.clone(), (px, py + pad), style.clone()))?;
-        }
+    let (_, axis_y) = chart.backend_coord(&(0.0, y0));
+    labels.draw(
+        &plot_area,
+        &theme,
+        |g| chart.backend_coord(&(g as f64, y0)).0,
+        axis_y + pad,
+    )?;
+    if !d.group_title.is_empty() {
+        let (x_mid, _) = chart.backend_coord(&((n_groups as f64 - 1.0) / 2.0, y0));
+        plot_area.draw(&Text::new(
+            one_line(&d.group_title),
+            (x_mid, axis_y + pad + labels.height + title_h / 2),
+            theme
+                .font(LABEL_PT)
+                .pos(Pos::new(HPos::Center, VPos::Center)),
+        ))?;
     }
     if legend.height() > 0 {
         draw_legend(&legend_area, &theme, &entries, &legend)?;
     }
     Ok(())
+}
+
+/// Group labels under the bars, fitted to the slot of each group: a line per grouping axis,
+/// in a smaller size when needed; rotated to read upwards only when single lines still do not
+/// fit side by side (then every k-th group when even those would touch), cut with "…" only
+/// when nothing else fits.
+struct GroupLabels {
+    lines: Vec<Vec<String>>,
+    pt: f64,
+    rotate: bool,
+    /// Label every `every`-th group.
+    every: usize,
+    /// Pixels below the axis they take.
+    height: i32,
+}
+
+impl GroupLabels {
+    fn fit(theme: &Theme, groups: &[Vec<String>], slot: f64, max_rotated: f64) -> GroupLabels {
+        let lines: Vec<Vec<String>> = groups
+            .iter()
+            .map(|g| g.iter().map(|l| one_line(l)).collect())
+            .collect();
+        let n_lines = lines.iter().map(Vec::len).max().unwrap_or(0);
+        if n_lines == 0 || lines.iter().flatten().all(String::is_empty) {
+            return GroupLabels {
+                lines,
+                pt: TICK_PT,
+                rotate: false,
+                every: 1,
+                height: 0,
+            };
+        }
+        let widest_at = |pt: f64| widest(lines.iter().flatten().map(String::as_str), theme.px(pt));
+        let room = slot * 0.92;
+        let mut pt = TICK_PT;
+        while widest_at(pt) > room && pt > 5.0 {
+            pt -= 0.5;
+        }
+        let line_h = theme.line(pt);
+        if widest_at(pt) <= room {
+            return GroupLabels {
+                lines,
+                pt,
+                rotate: false,
+                every: 1,
+                height: n_lines as i32 * line_h,
+            };
+        }
+        if n_lines == 1 {
+            let pt = TICK_PT;
+            let em = theme.px(pt);
+            let lines: Vec<Vec<String>> = lines
+                .iter()
+                .map(|g| g.iter().map(|l| fit(l, em, max_rotated)).collect())
+                .collect();
+            let every = (f64::from(theme.line(pt)) / slot.max(1.0)).ceil().max(1.0) as usize;
+            let height = widest(lines.iter().flatten().map(String::as_str), em).ceil() as i32;
+            return GroupLabels {
+                lines,
+                pt,
+                rotate: true,
+                every,
+                height,
+            };
+        }
+        let em = theme.px(pt);
+        let lines = lines
+            .iter()
+            .map(|g| g.iter().map(|l| fit(l, em, room)).collect())
+            .collect();
+        GroupLabels {
+            lines,
+            pt,
+            rotate: false,
+            every: 1,
+            height: n_lines as i32 * line_h,
+        }
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        theme: &Theme,
+        x_of: impl Fn(usize) -> i32,
+        top: i32,
+    ) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+    {
+        let font = theme.font(self.pt);
+        for (g, lines) in self.lines.iter().enumerate().step_by(self.every) {
+            let x = x_of(g);
+            if self.rotate {
+                let style = font
+                    .clone()
+                    .transform(FontTransform::Rotate270)
+                    .pos(Pos::new(HPos::Right, VPos::Center));
+                let text = lines.first().cloned().unwrap_or_default();
+                area.draw(&Text::new(text, (x, top), style))?;
+            } else {
+                let style = font.clone().pos(Pos::new(HPos::Center, VPos::Top));
+                for (i, line) in lines.iter().enumerate() {
+                    let y = top + i as i32 * theme.line(self.pt);
+                    area.draw(&Text::new(line.clone(), (x, y), style.clone()))?;
+                }
+            }
+        }
+        Ok(())
+    }
 }

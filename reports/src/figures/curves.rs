@@ -3,11 +3,11 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::draw::{draw_legend, layout_legend, one_line, LegendEntry, Swatch};
+use super::draw::{draw_legend, fit_legend, layout_legend, one_line, LegendEntry, Swatch};
 use super::style::{
-    fmt_step, palette, tick_decimals, FigureSize, Theme, AXIS, GRID, LABEL_PT, TICK_PT,
+    fmt_step, palette, tick_decimals, FigureSize, Theme, AXIS, GRID, LABEL_PT, PALETTE, TICK_PT,
 };
-use super::{cell_labels, select_cells, DrawResult, Figure, FigureKind};
+use super::{cell_labels, metric_name, select_cells, DrawResult, Figure, FigureKind};
 use crate::analysis::{select_runs, validate};
 use crate::error::{ReportError, Result};
 use crate::input::ReportInput;
@@ -64,7 +64,7 @@ pub struct CurveSeries {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct CurvesPlot {
     metric_label: String,
-    series: Vec<CurveSeries>,
+    pub(crate) series: Vec<CurveSeries>,
 }
 
 /// Aligned mean ± std curves of `opts.metric`, one per cell with data. Seeds are aligned on
@@ -73,9 +73,7 @@ pub(crate) struct CurvesPlot {
 pub fn curve_series(input: &ReportInput, opts: &CurveOptions) -> Result<Vec<CurveSeries>> {
     validate(input)?;
     let cells = select_cells(input, opts.cells.as_deref())?;
-    let labels = cell_labels(input, &cells);
-    let jobs: Vec<_> = cells.into_iter().zip(labels).collect();
-    let series = par_map(&jobs, |(cell, label)| {
+    let series = par_map(&cells, |cell| {
         let (used, _) = select_runs(cell);
         let mut run_ids = Vec::new();
         let mut series = Vec::new();
@@ -94,12 +92,22 @@ pub fn curve_series(input: &ReportInput, opts: &CurveOptions) -> Result<Vec<Curv
         let refs: Vec<&[(u64, f64)]> = series.iter().map(|s| s.as_ref()).collect();
         Some(CurveSeries {
             cell: cell.key.clone(),
-            label: label.clone(),
+            label: String::new(),
             run_ids,
             points: align_downsampled(&refs, opts.max_points),
         })
     });
-    Ok(series.into_iter().flatten().collect())
+    // Named by the axes that vary among the curves drawn (not among cells without data).
+    let mut series: Vec<CurveSeries> = series.into_iter().flatten().collect();
+    let drawn: Vec<&crate::input::Cell> = series
+        .iter()
+        .filter_map(|s| input.cells.iter().find(|c| c.key == s.cell))
+        .collect();
+    let labels = cell_labels(input, &drawn);
+    for (s, label) in series.iter_mut().zip(labels) {
+        s.label = label;
+    }
+    Ok(series)
 }
 
 /// The learning-curve figure of `opts.metric`.
@@ -112,18 +120,21 @@ pub fn learning_curves(input: &ReportInput, opts: &CurveOptions) -> Result<Figur
             opts.metric
         )));
     }
-    let metric_label = input
-        .metrics
-        .iter()
-        .find(|m| m.key == opts.metric)
-        .map_or(opts.metric.clone(), |m| m.label().to_string());
+    let metric_label = metric_name(input, &opts.metric);
+    // The legend takes the rows it needs; the figure grows so that the plot keeps its size.
+    let size = if series.len() > 1 {
+        let labels: Vec<String> = series.iter().map(|s| one_line(&s.label)).collect();
+        fit_legend(opts.size, &labels)
+    } else {
+        opts.size
+    };
     let run_ids = series
         .iter()
         .flat_map(|s| s.run_ids.iter().cloned())
         .collect();
     Ok(Figure {
         title: format!("Learning curves: {metric_label}"),
-        size: opts.size,
+        size,
         provenance: Provenance::new(input, run_ids),
         notes: Vec::new(),
         kind: FigureKind::Curves(CurvesPlot {
@@ -255,6 +266,11 @@ fn downsample(points: Vec<CurvePoint>, max_points: usize) -> Vec<CurvePoint> {
         .collect()
 }
 
+/// Curves past the palette's colours repeat them dashed.
+pub(crate) fn dashed(i: usize) -> bool {
+    (i / PALETTE.len()) % 2 == 1
+}
+
 pub(crate) fn draw<DB: DrawingBackend>(
     p: &CurvesPlot,
     size: FigureSize,
@@ -273,10 +289,14 @@ where
         .map(|(i, s)| LegendEntry {
             label: one_line(&s.label),
             color: palette(i),
-            swatch: Swatch::Line,
+            swatch: if dashed(i) {
+                Swatch::Dashed
+            } else {
+                Swatch::Line
+            },
         })
         .collect();
-    let legend = layout_legend(root, &theme, &entries, w as i32 - 2 * pad);
+    let legend = layout_legend(&theme, &entries, w as i32 - 2 * pad);
     let legend_h = if p.series.len() > 1 {
         legend.height()
     } else {
@@ -345,10 +365,14 @@ where
         }
     }
     for (i, s) in p.series.iter().enumerate() {
-        chart.draw_series(LineSeries::new(
-            s.points.iter().map(|q| (q.step, q.mean)),
-            palette(i).stroke_width(theme.pxi(1.0)),
-        ))?;
+        let style = palette(i).stroke_width(theme.pxi(1.0));
+        let points = s.points.iter().map(|q| (q.step, q.mean));
+        if dashed(i) {
+            let dash = theme.px(2.5) as i32;
+            chart.draw_series(DashedLineSeries::new(points, dash, dash * 2 / 3, style))?;
+        } else {
+            chart.draw_series(LineSeries::new(points, style))?;
+        }
     }
     if legend_h > 0 {
         draw_legend(&legend_area, &theme, &entries, &legend)?;

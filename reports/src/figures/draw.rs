@@ -5,12 +5,14 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::style::{Theme, TICK_PT};
-use super::DrawResult;
+use super::{text, DrawResult};
 
 /// How a legend entry shows its series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Swatch {
     Line,
+    /// A dashed line (curves past the palette's seven colours).
+    Dashed,
     Box,
 }
 
@@ -21,84 +23,130 @@ pub(crate) struct LegendEntry {
     pub swatch: Swatch,
 }
 
-/// Most legend rows; further entries are summarised as "+N more".
-const MAX_ROWS: usize = 4;
-
-/// Entries placed in rows: (entry index or `None` for the "+N more" note, x offset).
+/// Every entry placed: one centred row when they fit side by side, else a grid of equal
+/// columns read row by row, in the largest size from 7 pt down to 6 pt that gives at least
+/// two columns. A legend never drops an entry (figures grow to keep their plot, see
+/// [`fit_legend`]); a label is cut with "…" only when it alone is wider than the figure.
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct LegendLayout {
-    rows: Vec<Vec<(Option<usize>, i32)>>,
-    hidden: usize,
+    /// `(row, x offset)` of each entry.
+    places: Vec<(usize, i32)>,
+    /// Each entry's label as drawn.
+    labels: Vec<String>,
+    rows: usize,
+    /// Width of the widest row.
+    width: i32,
+    pt: f64,
     row_height: i32,
 }
 
 impl LegendLayout {
     pub fn height(&self) -> i32 {
-        if self.rows.is_empty() {
+        if self.rows == 0 {
             0
         } else {
-            self.rows.len() as i32 * self.row_height + self.row_height / 2
+            self.rows as i32 * self.row_height + self.row_height * 4 / 5
         }
     }
 }
 
-fn text_width<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, theme: &Theme, s: &str) -> i32 {
-    area.estimate_text_size(s, &theme.font(TICK_PT))
-        .map(|(w, _)| w as i32)
-        .unwrap_or((s.chars().count() as f64 * theme.px(TICK_PT) * 0.6) as i32)
+struct Metrics {
+    em: f64,
+    swatch_w: i32,
+    gap: i32,
+    spacing: i32,
 }
 
-/// Greedy row wrapping within `width` pixels.
-pub(crate) fn layout_legend<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    theme: &Theme,
-    entries: &[LegendEntry],
-    width: i32,
-) -> LegendLayout {
-    let em = theme.px(TICK_PT);
-    let swatch_w = (em * 1.6) as i32;
-    let gap = (em * 0.4) as i32;
-    let spacing = (em * 1.2) as i32;
-    let mut rows: Vec<Vec<(Option<usize>, i32)>> = Vec::new();
-    let mut x = 0;
-    let mut placed = 0;
-    for (i, e) in entries.iter().enumerate() {
-        let w = swatch_w + gap + text_width(area, theme, &e.label);
-        if rows.is_empty() || (x > 0 && x + w > width) {
-            if rows.len() == MAX_ROWS {
-                break;
-            }
-            rows.push(Vec::new());
-            x = 0;
-        }
-        rows.last_mut()
-            .expect("a row was pushed")
-            .push((Some(i), x));
-        x += w + spacing;
-        placed += 1;
+fn metrics(theme: &Theme, pt: f64) -> Metrics {
+    let em = theme.px(pt);
+    Metrics {
+        em,
+        swatch_w: (em * 1.6) as i32,
+        gap: (em * 0.4) as i32,
+        spacing: (em * 1.2) as i32,
     }
-    let hidden = entries.len() - placed;
-    if hidden > 0 {
-        // Make room for the note at the end of the last row.
-        let entry_w = |i: usize| swatch_w + gap + text_width(area, theme, &entries[i].label);
-        let note_w = text_width(area, theme, &format!("+{} more", hidden + MAX_ROWS * 8));
-        if let Some(last) = rows.last_mut() {
-            while let Some(&(Some(i), x)) = last.last() {
-                if x + entry_w(i) + spacing + note_w <= width || last.len() == 1 {
-                    break;
-                }
-                last.pop();
-            }
-            let x = last
-                .last()
-                .map_or(0, |&(i, x)| x + i.map_or(0, entry_w) + spacing);
-            last.push((None, x));
+}
+
+fn label_width(m: &Metrics, s: &str) -> i32 {
+    text::text_width(s, m.em).ceil() as i32
+}
+
+pub(crate) fn layout_legend(theme: &Theme, entries: &[LegendEntry], width: i32) -> LegendLayout {
+    let n = entries.len();
+    let mut pick = None;
+    for pt in [TICK_PT, TICK_PT - 0.5, TICK_PT - 1.0] {
+        let m = metrics(theme, pt);
+        let widths: Vec<i32> = entries
+            .iter()
+            .map(|e| m.swatch_w + m.gap + label_width(&m, &e.label))
+            .collect();
+        let one_row = widths.iter().sum::<i32>() + m.spacing * (n as i32 - 1).max(0);
+        if one_row <= width {
+            pick = Some((pt, n.max(1), widths));
+            break;
+        }
+        let col = widths.iter().copied().max().unwrap_or(0);
+        let cols = ((width + m.spacing) / (col + m.spacing)).max(1) as usize;
+        if cols >= 2 || pt <= TICK_PT - 1.0 {
+            pick = Some((pt, cols.min(n.max(1)), vec![col; n]));
+            break;
         }
     }
-    let hidden = entries.len() - rows.iter().flatten().filter(|e| e.0.is_some()).count();
+    let (pt, cols, widths) = pick.expect("the last size always picks");
+    let m = metrics(theme, pt);
+    let max_label = f64::from((width - m.swatch_w - m.gap).max(1));
+    let labels: Vec<String> = entries
+        .iter()
+        .map(|e| text::fit(&e.label, m.em, max_label))
+        .collect();
+    let mut places = Vec::with_capacity(n);
+    let mut row_w = vec![0i32; n.div_ceil(cols)];
+    for i in 0..n {
+        let (row, col) = (i / cols, i % cols);
+        let x = if cols == n {
+            // A single row: natural widths.
+            widths[..i].iter().map(|w| w + m.spacing).sum()
+        } else {
+            col as i32 * (widths[0] + m.spacing)
+        };
+        let w = (m.swatch_w + m.gap + label_width(&m, &labels[i])).min(width);
+        row_w[row] = row_w[row].max(x + w);
+        places.push((row, x));
+    }
     LegendLayout {
-        rows,
-        hidden,
-        row_height: theme.line(TICK_PT),
+        places,
+        labels,
+        rows: row_w.len(),
+        width: row_w.iter().copied().max().unwrap_or(0),
+        pt,
+        row_height: theme.line(pt),
+    }
+}
+
+/// Height in pixels of the legend of `labels` across a figure of `size`.
+pub(crate) fn legend_height(size: super::FigureSize, labels: &[String]) -> i32 {
+    let theme = Theme::new(size);
+    let pad = theme.px(4.0) as i32;
+    let entries: Vec<LegendEntry> = labels
+        .iter()
+        .map(|l| LegendEntry {
+            label: l.clone(),
+            color: RGBColor(0, 0, 0),
+            swatch: Swatch::Box,
+        })
+        .collect();
+    layout_legend(&theme, &entries, size.pixels().0 as i32 - 2 * pad).height()
+}
+
+/// `size`, taller where a legend of `labels` would leave the plot less than 70% of it.
+pub(crate) fn fit_legend(size: super::FigureSize, labels: &[String]) -> super::FigureSize {
+    let legend = f64::from(legend_height(size, labels));
+    let (_, h) = size.pixels();
+    let plot = f64::from(h) * 0.7;
+    if legend + plot <= f64::from(h) {
+        size
+    } else {
+        size.with_height((legend + plot) / f64::from(size.dpi))
     }
 }
 
@@ -109,55 +157,42 @@ pub(crate) fn draw_legend<DB: DrawingBackend>(
     entries: &[LegendEntry],
     layout: &LegendLayout,
 ) -> DrawResult {
-    let em = theme.px(TICK_PT);
-    let swatch_w = (em * 1.6) as i32;
-    let gap = (em * 0.4) as i32;
+    let m = metrics(theme, layout.pt);
     let (w, _) = area.dim_in_pixel();
-    let font = theme.font(TICK_PT).pos(Pos::new(HPos::Left, VPos::Center));
-    for (r, row) in layout.rows.iter().enumerate() {
-        let row_w = row.last().map_or(0, |&(i, x)| {
-            let label = match i {
-                Some(i) => entries[i].label.clone(),
-                None => format!("+{} more", layout.hidden),
-            };
-            x + text_width(area, theme, &label) + if i.is_some() { swatch_w + gap } else { 0 }
-        });
-        let x0 = ((w as i32 - row_w) / 2).max(0);
-        let y = layout.row_height / 3 + r as i32 * layout.row_height + layout.row_height / 2;
-        for &(i, x) in row {
-            let x = x0 + x;
-            match i {
-                Some(i) => {
-                    let e = &entries[i];
-                    match e.swatch {
-                        Swatch::Line => area.draw(&PathElement::new(
-                            vec![(x, y), (x + swatch_w, y)],
-                            e.color.stroke_width(theme.pxi(1.2)),
-                        ))?,
-                        Swatch::Box => {
-                            let s = (em * 0.45) as i32;
-                            let cx = x + swatch_w / 2;
-                            area.draw(&Rectangle::new(
-                                [(cx - s, y - s), (cx + s, y + s)],
-                                e.color.filled(),
-                            ))?
-                        }
-                    }
-                    area.draw(&Text::new(
-                        e.label.clone(),
-                        (x + swatch_w + gap, y),
-                        font.clone(),
-                    ))?;
-                }
-                None => {
-                    area.draw(&Text::new(
-                        format!("+{} more", layout.hidden),
-                        (x, y),
-                        font.clone(),
-                    ))?;
+    let font = theme
+        .font(layout.pt)
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    let x0 = ((w as i32 - layout.width) / 2).max(0);
+    for (i, &(row, x)) in layout.places.iter().enumerate() {
+        let x = x0 + x;
+        let y = layout.row_height / 2 + layout.row_height / 5 + row as i32 * layout.row_height;
+        let e = &entries[i];
+        let stroke = e.color.stroke_width(theme.pxi(1.2));
+        match e.swatch {
+            Swatch::Line => {
+                area.draw(&PathElement::new(vec![(x, y), (x + m.swatch_w, y)], stroke))?
+            }
+            Swatch::Dashed => {
+                let dash = (m.swatch_w / 5).max(2);
+                for k in (0..m.swatch_w).step_by((2 * dash) as usize) {
+                    let end = (k + dash * 3 / 2).min(m.swatch_w);
+                    area.draw(&PathElement::new(vec![(x + k, y), (x + end, y)], stroke))?;
                 }
             }
+            Swatch::Box => {
+                let s = (m.em * 0.45) as i32;
+                let cx = x + m.swatch_w / 2;
+                area.draw(&Rectangle::new(
+                    [(cx - s, y - s), (cx + s, y + s)],
+                    e.color.filled(),
+                ))?
+            }
         }
+        area.draw(&Text::new(
+            layout.labels[i].clone(),
+            (x + m.swatch_w + m.gap, y),
+            font.clone(),
+        ))?;
     }
     Ok(())
 }

@@ -2,19 +2,25 @@
 //! rendered to SVG (text as `<text>`) or PNG (embedded font, 300 dpi metadata).
 
 mod bars;
+pub mod check;
 mod curves;
 mod draw;
 mod manager;
 mod raster;
 mod style;
+mod text;
 
 pub use bars::{
     ablation_bars, ablation_bars_from_table, bar_data, bar_data_from_table, BarData, BarOptions,
     BarValue,
 };
+pub use check::{
+    check_svg, verify_svg, BBox, DrawnShape, DrawnText, ShapeKind, SvgContent, SvgError,
+};
 pub use curves::{curve_series, learning_curves, CurveOptions, CurvePoint, CurveSeries};
 pub use manager::{
-    manager_heatmap, manager_panels, manager_weights, ManagerOptions, ManagerWeights, WeightStat,
+    manager_cells, manager_heatmap, manager_panels, manager_weights, ManagerOptions,
+    ManagerWeights, WeightStat,
 };
 pub use style::FigureSize;
 
@@ -42,30 +48,81 @@ pub(crate) fn select_cells<'a>(
     }
 }
 
-/// Axes whose value differs among `cells`, in axis order.
-pub(crate) fn varying_axes<'a>(input: &'a ReportInput, cells: &[&Cell]) -> Vec<&'a str> {
+/// Is `axis` a zip group member other than the first (shown through the first)?
+fn hidden_by_zip(input: &ReportInput, axis: &str) -> bool {
+    input
+        .zips
+        .iter()
+        .any(|z| z.iter().skip(1).any(|k| k == axis))
+}
+
+/// Axes a figure names: every axis but the later members of a zip group, in axis order.
+pub(crate) fn shown_axes(input: &ReportInput) -> Vec<&str> {
     input
         .axes
         .iter()
+        .map(String::as_str)
+        .filter(|a| !hidden_by_zip(input, a))
+        .collect()
+}
+
+/// Shown axes whose value differs among `cells`, in axis order.
+pub(crate) fn varying_axes<'a>(input: &'a ReportInput, cells: &[&Cell]) -> Vec<&'a str> {
+    shown_axes(input)
+        .into_iter()
         .filter(|a| {
             let first = cells.first().map(|c| &c.axes[*a]);
             cells.iter().any(|c| Some(&c.axes[*a]) != first)
         })
-        .map(String::as_str)
         .collect()
 }
 
-/// Short names for cells: `axis=value` for the axes that vary among them, else the cell key.
+/// The readable name of an axis (of its zip group, for a group's first axis).
+pub(crate) fn axis_name(input: &ReportInput, axis: &str) -> String {
+    match input
+        .zips
+        .iter()
+        .find(|z| z.first().is_some_and(|f| f == axis))
+    {
+        Some(group) => input.labels.zip_name(group),
+        None => input.labels.axis(axis),
+    }
+}
+
+/// A cell's value of `axis` as a legend shows it ("SAUE", "Managed layers 2", "VLP").
+pub(crate) fn value_name(input: &ReportInput, cell: &Cell, axis: &str) -> String {
+    input
+        .labels
+        .value_as(axis, &axis_name(input, axis), &cell.axes[axis])
+}
+
+/// The readable name of a metric: its spec's label, else the label map's.
+pub(crate) fn metric_name(input: &ReportInput, key: &str) -> String {
+    input
+        .metrics
+        .iter()
+        .find(|m| m.key == key)
+        .and_then(|m| m.label.clone())
+        .unwrap_or_else(|| input.labels.metric(key))
+}
+
+/// Readable names for cells: the values of the axes that vary among them ("SAUE, Managed
+/// layers 2"); for a single cell, its shown values.
 pub(crate) fn cell_labels(input: &ReportInput, cells: &[&Cell]) -> Vec<String> {
-    let axes = varying_axes(input, cells);
+    let varying = varying_axes(input, cells);
+    let axes = if varying.is_empty() {
+        shown_axes(input)
+    } else {
+        varying
+    };
     cells
         .iter()
         .map(|c| {
             if axes.is_empty() {
-                c.key.clone()
+                "all runs".to_string()
             } else {
                 axes.iter()
-                    .map(|a| format!("{a}={}", c.axes[*a]))
+                    .map(|a| value_name(input, c, a))
                     .collect::<Vec<_>>()
                     .join(", ")
             }
@@ -90,7 +147,7 @@ pub(crate) enum FigureKind {
     Curves(curves::CurvesPlot),
     Bars(bars::BarsPlot),
     ManagerPanels(manager::ManagerWeights),
-    ManagerHeatmap(manager::ManagerWeights),
+    ManagerHeatmap(Vec<manager::ManagerWeights>),
 }
 
 /// Drawing errors from any backend, flattened to text.
@@ -186,11 +243,68 @@ impl Figure {
         )
     }
 
-    /// Provenance lines plus notes, as embedded in SVG `<desc>` and PNG `tEXt`.
+    /// Provenance lines, notes and what the figure draws ([`check::verify_svg`] checks the
+    /// drawing against the latter), as embedded in SVG `<desc>` and PNG `tEXt`.
     pub fn description(&self) -> String {
         let mut lines = self.provenance.lines("figure");
         lines.extend(self.notes.iter().map(|n| n.replace(['\r', '\n'], " ")));
+        lines.extend(self.contents());
         lines.join("\n")
+    }
+
+    /// What the figure draws, one line each: `series colour: #RRGGBB` per curve, `bar
+    /// colour: #RRGGBB` per bar, `legend entry: <label>` and `panel title: <title>`.
+    pub fn contents(&self) -> Vec<String> {
+        let hex = |c: RGBColor| format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2);
+        let mut out = Vec::new();
+        match &self.kind {
+            FigureKind::Curves(p) => {
+                out.extend(
+                    (0..p.series.len())
+                        .map(|i| format!("series colour: {}", hex(style::palette(i)))),
+                );
+                if p.series.len() > 1 {
+                    out.extend(
+                        p.series
+                            .iter()
+                            .map(|s| format!("legend entry: {}", draw::one_line(&s.label))),
+                    );
+                }
+            }
+            FigureKind::Bars(p) => {
+                out.extend(
+                    p.data
+                        .bars
+                        .iter()
+                        .map(|b| format!("bar colour: {}", hex(style::palette(b.color)))),
+                );
+                out.extend(
+                    p.data
+                        .colors
+                        .iter()
+                        .map(|c| format!("legend entry: {}", draw::one_line(c))),
+                );
+            }
+            FigureKind::ManagerPanels(w) => {
+                for (mi, m) in w.modalities.iter().enumerate() {
+                    let n = w.weights[mi].iter().flatten().flatten().count();
+                    let c = hex(manager::modality_color(*m));
+                    out.extend((0..n).map(|_| format!("bar colour: {c}")));
+                }
+                out.push(format!("panel title: {}", draw::one_line(&w.cell_label)));
+            }
+            FigureKind::ManagerHeatmap(ws) => {
+                for w in ws {
+                    let t = if ws.len() > 1 {
+                        w.cell_label.clone()
+                    } else {
+                        format!("Manager aggregation weights: {}", w.cell_label)
+                    };
+                    out.push(format!("panel title: {}", draw::one_line(&t)));
+                }
+            }
+        }
+        out
     }
 }
 

@@ -5,9 +5,7 @@
 //! advances and kerning, sized and anchored exactly like the SVG `<text>` of the same figure
 //! (em = font size / 1.24, baseline offsets 0.76 em / 0.5 ex / −0.5 ex), so PNG and SVG agree.
 
-use std::sync::OnceLock;
-
-use ab_glyph::{point, Font, FontRef, PxScale, ScaleFont};
+use ab_glyph::{point, Font};
 use plotters::prelude::BitMapBackend;
 use plotters_backend::text_anchor::{HPos, VPos};
 use plotters_backend::{
@@ -15,13 +13,7 @@ use plotters_backend::{
     FontTransform,
 };
 
-use super::style::DEJAVU_SANS;
-
-fn font() -> Option<&'static FontRef<'static>> {
-    static FONT: OnceLock<Option<FontRef<'static>>> = OnceLock::new();
-    FONT.get_or_init(|| FontRef::try_from_slice(DEJAVU_SANS).ok())
-        .as_ref()
-}
+use super::text::{ex, font, layout, scale};
 
 pub(crate) struct PngBackend<'a> {
     inner: BitMapBackend<'a>,
@@ -125,27 +117,10 @@ impl<'a> DrawingBackend for PngBackend<'a> {
             return self.inner.draw_text(text, style, pos);
         };
         let em = (style.size() / 1.24) as f32;
-        let units = font.units_per_em().unwrap_or(2048.0);
-        let scale = PxScale::from(em * font.height_unscaled() / units);
-        let scaled = font.as_scaled(scale);
-
+        let scale = scale(font, em);
         // Pen positions along the baseline, with kerning.
-        let mut glyphs = Vec::with_capacity(text.len());
-        let mut x = 0f32;
-        let mut prev = None;
-        for c in text.chars() {
-            let id = font.glyph_id(c);
-            if let Some(p) = prev {
-                x += scaled.kern(p, id);
-            }
-            glyphs.push((id, x));
-            x += scaled.h_advance(id);
-            prev = Some(id);
-        }
-        let width = x;
-        let ex = font
-            .outline_glyph(font.glyph_id('x').with_scale(scale))
-            .map_or(0.55 * em, |g| g.px_bounds().height());
+        let (glyphs, width) = layout(font, text, em);
+        let ex = ex(font, em);
         let ox = match style.anchor().h_pos {
             HPos::Left => 0.0,
             HPos::Center => -width / 2.0,

@@ -24,9 +24,9 @@ fn learning_curves_have_one_line_and_band_per_cell_and_labels() {
     let svg = fig.to_svg().unwrap();
     let t = texts(&svg);
     for label in [
-        "manager=none, lr=1e-5",
-        "manager=SAUE, lr=2e-5",
-        "manager=AAUE, lr=2e-5",
+        "none, Lr 1e-5",
+        "SAUE, Lr 2e-5",
+        "AAUE, Lr 2e-5",
         "Step",
         "VQA val",
     ] {
@@ -57,11 +57,7 @@ fn curve_subset_and_errors() {
     };
     let series = curve_series(&input, &opts).unwrap();
     let labels: Vec<&str> = series.iter().map(|s| s.label.as_str()).collect();
-    assert_eq!(
-        labels,
-        ["manager=AAUE", "manager=none"],
-        "only varying axes are named"
-    );
+    assert_eq!(labels, ["AAUE", "none"], "only varying axes are named");
     assert_eq!(series[0].points.len(), 200);
     let e = learning_curves(&input, &CurveOptions::new("nope")).unwrap_err();
     assert!(matches!(e, ReportError::NoData(_)), "{e}");
@@ -82,23 +78,15 @@ fn ablation_bars_group_colour_and_annotate() {
     let opts = BarOptions::auto(&input, "val/vqa/score");
     assert_eq!(opts.color_by.as_deref(), Some("manager"));
     let (data, run_ids) = bar_data(&input, &opts).unwrap();
-    assert_eq!(data.groups, ["lr=1e-5", "lr=2e-5"]);
-    assert_eq!(
-        data.colors,
-        ["manager=none", "manager=SAUE", "manager=AAUE"]
-    );
+    assert_eq!(data.groups, [vec!["1e-5"], vec!["2e-5"]]);
+    assert_eq!(data.group_title, "Lr");
+    assert_eq!(data.colors, ["none", "SAUE", "AAUE"]);
     assert_eq!(data.bars.len(), 6);
     assert_eq!(run_ids.len(), 16);
     let svg = ablation_bars(&input, &opts).unwrap().to_svg().unwrap();
     let t = texts(&svg);
     for label in [
-        "lr=1e-5",
-        "lr=2e-5",
-        "manager=none",
-        "manager=AAUE",
-        "VQA val",
-        "‡",
-        "† n=2",
+        "1e-5", "2e-5", "Lr", "none", "AAUE", "VQA val", "‡", "† n=2",
     ] {
         assert!(
             t.iter().any(|x| x == label),
@@ -125,7 +113,8 @@ fn bars_without_colour_axis_label_every_cell() {
     };
     let (data, _) = bar_data(&input, &opts).unwrap();
     assert_eq!(data.groups.len(), 6);
-    assert_eq!(data.groups[0], "manager=none, lr=1e-5");
+    // A line per grouping axis, each naming its axis.
+    assert_eq!(data.groups[0], ["none", "Lr 1e-5"]);
     assert!(data.colors.is_empty());
 }
 
@@ -164,7 +153,14 @@ fn manager_heatmap_prints_values() {
     // 2 × 6 × 6 cells, plus colour-bar labels with the same format.
     assert!(values >= 72, "{values}");
     assert!(t.iter().any(|x| x == "Cross-modal layer"));
-    assert_eq!(t.iter().filter(|x| *x == "Uni-modal expert").count(), 2);
+    // Every ManagerTower cell gets a titled row: SAUE and AAUE at both learning rates.
+    // One axis title for all rows.
+    assert_eq!(t.iter().filter(|x| *x == "Uni-modal expert").count(), 1);
+    assert_eq!(t.iter().filter(|x| *x == "Textual").count(), 4);
+    for title in ["SAUE, Lr 1e-5", "AAUE, Lr 2e-5"] {
+        assert!(t.iter().any(|x| x == title), "missing row title {title:?}");
+    }
+    assert!(verify_svg(&svg).is_empty(), "{:?}", verify_svg(&svg));
 }
 
 fn weights_run(id: &str, seed: u64, points: &[(u64, f64)]) -> RunData {
@@ -286,13 +282,19 @@ fn write_all_writes_every_format_and_skips_empty_figures() {
         "curves-val-vqa-score.svg",
         "curves-val-vqa-score.png",
         "bars-val-itm-loss.png",
-        "manager-weights.svg",
+        // One Fig. 6 per ManagerTower cell, one heatmap with a row per cell.
+        "manager-weights-manager-saue-lr-1e-5.svg",
+        "manager-weights-manager-aaue-lr-2e-5.png",
         "manager-heatmap.png",
     ] {
         assert!(names.contains(&n.to_string()), "{n} not in {names:?}");
         assert!(dir.path().join(n).is_file());
     }
-    assert_eq!(names.len(), 20);
+    assert_eq!(names.len(), 26);
+    for n in names.iter().filter(|n| n.ends_with(".svg")) {
+        let svg = std::fs::read_to_string(dir.path().join(n)).unwrap();
+        assert!(verify_svg(&svg).is_empty(), "{n}: {:?}", verify_svg(&svg));
+    }
     assert!(written.skipped.is_empty());
     for cell in &mut input.cells {
         for run in &mut cell.runs {
@@ -309,4 +311,147 @@ fn write_all_writes_every_format_and_skips_empty_figures() {
         .file_name()
         .to_string_lossy()
         .ends_with(".tmp")));
+}
+
+/// Renders every figure kind of the study grid with `axes` axes and returns (name, SVG).
+fn study_figures(axes: usize) -> Vec<(String, String)> {
+    let input = crate::sample::study_input(axes);
+    let mut out = Vec::new();
+    for m in ["val/vqa/score_epoch", "train/loss"] {
+        let curves = learning_curves(&input, &CurveOptions::new(m)).unwrap();
+        out.push((format!("curves {m}"), curves.to_svg().unwrap()));
+        let bars = ablation_bars(&input, &BarOptions::auto(&input, m)).unwrap();
+        out.push((format!("bars {m}"), bars.to_svg().unwrap()));
+    }
+    for cell in manager_cells(&input) {
+        let opts = ManagerOptions {
+            cell: Some(cell.clone()),
+            ..ManagerOptions::default()
+        };
+        let fig = manager_panels(&input, &opts).unwrap();
+        out.push((format!("manager panels {cell}"), fig.to_svg().unwrap()));
+    }
+    let heat = manager_heatmap(&input, &ManagerOptions::default()).unwrap();
+    out.push(("manager heatmap".into(), heat.to_svg().unwrap()));
+    out
+}
+
+#[test]
+fn every_figure_of_a_one_two_and_three_axis_study_fits_its_canvas() {
+    for axes in 1..=3 {
+        let cells = [2, 4, 8][axes - 1];
+        for (name, svg) in study_figures(axes) {
+            let problems = verify_svg(&svg);
+            assert!(problems.is_empty(), "{axes} axes, {name}: {problems:#?}");
+            let drawn = check_svg(&svg).unwrap();
+            let desc = &svg[svg.find("<desc>").unwrap()..svg.find("</desc>").unwrap()];
+            let listed = |prefix: &str| desc.lines().filter(|l| l.starts_with(prefix)).count();
+            if name.starts_with("curves") {
+                // One curve per cell, each named in the legend.
+                assert_eq!(listed("series colour: "), cells, "{name}");
+                assert_eq!(listed("legend entry: "), cells, "{name}");
+            } else if name.starts_with("bars") {
+                assert_eq!(listed("bar colour: "), cells, "{name}");
+                // Coloured by the manager once two axes vary.
+                assert_eq!(
+                    listed("legend entry: "),
+                    if axes == 1 { 0 } else { 2 },
+                    "{name}"
+                );
+                for label in ["SAUE", "AAUE"] {
+                    assert!(drawn.has_text(label), "{name}: no {label}");
+                }
+            } else if name == "manager heatmap" {
+                assert_eq!(listed("panel title: "), cells, "{name}");
+            } else {
+                assert_eq!(listed("panel title: "), 1, "{name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_zip_group_is_named_once_by_its_first_axis_and_only_varying_axes_are_shown() {
+    let input = crate::sample::study_input(3);
+    let series = curve_series(&input, &CurveOptions::new("val/vqa/score_epoch")).unwrap();
+    let labels: Vec<&str> = series.iter().map(|s| s.label.as_str()).collect();
+    assert_eq!(labels[0], "SAUE, Managed layers 2, no VLP");
+    assert_eq!(labels[7], "AAUE, Managed layers 4, VLP");
+    let (data, _) = bar_data(&input, &BarOptions::auto(&input, "val/vqa/score_epoch")).unwrap();
+    assert_eq!(data.groups[0], ["Managed layers 2", "no VLP"]);
+    assert_eq!(data.colors, ["SAUE", "AAUE"]);
+    assert_eq!(data.metric_label, "VQA score (val)");
+    // One axis: the manager alone names each curve.
+    let one = crate::sample::study_input(1);
+    let series = curve_series(&one, &CurveOptions::new("train/loss")).unwrap();
+    assert_eq!(series[1].label, "AAUE");
+    let (data, _) = bar_data(&one, &BarOptions::auto(&one, "train/loss")).unwrap();
+    assert_eq!(data.groups[0], ["SAUE"]);
+    assert_eq!(data.group_title, "Manager");
+}
+
+#[test]
+fn the_label_map_of_the_file_names_metrics_axes_and_values() {
+    let mut input = crate::sample::study_input(2);
+    input.labels = crate::Labels {
+        metrics: [(
+            "val/vqa/score_epoch".to_string(),
+            "VQAv2 accuracy".to_string(),
+        )]
+        .into(),
+        axes: [("managed_layers_text".to_string(), "Managed".to_string())].into(),
+        values: [(
+            "manager_type".to_string(),
+            [("SAUE".to_string(), "static".to_string())].into(),
+        )]
+        .into(),
+    };
+    let svg = learning_curves(&input, &CurveOptions::new("val/vqa/score_epoch"))
+        .unwrap()
+        .to_svg()
+        .unwrap();
+    let t = texts(&svg);
+    for label in ["VQAv2 accuracy", "static, Managed 2", "AAUE, Managed 4"] {
+        assert!(t.iter().any(|x| x == label), "missing {label:?} in {t:?}");
+    }
+    assert!(verify_svg(&svg).is_empty());
+}
+
+#[test]
+fn a_legend_too_long_for_the_figure_takes_more_rows_and_the_figure_grows() {
+    let mut input = crate::sample::study_input(3);
+    for cell in &mut input.cells {
+        let long = format!("{} with a long descriptive name", cell.axes["manager_type"]);
+        cell.axes.insert("manager_type".into(), long);
+    }
+    let fig = learning_curves(&input, &CurveOptions::new("val/vqa/score_epoch")).unwrap();
+    assert!(
+        fig.size.height_in > FigureSize::COLUMN.height_in,
+        "{:?}",
+        fig.size
+    );
+    let svg = fig.to_svg().unwrap();
+    let problems = verify_svg(&svg);
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn verify_finds_a_curve_or_legend_entry_that_is_not_drawn() {
+    let input = crate::sample::study_input(2);
+    let svg = learning_curves(&input, &CurveOptions::new("train/loss"))
+        .unwrap()
+        .to_svg()
+        .unwrap();
+    assert!(verify_svg(&svg).is_empty());
+    // Drop the legend text of one entry and the polylines of one colour.
+    let cut = svg.replace(">\nAAUE, Managed layers 4\n<", ">\n\n<");
+    let p = verify_svg(&cut);
+    assert!(
+        p.iter().any(|m| m.contains("AAUE, Managed layers 4")),
+        "{p:?}"
+    );
+    let colour = format!("stroke=\"#{:02X}{:02X}{:02X}\"", 0, 158, 115);
+    let cut = svg.replace(&colour, "stroke=\"#123456\"");
+    let p = verify_svg(&cut);
+    assert!(p.iter().any(|m| m.contains("curves in #009E73")), "{p:?}");
 }

@@ -33,6 +33,7 @@ fn input(cells: Vec<Cell>) -> ReportInput {
         ],
         baseline: Some("a".into()),
         cells,
+        ..ReportInput::default()
     }
 }
 

@@ -47,7 +47,7 @@ pub fn config_diff(app: &App, runs: &[i64]) -> Vec<(String, Vec<String>)> {
         let Some(detail) = app.details.get(id) else {
             continue;
         };
-        for (k, v) in &detail.config {
+        for (k, v) in super::visible_config(&detail.config) {
             keys.entry(k.clone())
                 .or_insert_with(|| vec!["∅".to_owned(); runs.len()])[i] = v.clone();
         }

@@ -2,6 +2,7 @@
 
 mod compare;
 mod help;
+mod picker;
 mod run;
 mod runs;
 mod sweeps;
@@ -43,6 +44,9 @@ pub fn draw(frame: &mut Frame, app: &App) {
     if app.mode == InputMode::Help {
         help::draw(frame, body);
     }
+    if app.mode == InputMode::Open {
+        picker::draw(frame, body, app);
+    }
     if let (InputMode::Confirm, Some(p)) = (app.mode, &app.pending) {
         draw_confirm(frame, body, &p.question);
     }
@@ -82,6 +86,13 @@ fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
     }
     let left = Line::from(spans);
     let c = app.counts();
+    let counts_w = [c.running, c.finished, c.failed + c.crashed, c.queued]
+        .iter()
+        .map(|n| n.to_string().len() + 2)
+        .sum::<usize>();
+    // The store's path gives way to the tabs: cut from the left, one space kept between.
+    let room = (area.width as usize).saturating_sub(left.width() + counts_w + 1);
+    let label = ellipsize_left(&app.source_label, room);
     let right = Line::from(vec![
         Span::styled(
             format!("{}▶ ", c.running),
@@ -99,7 +110,7 @@ fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
             format!("{}… ", c.queued),
             Style::new().fg(status_color(RunStatus::Queued)),
         ),
-        Span::styled(app.source_label.clone(), Style::new().fg(Color::DarkGray)),
+        Span::styled(label, Style::new().fg(Color::DarkGray)),
     ])
     .right_aligned();
     let right_width = right.width() as u16;
@@ -130,6 +141,10 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
             "y: yes · any other key: no",
             Style::new().fg(Color::Yellow),
         )),
+        InputMode::Open => Line::from(Span::styled(
+            "type part of a path · ↑↓ choose · Tab complete · Enter open · Esc cancel",
+            Style::new().fg(Color::DarkGray),
+        )),
         _ => match (&app.error, &app.status) {
             (Some(e), _) => Line::from(Span::styled(e.clone(), Style::new().fg(Color::Red))),
             (None, Some(s)) => Line::from(Span::styled(s.clone(), Style::new().fg(Color::Green))),
@@ -147,7 +162,7 @@ fn hints(view: View) -> Line<'static> {
         View::Run => "? help  ←→ metric  ↑↓ run  w weights  d cancel  r retry  Esc back  q quit",
         View::Compare => "? help  ←→ metric  Enter open  Esc back  q quit",
         View::Weights => "? help  ←→ step  ↑↓ run  Esc back  q quit",
-        View::Sweeps => "? help  Enter plan  Q queue  W/X worker  d cancel  r retry  q quit",
+        View::Sweeps => "? help  Enter plan  Esc list  o open file  Q queue  W/X worker  q quit",
     };
     Line::from(Span::styled(text, Style::new().fg(Color::DarkGray)))
 }
@@ -215,12 +230,34 @@ pub(crate) const PALETTE: [Color; 8] = [
     Color::LightYellow,
 ];
 
+/// Config entries worth showing: the runner's internal params (`_settings`, `_identity`,
+/// `_role`: whole JSON documents) are left out.
+pub(crate) fn visible_config(
+    config: &[(String, String)],
+) -> impl Iterator<Item = &(String, String)> {
+    config.iter().filter(|(k, _)| !k.starts_with('_'))
+}
+
 /// A block with a title, the one style every pane uses.
 pub(crate) fn pane(title: impl Into<Line<'static>>) -> Block<'static> {
     Block::new()
         .borders(Borders::ALL)
         .border_style(Style::new().fg(Color::DarkGray))
         .title(title)
+}
+
+/// Keeps the end of `text` in `width` characters, marking the cut with `…` (paths: the file
+/// name matters most).
+pub(crate) fn ellipsize_left(text: &str, width: usize) -> String {
+    let n = text.chars().count();
+    if n <= width {
+        return text.to_owned();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let tail: String = text.chars().skip(n - (width - 1)).collect();
+    format!("…{tail}")
 }
 
 /// Cuts `text` to `width` characters, marking the cut with `…`.

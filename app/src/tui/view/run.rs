@@ -22,8 +22,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         return;
     };
     let [top, logs] = Layout::vertical([Constraint::Min(8), Constraint::Length(7)]).areas(area);
+    // Half the width up to 46 columns: at 80×24 the key metric's full name fits.
+    let info_w = (area.width / 2).clamp(38, 46);
     let [info, chart] =
-        Layout::horizontal([Constraint::Length(38), Constraint::Min(20)]).areas(top);
+        Layout::horizontal([Constraint::Length(info_w), Constraint::Min(20)]).areas(top);
     draw_info(frame, info, app, id);
     draw_chart(frame, chart, app, id);
     draw_logs(frame, logs, app, id);
@@ -63,6 +65,19 @@ fn draw_info(frame: &mut Frame, area: Rect, app: &App, id: i64) {
                 .unwrap_or_default(),
         ),
     ]));
+    // The full cell: every axis with its whole name (the table abbreviates them).
+    let cell = run
+        .axes
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    for chunk in wrap_words(&cell, width).into_iter().take(3) {
+        lines.push(Line::from(Span::styled(
+            chunk,
+            Style::new().fg(Color::Gray),
+        )));
+    }
     if let Some(worker) = &run.worker {
         lines.push(Line::from(Span::styled(
             ellipsize(&format!("worker {worker}"), width),
@@ -86,18 +101,33 @@ fn draw_info(frame: &mut Frame, area: Rect, app: &App, id: i64) {
         }
     }
     lines.push(Line::from(Span::styled("metrics (best · last)", dim)));
-    for s in &run.summaries {
+    // The experiment's key metric first, marked, so that it shows at 80×24.
+    let keys: Vec<String> = run.summaries.iter().map(|s| s.key.clone()).collect();
+    let key_metric = app.run_key_metric(run, &keys).map(str::to_owned);
+    let mut summaries: Vec<_> = run.summaries.iter().collect();
+    summaries.sort_by_key(|s| Some(&s.key) != key_metric.as_ref());
+    let key_w = width.saturating_sub(19).max(8);
+    for s in summaries {
         let best = s.best.map(format_value).unwrap_or_else(|| "-".into());
         let last = s.last.map(format_value).unwrap_or_else(|| "-".into());
-        let selected = app.chart_key() == Some(s.key.as_str());
-        let style = if selected {
-            Style::new().fg(Color::Cyan)
+        let mut style = Style::new();
+        if app.chart_key() == Some(s.key.as_str()) {
+            style = style.fg(Color::Cyan);
+        }
+        if key_metric.as_ref() == Some(&s.key) {
+            style = style.add_modifier(Modifier::BOLD);
+        }
+        let mark = if key_metric.as_ref() == Some(&s.key) {
+            "★"
         } else {
-            Style::new()
+            " "
         };
         lines.push(Line::from(Span::styled(
             ellipsize(
-                &format!("{:<16} {best:>8} {last:>8}", ellipsize(&s.key, 16)),
+                &format!(
+                    "{mark}{:<key_w$} {best:>8} {last:>8}",
+                    ellipsize(&s.key, key_w)
+                ),
                 width,
             ),
             style,
@@ -105,13 +135,13 @@ fn draw_info(frame: &mut Frame, area: Rect, app: &App, id: i64) {
     }
     if let Some(detail) = app.details.get(&id) {
         lines.push(Line::from(Span::styled("config", dim)));
-        for (k, v) in &detail.config {
+        for (k, v) in super::visible_config(&detail.config) {
             lines.push(Line::from(ellipsize(&format!("{k} = {v}"), width)));
         }
     } else {
         lines.push(Line::from(Span::styled("config: loading…", dim)));
     }
-    let title = format!(" run {} · {} · {} ", run.id, run.experiment, run.cell_key());
+    let title = format!(" run {} · {} ", run.id, run.experiment);
     frame.render_widget(
         Paragraph::new(lines).block(pane(ellipsize(
             &title,
@@ -119,6 +149,27 @@ fn draw_info(frame: &mut Frame, area: Rect, app: &App, id: i64) {
         ))),
         area,
     );
+}
+
+/// Words into lines of at most `width` characters (a longer word is cut).
+fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(8);
+    let mut out: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let fits = line.chars().count() + 1 + word.chars().count() <= width;
+        if !line.is_empty() && !fits {
+            out.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&ellipsize(word, width));
+    }
+    if !line.is_empty() {
+        out.push(line);
+    }
+    out
 }
 
 fn wrap(text: &str, width: usize) -> Vec<String> {
@@ -137,8 +188,13 @@ fn draw_chart(frame: &mut Frame, area: Rect, app: &App, id: i64) {
         frame.render_widget(Paragraph::new(msg).block(pane(" chart ")), area);
         return;
     };
-    let n = app.details.get(&id).map_or(0, |d| d.metric_keys.len());
-    let title = format!(" {key} ({}/{n}) ←→ ", app.chart_metric.min(n - 1) + 1);
+    let keys = app
+        .details
+        .get(&id)
+        .map(|d| d.metric_keys.as_slice())
+        .unwrap_or(&[]);
+    let at = keys.iter().position(|k| k == key).map_or(0, |p| p + 1);
+    let title = format!(" {key} ({at}/{}) ←→ ", keys.len());
     match app.series.get(&(id, key.to_owned())) {
         Some(series) => {
             let data = chart_data(&[series]);

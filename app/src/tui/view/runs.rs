@@ -95,7 +95,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App) {
     // Only the rows on screen are built, so the frame time does not grow with the store.
     let rows = app.visible[app.offset..end]
         .iter()
-        .map(|&i| run_row(&app.runs[i], app));
+        .map(|&i| run_row(&app.runs[i], &app.axes_column[i], app));
     let table = Table::new(rows, widths())
         .header(header(app))
         .block(pane(title(app)))
@@ -123,7 +123,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App) {
     }
 }
 
-fn run_row(run: &RunSummary, app: &App) -> Row<'static> {
+fn run_row(run: &RunSummary, axes: &str, app: &App) -> Row<'static> {
     let mark = if app.marked.contains(&run.id) {
         "●"
     } else {
@@ -147,7 +147,7 @@ fn run_row(run: &RunSummary, app: &App) -> Row<'static> {
     Row::new(vec![
         Cell::from(format!("{mark}{}", run.id)),
         Cell::from(ellipsize(&run.experiment, 11)),
-        Cell::from(run.cell_key()),
+        Cell::from(axes.to_owned()),
         Cell::from(Span::styled(
             run.status.as_str(),
             Style::new().fg(status_color(run.status)),

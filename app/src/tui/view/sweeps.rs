@@ -20,6 +20,16 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     draw_workers(frame, workers, app);
 }
 
+/// A pane's block, its border lit when it has the keyboard.
+fn focus_pane(title: impl Into<Line<'static>>, focused: bool) -> ratatui::widgets::Block<'static> {
+    let block = pane(title);
+    if focused {
+        block.border_style(Style::new().fg(Color::Cyan))
+    } else {
+        block
+    }
+}
+
 fn focus_style(active: bool) -> Style {
     if active {
         Style::new()
@@ -31,7 +41,8 @@ fn focus_style(active: bool) -> Style {
 }
 
 fn draw_experiments(frame: &mut Frame, area: Rect, app: &App) {
-    let width = area.width.saturating_sub(3) as usize;
+    // Borders, the focus marker and the shown-plan mark.
+    let width = area.width.saturating_sub(4) as usize;
     let items: Vec<ListItem> = app
         .experiments
         .iter()
@@ -56,8 +67,10 @@ fn draw_experiments(frame: &mut Frame, area: Rect, app: &App) {
         );
         return;
     }
+    let focused = app.sweep_pane == SweepPane::Experiments;
     let list = List::new(items)
-        .block(pane(" experiments "))
+        .block(focus_pane(" experiments ", focused))
+        .highlight_symbol(if focused { "›" } else { " " })
         .highlight_style(focus_style(app.sweep_pane == SweepPane::Experiments));
     let mut state = ListState::default().with_selected(Some(app.experiment_cursor));
     frame.render_stateful_widget(list, area, &mut state);
@@ -93,13 +106,21 @@ fn draw_plan(frame: &mut Frame, area: Rect, app: &App) {
             Style::new().fg(cell_color(*state)),
         ));
     }
-    let rows = plan.cells.iter().map(|c| {
+    // A cell with a run reads as that run does in the runs table; the others from their key.
+    let keys: Vec<&str> = plan.cells.iter().map(|c| c.cell_key.as_str()).collect();
+    let parsed = crate::tui::axes::plan_column(&keys);
+    let shown = plan.cells.iter().zip(parsed).map(|(c, parsed)| {
+        c.run
+            .and_then(|r| app.axes_of(r))
+            .map_or(parsed, str::to_owned)
+    });
+    let rows = plan.cells.iter().zip(shown).map(|(c, shown)| {
         let progress = match c.progress {
             Some((s, t)) if t > 0 => format!("{:>3}%", s * 100 / t),
             _ => String::new(),
         };
         Row::new(vec![
-            Cell::from(c.cell_key.clone()),
+            Cell::from(shown),
             Cell::from(Span::styled(
                 c.state.as_str(),
                 Style::new().fg(cell_color(c.state)),
@@ -113,7 +134,7 @@ fn draw_plan(frame: &mut Frame, area: Rect, app: &App) {
         [
             Constraint::Min(16),
             Constraint::Length(12),
-            Constraint::Length(7),
+            Constraint::Length(5),
             Constraint::Length(5),
         ],
     )
@@ -121,7 +142,12 @@ fn draw_plan(frame: &mut Frame, area: Rect, app: &App) {
         Row::new(vec!["cell", "state", "run", "prog"])
             .style(Style::new().fg(Color::Gray).add_modifier(Modifier::BOLD)),
     )
-    .block(pane(Line::from(title)))
+    .block(focus_pane(
+        Line::from(title),
+        app.sweep_pane == SweepPane::Cells,
+    ))
+    // The marker shows where the keys go without colours, too.
+    .highlight_symbol("› ")
     .row_highlight_style(focus_style(app.sweep_pane == SweepPane::Cells));
     let mut state = TableState::default().with_selected(
         (app.sweep_pane == SweepPane::Cells && !plan.cells.is_empty()).then_some(app.cell_cursor),

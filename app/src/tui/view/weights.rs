@@ -74,39 +74,58 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     }
 }
 
-fn grid_width(m: &ModalityWeights) -> u16 {
+/// Columns of the raw cross-modal weights (the most any layer has).
+fn cross_columns(m: &ModalityWeights) -> usize {
+    m.cross.iter().map(Vec::len).max().unwrap_or(0)
+}
+
+fn title(m: &ModalityWeights) -> String {
+    format!("{} (layer × expert)", m.modality)
+}
+
+/// Columns one modality's grid takes, its title included, so that two never overlap.
+pub fn grid_width(m: &ModalityWeights) -> u16 {
     let experts = m.grid.iter().map(Vec::len).max().unwrap_or(0) as u16;
-    4 + experts * CELL
+    let cross = cross_columns(m) as u16;
+    let grid = 4 + experts * CELL + if cross > 0 { 2 + cross * CELL } else { 0 };
+    let footer = "min 0.000  max 0.000".chars().count() as u16;
+    grid.max(title(m).chars().count() as u16).max(footer)
 }
 
 /// The grid as lines: a header of expert indices, one line per layer (top layer first, as in
-/// the paper's figure), each value on a background coloured by its size within the grid.
+/// the paper's figure), each value on a background coloured by its size within the grid; the
+/// raw weights on previous cross-modal outputs (`x-1`: the layer below) after a bar, uncoloured.
 pub fn grid_lines(m: &ModalityWeights) -> Vec<Line<'static>> {
     let experts = m.grid.iter().map(Vec::len).max().unwrap_or(0);
+    let cross = cross_columns(m);
     let (lo, hi) = m
         .grid
         .iter()
         .flatten()
         .filter(|v| v.is_finite())
         .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    let dim = Style::new().fg(Color::DarkGray);
     let mut lines = vec![Line::from(Span::styled(
-        format!("{} (layer × expert)", m.modality),
+        title(m),
         Style::new().fg(Color::Gray),
     ))];
     let mut header = String::from("    ");
     for e in 0..experts {
         header.push_str(&format!("{:>5} ", format!("e{e}")));
     }
-    lines.push(Line::from(Span::styled(
-        header,
-        Style::new().fg(Color::DarkGray),
-    )));
-    for (layer, row) in m.grid.iter().enumerate().rev() {
-        let mut spans = vec![Span::styled(
-            format!("{:<4}", format!("L{layer}")),
-            Style::new().fg(Color::DarkGray),
-        )];
-        for v in row {
+    if cross > 0 {
+        header.push_str("│ ");
+        for k in 1..=cross {
+            header.push_str(&format!("{:>5} ", format!("x-{k}")));
+        }
+    }
+    lines.push(Line::from(Span::styled(header, dim)));
+    let layers = m.grid.len().max(m.cross.len());
+    for layer in (0..layers).rev() {
+        let mut spans = vec![Span::styled(format!("{:<4}", format!("L{layer}")), dim)];
+        let row = m.grid.get(layer).map(Vec::as_slice).unwrap_or(&[]);
+        for e in 0..experts {
+            let v = row.get(e).copied().unwrap_or(f64::NAN);
             let (text, style) = if v.is_finite() {
                 let t = if hi > lo { (v - lo) / (hi - lo) } else { 0.5 };
                 let bg = ramp(t);
@@ -116,16 +135,30 @@ pub fn grid_lines(m: &ModalityWeights) -> Vec<Line<'static>> {
                     Style::new().fg(fg).bg(bg),
                 )
             } else {
-                ("    -".to_owned(), Style::new().fg(Color::DarkGray))
+                ("    -".to_owned(), dim)
             };
             spans.push(Span::styled(text, style));
             spans.push(Span::raw(" "));
+        }
+        if cross > 0 {
+            spans.push(Span::styled("│ ", dim));
+            let row = m.cross.get(layer).map(Vec::as_slice).unwrap_or(&[]);
+            for k in 0..cross {
+                let text = match row.get(k) {
+                    Some(v) if v.is_finite() => {
+                        format!("{:>5.3}", v).chars().take(5).collect::<String>()
+                    }
+                    _ => "    -".to_owned(),
+                };
+                spans.push(Span::styled(text, Style::new().fg(Color::Gray)));
+                spans.push(Span::raw(" "));
+            }
         }
         lines.push(Line::from(spans));
     }
     lines.push(Line::from(Span::styled(
         format!("min {lo:.3}  max {hi:.3}"),
-        Style::new().fg(Color::DarkGray),
+        dim,
     )));
     lines
 }
@@ -159,10 +192,38 @@ mod tests {
     }
 
     #[test]
+    fn two_experts_side_by_side_never_overlap_and_cross_weights_have_their_columns() {
+        let m = |name: &str| ModalityWeights {
+            modality: name.into(),
+            grid: vec![vec![0.4, 0.6], vec![0.3, 0.7]],
+            cross: vec![vec![], vec![0.998]],
+        };
+        let (text, image) = (m("text"), m("image"));
+        // The title is the widest line of a two-expert grid.
+        assert!(grid_width(&image) as usize >= "image (layer × expert)".chars().count());
+        for g in [&text, &image] {
+            for l in grid_lines(g) {
+                assert!(l.width() <= grid_width(g) as usize, "{l}");
+            }
+        }
+        let lines: Vec<String> = grid_lines(&text).iter().map(|l| l.to_string()).collect();
+        assert!(lines[1].contains("x-1"), "{lines:?}");
+        assert!(
+            lines[2].starts_with("L1") && lines[2].contains("0.998"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[3].starts_with("L0") && lines[3].trim_end().ends_with('-'),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
     fn top_layer_comes_first() {
         let m = ModalityWeights {
             modality: "text".into(),
             grid: vec![vec![0.1, 0.9], vec![0.5, f64::NAN]],
+            cross: Vec::new(),
         };
         let text: Vec<String> = grid_lines(&m).iter().map(|l| l.to_string()).collect();
         assert!(text[2].starts_with("L1"), "{text:?}");
