@@ -176,6 +176,8 @@ pub async fn build_input(
         None => listed
             .iter()
             .map(|l| &l.run)
+            // An eval row (a released checkpoint) is compared, never the baseline.
+            .filter(|r| !r.cell_key.starts_with("eval["))
             .find(|r| {
                 let axes: Vec<(String, Json)> = r
                     .axes

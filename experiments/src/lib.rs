@@ -4,12 +4,14 @@
 //!
 //! Reading an experiment: [`Experiment::load`] (or [`Experiment::demo`]) parses the TOML file,
 //! checks it against [`Settings`], expands the grid and resolves every run's settings through
-//! the layers preset → `[base]` → the cell's axes → `TOWERLAB_*` → `--set`; every problem comes
+//! the layers preset → task recipe ([`recipes`]) → `[base]` → the cell's axes → `TOWERLAB_*` →
+//! `--set`; every problem comes
 //! back at once in [`ValidationErrors`]. [`Experiment::cells`] then gives the plan's runs with
 //! their identities, and [`plan::plan`] compares them with what the store knows.
 
 pub mod constraints;
 pub mod errors;
+pub mod evaluation;
 pub mod experiment;
 mod file;
 pub mod grid;
@@ -17,6 +19,7 @@ pub mod identity;
 pub mod layering;
 pub mod paths;
 pub mod plan;
+pub mod recipes;
 pub mod schema;
 pub mod settings;
 pub mod shipped;
@@ -24,10 +27,16 @@ mod spanned;
 pub mod spec;
 
 pub use errors::{Origin, ValidationError, ValidationErrors};
-pub use experiment::{Cell, Experiment, ResolvedRun, Role, DEMO_PATH, DEMO_TOML};
+pub use evaluation::{EvalSplit, EvalTarget, ResolvedEval};
+pub use experiment::{
+    Cell, EvalRequest, Experiment, ResolvedRun, Role, DEMO_PATH, DEMO_TOML, EVAL_EXPERIMENT,
+};
 pub use grid::{Assignment, CellKey, Dimension};
-pub use identity::{data_digest, data_files, expand_table, DataDigest, IdentityContext, RunId};
-pub use layering::Overrides;
+pub use identity::{
+    data_digest, data_files, expand_table, weights_digest, weights_file, DataDigest,
+    IdentityContext, RunId,
+};
+pub use layering::{Overrides, SettingSource, Sources};
 pub use plan::{CellState, KnownRuns, Plan, PlanRow, RunStatus};
 pub use settings::{
     DecayPower, ManagerType, ManagerWeightType, Precision, Settings, Split, Task, LOSS_NAMES,

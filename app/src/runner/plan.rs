@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use experiments::plan::LastRun;
-use experiments::{Cell, CellKey, CellState, Experiment, KnownRuns, Plan, Role};
+use experiments::{Cell, CellKey, CellState, Experiment, KnownRuns, Plan};
 use serde_json::{Map, Value as Json};
 use store::{ExperimentRow, NewRun, RunFilter, RunRow, RunStatus, Store};
 
@@ -14,6 +14,8 @@ use store::{ExperimentRow, NewRun, RunFilter, RunRow, RunStatus, Store};
 pub const PARAM_SETTINGS: &str = "_settings";
 pub const PARAM_IDENTITY: &str = "_identity";
 pub const PARAM_ROLE: &str = "_role";
+/// An eval run's target: `{"weights", "split", "explicit"}` (see `experiments::EvalTarget`).
+pub const PARAM_EVAL: &str = "_eval";
 
 /// The plan-side status of a stored run. A cancelled run counts as interrupted, like a crashed
 /// one: the plan shows it as failed and `queue`/`run` resume it.
@@ -135,11 +137,21 @@ pub fn new_run(cell: &Cell) -> anyhow::Result<NewRun> {
     flatten("", &settings, &mut params);
     params.push((PARAM_SETTINGS.to_string(), settings));
     params.push((PARAM_IDENTITY.to_string(), cell.identity_document.clone()));
-    let role = match cell.role {
-        Role::Grid => "grid",
-        Role::Pretrain => "pretrain",
-    };
-    params.push((PARAM_ROLE.to_string(), Json::String(role.into())));
+    params.push((
+        PARAM_ROLE.to_string(),
+        Json::String(cell.role.as_str().into()),
+    ));
+    if let Some(target) = &cell.eval {
+        // Absolute, so a worker started elsewhere finds the checkpoint.
+        let target = experiments::EvalTarget {
+            weights: std::path::absolute(&target.weights).unwrap_or(target.weights.clone()),
+            ..target.clone()
+        };
+        params.push((
+            PARAM_EVAL.to_string(),
+            serde_json::to_value(&target).context("encoding the eval target")?,
+        ));
+    }
     let mut axes: Map<String, Json> = cell.axes.iter().cloned().collect();
     axes.insert("seed".into(), Json::from(cell.seed));
     let task = serde_json::to_value(cell.settings.task)?

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use experiments::{Cell, Experiment, MetricSpec, Role, Summary};
 use store::{RunStatus, SeriesOptions, Store};
 
-/// One row: a grid cell over its seeds.
+/// One row: a grid cell over its seeds, or an eval cell.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CellResult {
     pub key: String,
@@ -72,7 +72,8 @@ pub async fn collect(
         .collect();
     let runs = store.runs_by_hash(&hashes).await?;
     let mut out: Vec<CellResult> = Vec::new();
-    for cell in cells.iter().filter(|c| c.role == Role::Grid) {
+    // Eval cells (a released checkpoint scored beside the grid) are rows of the table too.
+    for cell in cells.iter().filter(|c| c.role != Role::Pretrain) {
         let Some(spec) = exp.metric_for(cell.settings.task) else {
             continue;
         };

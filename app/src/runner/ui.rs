@@ -11,6 +11,8 @@ pub struct Ui {
     multi: MultiProgress,
     pub interactive: bool,
     sweep: Option<ProgressBar>,
+    /// Lines and bars go to stderr (the command's result owns stdout).
+    stderr: bool,
 }
 
 impl Ui {
@@ -26,6 +28,24 @@ impl Ui {
             multi: MultiProgress::with_draw_target(target),
             interactive,
             sweep: None,
+            stderr: false,
+        }
+    }
+
+    /// Bars when stderr is a terminal, plain lines otherwise, all on stderr: for commands
+    /// whose stdout is their result (`towerlab eval --json`).
+    pub fn on_stderr() -> Self {
+        let interactive = std::io::stderr().is_terminal();
+        let target = if interactive {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        Self {
+            multi: MultiProgress::with_draw_target(target),
+            interactive,
+            sweep: None,
+            stderr: true,
         }
     }
 
@@ -66,6 +86,8 @@ impl Ui {
     pub fn println(&self, line: &str) {
         if self.interactive {
             let _ = self.multi.println(line);
+        } else if self.stderr {
+            eprintln!("{line}");
         } else {
             println!("{line}");
         }

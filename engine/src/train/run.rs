@@ -395,7 +395,7 @@ fn send_train_epoch(objectives: &[String], state: &mut LoopState, events: &Sende
 
 /// Recall at evaluation, as `get_recall_metric` asks (the re-ranking fuses
 /// `per_gpu_eval_batchsize` pairs at a time).
-fn recall_options(s: &experiments::Settings) -> Option<super::eval::RecallOptions> {
+pub(crate) fn recall_options(s: &experiments::Settings) -> Option<super::eval::RecallOptions> {
     s.get_recall_metric.then(|| super::eval::RecallOptions {
         k_test: s.k_test,
         chunk: s.per_gpu_eval_batchsize.max(1) as i64,
@@ -419,7 +419,11 @@ fn evaluate_and_checkpoint(
         model,
         &job.settings.objectives(),
         data,
-        recall_options(&job.settings),
+        super::eval::EvalOptions {
+            recall: recall_options(&job.settings),
+            split: Split::Val,
+            seed: job.settings.seed,
+        },
     )?;
     // NaN never counts as best; a first finite value replaces a NaN.
     if !the_metric.is_nan()
