@@ -141,6 +141,30 @@ pub struct PlanCounts {
     pub stale: usize,
 }
 
+/// Rows of cells as lines, each column padded to its widest cell, two spaces apart.
+fn aligned(rows: &[Vec<String>]) -> Vec<String> {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows {
+        for (i, c) in row.iter().enumerate() {
+            let n = c.chars().count();
+            match widths.get_mut(i) {
+                Some(w) => *w = (*w).max(n),
+                None => widths.push(n),
+            }
+        }
+    }
+    rows.iter()
+        .map(|row| {
+            let parts: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            parts.join("  ").trim_end().to_string()
+        })
+        .collect()
+}
+
 /// The experiment's cells with their states, in plan order (pre-training runs first).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -257,24 +281,10 @@ impl Plan {
             }
             body.push(row);
         }
-        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-        for row in &body {
-            for (w, c) in widths.iter_mut().zip(row) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
         let mut out = String::new();
-        let line = |cols: &[String], out: &mut String| {
-            let parts: Vec<String> = cols
-                .iter()
-                .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            let _ = writeln!(out, "{}", parts.join("  ").trim_end());
-        };
-        line(&header, &mut out);
-        for row in &body {
-            line(row, &mut out);
+        body.insert(0, header);
+        for line in aligned(&body) {
+            let _ = writeln!(out, "{line}");
         }
         let _ = writeln!(out);
         for (i, r) in self.rows.iter().enumerate() {
@@ -324,12 +334,12 @@ impl Plan {
     /// A plain-text table: state, short identity, cell key, seed, dependency, and for stale
     /// cells the changes, then a summary line.
     pub fn render(&self) -> String {
-        let header = ["state", "id", "cell", "seed", "after"];
-        let body: Vec<[String; 5]> = self
+        let header = ["state", "id", "cell", "seed", "after"].map(String::from);
+        let body: Vec<Vec<String>> = self
             .rows
             .iter()
             .map(|r| {
-                [
+                vec![
                     r.state.as_str().to_string(),
                     r.cell.identity.short().to_string(),
                     r.cell.key.to_string(),
@@ -343,25 +353,13 @@ impl Plan {
                 ]
             })
             .collect();
-        let mut widths = header.map(str::len);
-        for row in &body {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
+        let mut table = vec![header.to_vec()];
+        table.extend(body);
+        let lines = aligned(&table);
         let mut out = String::new();
-        let line = |cols: &[&str], out: &mut String| {
-            let parts: Vec<String> = cols
-                .iter()
-                .zip(widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            let _ = writeln!(out, "{}", parts.join("  ").trim_end());
-        };
-        line(&header, &mut out);
-        for (row, r) in body.iter().zip(&self.rows) {
-            let cols: Vec<&str> = row.iter().map(String::as_str).collect();
-            line(&cols, &mut out);
+        let _ = writeln!(out, "{}", lines[0]);
+        for (line, r) in lines[1..].iter().zip(&self.rows) {
+            let _ = writeln!(out, "{line}");
             for ch in &r.changes {
                 let _ = writeln!(out, "    {}: {} → {}", ch.key, ch.old, ch.new);
             }

@@ -18,34 +18,31 @@ pub struct Ui {
 impl Ui {
     /// Bars when stdout is a terminal, plain lines otherwise.
     pub fn new() -> Self {
-        let interactive = std::io::stdout().is_terminal();
-        let target = if interactive {
-            ProgressDrawTarget::stdout()
-        } else {
-            ProgressDrawTarget::hidden()
-        };
-        Self {
-            multi: MultiProgress::with_draw_target(target),
-            interactive,
-            sweep: None,
-            stderr: false,
-        }
+        Self::on(false)
     }
 
     /// Bars when stderr is a terminal, plain lines otherwise, all on stderr: for commands
     /// whose stdout is their result (`towerlab eval --json`).
     pub fn on_stderr() -> Self {
-        let interactive = std::io::stderr().is_terminal();
-        let target = if interactive {
-            ProgressDrawTarget::stderr()
+        Self::on(true)
+    }
+
+    fn on(stderr: bool) -> Self {
+        let interactive = if stderr {
+            std::io::stderr().is_terminal()
         } else {
-            ProgressDrawTarget::hidden()
+            std::io::stdout().is_terminal()
+        };
+        let target = match (interactive, stderr) {
+            (false, _) => ProgressDrawTarget::hidden(),
+            (true, false) => ProgressDrawTarget::stdout(),
+            (true, true) => ProgressDrawTarget::stderr(),
         };
         Self {
             multi: MultiProgress::with_draw_target(target),
             interactive,
             sweep: None,
-            stderr: true,
+            stderr,
         }
     }
 

@@ -107,7 +107,13 @@ pub fn run_with_data(
             }
         }
     };
-    let _ = events.send(match &outcome {
+    send_end(events, &outcome);
+    outcome
+}
+
+/// The last event of a run (or a scoring): `Finished`, or `Failed` (cancelled runs as killed).
+pub(crate) fn send_end(events: &Sender<Event>, outcome: &Outcome) {
+    let _ = events.send(match outcome {
         Outcome::Finished { step } => Event::Finished { step: *step },
         Outcome::Cancelled { step } => Event::Failed {
             step: *step,
@@ -124,7 +130,6 @@ pub fn run_with_data(
             message: message.clone(),
         },
     });
-    outcome
 }
 
 /// Per-micro-batch seed: dropout and manager noise depend only on (seed, micro-batch), so a

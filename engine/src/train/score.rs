@@ -16,7 +16,7 @@ use super::data_source::LoaderData;
 use super::eval::{evaluate, EvalOptions, Evaluation};
 use super::events::{Event, FailureClass};
 use super::predictions;
-use super::run::{recall_options, resolve_device, Outcome};
+use super::run::{recall_options, resolve_device, send_end, Outcome};
 use super::source::{OnDevice, TaskData, TestQuestions};
 use crate::model::objectives::Split;
 use crate::model::{ModelConfig, TowerModel};
@@ -83,23 +83,7 @@ pub fn score(job: &ScoreJob, events: &Sender<Event>, cancel: &AtomicBool) -> Out
             }
         }
     };
-    let _ = events.send(match &outcome {
-        Outcome::Finished { step } => Event::Finished { step: *step },
-        Outcome::Cancelled { step } => Event::Failed {
-            step: *step,
-            class: FailureClass::Killed,
-            message: "cancelled".into(),
-        },
-        Outcome::Failed {
-            step,
-            class,
-            message,
-        } => Event::Failed {
-            step: *step,
-            class: *class,
-            message: message.clone(),
-        },
-    });
+    send_end(events, &outcome);
     outcome
 }
 
