@@ -49,7 +49,7 @@ pub enum Command {
         file: Option<std::path::PathBuf>,
     },
     /// Show every cell of an experiment as new, done, failed, running, queued or stale.
-    Plan(PlanArgs),
+    Plan(PlanCmdArgs),
     /// Queue the cells of an experiment that are missing from the store.
     Queue(PlanArgs),
     /// Queue an experiment and run it here until its grid is done, then print the results.
@@ -69,6 +69,10 @@ pub enum Command {
     /// Export metrics in long format (experiment, cell, axes, seed, identity, run, key, step,
     /// value, time) and manager weights, as CSV, Parquet or Arrow IPC.
     Export(ExportArgs),
+    /// Score a checkpoint on a task's validation or test tables (the reference's `test_only`),
+    /// recorded in the store as an eval run.
+    #[cfg(feature = "train")]
+    Eval(EvalArgs),
     /// Push runs to an experiment tracker (Weights & Biases).
     Sync(crate::cmd::sync::SyncArgs),
 }
@@ -135,6 +139,51 @@ pub struct PlanArgs {
     /// pre-training runs only).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanCmdArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Print the plan as JSON: an array with one object per cell (pre-training and eval runs
+    /// included): key, state, identity, role, seed, depends_on, recipe, changes, every resolved
+    /// setting (`settings`) and where each came from (`sources`).
+    #[arg(long, conflicts_with = "settings")]
+    pub json: bool,
+    /// Print every resolved setting of every cell as a table, with its source.
+    #[arg(long)]
+    pub settings: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// The checkpoint: a TowerLab run, checkpoints or step folder, a `.safetensors` file, the
+    /// reference's Lightning `.ckpt`, a torch `.pt`/`.bin`, or a Hugging Face folder.
+    #[arg(long, value_name = "FILE")]
+    pub weights: PathBuf,
+    /// The task to score: vqa, nlvr2, snli, irtr (or pretrain).
+    #[arg(long, value_name = "TASK")]
+    pub task: String,
+    /// The data folder (the `.arrow` tables); default: the run's, or `data`.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// `val`: the validation pass as training runs it (NLVR2 and SNLI-VE also score their test
+    /// table in it); `test`: the test tables (VQA writes `vqa_submit.json`).
+    #[arg(long, value_name = "SPLIT", default_value = "val")]
+    pub split: String,
+    /// The preset under the task's recipe when the checkpoint is not a TowerLab run's
+    /// (`base`, or `tiny`); keys the weights determine are read from them.
+    #[arg(long, value_name = "NAME", default_value = "base")]
+    pub preset: String,
+    /// Override a setting: `--set key=value` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Print the metrics as one JSON object (metric name → value).
+    #[arg(long)]
+    pub json: bool,
+    /// CPU threads (default: this host's cores shared among its live CPU workers).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -106,7 +106,7 @@ pub async fn build_input(
     let pending: Vec<&ScopedRun> = scope
         .pending
         .iter()
-        .filter(|s| s.cell.role == Role::Grid)
+        .filter(|s| s.cell.role != Role::Pretrain)
         .collect();
     if done.is_empty() && pending.is_empty() {
         bail!(user(
@@ -184,13 +184,14 @@ pub async fn build_input(
     let mut axes_names: BTreeSet<String> = BTreeSet::new();
     let mut cells: Vec<Cell> = Vec::new();
     let mut baseline_key = None;
-    for row in scope.plan.rows.iter().filter(|r| r.cell.role == Role::Grid) {
+    for row in scope.plan.rows.iter().filter(|r| r.cell.role != Role::Pretrain) {
         if cells.iter().any(|c| c.key == row.cell.key.0) {
             continue;
         }
         let axes = axes_text(&row.cell);
         axes_names.extend(axes.keys().cloned());
-        if baseline_key.is_none() && exp.is_baseline(&row.cell.axes) {
+        // An eval row (a released checkpoint) is compared, never the baseline.
+        if baseline_key.is_none() && row.cell.role == Role::Grid && exp.is_baseline(&row.cell.axes) {
             baseline_key = Some(row.cell.key.0.clone());
         }
         cells.push(Cell {

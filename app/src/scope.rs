@@ -13,6 +13,8 @@ use store::{ExperimentRow, RunFilter, RunRow, RunStatus, Store};
 pub const PARAM_SETTINGS: &str = "_settings";
 pub const PARAM_IDENTITY: &str = "_identity";
 pub const PARAM_ROLE: &str = "_role";
+/// An eval run's target: `{"weights", "split", "explicit"}` (see `experiments::EvalTarget`).
+pub const PARAM_EVAL: &str = "_eval";
 
 /// The plan-side status of a stored run. Cancelled and crashed runs are interrupted: the plan
 /// shows them as cancelled and failed, and `queue`/`run` resume both.
@@ -241,9 +243,10 @@ impl PlanScope {
         }
     }
 
-    /// The done runs of grid cells (pre-training runs are their dependencies, not cells).
+    /// The done runs of grid and eval cells (pre-training runs are their dependencies, not
+    /// cells; an eval cell, a checkpoint scored beside the grid, is a row of its own).
     pub fn done_cells(&self) -> impl Iterator<Item = &ScopedRun> {
-        self.done.iter().filter(|s| s.cell.role == Role::Grid)
+        self.done.iter().filter(|s| s.cell.role != Role::Pretrain)
     }
 
     /// Lines saying what a command that uses `used` (runs of this scope) holds beyond the

@@ -17,15 +17,17 @@ use serde_json::Value as Json;
 
 use crate::constraints::{self, fixed_managed_layers};
 use crate::errors::{Collector, Origin, ValidationErrors};
+use crate::evaluation::{EvalTarget, ResolvedEval};
 use crate::experts::{self, HubEnv, HubRepo, Loads};
 use crate::file::{self, Parsed, SetEntry};
 use crate::grid::{self, display_value, values_equal, Assignment, CellKey, Dimension};
 use crate::identity::{
-    canonical_json, describe_stamp, identity_document, identity_document_with, vqa_answer_count,
-    IdentityContext, RunId, DATA_STAMPS_KEY,
+    canonical_json, describe_stamp, eval_identity_document, identity_document,
+    identity_document_with, vqa_answer_count, IdentityContext, RunId, DATA_STAMPS_KEY,
 };
 use crate::labels::Labels;
-use crate::layering::{self, env_key, Layer, Overrides};
+use crate::layering::{self, env_key, Layer, Overrides, SettingSource, Sources};
+use crate::recipes::{self, Recipe, Selector};
 use crate::schema;
 use crate::settings::{Settings, Split, Task};
 use crate::spanned;
@@ -67,6 +69,8 @@ pub struct Experiment {
     pub missing_experts: Vec<MissingExpert>,
     /// Grid points × seeds, in plan order.
     runs: Vec<ResolvedRun>,
+    /// The file's `[[eval]]` entries: checkpoints scored beside the grid.
+    evals: Vec<ResolvedEval>,
 }
 
 /// An expert some run starts from that is not on this machine (see [`experts::apply`]).
@@ -86,8 +90,13 @@ pub struct ResolvedRun {
     pub axes: Assignment,
     pub seed: u64,
     pub settings: Settings,
-    /// The settings of the pre-training run this one starts from (`vlp = true`).
-    pub pretrain: Option<Settings>,
+    /// Where each setting's value came from.
+    pub sources: Sources,
+    /// The task recipe under the file's settings (`crate::recipes`), by name.
+    pub recipe: Option<&'static str>,
+    /// The settings of the pre-training run this one starts from (`vlp = true`), with their
+    /// sources.
+    pub pretrain: Option<(Settings, Sources)>,
 }
 
 /// Why a cell is in the plan.
@@ -98,6 +107,18 @@ pub enum Role {
     Grid,
     /// A pre-training run that `vlp = true` cells start from.
     Pretrain,
+    /// The scoring of a checkpoint (an `[[eval]]` entry, or `towerlab eval`).
+    Eval,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grid => "grid",
+            Self::Pretrain => "pretrain",
+            Self::Eval => "eval",
+        }
+    }
 }
 
 /// One run of the plan.
@@ -112,6 +133,8 @@ pub struct Cell {
     pub seed: u64,
     /// Fully resolved settings (all layers applied).
     pub settings: Settings,
+    /// Where each setting's value came from.
+    pub sources: Sources,
     /// Content hash of [`Cell::identity_document`] (without its data stamps: see
     /// [`crate::identity::identity_of`]).
     pub identity: RunId,
@@ -124,6 +147,10 @@ pub struct Cell {
     pub role: Role,
     /// What the run loads before its first step, as its identity pins it.
     pub loads: Loads,
+    /// The task recipe under the file's settings, by name (`crate::recipes`).
+    pub recipe: Option<&'static str>,
+    /// What an eval cell scores (`Role::Eval`).
+    pub eval: Option<EvalTarget>,
 }
 
 /// Experiment files are read up to this size (the paper's grids are a few KB); a mistyped path
@@ -287,19 +314,33 @@ impl Experiment {
             .is_some_and(|b| grid::matches(b, axes))
     }
 
+    /// The file's eval entries, resolved.
+    pub fn evals(&self) -> &[ResolvedEval] {
+        &self.evals
+    }
+
     /// The plan's cells with identities: pre-training runs first (each once), then the grid's
-    /// cells in order, each `vlp = true` cell referencing its pre-training run.
+    /// cells in order, each `vlp = true` cell referencing its pre-training run, then the eval
+    /// cells.
     pub fn cells(&self, ctx: &IdentityContext<'_>) -> Vec<Cell> {
         let mut pre: Vec<Cell> = Vec::new();
         let mut main: Vec<Cell> = Vec::new();
         for r in &self.runs {
-            let depends_on = r.pretrain.as_ref().map(|ps| {
+            let depends_on = r.pretrain.as_ref().map(|(ps, sources)| {
+                let recipe = recipes::select(
+                    &self.preset,
+                    Selector {
+                        task: Task::Pretrain,
+                        vlp: false,
+                        coco: false,
+                    },
+                );
                 let cell = make_cell(
                     ctx,
                     &self.hub,
                     pretrain_key(&r.axes),
                     model_axes(&r.axes),
-                    ps.clone(),
+                    (ps.clone(), sources.clone(), recipe.map(|r| r.name)),
                     None,
                     Role::Pretrain,
                 );
@@ -314,12 +355,13 @@ impl Experiment {
                 &self.hub,
                 r.key.clone(),
                 r.axes.clone(),
-                r.settings.clone(),
+                (r.settings.clone(), r.sources.clone(), r.recipe),
                 depends_on,
                 Role::Grid,
             ));
         }
         pre.extend(main);
+        pre.extend(self.evals.iter().map(|e| e.cell(ctx)));
         pre
     }
 }
@@ -329,7 +371,7 @@ fn make_cell(
     hub: &HubEnv,
     key: CellKey,
     axes: Assignment,
-    settings: Settings,
+    (settings, sources, recipe): (Settings, Sources, Option<&'static str>),
     depends_on: Option<RunId>,
     role: Role,
 ) -> Cell {
@@ -354,9 +396,43 @@ fn make_cell(
         identity,
         identity_document: doc,
         settings,
+        sources,
         depends_on,
         role,
         loads,
+        recipe,
+        eval: None,
+    }
+}
+
+impl ResolvedEval {
+    /// The eval cell: its identity hashes the settings, the data, the engine and the weights'
+    /// content and the split.
+    pub fn cell(&self, ctx: &IdentityContext<'_>) -> Cell {
+        let data = (ctx.data)(&self.settings);
+        let weights = (ctx.weights)(&self.target.weights);
+        let doc = eval_identity_document(
+            &self.settings,
+            data.as_str(),
+            &ctx.engine_version,
+            &weights,
+            self.target.split,
+        );
+        Cell {
+            key: self.key.clone(),
+            axes: self.axes.clone(),
+            seed: self.settings.seed,
+            identity: RunId::of_document(&doc),
+            identity_document: doc,
+            settings: self.settings.clone(),
+            sources: self.sources.clone(),
+            depends_on: None,
+            role: Role::Eval,
+            recipe: self.recipe,
+            eval: Some(self.target.clone()),
+            // The checkpoint it scores holds the weights; its digest is in the identity.
+            loads: Loads::default(),
+        }
     }
 }
 
@@ -377,23 +453,220 @@ fn pretrain_key(axes: &[(String, Json)]) -> CellKey {
     CellKey(format!("pretrain[{inner}]"))
 }
 
-/// Where a resolved value came from, ranked by layer.
+/// Where a resolved value came from, ranked by layer (with the file offset or variable that
+/// error messages point at).
 #[derive(Debug, Clone, PartialEq)]
 enum Source {
+    /// The task recipe, by name.
+    Task(&'static str),
     Base(usize),
     Cell(usize),
     Env(String),
     Set(usize),
+    /// A pre-training run's `[pretrain]` entry or fixed key.
+    Pretrain(usize),
 }
 
 impl Source {
     fn rank(&self) -> u8 {
         match self {
-            Self::Base(_) => 1,
+            Self::Task(_) => 0,
+            Self::Base(_) | Self::Pretrain(_) => 1,
             Self::Cell(_) => 2,
             Self::Env(_) => 3,
             Self::Set(_) => 4,
         }
+    }
+
+    fn kind(&self) -> SettingSource {
+        match self {
+            Self::Task(_) => SettingSource::Task,
+            Self::Base(_) | Self::Cell(_) => SettingSource::File,
+            Self::Env(_) => SettingSource::Env,
+            Self::Set(_) => SettingSource::Set,
+            Self::Pretrain(_) => SettingSource::Pretrain,
+        }
+    }
+}
+
+/// Resolves `layers` over the preset with the task's recipe under them: a first pass finds the
+/// task (and what picks its recipe: `vlp`, `datasets`), the second puts the recipe in.
+fn resolve_with_recipe(
+    preset_name: &str,
+    preset: &Settings,
+    layers: &[&[(String, Json)]],
+) -> Result<(Settings, Option<Recipe>), String> {
+    let first = layering::resolve(preset, layers)?;
+    let Some(recipe) = recipes::select(preset_name, Selector::of(&first)) else {
+        return Ok((first, None));
+    };
+    let layer = recipe.layer();
+    let mut all: Vec<&[(String, Json)]> = vec![&layer];
+    all.extend_from_slice(layers);
+    Ok((layering::resolve(preset, &all)?, Some(recipe)))
+}
+
+/// Notes the recipe's keys as their source where no higher layer set them.
+fn add_recipe_sources(sources: &mut HashMap<String, Source>, recipe: Option<&Recipe>) {
+    for r in recipe
+        .iter()
+        .flat_map(|r| r.values.iter().map(move |v| (r.name, v.key)))
+    {
+        sources.entry(r.1.to_string()).or_insert(Source::Task(r.0));
+    }
+}
+
+/// Every setting's source: the layer that set it last, else the preset.
+fn sources_of(sources: &HashMap<String, Source>) -> Sources {
+    Settings::keys()
+        .into_iter()
+        .map(|k| {
+            let s = sources.get(&k).map_or(SettingSource::Preset, Source::kind);
+            (k, s)
+        })
+        .collect()
+}
+
+/// What `towerlab eval` scores, and where its settings start from.
+#[derive(Debug, Clone)]
+pub struct EvalRequest {
+    pub weights: PathBuf,
+    pub task: Task,
+    pub split: crate::evaluation::EvalSplit,
+    /// `--data DIR`: the data root.
+    pub data_root: Option<String>,
+    /// The settings of the TowerLab run that wrote the checkpoint, when the store knows it:
+    /// the eval then reads the same tables the same way (no preset, no recipe). Otherwise the
+    /// preset, the task's recipe and what the weights determine.
+    pub run_settings: Option<Settings>,
+    pub preset: String,
+    pub overrides: Overrides,
+}
+
+/// The name of the experiment `towerlab eval` records its runs under.
+pub const EVAL_EXPERIMENT: &str = "eval";
+
+impl Experiment {
+    /// The one-cell experiment of `towerlab eval`: preset (or the run that wrote the
+    /// checkpoint) → task recipe → `--task`/`--data` → `TOWERLAB_*` → `--set`.
+    pub fn for_eval(req: &EvalRequest) -> Result<Self, ValidationErrors> {
+        let path = Path::new("towerlab eval");
+        let mut c = Collector::new(path, "");
+        let mut warnings = Vec::new();
+        let ov = read_overrides(&mut c, &req.overrides, &mut warnings);
+        if let Some((k, _, n)) = ov.pretrain_set.first() {
+            c.push(
+                Origin::Set(*n),
+                format!("`pretrain.{k}`: an eval has no pre-training run"),
+            );
+        }
+        let base = match &req.run_settings {
+            Some(s) => Some(s.clone()),
+            None => Settings::preset(&req.preset),
+        };
+        let Some(base) = base else {
+            c.push(
+                Origin::Whole,
+                format!(
+                    "preset expects one of {}, found \"{}\"",
+                    Settings::PRESETS.join(", "),
+                    req.preset
+                ),
+            );
+            return Err(c.into_errors());
+        };
+        let mut sources: HashMap<String, Source> = HashMap::new();
+        let mut request: Layer = vec![("task".into(), Json::from(req.task.as_str()))];
+        sources.insert("task".into(), Source::Set(0));
+        if let Some(d) = &req.data_root {
+            request.push(("data_root".into(), Json::from(d.as_str())));
+            sources.insert("data_root".into(), Source::Set(0));
+        }
+        let mut env_layer: Layer = Vec::new();
+        for (k, v, var) in &ov.env {
+            env_layer.push((k.clone(), v.clone()));
+            sources.insert(k.clone(), Source::Env(var.clone()));
+        }
+        let mut set_layer: Layer = Vec::new();
+        for (k, v, n) in &ov.set {
+            set_layer.push((k.clone(), v.clone()));
+            sources.insert(k.clone(), Source::Set(*n));
+        }
+        let layers = [&request[..], &env_layer, &set_layer];
+        let resolved = match &req.run_settings {
+            Some(_) => layering::resolve(&base, &layers).map(|s| (s, None)),
+            None => resolve_with_recipe(&req.preset, &base, &layers),
+        };
+        let (mut settings, recipe) = match resolved {
+            Ok(s) => s,
+            Err(m) => {
+                c.push(Origin::Whole, m);
+                return Err(c.into_errors());
+            }
+        };
+        add_recipe_sources(&mut sources, recipe.as_ref());
+        let label = req.weights.display().to_string();
+        let key = CellKey(format!("eval[{label}]"));
+        let mut problems = normalise(&mut settings, &mut sources);
+        problems.extend(constraints::check(&settings));
+        report(&mut c, &problems, &sources, &key, &req.preset, "eval");
+        let errors = c.into_errors();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut sources = sources_of(&sources);
+        if req.run_settings.is_some() {
+            for s in sources.values_mut() {
+                if *s == SettingSource::Preset {
+                    *s = SettingSource::Run;
+                }
+            }
+        }
+        let explicit = match &req.run_settings {
+            // The run's settings built the model that wrote the weights.
+            Some(_) => sources.keys().cloned().collect(),
+            None => explicit_keys(&sources),
+        };
+        let eval = ResolvedEval {
+            name: label.clone(),
+            key,
+            axes: vec![
+                ("task".into(), Json::from(req.task.as_str())),
+                ("split".into(), Json::from(req.split.as_str())),
+                ("eval".into(), Json::String(label)),
+            ],
+            target: EvalTarget {
+                weights: req.weights.clone(),
+                split: req.split,
+                explicit,
+            },
+            settings,
+            sources,
+            recipe: recipe.map(|r| r.name),
+        };
+        Ok(Experiment {
+            name: EVAL_EXPERIMENT.into(),
+            description: "checkpoints scored by `towerlab eval`".into(),
+            path: path.to_path_buf(),
+            preset: req.preset.clone(),
+            data: DataSpec {
+                root: eval.settings.data_root.clone(),
+                synthetic: false,
+            },
+            dimensions: Vec::new(),
+            seeds: vec![eval.settings.seed],
+            metrics: vec![MetricSpec {
+                task: None,
+                name: crate::evaluation::main_metric(req.task, req.split),
+                goal: crate::spec::Goal::Maximize,
+                summary: crate::spec::Summary::Last,
+            }],
+            baseline: None,
+            wandb: None,
+            warnings,
+            runs: Vec::new(),
+            evals: vec![eval],
+        })
     }
 }
 
@@ -544,6 +817,9 @@ fn build(
         || p.include
             .iter()
             .any(|i| i.assignment.iter().any(|(k, _)| k == "task"))
+        || p.evals
+            .iter()
+            .any(|e| e.settings.iter().any(|s| s.path == "task"))
         || ov.set.iter().any(|(k, _, _)| k == "task")
         || ov.env.iter().any(|(k, _, _)| k == "task");
     if !has_task {
@@ -567,6 +843,7 @@ fn build(
     for (key, value, src) in overrides {
         if key == "seed" {
             seeds = value.as_u64().map(|s| vec![s]);
+            sources.insert(key.clone(), src);
             continue;
         }
         if let Some(dim) = p.dims.iter_mut().find(|d| d.keys().contains(&key.as_str())) {
@@ -630,6 +907,9 @@ fn build(
 
     let mut runs = Vec::new();
     let mut seen: HashMap<String, CellKey> = HashMap::new();
+    if p.seeds.is_some() && !sources.contains_key("seed") {
+        sources.insert("seed".into(), Source::Cell(0));
+    }
     let pretrain_entries: Layer = p
         .pretrain
         .as_ref()
@@ -672,9 +952,12 @@ fn build(
             if let Some(s) = seed {
                 cell_layer.push(("seed".into(), Json::from(s)));
             }
-            let resolved =
-                layering::resolve(&preset, &[&base, &cell_layer, &env_layer, &set_layer]);
-            let mut settings = match resolved {
+            let resolved = resolve_with_recipe(
+                &p.preset,
+                &preset,
+                &[&base, &cell_layer, &env_layer, &set_layer],
+            );
+            let (mut settings, recipe) = match resolved {
                 Ok(s) => s,
                 Err(m) => {
                     c.push(Origin::Whole, format!("cell {key}: {m}"));
@@ -682,15 +965,19 @@ fn build(
                     continue;
                 }
             };
+            // The experts decide the encoder keys the user left open: the recipe's keys are
+            // defaults, not choices, so they are added to the sources after.
             let expert_problems =
                 apply_experts(&mut settings, &cell_sources, &ov.hub, &mut missing_experts);
             // A bad expert is one problem, however many cells share it.
             let expert_failed = !expert_problems.is_empty();
+            let mut cell_sources = cell_sources.clone();
+            add_recipe_sources(&mut cell_sources, recipe.as_ref());
             let mut problems: Vec<constraints::Problem> = expert_problems
                 .into_iter()
                 .filter(|pr| seen_expert_problems.insert(pr.message.clone()))
                 .collect();
-            problems.extend(normalise(&mut settings, &cell_sources));
+            problems.extend(normalise(&mut settings, &mut cell_sources));
             problems.extend(answer_count(
                 &mut settings,
                 &cell_sources,
@@ -717,6 +1004,7 @@ fn build(
                     &set_layer,
                     &ov,
                     &key,
+                    &cell_sources,
                 )
             } else {
                 None
@@ -735,6 +1023,8 @@ fn build(
                 axes: point.clone(),
                 seed: settings.seed,
                 settings,
+                sources: sources_of(&cell_sources),
+                recipe: recipe.map(|r| r.name),
                 pretrain,
             });
         }
@@ -742,14 +1032,19 @@ fn build(
     if p.pretrain.is_some() && !any_vlp {
         warnings.push("[pretrain] is unused: no cell has vlp = true".into());
     }
+    let evals = resolve_evals(c, &p, &preset, [&base, &env_layer, &set_layer], &sources);
 
     // Every task needs a metric.
     let metrics: Vec<MetricSpec> = p.metrics.iter().map(|(m, _)| m.clone()).collect();
     if !p.metrics.is_empty() {
         let mut tasks: Vec<Task> = Vec::new();
-        for r in &runs {
-            if !tasks.contains(&r.settings.task) {
-                tasks.push(r.settings.task);
+        for t in runs
+            .iter()
+            .map(|r| r.settings.task)
+            .chain(evals.iter().map(|e| e.settings.task))
+        {
+            if !tasks.contains(&t) {
+                tasks.push(t);
             }
         }
         for t in tasks {
@@ -804,6 +1099,7 @@ fn build(
         hub: ov.hub,
         missing_experts,
         runs,
+        evals,
     })
 }
 
@@ -850,6 +1146,84 @@ fn apply_experts(
     out
 }
 
+/// The file's `[[eval]]` entries: each resolved as preset → task recipe → `[data]`/`[base]` →
+/// the entry's settings → `TOWERLAB_*` → `--set`, checked like a cell.
+fn resolve_evals(
+    c: &mut Collector<'_>,
+    p: &Parsed,
+    preset: &Settings,
+    [base, env_layer, set_layer]: [&[(String, Json)]; 3],
+    sources: &HashMap<String, Source>,
+) -> Vec<ResolvedEval> {
+    let axis_keys = p.axis_keys();
+    let mut out = Vec::new();
+    for e in &p.evals {
+        let key = CellKey(format!("eval[{}]", e.name));
+        let layer: Layer = e
+            .settings
+            .iter()
+            .map(|s| (s.path.clone(), s.value.clone()))
+            .collect();
+        let (mut settings, recipe) =
+            match resolve_with_recipe(&p.preset, preset, &[base, &layer, env_layer, set_layer]) {
+                Ok(s) => s,
+                Err(m) => {
+                    c.at(e.off, format!("eval {}: {m}", e.name));
+                    continue;
+                }
+            };
+        let mut src = sources.clone();
+        for s in &e.settings {
+            // Overrides outrank the entry.
+            if !matches!(src.get(&s.path), Some(Source::Env(_) | Source::Set(_))) {
+                src.insert(s.path.clone(), Source::Cell(s.val_off));
+            }
+        }
+        add_recipe_sources(&mut src, recipe.as_ref());
+        let mut problems = normalise(&mut settings, &mut src);
+        problems.extend(constraints::check(&settings));
+        report(c, &problems, &src, &key, &p.preset, "eval");
+        if !problems.is_empty() {
+            continue;
+        }
+        let json = serde_json::to_value(&settings).unwrap_or(Json::Null);
+        let mut axes: Assignment = axis_keys
+            .iter()
+            .filter_map(|k| json.get(k).map(|v| (k.clone(), v.clone())))
+            .collect();
+        axes.push(("eval".into(), Json::String(e.name.clone())));
+        let sources = sources_of(&src);
+        out.push(ResolvedEval {
+            name: e.name.clone(),
+            key,
+            axes,
+            target: EvalTarget {
+                weights: PathBuf::from(&e.weights),
+                split: e.split,
+                explicit: explicit_keys(&sources),
+            },
+            settings,
+            sources,
+            recipe: recipe.map(|r| r.name),
+        });
+    }
+    out
+}
+
+/// The keys a user chose (file, environment, `--set`), as opposed to the preset and recipe.
+fn explicit_keys(sources: &Sources) -> Vec<String> {
+    sources
+        .iter()
+        .filter(|(_, s)| {
+            matches!(
+                s,
+                SettingSource::File | SettingSource::Env | SettingSource::Set
+            )
+        })
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
 /// Narrows a dimension to the rows where `key` has `value`; a plain axis not holding the
 /// value becomes that single value. `false` when a zip group has no such row.
 fn narrow(dim: &mut Dimension, key: &str, value: &Json) -> bool {
@@ -869,11 +1243,19 @@ fn narrow(dim: &mut Dimension, key: &str, value: &Json) -> bool {
 /// BridgeTower and METER fix how many uni-modal layers they use; their `managed_layers_*` are
 /// set to that number so that irrelevant values do not split identities. A value written on a
 /// grid axis or include rule that disagrees is an error: those cells would be duplicates.
-fn normalise(s: &mut Settings, sources: &HashMap<String, Source>) -> Vec<constraints::Problem> {
+fn normalise(s: &mut Settings, sources: &mut HashMap<String, Source>) -> Vec<constraints::Problem> {
     let mut out = Vec::new();
     let Some(n) = fixed_managed_layers(s) else {
         return out;
     };
+    // The fixed count follows the manager type (and BT's num_layers), so their source is its.
+    let fixed_by = ["num_layers", "manager_type"]
+        .iter()
+        .filter(|_| s.manager_type == crate::settings::ManagerType::Bt)
+        .chain(std::iter::once(&"manager_type"))
+        .filter_map(|k| sources.get(*k))
+        .max_by_key(|src| src.rank())
+        .cloned();
     let name = s.manager_type.as_str();
     let why = if name == "BT" {
         format!("which bridges the top num_layers ({n}) uni-modal layers")
@@ -893,6 +1275,11 @@ fn normalise(s: &mut Settings, sources: &HashMap<String, Source>) -> Vec<constra
                     "{key} = {v} has no effect for {name}, {why}; exclude this combination or use {n}"
                 ),
             });
+        } else {
+            match &fixed_by {
+                Some(src) => sources.insert(key.to_string(), src.clone()),
+                None => sources.remove(key),
+            };
         }
         *v = n;
     }
@@ -955,7 +1342,13 @@ fn report(
         match src {
             Some(Source::Cell(off)) => c.at(*off, format!("{what} {key}: {}", pr.message)),
             Some(Source::Base(off)) if what == "cell" => c.at(*off, pr.message.clone()),
-            Some(Source::Base(off)) => c.at(*off, format!("{what} {key}: {}", pr.message)),
+            Some(Source::Base(off) | Source::Pretrain(off)) => {
+                c.at(*off, format!("{what} {key}: {}", pr.message))
+            }
+            Some(Source::Task(recipe)) => c.push(
+                Origin::Whole,
+                format!("{what} {key}: the `{recipe}` recipe: {}", pr.message),
+            ),
             Some(Source::Env(var)) => c.push(Origin::Env(var.clone()), pr.message.clone()),
             Some(Source::Set(n)) => c.push(Origin::Set(*n), pr.message.clone()),
             None => c.push(Origin::Whole, format!("preset `{preset}`: {}", pr.message)),
@@ -976,7 +1369,17 @@ fn resolve_pretrain(
     set_layer: &[(String, Json)],
     ov: &CheckedOverrides,
     key: &CellKey,
-) -> Option<Settings> {
+    cell_sources: &HashMap<String, Source>,
+) -> Option<(Settings, Sources)> {
+    let recipe = recipes::select(
+        &p.preset,
+        Selector {
+            task: Task::Pretrain,
+            vlp: false,
+            coco: false,
+        },
+    );
+    let recipe_layer: Layer = recipe.as_ref().map(Recipe::layer).unwrap_or_default();
     let data_layer: Layer = vec![("data_root".into(), Json::String(data.root.clone()))];
     let cell_json = serde_json::to_value(cell).unwrap_or(Json::Null);
     let model: Layer = Settings::MODEL_KEYS
@@ -997,6 +1400,7 @@ fn resolve_pretrain(
     let mut settings = match layering::resolve(
         preset,
         &[
+            &recipe_layer,
             &data_layer,
             entries,
             &model,
@@ -1013,9 +1417,19 @@ fn resolve_pretrain(
         }
     };
     let mut sources: HashMap<String, Source> = HashMap::new();
+    add_recipe_sources(&mut sources, recipe.as_ref());
+    if let Some(off) = p.data_root_off {
+        sources.insert("data_root".into(), Source::Base(off));
+    }
+    let section_off = p.pretrain.as_ref().map_or(0, |(_, off)| *off);
     if let Some((set, _)) = &p.pretrain {
         for e in set {
-            sources.insert(e.path.clone(), Source::Base(e.val_off));
+            sources.insert(e.path.clone(), Source::Pretrain(e.val_off));
+        }
+    }
+    for (k, _) in &model {
+        if let Some(src) = cell_sources.get(k) {
+            sources.insert(k.clone(), src.clone());
         }
     }
     for (k, _, var) in &ov.env {
@@ -1023,6 +1437,9 @@ fn resolve_pretrain(
     }
     for (k, _, n) in ov.set.iter().chain(&ov.pretrain_set) {
         sources.insert(k.clone(), Source::Set(*n));
+    }
+    for (k, _) in &fixed {
+        sources.insert(k.clone(), Source::Pretrain(section_off));
     }
     // The model keys were checked with the cell; check the rest.
     let problems: Vec<_> = constraints::check(&settings)
@@ -1038,7 +1455,9 @@ fn resolve_pretrain(
         "pre-training for cell",
     );
     settings.seed = seed;
-    problems.is_empty().then_some(settings)
+    problems
+        .is_empty()
+        .then(|| (settings, sources_of(&sources)))
 }
 
 /// The settings keys that differ between two identity documents, as `key: old → new`

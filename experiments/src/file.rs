@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use serde_json::Value as Json;
 
 use crate::errors::Collector;
+use crate::evaluation::EvalSplit;
 use crate::grid::{display_value, values_equal, Assignment, Dimension};
 use crate::labels::{value_text, Labels};
 use crate::schema;
@@ -20,6 +21,17 @@ pub(crate) struct SetEntry {
     pub(crate) path: String,
     pub(crate) value: Json,
     pub(crate) val_off: usize,
+}
+
+/// An `[[eval]]` entry: a checkpoint to score, with its own settings.
+#[derive(Debug, Clone)]
+pub(crate) struct EvalEntry {
+    pub(crate) name: String,
+    pub(crate) weights: String,
+    pub(crate) split: EvalSplit,
+    pub(crate) settings: Vec<SetEntry>,
+    /// Where the entry starts (problems of its resolved settings point here).
+    pub(crate) off: usize,
 }
 
 /// An include rule: a partial assignment and where each of its values is.
@@ -50,6 +62,7 @@ pub(crate) struct Parsed {
     pub(crate) metric_off: Option<usize>,
     pub(crate) baseline: Option<(Assignment, usize)>,
     pub(crate) pretrain: Option<(Vec<SetEntry>, usize)>,
+    pub(crate) evals: Vec<EvalEntry>,
     pub(crate) wandb: Option<WandbSpec>,
     /// The `[labels]` section: names in figures.
     pub(crate) labels: Labels,
@@ -97,6 +110,7 @@ const SECTIONS: [&str; 14] = [
     "metric",
     "baseline",
     "pretrain",
+    "eval",
     "wandb",
     "labels",
 ];
@@ -199,6 +213,11 @@ pub(crate) fn read(c: &mut Collector<'_>, root: &Node) -> Parsed {
             }
             "baseline" => baseline_node = Some(e),
             "pretrain" => read_pretrain(c, e, &mut p),
+            "eval" => {
+                for t in tables_of(c, &e.value, "eval") {
+                    read_eval(c, t, &mut p);
+                }
+            }
             "wandb" => p.wandb = read_wandb(c, &e.value),
             "labels" => labels_node = Some(&e.value),
             other => c.at(e.key_span.start, unknown_in("the file", other, &SECTIONS)),
@@ -735,9 +754,9 @@ fn read_zip(c: &mut Collector<'_>, node: &Node, p: &mut Parsed) {
                 ok = false;
                 continue;
             }
-            // The first axis names the group's rows (it is the one shown in cell keys), so its
-            // values must differ; the others may repeat.
-            match axis_values(c, key, &e.value, p, keys.is_empty()) {
+            // The first axis names the group's rows (it is the one shown in cell keys, with the
+            // next ones where it repeats a value); any value may repeat, but not a whole row.
+            match axis_values(c, key, &e.value, p, false) {
                 Some(v) => {
                     keys.push(key.clone());
                     columns.push(v);
@@ -764,9 +783,22 @@ fn read_zip(c: &mut Collector<'_>, node: &Node, p: &mut Parsed) {
             p.broken_axes.extend(keys);
             continue;
         }
-        let rows = (0..len)
+        let rows: Vec<Vec<Json>> = (0..len)
             .map(|i| columns.iter().map(|col| col[i].clone()).collect())
             .collect();
+        let same = |a: &[Json], b: &[Json]| a.iter().zip(b).all(|(x, y)| values_equal(x, y));
+        if let Some(i) = (1..len).find(|&i| rows[..i].iter().any(|r| same(r, &rows[i]))) {
+            c.at(
+                group.span.start,
+                format!(
+                    "row {} of the zip group ({} = {}) repeats an earlier row",
+                    i + 1,
+                    keys[0],
+                    display_value(&rows[i][0])
+                ),
+            );
+            continue;
+        }
         p.dims.push(Dimension::Zip { keys, rows });
     }
 }
@@ -1084,6 +1116,72 @@ fn read_pretrain(c: &mut Collector<'_>, e: &Entry, p: &mut Parsed) {
         setting(c, s, "", &mut set);
     }
     p.pretrain = Some((set, e.key_span.start));
+}
+
+/// One `[[eval]]` table: `name`, `weights`, optional `split`, and any settings.
+fn read_eval(c: &mut Collector<'_>, node: &Node, p: &mut Parsed) {
+    let entries = node.entries().unwrap_or(&[]);
+    let mut name = None;
+    let mut weights = None;
+    let mut split = EvalSplit::Val;
+    let mut settings = Vec::new();
+    for e in entries {
+        let off = e.value.span.start;
+        match e.key.as_str() {
+            "name" => match e.value.as_str() {
+                Some(n) if !valid_name(n) => c.at(
+                    off,
+                    format!("eval name must be letters, digits, `-`, `_` or `.`, found \"{n}\""),
+                ),
+                Some(n) if p.evals.iter().any(|x| x.name == n) => {
+                    c.at(off, format!("two [[eval]] entries are named \"{n}\""))
+                }
+                Some(n) => name = Some(n.to_string()),
+                None => c.at(
+                    off,
+                    format!("eval name expects a string, found {}", e.value.type_name()),
+                ),
+            },
+            "weights" => match e.value.as_str() {
+                Some(w) if !w.trim().is_empty() => weights = Some(w.to_string()),
+                _ => c.at(
+                    off,
+                    "eval weights expects the path of a checkpoint (a TowerLab step folder, a \
+                     Lightning .ckpt, a .safetensors or .pt file, a Hugging Face folder)",
+                ),
+            },
+            "split" => match e.value.as_str().and_then(EvalSplit::from_name) {
+                Some(s) => split = s,
+                None => c.at(off, "eval split expects \"val\" or \"test\""),
+            },
+            "load_path" => c.at(
+                e.key_span.start,
+                "an eval scores the checkpoint named by `weights`; it loads nothing else",
+            ),
+            _ => setting(c, e, "", &mut settings),
+        }
+    }
+    if name.is_none() && !entries.iter().any(|e| e.key == "name") {
+        c.at(
+            node.span.start,
+            "[[eval]] needs a `name`, e.g. name = \"released\"",
+        );
+    }
+    if weights.is_none() && !entries.iter().any(|e| e.key == "weights") {
+        c.at(
+            node.span.start,
+            "[[eval]] needs `weights`: the checkpoint to score",
+        );
+    }
+    if let (Some(name), Some(weights)) = (name, weights) {
+        p.evals.push(EvalEntry {
+            name,
+            weights,
+            split,
+            settings,
+            off: node.span.start,
+        });
+    }
 }
 
 const WANDB_KEYS: [&str; 4] = ["enabled", "project", "entity", "live"];

@@ -125,12 +125,18 @@ pub struct CellKey(pub String);
 
 impl CellKey {
     /// The key of a product point of `dims`: plain axes and the first axis of each zip group
-    /// (the other axes of a group follow from it and would only lengthen the key).
+    /// (the other axes of a group follow from it and would only lengthen the key). When the
+    /// first axis repeats a value across rows (`task = ["irtr", "irtr"]` for Flickr30K and
+    /// COCO), the following axes are shown as far as needed to tell the rows apart.
     pub fn of_point(dims: &[Dimension], assignment: &[(String, Json)]) -> Self {
         let hidden: Vec<&str> = dims
             .iter()
             .filter_map(|d| match d {
-                Dimension::Zip { keys, .. } => Some(keys.iter().skip(1).map(String::as_str)),
+                Dimension::Zip { keys, rows } => Some(
+                    keys.iter()
+                        .skip(distinguishing_prefix(rows))
+                        .map(String::as_str),
+                ),
                 Dimension::Axis { .. } => None,
             })
             .flatten()
@@ -165,6 +171,20 @@ impl fmt::Display for CellKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// How many leading keys of a zip group tell its rows apart (at least one).
+fn distinguishing_prefix(rows: &[Vec<Json>]) -> usize {
+    let width = rows.first().map_or(1, Vec::len).max(1);
+    (1..=width)
+        .find(|&n| {
+            rows.iter().enumerate().all(|(i, a)| {
+                rows[..i]
+                    .iter()
+                    .all(|b| !a.iter().zip(b).take(n).all(|(x, y)| values_equal(x, y)))
+            })
+        })
+        .unwrap_or(width)
 }
 
 /// A value as shown in keys and tables: strings bare, everything else as compact JSON.

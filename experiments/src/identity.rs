@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 
+use crate::evaluation::EvalSplit;
 use crate::settings::{Settings, Split};
 
 /// A run's identity: 64 lowercase hex characters.
@@ -101,6 +102,93 @@ pub fn identity_document_with(
         map.insert("weights".into(), w);
     }
     doc
+}
+
+/// An eval run's identity document: the settings, data and engine as [`identity_document`],
+/// plus what it scores: the weights' content digest ([`weights_digest`]) and the split.
+pub fn eval_identity_document(
+    settings: &Settings,
+    data_digest: &str,
+    engine_version: &str,
+    weights_digest: &str,
+    split: EvalSplit,
+) -> Json {
+    let mut doc = identity_document(settings, data_digest, engine_version, None);
+    if let Json::Object(map) = &mut doc {
+        map.insert(
+            "eval".into(),
+            json!({ "weights": weights_digest, "split": split.as_str() }),
+        );
+    }
+    doc
+}
+
+/// The file a weights path names for its digest: a TowerLab run or checkpoints folder (its
+/// newest checkpoint), a step folder or a Hugging Face folder (its `model.safetensors`), or
+/// the file itself.
+pub fn weights_file(path: &Path) -> PathBuf {
+    let newest = |dir: &Path| {
+        std::fs::read_to_string(dir.join("last"))
+            .ok()
+            .map(|name| dir.join(name.trim()).join("model.safetensors"))
+    };
+    if path.is_dir() {
+        if let Some(f) = newest(&path.join("checkpoints")).or_else(|| newest(path)) {
+            return f;
+        }
+        for name in ["model.safetensors", "pytorch_model.bin"] {
+            if path.join(name).is_file() {
+                return path.join(name);
+            }
+        }
+    }
+    path.to_path_buf()
+}
+
+/// SHA-256 of the weights' content (see [`weights_file`]), or `missing:<path>` when the file
+/// cannot be read: an eval's identity changes with what it scores, not with where it lies.
+/// Each file is read once per process while its size and modification time stay (a plan, or
+/// the TUI's, asks for it again and again).
+pub fn weights_digest(path: &Path) -> String {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Stamp = (PathBuf, u64, Option<std::time::SystemTime>);
+    static SEEN: OnceLock<Mutex<HashMap<Stamp, String>>> = OnceLock::new();
+    let file = weights_file(path);
+    let Ok(meta) = std::fs::metadata(&file) else {
+        return format!("missing:{}", file.display());
+    };
+    let stamp: Stamp = (file.clone(), meta.len(), meta.modified().ok());
+    let seen = SEEN.get_or_init(Default::default);
+    if let Some(d) = seen.lock().unwrap_or_else(|e| e.into_inner()).get(&stamp) {
+        return d.clone();
+    }
+    let digest = content_digest(&file);
+    seen.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(stamp, digest.clone());
+    digest
+}
+
+fn content_digest(file: &Path) -> String {
+    use std::io::Read as _;
+    let Ok(mut f) = std::fs::File::open(file) else {
+        return format!("missing:{}", file.display());
+    };
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(_) => return format!("unreadable:{}", file.display()),
+        }
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// JSON with object keys sorted at every level, no whitespace, and numbers in one form:
@@ -328,7 +416,8 @@ pub fn expand_table(dir: &Path, table: &str) -> Vec<String> {
     shards.into_iter().map(|(_, stem)| stem).collect()
 }
 
-/// What identities are computed with, besides the settings: the engine version and the data.
+/// What identities are computed with, besides the settings: the engine version, the data and
+/// (for eval cells) the weights.
 pub struct IdentityContext<'a> {
     pub engine_version: String,
     /// The data digest of a run, from its resolved settings.
@@ -336,6 +425,8 @@ pub struct IdentityContext<'a> {
     /// The stamps of the files a run reads ([`data_stamps`]), kept beside its identity;
     /// `Null` when there are none to keep.
     pub stamps: Box<dyn Fn(&Settings) -> Json + 'a>,
+    /// The digest of the weights an eval cell scores.
+    pub weights: Box<dyn Fn(&Path) -> String + 'a>,
 }
 
 impl<'a> IdentityContext<'a> {
@@ -345,6 +436,7 @@ impl<'a> IdentityContext<'a> {
             engine_version: engine_version.into(),
             data: Box::new(|s| data_digest(&data_files(s))),
             stamps: Box::new(|s| data_stamps(&data_files(s))),
+            weights: Box::new(weights_digest),
         }
     }
 
@@ -355,6 +447,7 @@ impl<'a> IdentityContext<'a> {
             engine_version: engine_version.into(),
             data: Box::new(move |_| d.clone()),
             stamps: Box::new(|_| Json::Null),
+            weights: Box::new(|p| format!("path:{}", p.display())),
         }
     }
 }
@@ -501,6 +594,32 @@ mod tests {
         assert_eq!(present, data_digest(&[&a]));
         std::fs::write(&a, b"123456").unwrap();
         assert_ne!(present, data_digest(&[&a]));
+    }
+
+    #[test]
+    fn weights_digest_is_the_content_of_the_file_a_path_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.ckpt");
+        let b = dir.path().join("b.ckpt");
+        std::fs::write(&a, b"weights").unwrap();
+        std::fs::write(&b, b"weights").unwrap();
+        // Where it lies does not matter; what it holds does.
+        assert_eq!(weights_digest(&a), weights_digest(&b));
+        assert_eq!(weights_digest(&a).len(), 64);
+        std::fs::write(&b, b"other weights").unwrap();
+        assert_ne!(weights_digest(&a), weights_digest(&b));
+        assert!(weights_digest(&dir.path().join("none.ckpt")).starts_with("missing:"));
+        // A run folder names its newest checkpoint's model; a step folder its model.
+        let step = dir.path().join("run/checkpoints/step-7");
+        std::fs::create_dir_all(&step).unwrap();
+        std::fs::write(step.join("model.safetensors"), b"weights").unwrap();
+        std::fs::write(dir.path().join("run/checkpoints/last"), "step-7").unwrap();
+        assert_eq!(
+            weights_file(&dir.path().join("run")),
+            step.join("model.safetensors")
+        );
+        assert_eq!(weights_file(&step), step.join("model.safetensors"));
+        assert_eq!(weights_digest(&dir.path().join("run")), weights_digest(&a));
     }
 
     #[test]

@@ -1,8 +1,12 @@
-//! Settings layering through figment, lowest to highest priority:
-//! preset → the file's base → the cell's axis values → `TOWERLAB_*` variables → `--set` flags.
+//! Settings layering through figment, lowest to highest priority: preset → the task's recipe
+//! (`crate::recipes`) → the file's base → the cell's axis values → `TOWERLAB_*` variables →
+//! `--set` flags.
+
+use std::collections::BTreeMap;
 
 use figment::providers::Serialized;
 use figment::Figment;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
 use crate::schema;
@@ -10,6 +14,44 @@ use crate::settings::Settings;
 
 /// Prefix of the environment variables that override settings.
 pub const ENV_PREFIX: &str = "TOWERLAB_";
+
+/// Where a resolved setting's value came from (`towerlab plan --json` `sources`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SettingSource {
+    /// The preset (`base` or `tiny`): the reference defaults with the paper's backbones.
+    Preset,
+    /// The task's recipe (the reference's named configs and launch scripts).
+    Task,
+    /// The experiment file: `task`, `[data]`, `[base]`, a grid axis, an include or eval entry.
+    File,
+    /// A `TOWERLAB_*` environment variable.
+    Env,
+    /// A `--set` flag.
+    Set,
+    /// The rules of a pre-training run: its `[pretrain]` section and the keys fixed for
+    /// pre-training (`task`, `vlp`, `load_path`, `seed`).
+    Pretrain,
+    /// `towerlab eval` of a TowerLab checkpoint: the settings of the run that wrote it.
+    Run,
+}
+
+impl SettingSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Preset => "preset",
+            Self::Task => "task",
+            Self::File => "file",
+            Self::Env => "env",
+            Self::Set => "set",
+            Self::Pretrain => "pretrain",
+            Self::Run => "run",
+        }
+    }
+}
+
+/// The source of every setting of a run, by key.
+pub type Sources = BTreeMap<String, SettingSource>;
 
 /// Settings given outside the experiment file.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -4,7 +4,8 @@
 //!
 //! Reading an experiment: [`Experiment::load`] (or [`Experiment::demo`]) parses the TOML file,
 //! checks it against [`Settings`], expands the grid and resolves every run's settings through
-//! the layers preset → `[base]` → the cell's axes → `TOWERLAB_*` → `--set`; every problem comes
+//! the layers preset → task recipe ([`recipes`]) → `[base]` → the cell's axes → `TOWERLAB_*` →
+//! `--set`; every problem comes
 //! back at once in [`ValidationErrors`]. [`Experiment::cells`] then gives the plan's runs with
 //! their identities, and [`plan::plan`] compares them with what the store knows.
 
@@ -12,6 +13,7 @@ pub mod clock;
 pub mod constraints;
 pub mod device;
 pub mod errors;
+pub mod evaluation;
 pub mod experiment;
 pub mod experts;
 mod file;
@@ -21,6 +23,7 @@ pub mod labels;
 pub mod layering;
 pub mod paths;
 pub mod plan;
+pub mod recipes;
 pub mod schema;
 pub mod settings;
 pub mod shipped;
@@ -29,11 +32,15 @@ pub mod spec;
 
 pub use device::{DeviceSpec, DeviceSpecError};
 pub use errors::{Origin, ValidationError, ValidationErrors};
-pub use experiment::{Cell, Experiment, MissingExpert, ResolvedRun, Role, DEMO_PATH, DEMO_TOML};
+pub use evaluation::{EvalSplit, EvalTarget, ResolvedEval};
+pub use experiment::{
+    Cell, EvalRequest, Experiment, MissingExpert, ResolvedRun, Role, DEMO_PATH, DEMO_TOML,
+    EVAL_EXPERIMENT,
+};
 pub use grid::{Assignment, CellKey, Dimension};
 pub use identity::{
-    data_digest, data_files, data_stamps, expand_table, vqa_answer_count, DataDigest,
-    IdentityContext, RunId, VQA_ANSWERS_FILE,
+    data_digest, data_files, data_stamps, expand_table, vqa_answer_count, weights_digest,
+    weights_file, DataDigest, IdentityContext, RunId, VQA_ANSWERS_FILE,
 };
 pub use labels::Labels;
 pub use layering::Overrides;

@@ -163,6 +163,30 @@ impl std::fmt::Display for PlanCounts {
     }
 }
 
+/// Rows of cells as lines, each column padded to its widest cell, two spaces apart.
+fn aligned(rows: &[Vec<String>]) -> Vec<String> {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows {
+        for (i, c) in row.iter().enumerate() {
+            let n = c.chars().count();
+            match widths.get_mut(i) {
+                Some(w) => *w = (*w).max(n),
+                None => widths.push(n),
+            }
+        }
+    }
+    rows.iter()
+        .map(|row| {
+            let parts: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            parts.join("  ").trim_end().to_string()
+        })
+        .collect()
+}
+
 /// The experiment's cells with their states, in plan order (pre-training runs first).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -213,7 +237,100 @@ fn classify(cell: Cell, view: &dyn RunsView) -> PlanRow {
     }
 }
 
+impl PlanRow {
+    /// The row as `towerlab plan --json` prints it: `key`, `state`, `identity` (64 hex),
+    /// `role`, `seed`, `depends_on`, `recipe`, `eval` (what an eval cell scores), `changes`
+    /// (stale cells), `settings` (every resolved setting by its reference key) and `sources`
+    /// (per setting: `preset`, `task`, `file`, `env`, `set`, `pretrain` or `run`).
+    pub fn to_json(&self) -> Json {
+        let c = &self.cell;
+        let mut out = serde_json::json!({
+            "key": c.key.as_str(),
+            "state": self.state.as_str(),
+            "identity": c.identity.as_str(),
+            "role": c.role.as_str(),
+            "seed": c.seed,
+            "depends_on": c.depends_on.as_ref().map(RunId::as_str),
+            "recipe": c.recipe,
+            "changes": self.changes,
+            "settings": serde_json::to_value(&c.settings).unwrap_or(Json::Null),
+            "sources": c.sources,
+        });
+        if let (Some(e), Json::Object(map)) = (&c.eval, &mut out) {
+            map.insert(
+                "eval".into(),
+                serde_json::json!({
+                    "weights": e.weights.display().to_string(),
+                    "split": e.split.as_str(),
+                }),
+            );
+        }
+        out
+    }
+}
+
 impl Plan {
+    /// `towerlab plan --json`: one object per cell ([`PlanRow::to_json`]), in plan order.
+    pub fn to_json(&self) -> Json {
+        Json::Array(self.rows.iter().map(PlanRow::to_json).collect())
+    }
+
+    /// `towerlab plan --settings`: every resolved setting (rows) of every cell (columns, numbered
+    /// and listed under the table), each value followed by its source unless it is the preset's.
+    pub fn render_settings(&self) -> String {
+        let keys = crate::settings::Settings::keys();
+        let header: Vec<String> = std::iter::once("setting".to_string())
+            .chain((1..=self.rows.len()).map(|i| format!("#{i}")))
+            .collect();
+        let mut body: Vec<Vec<String>> = Vec::new();
+        let values: Vec<Json> = self
+            .rows
+            .iter()
+            .map(|r| serde_json::to_value(&r.cell.settings).unwrap_or(Json::Null))
+            .collect();
+        for k in &keys {
+            let mut row = vec![k.clone()];
+            for (r, v) in self.rows.iter().zip(&values) {
+                let text = v
+                    .get(k)
+                    .map_or_else(|| "-".to_string(), crate::grid::display_value);
+                let text = match r.cell.sources.get(k) {
+                    Some(src) if *src != crate::layering::SettingSource::Preset => {
+                        format!("{text} ({})", src.as_str())
+                    }
+                    _ => text,
+                };
+                row.push(text);
+            }
+            body.push(row);
+        }
+        let mut out = String::new();
+        body.insert(0, header);
+        for line in aligned(&body) {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = writeln!(out);
+        for (i, r) in self.rows.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "#{}  {}  {}  {} seed {}{}",
+                i + 1,
+                r.state.as_str(),
+                r.cell.identity.short(),
+                r.cell.key,
+                r.cell.seed,
+                r.cell
+                    .recipe
+                    .map_or(String::new(), |n| format!("  (recipe {n})"))
+            );
+        }
+        let _ = write!(
+            out,
+            "sources: preset unless marked (task = the task's recipe, file, env, set, pretrain)"
+        );
+        out
+    }
+
     pub fn counts(&self) -> PlanCounts {
         let mut c = PlanCounts::default();
         for r in &self.rows {
@@ -241,12 +358,12 @@ impl Plan {
     /// A plain-text table: state, short identity, cell key, seed, dependency, and for stale
     /// cells the changes, then a summary line.
     pub fn render(&self) -> String {
-        let header = ["state", "id", "cell", "seed", "after"];
-        let body: Vec<[String; 5]> = self
+        let header = ["state", "id", "cell", "seed", "after"].map(String::from);
+        let body: Vec<Vec<String>> = self
             .rows
             .iter()
             .map(|r| {
-                [
+                vec![
                     r.state.as_str().to_string(),
                     r.cell.identity.short().to_string(),
                     r.cell.key.to_string(),
@@ -254,30 +371,19 @@ impl Plan {
                     match (&r.cell.depends_on, r.cell.role) {
                         (Some(d), _) => d.short().to_string(),
                         (None, Role::Pretrain) => "(pre-training)".into(),
+                        (None, Role::Eval) => "(eval)".into(),
                         (None, Role::Grid) => "-".into(),
                     },
                 ]
             })
             .collect();
-        let mut widths = header.map(str::len);
-        for row in &body {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
+        let mut table = vec![header.to_vec()];
+        table.extend(body);
+        let lines = aligned(&table);
         let mut out = String::new();
-        let line = |cols: &[&str], out: &mut String| {
-            let parts: Vec<String> = cols
-                .iter()
-                .zip(widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            let _ = writeln!(out, "{}", parts.join("  ").trim_end());
-        };
-        line(&header, &mut out);
-        for (row, r) in body.iter().zip(&self.rows) {
-            let cols: Vec<&str> = row.iter().map(String::as_str).collect();
-            line(&cols, &mut out);
+        let _ = writeln!(out, "{}", lines[0]);
+        for (line, r) in lines[1..].iter().zip(&self.rows) {
+            let _ = writeln!(out, "{line}");
             for ch in &r.changes {
                 let _ = writeln!(out, "    {}: {} → {}", ch.key, ch.old, ch.new);
             }

@@ -120,6 +120,12 @@ pub fn suggest(path: &str) -> Option<&'static str> {
 
 /// "unknown setting `x`; did you mean `y`?"
 pub fn unknown_key_message(path: &str) -> String {
+    if let Some((_, why)) = crate::recipes::REFERENCE_ONLY
+        .iter()
+        .find(|(k, _)| *k == path)
+    {
+        return format!("`{path}` is a reference setting TowerLab does not take: {why}");
+    }
     match suggest(path) {
         Some(s) => format!("unknown setting `{path}`; did you mean `{s}`?"),
         None => format!("unknown setting `{path}`"),

@@ -1,7 +1,7 @@
 //! The experiment files shipped with TowerLab, embedded so the binary runs them with no file.
 
 /// `(path in the repository, contents)` of every shipped experiment file.
-pub const FILES: [(&str, &str); 6] = [
+pub const FILES: [(&str, &str); 7] = [
     (crate::experiment::DEMO_PATH, crate::experiment::DEMO_TOML),
     (
         "experiments/pretrain_synthetic.toml",
@@ -22,6 +22,10 @@ pub const FILES: [(&str, &str); 6] = [
     (
         "experiments/paper/vlp.toml",
         include_str!("../paper/vlp.toml"),
+    ),
+    (
+        "experiments/paper/main_results.toml",
+        include_str!("../paper/main_results.toml"),
     ),
 ];
 

@@ -92,8 +92,15 @@ fn paper_files_use_the_papers_recipes() {
                     (s.image_size, s.learning_rate, s.lr_mult_head),
                     (384, 6e-6, 5.0)
                 );
-                assert_eq!(s.test_tables, ["f30k_caption_karpathy_test"]);
+                // The reference tables: Flickr30K validates and tests on its Karpathy test.
+                assert!(s.test_tables.is_empty());
+                assert_eq!(
+                    s.tables(experiments::Split::Test),
+                    ["f30k_caption_karpathy_test"]
+                );
                 assert!(s.get_recall_metric);
+                // The 8 GPUs' contrastive pool on one device.
+                assert_eq!(s.per_gpu_batchsize, 64);
             }
             other => panic!("{other:?}"),
         }

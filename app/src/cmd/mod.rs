@@ -5,6 +5,8 @@ mod cancel;
 pub mod data;
 mod demo;
 mod doctor;
+#[cfg(feature = "train")]
+mod eval;
 mod export;
 mod ls;
 #[cfg(feature = "engine")]
@@ -42,6 +44,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Cancel(args)) => cancel::run(&db, args),
         Some(Command::Retry(args)) => retry::run(&db, args),
         Some(Command::Export(args)) => export::run(&db, args),
+        #[cfg(feature = "train")]
+        Some(Command::Eval(args)) => eval::run(&db, args),
         Some(Command::Sync(args)) => sync::run(&db, args),
     }
 }

@@ -1,13 +1,15 @@
-//! `towerlab plan FILE`: every cell against the store, with what changed for stale cells.
+//! `towerlab plan FILE`: every cell against the store, with what changed for stale cells; with
+//! `--json` or `--settings`, every resolved setting of every cell and where it came from.
 
 use std::path::Path;
 
 use experiments::{KnownRuns, Overrides};
 
-use crate::cli::PlanArgs;
+use crate::cli::PlanCmdArgs;
 use crate::runner::{self, plan, Workspace};
 
-pub fn run(db: &Path, args: PlanArgs) -> anyhow::Result<()> {
+pub fn run(db: &Path, cmd: PlanCmdArgs) -> anyhow::Result<()> {
+    let args = cmd.plan;
     let prepared = runner::prepare(
         Some(args.file.as_path()),
         &Overrides::from_process_env(args.set),
@@ -25,8 +27,18 @@ pub fn run(db: &Path, args: PlanArgs) -> anyhow::Result<()> {
             }
             None => experiments::plan::plan(prepared.cells.clone(), &KnownRuns::default()),
         };
-        anyhow::Ok(plan.render())
+        anyhow::Ok(if cmd.json {
+            serde_json::to_string_pretty(&plan.to_json())?
+        } else if cmd.settings {
+            plan.render_settings()
+        } else {
+            plan.render()
+        })
     })?;
+    if cmd.json {
+        println!("{rendered}");
+        return Ok(());
+    }
     println!("{} ({})", exp.name, exp.path.display());
     println!("{rendered}");
     for note in runner::experts::missing_notes(exp) {

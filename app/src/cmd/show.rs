@@ -39,6 +39,19 @@ pub fn run(db: &Path, args: ShowArgs) -> anyhow::Result<()> {
         if let Some(dep) = r.depends_on {
             let _ = writeln!(out, "after       run {dep} (pre-training)");
         }
+        let eval = detail
+            .params
+            .iter()
+            .find(|p| p.key == runner::plan::PARAM_EVAL)
+            .and_then(|p| serde_json::from_value::<experiments::EvalTarget>(p.value.clone()).ok());
+        if let Some(e) = eval {
+            let _ = writeln!(
+                out,
+                "scores      {} ({} split)",
+                e.weights.display(),
+                e.split.as_str()
+            );
+        }
         let _ = writeln!(
             out,
             "worker      {} (host {}, pid {}, device {})",

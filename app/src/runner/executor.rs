@@ -1,5 +1,6 @@
-//! Executors run one attempt of a run. The local one runs the engine's training loop on a
-//! thread of this process; a Slurm executor will submit the same job to a cluster instead.
+//! Executors run one attempt of a run. The local one runs the engine's training loop (or, for
+//! an eval run, its scoring of a checkpoint) on a thread of this process; a Slurm executor will
+//! submit the same job to a cluster instead.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -26,6 +27,8 @@ pub struct Job {
     pub loads: experiments::experts::Loads,
     /// Intra-op threads this attempt may use (CPU runs share the cores).
     pub threads: usize,
+    /// An eval run: the checkpoint it scores and the split (no training).
+    pub eval: Option<experiments::EvalTarget>,
 }
 
 /// Runs attempts. `execute` blocks until the attempt ends; it is called on a blocking thread.
@@ -143,15 +146,6 @@ pub mod local {
             // libtorch's intra-op thread count is per calling thread (OpenMP), so concurrent
             // CPU runs each get their share of the cores.
             tch::set_num_threads(job.threads.max(1) as i32);
-            let train_job = engine::train::TrainJob {
-                settings: job.settings.clone(),
-                run_hash: job.hash.clone(),
-                run_dir: job.run_dir.clone(),
-                init_from: job.init_from.clone(),
-                resume: job.resume,
-                loads: job.loads.clone(),
-                hub: experiments::experts::HubEnv::from_process(),
-            };
             let (tx, rx) = mpsc::channel::<Event>();
             let forward = events.clone();
             let forwarder = std::thread::spawn(move || {
@@ -161,7 +155,30 @@ pub mod local {
                     }
                 }
             });
-            let outcome = engine::train::run(&train_job, &tx, cancel);
+            let outcome = match &job.eval {
+                Some(target) => {
+                    let score_job = engine::train::ScoreJob {
+                        settings: job.settings.clone(),
+                        weights: target.weights.clone(),
+                        split: target.split,
+                        explicit: target.explicit.clone(),
+                        run_dir: job.run_dir.clone(),
+                    };
+                    engine::train::score(&score_job, &tx, cancel)
+                }
+                None => {
+                    let train_job = engine::train::TrainJob {
+                        settings: job.settings.clone(),
+                        run_hash: job.hash.clone(),
+                        run_dir: job.run_dir.clone(),
+                        init_from: job.init_from.clone(),
+                        resume: job.resume,
+                        loads: job.loads.clone(),
+                        hub: experiments::experts::HubEnv::from_process(),
+                    };
+                    engine::train::run(&train_job, &tx, cancel)
+                }
+            };
             drop(tx);
             let _ = forwarder.join();
             match outcome {

@@ -9,7 +9,9 @@ use experiments::{Cell, CellState, Experiment, Plan, Role};
 use serde_json::{Map, Value as Json};
 use store::{ExperimentRow, NewRun, RunRow, RunStatus, Store};
 
-pub use app::scope::{plan_against, run_seed, PARAM_IDENTITY, PARAM_ROLE, PARAM_SETTINGS};
+pub use app::scope::{
+    plan_against, run_seed, PARAM_EVAL, PARAM_IDENTITY, PARAM_ROLE, PARAM_SETTINGS,
+};
 
 fn flatten(prefix: &str, v: &Json, out: &mut Vec<(String, Json)>) {
     match v {
@@ -35,11 +37,21 @@ pub fn new_run(cell: &Cell) -> anyhow::Result<NewRun> {
     flatten("", &settings, &mut params);
     params.push((PARAM_SETTINGS.to_string(), settings));
     params.push((PARAM_IDENTITY.to_string(), cell.identity_document.clone()));
-    let role = match cell.role {
-        Role::Grid => "grid",
-        Role::Pretrain => "pretrain",
-    };
-    params.push((PARAM_ROLE.to_string(), Json::String(role.into())));
+    params.push((
+        PARAM_ROLE.to_string(),
+        Json::String(cell.role.as_str().into()),
+    ));
+    if let Some(target) = &cell.eval {
+        // Absolute, so a worker started elsewhere finds the checkpoint.
+        let target = experiments::EvalTarget {
+            weights: std::path::absolute(&target.weights).unwrap_or(target.weights.clone()),
+            ..target.clone()
+        };
+        params.push((
+            PARAM_EVAL.to_string(),
+            serde_json::to_value(&target).context("encoding the eval target")?,
+        ));
+    }
     let mut axes: Map<String, Json> = cell.axes.iter().cloned().collect();
     axes.insert("seed".into(), Json::from(cell.seed));
     let task = serde_json::to_value(cell.settings.task)?

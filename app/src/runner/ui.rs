@@ -11,21 +11,38 @@ pub struct Ui {
     multi: MultiProgress,
     pub interactive: bool,
     sweep: Option<ProgressBar>,
+    /// Lines and bars go to stderr (the command's result owns stdout).
+    stderr: bool,
 }
 
 impl Ui {
     /// Bars when stdout is a terminal, plain lines otherwise.
     pub fn new() -> Self {
-        let interactive = std::io::stdout().is_terminal();
-        let target = if interactive {
-            ProgressDrawTarget::stdout()
+        Self::on(false)
+    }
+
+    /// Bars when stderr is a terminal, plain lines otherwise, all on stderr: for commands
+    /// whose stdout is their result (`towerlab eval --json`).
+    pub fn on_stderr() -> Self {
+        Self::on(true)
+    }
+
+    fn on(stderr: bool) -> Self {
+        let interactive = if stderr {
+            std::io::stderr().is_terminal()
         } else {
-            ProgressDrawTarget::hidden()
+            std::io::stdout().is_terminal()
+        };
+        let target = match (interactive, stderr) {
+            (false, _) => ProgressDrawTarget::hidden(),
+            (true, false) => ProgressDrawTarget::stdout(),
+            (true, true) => ProgressDrawTarget::stderr(),
         };
         Self {
             multi: MultiProgress::with_draw_target(target),
             interactive,
             sweep: None,
+            stderr,
         }
     }
 
@@ -66,6 +83,8 @@ impl Ui {
     pub fn println(&self, line: &str) {
         if self.interactive {
             let _ = self.multi.println(line);
+        } else if self.stderr {
+            eprintln!("{line}");
         } else {
             println!("{line}");
         }

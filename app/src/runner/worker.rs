@@ -21,7 +21,7 @@ use tokio::sync::mpsc::unbounded_channel;
 use super::checkpoints;
 use super::events::Outcome;
 use super::executor::{Executor, Job};
-use super::plan::PARAM_SETTINGS;
+use super::plan::{PARAM_EVAL, PARAM_SETTINGS};
 use super::sink::{LiveProgress, Sink};
 use super::ui::Ui;
 
@@ -259,6 +259,22 @@ pub async fn stored_loads(
         .unwrap_or_default())
 }
 
+/// What an eval run scores (`None` for training runs).
+pub async fn stored_eval_target(
+    store: &Store,
+    run: RunId,
+) -> anyhow::Result<Option<experiments::EvalTarget>> {
+    let params = store.params(run).await?;
+    params
+        .into_iter()
+        .find(|p| p.key == PARAM_EVAL)
+        .map(|p| {
+            serde_json::from_value(p.value)
+                .with_context(|| format!("run {run}: the stored eval target is invalid"))
+        })
+        .transpose()
+}
+
 /// The folder of a run: `<runs dir>/<identity short>`.
 pub fn run_dir(runs_dir: &std::path::Path, hash: &str) -> PathBuf {
     runs_dir.join(&hash[..12.min(hash.len())])
@@ -298,13 +314,15 @@ async fn execute_claimed(
         }
     };
     let loads = stored_loads(store, run.id).await?;
+    let eval = stored_eval_target(store, run.id).await?;
     let job = Job {
         hash: run.hash.clone(),
         settings,
         run_dir: dir.clone(),
         init_from,
-        resume: run.checkpoint_step.is_some(),
+        resume: run.checkpoint_step.is_some() && eval.is_none(),
         loads,
+        eval,
         threads: match slot.threads {
             Some(t) => t,
             None => cpu_share(runner).await,

@@ -20,9 +20,12 @@ pub struct LoaderData {
     task: Task,
     /// Corrupt images skipped in the batches handed out so far.
     skipped: std::sync::atomic::AtomicUsize,
-    train: Loader,
+    /// `None` when only evaluating a checkpoint.
+    train: Option<Loader>,
     /// One loader per evaluation table, with the split its metrics are logged under.
     eval: Vec<(Split, Loader)>,
+    /// The tables VQA's `id2answer` is read from (the training and validation tables).
+    vocabulary: Vec<Arc<ViltDataset>>,
     /// VQA's test tables, when they exist: the submission file's questions.
     vqa_test: Option<Loader>,
     /// VQA's test tables that are not in the data folder.
@@ -85,14 +88,42 @@ fn check_answer_count(s: &Settings) -> Result<()> {
     }
 }
 
+/// What a [`LoaderData`] is opened for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// Training: the training stream, the validation pass, VQA's test questions.
+    Train,
+    /// Scoring a checkpoint on the validation pass, exactly as training evaluates.
+    EvalVal,
+    /// Scoring a checkpoint on the test tables (VQA: its answers for the evaluation server).
+    EvalTest,
+}
+
 impl LoaderData {
-    /// The loaders of `s`, tokenizing with [`tokenizer_path`].
+    /// The loaders of a training run, tokenizing with [`tokenizer_path`].
     pub fn open(s: &Settings) -> Result<Self> {
-        Self::open_with_tokenizer(s, None)
+        Self::open_for(s, Purpose::Train, None)
     }
 
-    /// The loaders of `s`, tokenizing with `tokenizer` (a `tokenizer.json`) when given.
+    /// The loaders of a training run, tokenizing with `tokenizer` (a `tokenizer.json`) when
+    /// given.
     pub fn open_with_tokenizer(s: &Settings, tokenizer: Option<PathBuf>) -> Result<Self> {
+        Self::open_for(s, Purpose::Train, tokenizer)
+    }
+
+    /// The loaders that score a checkpoint on `split`: the validation pass exactly as a
+    /// training run with these settings evaluates (same tables, transforms, batches and
+    /// order), or the test tables with their metrics under `test/`. No training table is read,
+    /// except VQA's (with its validation tables) for the answer vocabulary of test answers.
+    pub fn open_eval(s: &Settings, split: experiments::EvalSplit) -> Result<Self> {
+        let purpose = match split {
+            experiments::EvalSplit::Val => Purpose::EvalVal,
+            experiments::EvalSplit::Test => Purpose::EvalTest,
+        };
+        Self::open_for(s, purpose, None)
+    }
+
+    fn open_for(s: &Settings, purpose: Purpose, tokenizer: Option<PathBuf>) -> Result<Self> {
         check_answer_count(s)?;
         let dir = Path::new(&s.data_root);
         let kind = dataset_kind(s.task);
@@ -125,19 +156,35 @@ impl LoaderData {
             Ok(p)
         };
         let train_names = expand_tables(dir, &s.tables(TableSplit::Train));
-        let train = Loader::new(
-            pipeline(&train_names, &train_transform)?,
-            LoaderConfig {
-                batch_size: s.per_gpu_batchsize.max(1),
-                shuffle: true,
-                // The reference keeps a last partial batch; dropping it keeps ITM's two halves
-                // and MLM's masks non-empty (a one-sample batch may mask nothing: NaN loss).
-                drop_last: true,
-                seed: s.seed,
-                num_workers: s.num_workers,
-                prefetch: 2,
-            },
-        )?;
+        let vqa_test_answers = s.task == Task::Vqa && purpose == Purpose::EvalTest;
+        let train = if purpose == Purpose::Train {
+            Some(
+                Loader::new(
+                    pipeline(&train_names, &train_transform)?,
+                    LoaderConfig {
+                        batch_size: s.per_gpu_batchsize.max(1),
+                        shuffle: true,
+                        // The reference keeps a last partial batch; dropping it keeps ITM's two
+                        // halves and MLM's masks non-empty (a one-sample batch may mask nothing:
+                        // NaN loss).
+                        drop_last: true,
+                        seed: s.seed,
+                        num_workers: s.num_workers,
+                        prefetch: 2,
+                    },
+                )
+                ?,
+            )
+        } else {
+            None
+        };
+        let mut vocabulary: Vec<Arc<ViltDataset>> =
+            train.iter().map(|l| l.pipeline().dataset.clone()).collect();
+        if vqa_test_answers {
+            vocabulary.push(Arc::new(
+                ViltDataset::open(dir, &train_names, kind)?,
+            ));
+        }
         let eval_config = LoaderConfig {
             batch_size: s.per_gpu_eval_batchsize.max(1),
             shuffle: false,
@@ -147,9 +194,22 @@ impl LoaderData {
             prefetch: 2,
         };
         let mut eval = Vec::new();
-        for name in expand_tables(dir, &s.tables(TableSplit::Val)) {
-            // NLVR2 and SNLI-VE evaluate dev and test in one pass, told apart by table name.
-            let split = if matches!(s.task, Task::Nlvr2 | Task::Snli) && name.contains("test") {
+        let eval_tables = match purpose {
+            Purpose::Train | Purpose::EvalVal => s.tables(TableSplit::Val),
+            // VQA's test questions have no answers to score: they are answered below.
+            Purpose::EvalTest if vqa_test_answers => Vec::new(),
+            Purpose::EvalTest => s.tables(TableSplit::Test),
+        };
+        for name in expand_tables(dir, &eval_tables) {
+            // NLVR2 and SNLI-VE evaluate dev and test in one pass, told apart by table name,
+            // on either split (their reference val and test tables are both dev + test).
+            let split = if matches!(s.task, Task::Nlvr2 | Task::Snli) {
+                if name.contains("test") {
+                    Split::Test
+                } else {
+                    Split::Val
+                }
+            } else if purpose == Purpose::EvalTest {
                 Split::Test
             } else {
                 Split::Val
@@ -160,6 +220,14 @@ impl LoaderData {
             )?;
             eval.push((split, loader));
         }
+        if purpose == Purpose::Train {
+            vocabulary.extend(eval.iter().map(|(_, l)| l.pipeline().dataset.clone()));
+        } else if vqa_test_answers {
+            let val_names = expand_tables(dir, &s.tables(TableSplit::Val));
+            vocabulary.push(Arc::new(
+                ViltDataset::open(dir, &val_names, kind)?,
+            ));
+        }
         let test_names = expand_tables(dir, &s.tables(TableSplit::Test));
         let vqa_test_missing: Vec<String> = test_names
             .iter()
@@ -168,11 +236,12 @@ impl LoaderData {
             .map(|p| p.display().to_string())
             .collect();
         let test_present = !test_names.is_empty() && vqa_test_missing.is_empty();
-        let vqa_test = if s.task == Task::Vqa && test_present {
-            Some(Loader::new(
-                pipeline(&test_names, &eval_transform)?,
-                eval_config,
-            )?)
+        let answers_test = purpose == Purpose::Train || vqa_test_answers;
+        let vqa_test = if s.task == Task::Vqa && test_present && answers_test {
+            Some(
+                Loader::new(pipeline(&test_names, &eval_transform)?, eval_config)
+                    ?,
+            )
         } else {
             None
         };
@@ -181,8 +250,9 @@ impl LoaderData {
             skipped: Default::default(),
             train,
             eval,
+            vocabulary,
             vqa_test,
-            vqa_test_missing: if s.task == Task::Vqa {
+            vqa_test_missing: if s.task == Task::Vqa && answers_test {
                 vqa_test_missing
             } else {
                 Vec::new()
@@ -236,7 +306,7 @@ fn to_model_batch(task: Task, b: data::Batch) -> Result<Batch> {
 
 impl TaskData for LoaderData {
     fn train_batches_per_epoch(&self) -> usize {
-        self.train.batches_per_epoch()
+        self.train.as_ref().map_or(0, Loader::batches_per_epoch)
     }
 
     fn train_epoch(
@@ -245,7 +315,10 @@ impl TaskData for LoaderData {
         start: usize,
     ) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
         let task = self.task;
-        let iter = self.train.resume(LoaderPosition {
+        let Some(train) = &self.train else {
+            return Box::new(std::iter::empty());
+        };
+        let iter = train.resume(LoaderPosition {
             epoch,
             batch: start,
         });
@@ -284,10 +357,7 @@ impl TaskData for LoaderData {
                 TestQuestions::Missing(self.vqa_test_missing.clone())
             });
         };
-        let known: Vec<&ViltDataset> = std::iter::once(&self.train)
-            .chain(self.eval.iter().map(|(_, l)| l))
-            .map(|l| l.pipeline().dataset.as_ref())
-            .collect();
+        let known: Vec<&ViltDataset> = self.vocabulary.iter().map(Arc::as_ref).collect();
         let id2answer = super::predictions::id2answer(&known)?;
         let task = self.task;
         let batches = test.epoch(0).map(move |b| {

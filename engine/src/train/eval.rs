@@ -30,12 +30,32 @@ pub struct RecallOptions {
     pub chunk: i64,
 }
 
+/// How an evaluation pass runs.
+#[derive(Debug, Clone, Copy)]
+pub struct EvalOptions {
+    pub recall: Option<RecallOptions>,
+    /// The split recall and `the_metric` are computed on: `Val` for training's validation pass
+    /// (whose NLVR2 / SNLI-VE test table is logged under `test/` beside it), `Test` when a
+    /// checkpoint is scored on the test tables.
+    pub split: Split,
+    /// The run's seed: the pass seeds the generator with it, so what it draws (ITM's swapped
+    /// images, the hard negatives of `irtr_itm_itc`) is the same whenever the same weights are
+    /// evaluated, during training or by `towerlab eval`.
+    pub seed: u64,
+}
+
+/// The generator seed of an evaluation pass.
+fn eval_seed(seed: u64) -> i64 {
+    (seed ^ 0x5EED_E7A1_0000_0000) as i64 & i64::MAX
+}
+
 pub fn evaluate(
     model: &TowerModel,
     objectives: &[String],
     data: &dyn TaskData,
-    recall: Option<RecallOptions>,
+    opts: EvalOptions,
 ) -> Result<Evaluation> {
+    tch::manual_seed(eval_seed(opts.seed));
     tch::no_grad(|| {
         let mut sums = WeightedSums::new();
         let mut weights = ManagerWeights::default();
@@ -65,16 +85,16 @@ pub fn evaluate(
             .collect();
         let mut epoch = epoch;
         let retrieval = objectives.iter().any(|o| o == "irtr_itm_itc");
-        if let (true, Some(opts)) = (retrieval, recall) {
-            if let Some(r) = retrieval_recall(model, data, opts)? {
+        if let (true, Some(recall)) = (retrieval, opts.recall) {
+            if let Some(r) = retrieval_recall(model, data, recall, opts.split)? {
                 // The reference logs recall under its own names (no `_epoch`), in percent.
-                for m in r.metrics(Split::Val.as_str()) {
+                for m in r.metrics(opts.split.as_str()) {
                     epoch.insert(m.name.clone(), m.value);
                     metrics.push((m.name, m.value));
                 }
             }
         }
-        let the_metric = the_metric(objectives, Split::Val, &epoch);
+        let the_metric = the_metric(objectives, opts.split, &epoch);
         let manager_weights = (weight_batches > 0).then(|| flatten(&weights));
         Ok(Evaluation {
             metrics,
@@ -84,21 +104,23 @@ pub fn evaluate(
     })
 }
 
-/// `compute_irtr_itm_itc_recall` on the validation split: every caption against every distinct
-/// image (by `img_index`), ITC top-`k_test` candidates re-ranked by ITM. `None` without
-/// validation data.
+/// `compute_irtr_itm_itc_recall` on `split`'s tables: every caption against every distinct
+/// image (by `img_index`), ITC top-`k_test` candidates re-ranked by ITM. `None` without data
+/// of that split.
 fn retrieval_recall(
     model: &TowerModel,
     data: &dyn TaskData,
     opts: RecallOptions,
+    split: Split,
 ) -> Result<Option<Recall>> {
-    model.with_recall_precision(|| retrieval_recall_in(model, data, opts))
+    model.with_recall_precision(|| retrieval_recall_in(model, data, opts, split))
 }
 
 fn retrieval_recall_in(
     model: &TowerModel,
     data: &dyn TaskData,
     opts: RecallOptions,
+    wanted: Split,
 ) -> Result<Option<Recall>> {
     let mut texts = Vec::new();
     let mut text_image = Vec::new();
@@ -107,7 +129,7 @@ fn retrieval_recall_in(
     let mut seen = std::collections::HashSet::new();
     for item in data.eval_batches() {
         let (split, batch) = item?;
-        let Some(ids) = batch.img_index.as_ref().filter(|_| split == Split::Val) else {
+        let Some(ids) = batch.img_index.as_ref().filter(|_| split == wanted) else {
             continue;
         };
         let ids: Vec<i64> = ids.to_device(tch::Device::Cpu).try_into()?;

@@ -1,5 +1,6 @@
 //! Training: the reference optimiser and its parameter groups, the learning-rate schedule,
-//! metric accumulators, evaluation, checkpoints, and the loop that reports through events.
+//! metric accumulators, evaluation, checkpoints, the loop that reports through events, and the
+//! scoring of a checkpoint with the same evaluation (`score`).
 
 pub mod checkpoint;
 pub mod data_source;
@@ -12,12 +13,14 @@ pub mod optim;
 pub mod predictions;
 pub mod run;
 pub mod schedule;
+pub mod score;
 pub mod source;
 
 pub use crate::device::resolve_device;
 pub use events::{Event, FailureClass};
 pub use names::metric_names;
 pub use run::{run, run_with_data, Outcome, TrainJob};
+pub use score::{check as check_score, score, ScoreError, ScoreJob};
 pub use source::{TaskData, TestQuestions, VqaTest};
 
 #[cfg(test)]

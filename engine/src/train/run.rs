@@ -100,7 +100,13 @@ pub fn run_with_data(
             message: e.to_string(),
         },
     };
-    let _ = events.send(match &outcome {
+    send_end(events, &outcome);
+    outcome
+}
+
+/// The last event of a run (or a scoring): `Finished`, or `Failed` (cancelled runs as killed).
+pub(crate) fn send_end(events: &Sender<Event>, outcome: &Outcome) {
+    let _ = events.send(match outcome {
         Outcome::Finished { step } => Event::Finished { step: *step },
         Outcome::Cancelled { step } => Event::Cancelled { step: *step },
         Outcome::Failed {
@@ -113,7 +119,6 @@ pub fn run_with_data(
             message: message.clone(),
         },
     });
-    outcome
 }
 
 /// Per-micro-batch seed: dropout and manager noise depend only on (seed, micro-batch), so a
@@ -376,7 +381,7 @@ fn send_train_epoch(objectives: &[String], state: &mut LoopState, events: &Sende
 
 /// Recall at evaluation, as `get_recall_metric` asks (the re-ranking fuses
 /// `per_gpu_eval_batchsize` pairs at a time).
-fn recall_options(s: &experiments::Settings) -> Option<super::eval::RecallOptions> {
+pub(crate) fn recall_options(s: &experiments::Settings) -> Option<super::eval::RecallOptions> {
     s.get_recall_metric.then(|| super::eval::RecallOptions {
         k_test: s.k_test,
         chunk: s.per_gpu_eval_batchsize.max(1) as i64,
@@ -400,7 +405,11 @@ fn evaluate_and_checkpoint(
         model,
         &job.settings.objectives(),
         data,
-        recall_options(&job.settings),
+        super::eval::EvalOptions {
+            recall: recall_options(&job.settings),
+            split: Split::Val,
+            seed: job.settings.seed,
+        },
     )?;
     // NaN never counts as best; a first finite value replaces a NaN.
     if !the_metric.is_nan()

@@ -171,7 +171,7 @@ fn resuming_another_runs_checkpoint_is_refused() {
 
 #[test]
 fn retrieval_evaluation_reports_recall_when_asked() {
-    use super::eval::{evaluate, RecallOptions};
+    use super::eval::{evaluate, EvalOptions, RecallOptions};
     use crate::model::{ModelConfig, TowerModel};
 
     let dir = tempfile::tempdir().unwrap();
@@ -198,7 +198,12 @@ fn retrieval_evaluation_reports_recall_when_asked() {
         k_test: 4,
         chunk: 128,
     };
-    let e = evaluate(&model, &s.objectives(), &data, Some(opts)).unwrap();
+    let on_val = |recall| EvalOptions {
+        recall,
+        split: crate::model::objectives::Split::Val,
+        seed: 0,
+    };
+    let e = evaluate(&model, &s.objectives(), &data, on_val(Some(opts))).unwrap();
     let get = |k: &str| {
         e.metrics
             .iter()
@@ -226,7 +231,7 @@ fn retrieval_evaluation_reports_recall_when_asked() {
         .iter()
         .any(|(k, _)| k == "val/irtr_itm/accuracy_epoch"));
 
-    let without = evaluate(&model, &s.objectives(), &data, None).unwrap();
+    let without = evaluate(&model, &s.objectives(), &data, on_val(None)).unwrap();
     assert!(without.metrics.iter().all(|(k, _)| !k.contains("r_mean")));
     assert_eq!(without.the_metric, 0.0);
 }
