@@ -184,14 +184,20 @@ pub async fn build_input(
     let mut axes_names: BTreeSet<String> = BTreeSet::new();
     let mut cells: Vec<Cell> = Vec::new();
     let mut baseline_key = None;
-    for row in scope.plan.rows.iter().filter(|r| r.cell.role != Role::Pretrain) {
+    for row in scope
+        .plan
+        .rows
+        .iter()
+        .filter(|r| r.cell.role != Role::Pretrain)
+    {
         if cells.iter().any(|c| c.key == row.cell.key.0) {
             continue;
         }
         let axes = axes_text(&row.cell);
         axes_names.extend(axes.keys().cloned());
         // An eval row (a released checkpoint) is compared, never the baseline.
-        if baseline_key.is_none() && row.cell.role == Role::Grid && exp.is_baseline(&row.cell.axes) {
+        if baseline_key.is_none() && row.cell.role == Role::Grid && exp.is_baseline(&row.cell.axes)
+        {
             baseline_key = Some(row.cell.key.0.clone());
         }
         cells.push(Cell {

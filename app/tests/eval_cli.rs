@@ -246,7 +246,10 @@ fn eval_of_a_training_checkpoint_reproduces_its_last_validation() {
         assert_eq!(runs_with_hash(fx, &full), 1, "{task}: scored twice");
         // It is a run like any other: `show` names what it scored.
         let shown = ok(&towerlab(fx, &["show", &hash]), "show");
-        assert!(shown.contains("scores      ") && shown.contains("(val split)"), "{shown}");
+        assert!(
+            shown.contains("scores      ") && shown.contains("(val split)"),
+            "{shown}"
+        );
         assert!(shown.contains("val/the_metric"), "{shown}");
     }
 }

@@ -289,9 +289,7 @@ fn study_file(dir: &Path, file: &str, name: &str) -> PathBuf {
 
 #[test]
 fn tui_file_opens_the_plan_of_a_file_not_in_the_store_and_o_opens_another() {
-    if skip_without_tmux() {
-        return;
-    }
+    require_tmux();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("fresh.db");
     let file = study_file(dir.path(), "my-study.toml", "my-study");

@@ -22,13 +22,14 @@ static HOOK: Once = Once::new();
 pub fn catch<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     match catch_panic(f) {
         Ok(r) => r,
-        Err((e, _)) => Err(e),
+        Err(caught) => Err(caught.0),
     }
 }
 
 /// [`catch`] for code that returns no engine result (a third-party decoder that asserts on
-/// damaged input): the panic as an error and its message.
-pub fn catch_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, (EngineError, String)> {
+/// damaged input): the panic as an error and its message (boxed: a rare path, kept off the
+/// `Ok` size).
+pub fn catch_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, Box<(EngineError, String)>> {
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
@@ -60,7 +61,7 @@ pub fn catch_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, (EngineEr
                 EngineError::Panic(m) => m.clone(),
                 other => other.to_string(),
             };
-            Err((e, message))
+            Err(Box::new((e, message)))
         }
     }
 }

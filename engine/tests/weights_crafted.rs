@@ -58,7 +58,7 @@ fn rank_zero_and_rank_one_word_embeddings_are_errors_naming_the_key() {
     ] {
         let path = dir.path().join(name);
         Tensor::write_safetensors(&[(key, t)], &path).unwrap();
-        let err = engine::weights::read(&path).err().expect(name).to_string();
+        let err = engine::weights::read(&path).expect_err(name).to_string();
         assert!(err.contains(name) && err.contains(key), "{err}");
         assert!(err.contains("expected rank 2"), "{err}");
     }

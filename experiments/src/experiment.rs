@@ -663,7 +663,11 @@ impl Experiment {
             }],
             baseline: None,
             wandb: None,
+            labels: Labels::default(),
             warnings,
+            hub: HubEnv::from_vars(&req.overrides.env),
+            // A checkpoint holds its weights: nothing to fetch.
+            missing_experts: Vec::new(),
             runs: Vec::new(),
             evals: vec![eval],
         })

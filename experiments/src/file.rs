@@ -97,7 +97,7 @@ pub(crate) fn schema_value_id(v: &Json) -> String {
     }
 }
 
-const SECTIONS: [&str; 14] = [
+const SECTIONS: [&str; 15] = [
     "name",
     "description",
     "task",

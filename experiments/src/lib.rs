@@ -43,7 +43,7 @@ pub use identity::{
     weights_file, DataDigest, IdentityContext, RunId, VQA_ANSWERS_FILE,
 };
 pub use labels::Labels;
-pub use layering::Overrides;
+pub use layering::{Overrides, SettingSource, Sources};
 pub use plan::{CellState, KnownRuns, Plan, PlanRow, RunStatus};
 pub use settings::{
     DecayPower, ManagerType, ManagerWeightType, Precision, Settings, Split, Task, LOSS_NAMES,

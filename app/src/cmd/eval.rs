@@ -115,7 +115,9 @@ pub fn run(db: &Path, args: EvalArgs) -> anyhow::Result<()> {
         for w in &exp.warnings {
             eprintln!("warning: {w}");
         }
-        let cells = runner::cells_of(&exp, false)?;
+        let cells = exp.cells(&experiments::IdentityContext::from_files(
+            runner::executor::ENGINE_VERSION,
+        ));
         let cell = cells
             .first()
             .context("the eval experiment has no cell")?

@@ -4,13 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::bail;
 use app::scope::PlanScope;
 use experiments::Overrides;
 use store::RunFilter;
 
 use crate::cli::{ExportArgs, ExportFormat};
-use crate::exit::UserError;
 use crate::runner::export::{self, ExportRun, Format};
 use crate::runner::{self, lookup, Workspace};
 

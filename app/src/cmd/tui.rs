@@ -16,7 +16,7 @@ use crate::runner::{self, plan};
 pub fn run(db: &Path, file: Option<PathBuf>) -> anyhow::Result<()> {
     if let Some(f) = &file {
         // Checked before the screen is taken: a wrong path or file is one line, exit code 2.
-        load(f).map_err(|e| UserError {
+        prepare(f, false).map_err(|e| UserError {
             code: 2,
             message: format!("{e:#}"),
         })?;

@@ -23,15 +23,21 @@ pub struct MissingTable {
     pub runs: usize,
 }
 
-/// The settings of every run the experiment plans: its grid cells and their pre-training runs.
+/// The settings of every run the experiment plans: its grid cells, their pre-training runs and
+/// its evals.
 fn all_settings(exp: &Experiment) -> Vec<&Settings> {
     let mut out: Vec<&Settings> = Vec::new();
     for r in exp.runs() {
         out.push(&r.settings);
-        if let Some(p) = &r.pretrain {
-            if !out.iter().any(|s| *s == p) {
+        if let Some((p, _)) = &r.pretrain {
+            if !out.contains(&p) {
                 out.push(p);
             }
+        }
+    }
+    for e in exp.evals() {
+        if !out.contains(&&e.settings) {
+            out.push(&e.settings);
         }
     }
     out

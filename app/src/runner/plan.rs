@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Context as _;
-use experiments::{Cell, CellState, Experiment, Plan, Role};
+use experiments::{Cell, CellState, Experiment, Plan};
 use serde_json::{Map, Value as Json};
 use store::{ExperimentRow, NewRun, RunRow, RunStatus, Store};
 

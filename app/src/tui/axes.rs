@@ -222,6 +222,7 @@ mod tests {
             failure_class: None,
             failure_message: None,
             summaries: Vec::new(),
+            in_plan: None,
         }
     }
 

@@ -230,10 +230,7 @@ pub async fn fill_study(store: &Store) -> anyhow::Result<()> {
         &experiments::Overrides::none(),
     )
     .map_err(|e| anyhow::anyhow!("the study fixture: {e}"))?;
-    let ctx = experiments::IdentityContext {
-        engine_version: "fixture".into(),
-        data: Box::new(|_| experiments::DataDigest("fixture-data".into())),
-    };
+    let ctx = experiments::IdentityContext::fixed("fixture", "fixture-data");
     let cells = exp.cells(&ctx);
     let row = store
         .upsert_experiment(&exp.name, "experiments/study.toml", "5747d1e5")
@@ -249,11 +246,7 @@ pub async fn fill_study(store: &Store) -> anyhow::Result<()> {
                 .unwrap_or_default();
             params.push(("_settings".into(), settings.clone()));
             params.push(("_identity".into(), c.identity_document.clone()));
-            let role = match c.role {
-                experiments::Role::Grid => "grid",
-                experiments::Role::Pretrain => "pretrain",
-            };
-            params.push(("_role".into(), json!(role)));
+            params.push(("_role".into(), json!(c.role.as_str())));
             let mut axes: serde_json::Map<String, serde_json::Value> =
                 c.axes.iter().cloned().collect();
             axes.insert("seed".into(), json!(c.seed));

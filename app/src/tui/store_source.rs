@@ -24,8 +24,11 @@ pub struct StoreSource {
     planner: Option<Box<dyn Planner>>,
     /// The run ids of each experiment's current plan (`None`: its file cannot be planned),
     /// and when they were computed.
-    membership: Option<(std::time::Instant, HashMap<String, Option<HashSet<i64>>>)>,
+    membership: Option<(std::time::Instant, Membership)>,
 }
+
+/// Per experiment, the run ids of its current plan (`None`: its file cannot be planned).
+type Membership = HashMap<String, Option<HashSet<i64>>>;
 
 /// How long the plans behind [`RunSummary::in_plan`] are reused: planning reads every
 /// experiment file and stats its data, too much for each of the store's many changes.

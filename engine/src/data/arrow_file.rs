@@ -162,10 +162,10 @@ impl ArrowFile {
         let buffer = Buffer::from(bytes::Bytes::from_owner(map));
         // arrow-ipc panics on some damage (an unknown type id in the schema, ...) that the
         // checks in `from_buffer` cannot see first: that is a damaged file, not a crash.
-        crate::panic::catch_panic(|| Self::from_buffer(path, buffer)).unwrap_or_else(|(_, m)| {
+        crate::panic::catch_panic(|| Self::from_buffer(path, buffer)).unwrap_or_else(|caught| {
             Err(DataError::Arrow {
                 path: path.to_path_buf(),
-                detail: format!("the decoder failed ({m})"),
+                detail: format!("the decoder failed ({})", caught.1),
             })
         })
     }
@@ -233,7 +233,7 @@ impl ArrowFile {
         for block in footer.dictionaries().iter().flatten() {
             let data = block_slice(block.offset(), block.metaDataLength(), block.bodyLength())?;
             crate::panic::catch_panic(|| decoder.read_dictionary(block, &data))
-                .map_err(|(_, m)| truncated(format!("dictionary: the decoder failed ({m})")))?
+                .map_err(|c| truncated(format!("dictionary: the decoder failed ({})", c.1)))?
                 .map_err(|e| truncated(format!("dictionary: {e}")))?;
         }
         let mut batches = Vec::new();
@@ -243,10 +243,11 @@ impl ArrowFile {
             // arrow's decoder asserts on some damage the checks above do not see; a damaged
             // file is an error, not a crash.
             let batch = crate::panic::catch_panic(|| decoder.read_record_batch(block, &data))
-                .map_err(|(_, m)| {
+                .map_err(|c| {
                     truncated(format!(
-                        "record batch {}: the decoder failed ({m})",
-                        batches.len()
+                        "record batch {}: the decoder failed ({})",
+                        batches.len(),
+                        c.1
                     ))
                 })?
                 .map_err(|e| truncated(format!("record batch {}: {e}", batches.len())))?

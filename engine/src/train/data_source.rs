@@ -158,32 +158,27 @@ impl LoaderData {
         let train_names = expand_tables(dir, &s.tables(TableSplit::Train));
         let vqa_test_answers = s.task == Task::Vqa && purpose == Purpose::EvalTest;
         let train = if purpose == Purpose::Train {
-            Some(
-                Loader::new(
-                    pipeline(&train_names, &train_transform)?,
-                    LoaderConfig {
-                        batch_size: s.per_gpu_batchsize.max(1),
-                        shuffle: true,
-                        // The reference keeps a last partial batch; dropping it keeps ITM's two
-                        // halves and MLM's masks non-empty (a one-sample batch may mask nothing:
-                        // NaN loss).
-                        drop_last: true,
-                        seed: s.seed,
-                        num_workers: s.num_workers,
-                        prefetch: 2,
-                    },
-                )
-                ?,
-            )
+            Some(Loader::new(
+                pipeline(&train_names, &train_transform)?,
+                LoaderConfig {
+                    batch_size: s.per_gpu_batchsize.max(1),
+                    shuffle: true,
+                    // The reference keeps a last partial batch; dropping it keeps ITM's two
+                    // halves and MLM's masks non-empty (a one-sample batch may mask nothing:
+                    // NaN loss).
+                    drop_last: true,
+                    seed: s.seed,
+                    num_workers: s.num_workers,
+                    prefetch: 2,
+                },
+            )?)
         } else {
             None
         };
         let mut vocabulary: Vec<Arc<ViltDataset>> =
             train.iter().map(|l| l.pipeline().dataset.clone()).collect();
         if vqa_test_answers {
-            vocabulary.push(Arc::new(
-                ViltDataset::open(dir, &train_names, kind)?,
-            ));
+            vocabulary.push(Arc::new(ViltDataset::open(dir, &train_names, kind)?));
         }
         let eval_config = LoaderConfig {
             batch_size: s.per_gpu_eval_batchsize.max(1),
@@ -224,9 +219,7 @@ impl LoaderData {
             vocabulary.extend(eval.iter().map(|(_, l)| l.pipeline().dataset.clone()));
         } else if vqa_test_answers {
             let val_names = expand_tables(dir, &s.tables(TableSplit::Val));
-            vocabulary.push(Arc::new(
-                ViltDataset::open(dir, &val_names, kind)?,
-            ));
+            vocabulary.push(Arc::new(ViltDataset::open(dir, &val_names, kind)?));
         }
         let test_names = expand_tables(dir, &s.tables(TableSplit::Test));
         let vqa_test_missing: Vec<String> = test_names
@@ -238,10 +231,10 @@ impl LoaderData {
         let test_present = !test_names.is_empty() && vqa_test_missing.is_empty();
         let answers_test = purpose == Purpose::Train || vqa_test_answers;
         let vqa_test = if s.task == Task::Vqa && test_present && answers_test {
-            Some(
-                Loader::new(pipeline(&test_names, &eval_transform)?, eval_config)
-                    ?,
-            )
+            Some(Loader::new(
+                pipeline(&test_names, &eval_transform)?,
+                eval_config,
+            )?)
         } else {
             None
         };

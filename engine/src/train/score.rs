@@ -16,8 +16,9 @@ use super::data_source::LoaderData;
 use super::eval::{evaluate, EvalOptions, Evaluation};
 use super::events::{Event, FailureClass};
 use super::predictions;
-use super::run::{recall_options, resolve_device, send_end, Outcome};
+use super::run::{recall_options, send_end, Outcome};
 use super::source::{OnDevice, TaskData, TestQuestions};
+use crate::device::resolve_device;
 use crate::model::objectives::Split;
 use crate::model::{ModelConfig, TowerModel};
 use crate::weights::{self, LoadOptions, WeightsError};
@@ -75,11 +76,18 @@ pub fn score(job: &ScoreJob, events: &Sender<Event>, cancel: &AtomicBool) -> Out
         Ok(true) => Outcome::Finished { step: 0 },
         Ok(false) => Outcome::Cancelled { step: 0 },
         Err(e) => {
-            let message = e.to_string();
+            let class = match &e {
+                ScoreError::Engine(e) => FailureClass::of(e),
+                ScoreError::Weights(WeightsError::Torch {
+                    source: tch::TchError::Torch(m),
+                    ..
+                }) if crate::error::is_out_of_memory(m) => FailureClass::Oom,
+                _ => FailureClass::Error,
+            };
             Outcome::Failed {
                 step: 0,
-                class: FailureClass::from_message(&message),
-                message,
+                class,
+                message: e.to_string(),
             }
         }
     };
@@ -138,9 +146,8 @@ fn load_model(
             format!("settings read from the weights: {}", list.join(", ")),
         );
     }
-    let device = resolve_device(&settings.device)?;
-    let cfg = ModelConfig::from_settings(&settings)
-        .map_err(|e| EngineError::Invalid(format!("{}: {e}", file.display())))?;
+    let device = resolve_device(&settings.device).map_err(EngineError::from)?;
+    let cfg = ModelConfig::from_settings(&settings).map_err(EngineError::from)?;
     let mut vs = nn::VarStore::new(device);
     let model = TowerModel::new(&vs.root(), &cfg)?;
     let report = weights::load_into(&mut vs, &ckpt, &LoadOptions::partial())?;

@@ -35,9 +35,7 @@ pub use arch::{
     VisionArch, HEAD_PREFIXES,
 };
 pub use error::{Mismatches, ShapeMismatch, WeightsError};
-pub use forward::{
-    forward_files, parse_device, settings_from_weights, ForwardRequest, ForwardSummary,
-};
+pub use forward::{forward_files, settings_from_weights, ForwardRequest, ForwardSummary};
 pub use hf::{map_hf, HfModel, Mapped};
 pub use load::{
     is_known_unused, load_into, load_tensors_into, named_tensors, variable_shapes, LoadOptions,

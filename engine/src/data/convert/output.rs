@@ -22,6 +22,9 @@ use super::image_check::check_image;
 use super::{ConvertEvent, Ctx, OutputReport, OutputStatus, SkipReason, SkippedImage};
 use crate::data::schema::{ColType, ColumnDef, TableSchema, EMPTY_INDEX_COLUMN};
 
+/// An image of a chunk, opened, with its size (or why it could not be).
+type OpenedImage = std::io::Result<(File, u64)>;
+
 /// Rows per record batch (and per unit of parallel work). Fixed, so the bytes do not depend
 /// on `--jobs`.
 pub const CHUNK_ROWS: usize = 64;
@@ -349,7 +352,7 @@ fn build_chunk(ctx: &Ctx, out: &Output, schema: &SchemaRef, w: &Work) -> Convert
     };
     // Open every image of the chunk first: their sizes size each image column's buffer once
     // (growing it image by image would copy the bytes again at every doubling).
-    let planned: Vec<(Row, Vec<std::io::Result<(File, u64)>>)> = (w.start..w.end)
+    let planned: Vec<(Row, Vec<OpenedImage>)> = (w.start..w.end)
         .map(|i| {
             let row = (out.row)(i);
             let files = row
