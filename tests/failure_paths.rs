@@ -132,7 +132,9 @@ fn an_out_of_memory_step_is_classified_oom_and_retried() {
     let r = &runs[0];
     assert_eq!(r.status, RunStatus::Failed, "{all}");
     assert_eq!(r.failure_class, Some(FailureClass::Oom), "{all}");
-    assert_eq!(r.attempts, 3, "one attempt and two retries: {all}");
+    // The policy allows an OOM two attempts (the first included): another process may have
+    // held the memory the first time.
+    assert_eq!(r.attempts, 2, "one attempt and one retry: {all}");
     let message = r.failure_message.clone().unwrap_or_default();
     assert!(message.contains("out of memory"), "{message}");
     assert!(all.contains("failed (oom, re-queued)"), "{all}");
@@ -172,7 +174,12 @@ fn sigterm_checkpoints_and_the_next_run_resumes() {
     assert!(status.success());
     let out = wait_with_timeout(child, Duration::from_secs(120));
     let all = text(&out);
-    assert!(out.status.success(), "a graceful stop exits 0: {all}");
+    // Stopped cleanly, but the grid is not done: 128 + SIGTERM, as an interrupted command.
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "a graceful stop exits 143: {all}"
+    );
     assert!(all.contains("stopping (SIGTERM)"), "{all}");
     let r = runs(&db).remove(0);
     assert_eq!(r.status, RunStatus::Cancelled, "{all}");

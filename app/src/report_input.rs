@@ -252,9 +252,16 @@ pub async fn build_input(
 
 /// A cell that does not name an axis others do (an `[[include]]` cell adding `vlp = true` to a
 /// grid without a `vlp` axis) gets the value its runs were trained with, from the file's
-/// resolved settings: every cell then has a value for every axis, as reports need.
+/// resolved settings: every cell then has a value for every axis, as reports need. Beside an
+/// `[[eval]]` row (axis `eval`, the entry's name) the grid's cells read `eval = -`.
+/// The axis an eval cell carries its entry's name under.
+const EVAL_AXIS: &str = "eval";
+
 fn fill_missing_axes(exp: &Experiment, cells: &mut [Cell], axes: &BTreeSet<String>) {
     for cell in cells {
+        if axes.contains(EVAL_AXIS) && !cell.axes.contains_key(EVAL_AXIS) {
+            cell.axes.insert(EVAL_AXIS.into(), "-".into());
+        }
         let Some(run) = exp.runs().iter().find(|r| r.key.0 == cell.key) else {
             continue;
         };

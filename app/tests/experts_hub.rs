@@ -39,8 +39,6 @@ max_epoch = 1
 val_check_steps = 1
 train_tables = ["vqav2_train"]
 val_tables = ["vqav2_val"]
-# No test predictions: the test is about what the run starts from.
-test_tables = ["vqav2_none"]
 vqav2_label_size = 21
 
 [grid]
@@ -180,6 +178,22 @@ fn a_tiny_run_starts_from_exactly_the_cached_experts_and_show_names_what_it_load
         .collect();
     assert_eq!(loaded.len(), 2, "{show}");
     assert!(loaded.iter().any(|l| l.contains(ROBERTA_ID)), "{show}");
+
+    // Its checkpoint scores with the text expert's tokenizer, as the run trained, not with the
+    // synthetic data's `tokenizer.json` beside the tables (another vocabulary).
+    let step = runs[0].join("checkpoints").join("step-1");
+    let scored = env.ok(&[
+        "eval",
+        "--weights",
+        step.to_str().unwrap(),
+        "--task",
+        "vqa",
+        "--json",
+    ]);
+    let metrics: serde_json::Value = serde_json::from_str(&scored).unwrap_or_else(|e| {
+        panic!("eval --json printed no JSON object ({e}): {scored}");
+    });
+    assert!(metrics["val/vqa/score_epoch"].is_number(), "{scored}");
 }
 
 #[test]

@@ -14,6 +14,10 @@ baseline = { manager_type = "BT" }
 [data]
 root = "data"
 
+[base]
+# From scratch: the base preset would start from CLIP and RoBERTa, fetched at queue time.
+preset = "tiny"
+
 [grid]
 manager_type = ["BT", "SAUE", "AAUE"]
 seeds = [0, 1]
@@ -263,7 +267,10 @@ fn the_report_holds_the_current_plan_and_says_what_it_left_out() {
     // A changed setting makes every cell stale: the report holds nothing of the new plan yet.
     std::fs::write(
         s.root.join("exp.toml"),
-        text_of.replace("[grid]", "[base]\nlearning_rate = 2e-5\n\n[grid]"),
+        text_of.replace(
+            "preset = \"tiny\"",
+            "preset = \"tiny\"\nlearning_rate = 2e-5",
+        ),
     )
     .unwrap();
     let out = s.report(&["exp.toml", "--out", "d"]);
@@ -305,18 +312,26 @@ fn a_study_with_a_zip_and_a_vlp_arm_reports_readable_figures_that_fit() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     std::fs::create_dir_all(root.join("experiments")).unwrap();
-    std::fs::write(
-        root.join("experiments/study.toml"),
-        app::tui::sample_store::STUDY_TOML,
-    )
-    .unwrap();
+    // An absolute data root: this process and the binary (run in `root`) hash the same
+    // (missing) tables, so the fixture's runs carry the identities the report's plan computes.
+    let study = app::tui::sample_store::STUDY_TOML.replace(
+        "root = \"data/study\"",
+        &format!("root = \"{}\"", root.join("data/study").display()),
+    );
+    std::fs::write(root.join("experiments/study.toml"), &study).unwrap();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
         .block_on(async {
             let store = Store::open(root.join("t.db")).await.unwrap();
-            app::tui::sample_store::fill_study(&store).await.unwrap();
+            let ctx = experiments::IdentityContext::from_files(concat!(
+                "towerlab-engine/",
+                env!("CARGO_PKG_VERSION")
+            ));
+            app::tui::sample_store::fill_study_as(&store, &study, &ctx)
+                .await
+                .unwrap();
             store.close().await;
         });
     let out = Command::new(env!("CARGO_BIN_EXE_towerlab"))

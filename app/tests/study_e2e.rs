@@ -335,11 +335,17 @@ fn a_researchers_own_study_runs_reports_exports_and_syncs_what_its_plan_shows() 
     for f in [
         "curves-val-vqa-score_epoch.svg",
         "bars-val-vqa-score_epoch.svg",
-        "manager-weights.svg",
-        "manager-weights.png",
+        "manager-heatmap.svg",
     ] {
         assert!(dir.join(f).exists(), "{f}");
     }
+    // One titled manager-weights figure per ManagerTower cell (SAUE and AAUE both manage).
+    let weights: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("manager-weights-") && n.ends_with(".png"))
+        .collect();
+    assert!(weights.len() >= 2, "{weights:?}");
 
     // 5. The export: identity columns for pandas, the plan's done runs (pre-training too),
     // manager weights beside, the folder made.

@@ -213,6 +213,53 @@ fn sigterm_restores_the_terminal() {
     assert_restored(&t, "0");
 }
 
+/// A terminal that goes away (tmux killed, an ssh session dropped) ends the TUI: it neither
+/// spins on the dead terminal nor lingers (crossterm alone reads end-of-file forever there).
+#[test]
+fn a_hung_up_terminal_ends_the_tui() {
+    require_tmux();
+    let dir = tempfile::tempdir().unwrap();
+    let db = populated_store(dir.path());
+    let pid_file = dir.path().join("tui.pid");
+    // `exec`: the pane's process is the TUI itself, its pid written first.
+    let cmd = format!(
+        "echo $$ > {}; exec {} tui --db {}",
+        pid_file.display(),
+        env!("CARGO_BIN_EXE_towerlab"),
+        db.display()
+    );
+    let t = Tmux::start(&cmd, 80, 24);
+    t.wait_for("the runs table", |s| s.contains("runs 12/12"));
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    assert!(proc_dir.exists(), "the TUI is not running");
+    // Closing the pty: tmux's server goes, the TUI's terminal with it.
+    let _ = t.run(&["kill-server"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(&proc_dir) {
+        if Instant::now() > deadline {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("the TUI still runs 10 s after its terminal went away");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether the process of `/proc/PID` runs (a zombie, ended but not yet reaped, does not).
+fn alive(proc_dir: &Path) -> bool {
+    std::fs::read_to_string(proc_dir.join("stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next())
+        })
+        .is_some_and(|state| state != 'Z' && state != 'X')
+}
+
 #[test]
 fn a_run_written_by_another_process_shows_within_a_second() {
     require_tmux();

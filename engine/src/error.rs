@@ -92,9 +92,6 @@ pub enum EngineError {
         answers: usize,
         vocabulary: PathBuf,
     },
-    /// The data's answer vocabulary file cannot be read.
-    #[error("cannot read the answer vocabulary: {0}")]
-    AnswerVocabulary(String),
 }
 
 impl From<tch::TchError> for EngineError {

@@ -1291,7 +1291,7 @@ fn normalise(s: &mut Settings, sources: &mut HashMap<String, Source>) -> Vec<con
 }
 
 /// VQA's head size: when `vqav2_label_size` is not given, the number of answers in the data's
-/// answer vocabulary ([`crate::VQA_ANSWERS_FILE`] beside the tables, as `towerlab data synth`
+/// answer vocabulary ([`crate::answers::ANSWERS_FILE`] beside the tables, as `towerlab data synth`
 /// writes it); a given size that disagrees with that file is an error, since the head's
 /// outputs would not be the data's labels (scores stay at 0, or labels fall outside it).
 fn answer_count(
@@ -1304,13 +1304,13 @@ fn answer_count(
     }
     let found = cache
         .entry(s.data_root.clone())
-        .or_insert_with(|| vqa_answer_count(Path::new(&s.data_root)));
+        .or_insert_with(|| vqa_answer_count(Path::new(&s.data_root)).map_err(|e| e.to_string()));
     let problem = |message: String| constraints::Problem {
         keys: vec!["vqav2_label_size"],
         message,
     };
     match (found, sources.contains_key("vqav2_label_size")) {
-        (Err(m), _) => vec![problem(format!("cannot read the answer vocabulary: {m}"))],
+        (Err(m), _) => vec![problem(m.clone())],
         (Ok(None), _) => Vec::new(),
         (Ok(Some(n)), false) => {
             s.vqav2_label_size = *n as i64;
@@ -1322,7 +1322,7 @@ fn answer_count(
              per answer of the data; remove the setting to take {n} from the data",
             s.vqav2_label_size,
             Path::new(&s.data_root)
-                .join(crate::VQA_ANSWERS_FILE)
+                .join(crate::answers::ANSWERS_FILE)
                 .display()
         ))],
     }

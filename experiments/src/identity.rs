@@ -338,41 +338,14 @@ pub fn describe_stamp(stamp: Option<&Json>) -> String {
     }
 }
 
-/// The file beside the VQA tables that lists the answer vocabulary (`towerlab data synth`
-/// writes it): `{"label2answer": [...], "num_answers": N}`.
-pub const VQA_ANSWERS_FILE: &str = "vqav2_answers.json";
-
-/// The number of answers in `data_root`'s [`VQA_ANSWERS_FILE`]; `Ok(None)` when there is none
-/// (the reference's own tables come without one). The message names the file when it is
-/// unreadable.
-pub fn vqa_answer_count(data_root: &Path) -> Result<Option<usize>, String> {
-    let path = data_root.join(VQA_ANSWERS_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    };
-    let doc: Json =
-        serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
-    let listed = doc
-        .get("label2answer")
-        .and_then(Json::as_array)
-        .map(Vec::len);
-    let counted = doc
-        .get("num_answers")
-        .and_then(Json::as_u64)
-        .map(|n| n as usize);
-    match (listed, counted) {
-        (Some(a), Some(b)) if a != b => Err(format!(
-            "{}: label2answer lists {a} answers but num_answers is {b}",
-            path.display()
-        )),
-        (Some(n), _) | (None, Some(n)) => Ok(Some(n)),
-        (None, None) => Err(format!(
-            "{}: expected `label2answer` (a list of answers) or `num_answers`",
-            path.display()
-        )),
+/// The number of answers in `data_root`'s answer vocabulary ([`crate::answers::ANSWERS_FILE`]);
+/// `Ok(None)` when there is none (the reference's own tables come without one).
+pub fn vqa_answer_count(data_root: &Path) -> Result<Option<usize>, crate::answers::VocabError> {
+    let path = crate::answers::AnswerVocab::path(data_root);
+    if !path.exists() {
+        return Ok(None);
     }
+    crate::answers::AnswerVocab::read(&path).map(|v| Some(v.num_answers))
 }
 
 /// The `.arrow` files a run reads: the tables of every split under `data_root`, shard patterns

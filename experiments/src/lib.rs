@@ -9,6 +9,7 @@
 //! back at once in [`ValidationErrors`]. [`Experiment::cells`] then gives the plan's runs with
 //! their identities, and [`plan::plan`] compares them with what the store knows.
 
+pub mod answers;
 pub mod clock;
 pub mod constraints;
 pub mod device;
@@ -40,7 +41,7 @@ pub use experiment::{
 pub use grid::{Assignment, CellKey, Dimension};
 pub use identity::{
     data_digest, data_files, data_stamps, expand_table, vqa_answer_count, weights_digest,
-    weights_file, DataDigest, IdentityContext, RunId, VQA_ANSWERS_FILE,
+    weights_file, DataDigest, IdentityContext, RunId,
 };
 pub use labels::Labels;
 pub use layering::{Overrides, SettingSource, Sources};

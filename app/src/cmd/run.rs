@@ -36,7 +36,7 @@ pub fn apply(
     rt.block_on(async move {
         let ws = Workspace::new(db);
         let store = ws.open().await?;
-        let mut stopped = false;
+        let mut stopped: Option<u8> = None;
         let (plan, report) = plan::plan_and_queue(&store, &exp, &source, cells.clone()).await?;
         // What is queued or running now, after this process queued: another `run` of the same
         // file may have queued the cells between our plan and our queueing (then we added
@@ -77,7 +77,7 @@ pub fn apply(
             let todo = report.added.len() + report.resumed.len() + pending;
             r.ui = runner::ui::Ui::new().with_sweep(todo as u64, 0);
             let runner = Arc::new(r);
-            watch_ctrl_c(runner.clone());
+            let signal = watch_ctrl_c(runner.clone());
             let scope = app::scope::PlanScope::compute(&store, &exp, cells.clone()).await?;
             let tracker = tracker::TrackerSync::start(&exp, &store, &scope, &cells);
             let ran = worker::serve(runner.clone(), slots, Until::ExperimentDone).await;
@@ -88,7 +88,8 @@ pub fn apply(
                     "stopped after {} attempt(s); run the same command again to resume",
                     ran.len()
                 );
-                stopped = true;
+                // As an interrupted command: 128 + the signal (Ctrl-C 130, SIGTERM 143).
+                stopped = Some(signal.get().copied().unwrap_or(130));
             }
         }
         let (after, _) = plan::plan_against(&store, &exp, cells.clone()).await?;
@@ -108,11 +109,12 @@ pub fn apply(
 }
 
 /// The exit of a sweep: success only when every cell is done. Failed or cancelled cells exit
-/// with 1; a sweep stopped with Ctrl-C exits with 130, as an interrupted command does.
-fn sweep_outcome(stopped: bool, c: &experiments::plan::PlanCounts) -> anyhow::Result<()> {
-    let message = if stopped {
+/// with 1; a sweep stopped by a signal exits with `stopped` (130 after Ctrl-C, 143 after
+/// SIGTERM), as an interrupted command does: a script or scheduler sees the grid is not done.
+fn sweep_outcome(stopped: Option<u8>, c: &experiments::plan::PlanCounts) -> anyhow::Result<()> {
+    let message = if let Some(code) = stopped {
         Some((
-            130,
+            code,
             "the sweep was stopped before its grid was done; run the same command again to resume"
                 .to_string(),
         ))
@@ -143,9 +145,12 @@ fn sweep_outcome(stopped: bool, c: &experiments::plan::PlanCounts) -> anyhow::Re
 }
 
 /// First Ctrl-C or SIGTERM (what Slurm sends on `scancel` and at the time limit): stop
-/// claiming, let active runs checkpoint and stop. A second one aborts at once.
-pub fn watch_ctrl_c(runner: Arc<Runner>) {
+/// claiming, let active runs checkpoint and stop. A second one aborts at once. The returned
+/// cell holds the exit code the first signal stands for (130 or 143) once it came.
+pub fn watch_ctrl_c(runner: Arc<Runner>) -> Arc<std::sync::OnceLock<u8>> {
     use tokio::signal::unix::{signal, SignalKind};
+    let signalled = Arc::new(std::sync::OnceLock::new());
+    let cell = signalled.clone();
     tokio::spawn(async move {
         let mut term = match signal(SignalKind::terminate()) {
             Ok(s) => s,
@@ -155,10 +160,11 @@ pub fn watch_ctrl_c(runner: Arc<Runner>) {
             }
         };
         let first = tokio::select! {
-            r = tokio::signal::ctrl_c() => r.ok().map(|()| "Ctrl-C"),
-            s = term.recv() => s.map(|()| "SIGTERM"),
+            r = tokio::signal::ctrl_c() => r.ok().map(|()| ("Ctrl-C", 130)),
+            s = term.recv() => s.map(|()| ("SIGTERM", 143)),
         };
-        let Some(what) = first else { return };
+        let Some((what, code)) = first else { return };
+        let _ = cell.set(code);
         eprintln!("stopping ({what}): active runs checkpoint and stop (Ctrl-C again aborts now)");
         runner.stop();
         let again = tokio::select! {
@@ -170,4 +176,5 @@ pub fn watch_ctrl_c(runner: Arc<Runner>) {
             std::process::exit(code);
         }
     });
+    signalled
 }

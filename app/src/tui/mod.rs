@@ -119,7 +119,13 @@ pub fn event_loop<B: Backend>(
         if app.quit || stopped() {
             return Ok(());
         }
-        if event::poll(Duration::from_millis(40))? {
+        // Our own wait first: crossterm never returns from a poll of a hung-up terminal.
+        match terminal::wait_for_input(Duration::from_millis(40))? {
+            terminal::Input::HungUp => return Ok(()),
+            // A resize is queued by crossterm's signal handler, not on stdin: asked below.
+            terminal::Input::Ready | terminal::Input::Idle => {}
+        }
+        if event::poll(Duration::ZERO)? {
             // Take every pending event before drawing again: fast scrolling stays smooth.
             loop {
                 let ev = event::read()?;

@@ -223,15 +223,29 @@ pub const STUDY_NOW_MS: i64 = super::fixture::FIXTURE_NOW_MS;
 /// running and the one before it still queued. Run times are fixed relative to
 /// [`STUDY_NOW_MS`] so that snapshots do not depend on the clock.
 pub async fn fill_study(store: &Store) -> anyhow::Result<()> {
+    fill_study_as(
+        store,
+        STUDY_TOML,
+        &experiments::IdentityContext::fixed("fixture", "fixture-data"),
+    )
+    .await
+}
+
+/// [`fill_study`] of the study file `toml` (e.g. [`STUDY_TOML`] with another data root), its
+/// runs under the identities `ctx` gives: a report of the file then finds them in its plan.
+pub async fn fill_study_as(
+    store: &Store,
+    toml: &str,
+    ctx: &experiments::IdentityContext<'_>,
+) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let exp = experiments::Experiment::from_toml(
-        STUDY_TOML,
+        toml,
         std::path::Path::new("experiments/study.toml"),
         &experiments::Overrides::none(),
     )
     .map_err(|e| anyhow::anyhow!("the study fixture: {e}"))?;
-    let ctx = experiments::IdentityContext::fixed("fixture", "fixture-data");
-    let cells = exp.cells(&ctx);
+    let cells = exp.cells(ctx);
     let row = store
         .upsert_experiment(&exp.name, "experiments/study.toml", "5747d1e5")
         .await?;

@@ -86,3 +86,42 @@ pub fn termination_flag() -> io::Result<Arc<AtomicBool>> {
     }
     Ok(flag)
 }
+
+/// What the terminal's input holds after [`wait_for_input`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// Bytes (or an event crossterm queued, such as a resize) may be read.
+    Ready,
+    /// Nothing came within the timeout.
+    Idle,
+    /// The terminal is gone (its pty was closed: a killed tmux or ssh session).
+    HungUp,
+}
+
+/// Waits up to `timeout` for input on stdin, the terminal crossterm reads. crossterm itself,
+/// asked to poll a hung-up terminal, reads end-of-file in a loop and never returns (so the
+/// signal flag was never looked at, and the process spun until killed); this wait sees the
+/// hang-up first and says so.
+pub fn wait_for_input(timeout: std::time::Duration) -> io::Result<Input> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let stdin = io::stdin();
+    let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+    let timeout = Timespec {
+        tv_sec: timeout.as_secs() as _,
+        tv_nsec: timeout.subsec_nanos() as _,
+    };
+    match rustix::event::poll(&mut fds, Some(&timeout)) {
+        Ok(0) => Ok(Input::Idle),
+        Ok(_) => {
+            let revents = fds[0].revents();
+            if revents.intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL) {
+                Ok(Input::HungUp)
+            } else {
+                Ok(Input::Ready)
+            }
+        }
+        // A signal (SIGWINCH, SIGTERM) ends the wait early: the loop looks again.
+        Err(rustix::io::Errno::INTR) => Ok(Input::Idle),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -34,7 +34,8 @@ pub mod synth;
 pub mod synth_tokenizer;
 pub mod text;
 pub mod transforms;
-pub mod vocab;
+/// The answer vocabulary file, defined beside the settings that read it.
+pub use experiments::answers as vocab;
 pub mod writer;
 
 pub use arrow_file::{ArrowFile, ColKind};

@@ -78,11 +78,11 @@ fn check_answer_count(s: &Settings) -> Result<()> {
         return Ok(());
     }
     let dir = Path::new(&s.data_root);
-    match experiments::vqa_answer_count(dir).map_err(EngineError::AnswerVocabulary)? {
+    match experiments::vqa_answer_count(dir).map_err(crate::data::DataError::from)? {
         Some(n) if n as i64 != s.vqav2_label_size => Err(EngineError::AnswerCount {
             label_size: s.vqav2_label_size,
             answers: n,
-            vocabulary: dir.join(experiments::VQA_ANSWERS_FILE),
+            vocabulary: experiments::answers::AnswerVocab::path(dir),
         }),
         _ => Ok(()),
     }
@@ -115,12 +115,17 @@ impl LoaderData {
     /// training run with these settings evaluates (same tables, transforms, batches and
     /// order), or the test tables with their metrics under `test/`. No training table is read,
     /// except VQA's (with its validation tables) for the answer vocabulary of test answers.
-    pub fn open_eval(s: &Settings, split: experiments::EvalSplit) -> Result<Self> {
+    /// `tokenizer` as in [`Self::open_with_tokenizer`].
+    pub fn open_eval(
+        s: &Settings,
+        split: experiments::EvalSplit,
+        tokenizer: Option<PathBuf>,
+    ) -> Result<Self> {
         let purpose = match split {
             experiments::EvalSplit::Val => Purpose::EvalVal,
             experiments::EvalSplit::Test => Purpose::EvalTest,
         };
-        Self::open_for(s, purpose, None)
+        Self::open_for(s, purpose, tokenizer)
     }
 
     fn open_for(s: &Settings, purpose: Purpose, tokenizer: Option<PathBuf>) -> Result<Self> {

@@ -104,8 +104,8 @@ pub fn check(job: &ScoreJob) -> Result<String, ScoreError> {
     job.settings.device = "cpu".into();
     let (tx, rx) = std::sync::mpsc::channel();
     let (_vs, _model, s) = load_model(&job, &tx)?;
+    let loaders = LoaderData::open_eval(&s, job.split, eval_tokenizer(&s, &tx)?)?;
     drop(tx);
-    let loaders = LoaderData::open_eval(&s, job.split)?;
     if s.task == Task::Vqa && job.split == EvalSplit::Test {
         if let TestQuestions::Missing(paths) = loaders.vqa_test()? {
             return Err(ScoreError::MissingTest(paths.join(", ")));
@@ -119,6 +119,25 @@ pub fn check(job: &ScoreJob) -> Result<String, ScoreError> {
         })
         .collect();
     Ok(lines.join("\n"))
+}
+
+/// The tokenizer of a checkpoint trained from the pretrained experts (a released checkpoint on
+/// the `base` preset, or a run of `pretrained_experts = true`): the text expert's, as its
+/// training run read it (from the hub cache, else downloaded unless `HF_HUB_OFFLINE=1`), not a
+/// `tokenizer.json` that happens to lie beside the data.
+fn eval_tokenizer(s: &Settings, events: &Sender<Event>) -> Result<Option<PathBuf>, EngineError> {
+    if !s.pretrained_experts {
+        return Ok(None);
+    }
+    let mut log_line = |message: String| log(events, message);
+    let found = crate::hub::ensure_expert(
+        experiments::experts::Role::Text,
+        &s.tokenizer,
+        &experiments::experts::HubEnv::from_process(),
+        None,
+        &mut crate::hub::Progress::Log(&mut log_line),
+    )?;
+    Ok(Some(found.dir.join("tokenizer.json")))
 }
 
 fn log(events: &Sender<Event>, message: String) {
@@ -187,14 +206,10 @@ fn score_inner(
     let device = vs.device();
     let _ = events.send(Event::Started {
         total_steps: 0,
-        device: match device {
-            tch::Device::Cpu => "cpu".into(),
-            tch::Device::Cuda(i) => format!("cuda:{i}"),
-            other => format!("{other:?}").to_lowercase(),
-        },
+        device: crate::device::device_name(device),
         resumed_at: None,
     });
-    let loaders = LoaderData::open_eval(&s, job.split)?;
+    let loaders = LoaderData::open_eval(&s, job.split, eval_tokenizer(&s, events)?)?;
     let data = OnDevice {
         inner: &loaders,
         device,

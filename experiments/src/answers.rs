@@ -1,5 +1,6 @@
 //! The VQA answer vocabulary written beside the tables (`vqav2_answers.json`): the reference's
-//! `label2ans`, so label `i` of an `answer_labels` column is `label2answer[i]`.
+//! `label2ans`, so label `i` of an `answer_labels` column is `label2answer[i]`. `data synth`
+//! and `data convert` write it; a plan takes a VQA head's size from it.
 
 use std::path::{Path, PathBuf};
 
