@@ -77,18 +77,25 @@ impl AnswerVocab {
             path: path.to_path_buf(),
             source,
         })?;
-        let vocab: Self = serde_json::from_str(&text).map_err(|source| VocabError::Json {
+        // `num_answers` may be left out (it only repeats the list's length).
+        #[derive(Deserialize)]
+        struct Written {
+            label2answer: Vec<String>,
+            num_answers: Option<usize>,
+        }
+        let written: Written = serde_json::from_str(&text).map_err(|source| VocabError::Json {
             path: path.to_path_buf(),
             source,
         })?;
-        if vocab.num_answers != vocab.label2answer.len() {
-            return Err(VocabError::Count {
+        let listed = written.label2answer.len();
+        match written.num_answers {
+            Some(n) if n != listed => Err(VocabError::Count {
                 path: path.to_path_buf(),
-                num_answers: vocab.num_answers,
-                listed: vocab.label2answer.len(),
-            });
+                num_answers: n,
+                listed,
+            }),
+            _ => Ok(Self::new(written.label2answer)),
         }
-        Ok(vocab)
     }
 }
 

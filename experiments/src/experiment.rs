@@ -1310,7 +1310,7 @@ fn answer_count(
         message,
     };
     match (found, sources.contains_key("vqav2_label_size")) {
-        (Err(m), _) => vec![problem(m.clone())],
+        (Err(m), _) => vec![problem(format!("cannot read the answer vocabulary: {m}"))],
         (Ok(None), _) => Vec::new(),
         (Ok(Some(n)), false) => {
             s.vqav2_label_size = *n as i64;
