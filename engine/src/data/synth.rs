@@ -396,16 +396,6 @@ struct Vqa {
     scores: Vec<Vec<f64>>,
 }
 
-fn vqa_score(count: usize) -> f64 {
-    match count {
-        0 => 0.0,
-        1 => 0.3,
-        2 => 0.6,
-        3 => 0.9,
-        _ => 1.0,
-    }
-}
-
 impl Gen {
     /// A VQA image with its questions; the first question's count is planned.
     fn vqa_image(&mut self, vocab: &[String]) -> (Scene, Vqa) {
@@ -550,7 +540,7 @@ impl Gen {
                 if let Some(l) = vocab.iter().position(|v| *v == ans) {
                     answers.push(ans);
                     labels.push(l as i64);
-                    scores.push(vqa_score(n));
+                    scores.push(super::convert::vqa_score(n));
                 }
             }
             out.questions.push(q);

@@ -34,6 +34,8 @@ mod vg;
 mod vgqa;
 mod vqa;
 
+pub(crate) use vqa::score as vqa_score;
+
 use std::path::{Path, PathBuf};
 
 pub use error::{ConvertError, ConvertResult};
