@@ -8,6 +8,7 @@ pub mod error;
 pub mod hub;
 pub mod model;
 pub mod panic;
+pub mod perf;
 pub mod runtime;
 pub mod train;
 pub mod weights;

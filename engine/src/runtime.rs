@@ -115,7 +115,7 @@ fn version_beside(lib_dir: &Path) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
-fn cuda_properties(index: usize) -> (String, u64) {
+pub(crate) fn cuda_properties(index: usize) -> (String, u64) {
     // tch 0.24 exposes no device-properties call; nvidia-smi is the reliable source when a GPU
     // is present. Without it the name stays generic.
     let out = std::process::Command::new("nvidia-smi")

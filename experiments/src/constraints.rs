@@ -239,6 +239,7 @@ pub fn check(s: &Settings) -> Vec<Problem> {
         ("weight_decay", s.weight_decay),
         ("end_lr", s.end_lr),
         ("gradient_clip_val", s.gradient_clip_val),
+        ("peak_tflops", s.peak_tflops),
     ] {
         if v < 0.0 {
             out.push(problem(

@@ -345,6 +345,9 @@ pub struct Settings {
     /// TowerLab: keep the newest checkpoint once the run has ended (Lightning's `save_last`,
     /// true in the reference). A running run always keeps it: resume starts there.
     pub save_last: bool,
+    /// TowerLab: the device's dense peak in TFLOP/s at the run's `precision`, the denominator of
+    /// `perf/mfu`; 0 (the default) = the engine's table of known GPUs.
+    pub peak_tflops: f64,
 
     // ---- BridgeTower / METER ----
     pub vit_remove_last: bool,
@@ -439,6 +442,7 @@ impl Default for Settings {
             val_check_steps: 0,
             save_top_k: 1,
             save_last: true,
+            peak_tflops: 0.0,
 
             vit_remove_last: false,
             vit_layernorm_shared: true,
@@ -555,13 +559,14 @@ impl Settings {
 
     /// Keys that say where or how fast a run executes, not what it computes; run identity
     /// ignores them so that moving the data folder or switching CPU/GPU does not re-run a grid.
-    pub const EXECUTION_KEYS: [&'static str; 6] = [
+    pub const EXECUTION_KEYS: [&'static str; 7] = [
         "device",
         "num_workers",
         "data_root",
         "per_gpu_eval_batchsize",
         "save_top_k",
         "save_last",
+        "peak_tflops",
     ];
 
     /// Keys added after runs were first stored, with their defaults: run identity leaves a key

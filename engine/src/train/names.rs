@@ -90,6 +90,7 @@ pub fn metric_names(s: &Settings) -> Vec<String> {
         ]
         .map(String::from),
     );
+    out.extend(crate::perf::METRIC_NAMES.map(String::from));
     if s.get_recall_metric && objectives.contains(&"irtr_itm_itc") {
         for k in [
             "ir_r1", "ir_r5", "ir_r10", "tr_r1", "tr_r5", "tr_r10", "ir_mean", "tr_mean", "r_mean",

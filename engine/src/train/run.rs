@@ -23,6 +23,7 @@ use crate::device::{device_name, resolve_device};
 use crate::error::{CheckpointError, InputError};
 use crate::model::objectives::{compute_task, total_loss, Split};
 use crate::model::{ModelConfig, TowerModel};
+use crate::perf::{self, Shapes, StepMeter};
 use crate::weights::Mismatches;
 use crate::{EngineError, Result};
 
@@ -248,6 +249,14 @@ fn train(
     }
 
     let objectives = s.objectives();
+    // MFU's denominator, looked up once (the name comes from nvidia-smi on CUDA only).
+    let peak = perf::peak_for(
+        device,
+        gpu_name(device).as_deref(),
+        s.precision,
+        s.peak_tflops,
+    );
+    let mut meter = StepMeter::default();
     let mut micro_in_step = 0u64;
     let mut sums = super::metrics::WeightedSums::new();
     let mut waited = 0.0f64;
@@ -258,6 +267,7 @@ fn train(
         let mut batches = data.train_epoch(epoch, start);
         let mut index = start as u64;
         loop {
+            meter.waiting();
             let t_wait = Instant::now();
             let Some(batch) = batches.next() else { break };
             let batch = batch?;
@@ -279,6 +289,11 @@ fn train(
                 });
             }
             (loss / accum as f64).f_backward()?;
+            let shapes = Shapes::of(&batch);
+            meter.micro_batch(
+                shapes.batch.max(0) as u64,
+                perf::flops::training_per_sample(&cfg, &objectives, shapes),
+            );
             for o in &outputs {
                 accumulate(&mut sums, &o.metrics);
                 accumulate(&mut state.epoch_sums, &o.metrics);
@@ -315,6 +330,7 @@ fn train(
             if waited + busy > 0.0 {
                 metrics.push(("train/data_wait_share".into(), waited / (waited + busy)));
             }
+            metrics.extend(meter.finish(peak));
             let _ = events.send(Event::Step {
                 step: state.step,
                 metrics,
@@ -355,6 +371,14 @@ fn train(
         if s.val_check_steps <= 0 {
             evaluate_and_checkpoint(job, &model, &vs, &opt, data, &mut state, events)?;
         }
+    }
+}
+
+/// The CUDA device's name as `nvidia-smi` reports it (the peak table's key); none on the CPU.
+fn gpu_name(device: tch::Device) -> Option<String> {
+    match device {
+        tch::Device::Cuda(i) => Some(crate::runtime::cuda_properties(i).0),
+        _ => None,
     }
 }
 

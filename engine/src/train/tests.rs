@@ -644,3 +644,84 @@ fn a_stop_after_the_last_step_still_finishes_the_run() {
     assert_eq!(out, Outcome::Finished { step: 2 });
     assert!(run_dir.path().join(predictions::SUBMISSION_FILE).is_file());
 }
+
+/// `perf/` metrics on the CPU: each step's samples/s is its samples over its step time, and
+/// over the run they agree within 10% with samples ÷ the wall time of the steps as the
+/// receiver of the events sees it (from `Started` to the last step's event).
+#[test]
+fn perf_metrics_measure_the_steps_wall_time() {
+    use std::time::Instant;
+    let steps = 6;
+    let mut s = settings(steps);
+    s.val_check_steps = 0;
+    let data = RandomVqa {
+        settings: s.clone(),
+        batches: 2 * steps as usize,
+        poison_at: None,
+    };
+    let (tx, rx) = mpsc::channel();
+    let receiver =
+        std::thread::spawn(move || rx.iter().map(|e| (Instant::now(), e)).collect::<Vec<_>>());
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_with_data(
+        &job(dir.path(), s.clone(), false),
+        &data,
+        &tx,
+        &AtomicBool::new(false),
+    );
+    drop(tx);
+    let events = receiver.join().unwrap();
+    assert_eq!(out, Outcome::Finished { step: steps as u64 });
+    let started = events
+        .iter()
+        .find_map(|(t, e)| matches!(e, Event::Started { .. }).then_some(*t))
+        .unwrap();
+    let perf: Vec<(Instant, std::collections::BTreeMap<String, f64>)> = events
+        .iter()
+        .filter_map(|(t, e)| match e {
+            Event::Step { metrics, .. }
+                if metrics.iter().any(|(k, _)| k == crate::perf::SAMPLES_PER_S) =>
+            {
+                Some((*t, metrics.iter().cloned().collect()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(perf.len(), steps as usize);
+    let per_step = (s.batch_size) as f64; // two micro-batches of `per_gpu_batchsize`
+    let cfg = crate::model::ModelConfig::from_settings(&s).unwrap();
+    let flops = crate::perf::flops::training_per_sample(
+        &cfg,
+        &s.objectives(),
+        crate::perf::Shapes {
+            text_len: s.max_text_len,
+            batch: s.per_gpu_batchsize as i64,
+            false_texts: 0,
+        },
+    ) as f64;
+    let mut step_time = 0.0;
+    for (_, m) in &perf {
+        let (rate, time) = (m[crate::perf::SAMPLES_PER_S], m[crate::perf::STEP_TIME_S]);
+        assert!((rate * time - per_step).abs() < 1e-6 * per_step, "{m:?}");
+        assert_eq!(m[crate::perf::FLOPS_PER_SAMPLE], flops);
+        let tflops = m[crate::perf::TFLOPS];
+        assert!(
+            (tflops - flops * rate / 1e12).abs() <= 1e-9 * tflops,
+            "{m:?}"
+        );
+        assert!(
+            !m.contains_key(crate::perf::MFU),
+            "no MFU on the CPU: {m:?}"
+        );
+        assert!(m.contains_key("train/data_wait_share"));
+        step_time += time;
+    }
+    let wall = (perf.last().unwrap().0 - started).as_secs_f64();
+    let samples = per_step * steps as f64;
+    let (ours, measured) = (samples / step_time, samples / wall);
+    assert!(
+        (ours - measured).abs() <= 0.10 * measured,
+        "perf/samples_per_s over the run {ours:.2} vs {measured:.2} measured ({step_time:.3} s \
+         of steps, {wall:.3} s wall)"
+    );
+}

@@ -1,0 +1,189 @@
+//! Model FLOPs per sample of the base BridgeTower and ManagerTower (AAUE) at the paper's
+//! fine-tuning resolutions, counted analytically (`engine::perf::flops`); with `--compare`,
+//! beside PyTorch's `FlopCounterMode` count of the Hugging Face models
+//! (`scripts/flops_peer.py`; its `PYTHONPATH` is `TOWERLAB_PEER_PYTHONPATH` when set, else from
+//! `scripts/setup-python-peer.sh`). Exits 1 when any count differs from the peer's by over 2%.
+//!
+//! `cargo run -p engine --example flops -- [--compare] [--text-len 50] [--image-size 288,384]`
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+
+use engine::model::ModelConfig;
+use engine::perf::flops;
+use experiments::{ManagerType, Settings};
+
+struct Args {
+    compare: bool,
+    text_len: i64,
+    image_sizes: Vec<i64>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        compare: false,
+        text_len: 50,
+        image_sizes: vec![288, 384],
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match a.as_str() {
+            "--compare" => args.compare = true,
+            "--text-len" => {
+                let v = value("--text-len")?;
+                args.text_len = v
+                    .parse()
+                    .map_err(|_| format!("--text-len: expected a number of tokens, found {v:?}"))?;
+            }
+            "--image-size" => {
+                let v = value("--image-size")?;
+                args.image_sizes = v
+                    .split(',')
+                    .map(|s| s.trim().parse::<i64>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| {
+                        format!("--image-size: expected sizes like 288,384, found {v:?}")
+                    })?;
+            }
+            other => return Err(format!(
+                "unknown argument {other:?} (expected --compare, --text-len N, --image-size A,B)"
+            )),
+        }
+    }
+    Ok(args)
+}
+
+fn config(manager_type: ManagerType, image_size: i64) -> Result<ModelConfig, String> {
+    let s = Settings {
+        manager_type,
+        image_size,
+        ..Settings::default()
+    };
+    ModelConfig::from_settings(&s).map_err(|e| format!("image size {image_size}: {e}"))
+}
+
+/// Runs the Python peer and reads its lines: (model, image size) → (forward, training).
+fn peer(args: &Args) -> Result<BTreeMap<(String, i64), (f64, f64)>, String> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let pythonpath = match std::env::var("TOWERLAB_PEER_PYTHONPATH") {
+        Ok(p) => p,
+        Err(_) => {
+            let setup = Command::new(repo.join("scripts/setup-python-peer.sh"))
+                .output()
+                .map_err(|e| format!("scripts/setup-python-peer.sh: {e}"))?;
+            if !setup.status.success() {
+                return Err(format!(
+                    "scripts/setup-python-peer.sh failed: {}",
+                    String::from_utf8_lossy(&setup.stderr)
+                ));
+            }
+            String::from_utf8_lossy(&setup.stdout).trim().to_string()
+        }
+    };
+    let sizes: Vec<String> = args.image_sizes.iter().map(|s| s.to_string()).collect();
+    let out = Command::new("python3")
+        .arg(repo.join("scripts/flops_peer.py"))
+        .arg("--text-len")
+        .arg(args.text_len.to_string())
+        .arg("--image-size")
+        .args(&sizes)
+        .env("PYTHONPATH", pythonpath)
+        .output()
+        .map_err(|e| format!("python3 scripts/flops_peer.py: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "scripts/flops_peer.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let mut rows = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| format!("scripts/flops_peer.py printed {line:?}: {e}"))?;
+        let field = |k: &str| {
+            v.get(k)
+                .ok_or_else(|| format!("scripts/flops_peer.py: no `{k}` in {line}"))
+        };
+        let model = field("model")?.as_str().unwrap_or_default().to_string();
+        let size = field("image_size")?.as_i64().unwrap_or_default();
+        let fwd = field("forward")?.as_f64().unwrap_or(f64::NAN);
+        let trn = field("training")?.as_f64().unwrap_or(f64::NAN);
+        rows.insert((model, size), (fwd, trn));
+    }
+    Ok(rows)
+}
+
+fn gflops(x: f64) -> String {
+    format!("{:.2}", x / 1e9)
+}
+
+fn diff(ours: f64, theirs: f64) -> String {
+    format!("{:+.3}%", (ours - theirs) / theirs * 100.0)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("flops: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let peer = if args.compare {
+        match peer(&args) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("flops: the Python peer did not run: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    println!(
+        "Model GFLOPs per sample (text {} tokens; multiply-add = 2 FLOPs; products only)",
+        args.text_len
+    );
+    let mut header = vec!["model", "image", "forward", "training"];
+    if peer.is_some() {
+        header.extend(["peer fwd", "diff", "peer train", "diff"]);
+    }
+    println!("{}", header.join(" | "));
+    let mut worst: f64 = 0.0;
+    for &size in &args.image_sizes {
+        for (name, t) in [("BT", ManagerType::Bt), ("AAUE", ManagerType::Aaue)] {
+            let cfg = match config(t, size) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("flops: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let f = flops::inference(&cfg, args.text_len);
+            let (fwd, trn) = (f.total() as f64, f.training() as f64);
+            let mut cells = vec![name.to_string(), size.to_string(), gflops(fwd), gflops(trn)];
+            if let Some(p) = &peer {
+                match p.get(&(name.to_string(), size)) {
+                    Some(&(pf, pt)) => {
+                        worst = worst
+                            .max(((fwd - pf) / pf).abs())
+                            .max(((trn - pt) / pt).abs());
+                        cells.extend([gflops(pf), diff(fwd, pf), gflops(pt), diff(trn, pt)]);
+                    }
+                    None => cells.extend(["-".into(), "-".into(), "-".into(), "-".into()]),
+                }
+            }
+            println!("{}", cells.join(" | "));
+        }
+    }
+    if peer.is_some() {
+        println!("largest difference: {:.3}%", worst * 100.0);
+        if worst > 0.02 {
+            eprintln!("flops: the count differs from the peer's by more than 2%");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
