@@ -4,7 +4,8 @@
 //! (`scripts/flops_peer.py`; its `PYTHONPATH` is `TOWERLAB_PEER_PYTHONPATH` when set, else from
 //! `scripts/setup-python-peer.sh`). Exits 1 when any count differs from the peer's by over 2%.
 //!
-//! `cargo run -p engine --example flops -- [--compare] [--text-len 50] [--image-size 288,384]`
+//! `cargo run -p engine --example flops -- [--compare | --peer FILE] [--text-len 50]
+//! [--image-size 288,384]` (`--peer`: the lines a run of `scripts/flops_peer.py` printed).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,6 +17,9 @@ use experiments::{ManagerType, Settings};
 
 struct Args {
     compare: bool,
+    /// Lines `scripts/flops_peer.py` printed before, instead of running it (it takes minutes
+    /// on a small CPU).
+    peer_file: Option<std::path::PathBuf>,
     text_len: i64,
     image_sizes: Vec<i64>,
 }
@@ -23,6 +27,7 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         compare: false,
+        peer_file: None,
         text_len: 50,
         image_sizes: vec![288, 384],
     };
@@ -31,6 +36,10 @@ fn parse_args() -> Result<Args, String> {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
         match a.as_str() {
             "--compare" => args.compare = true,
+            "--peer" => {
+                args.compare = true;
+                args.peer_file = Some(value("--peer")?.into());
+            }
             "--text-len" => {
                 let v = value("--text-len")?;
                 args.text_len = v
@@ -47,9 +56,12 @@ fn parse_args() -> Result<Args, String> {
                         format!("--image-size: expected sizes like 288,384, found {v:?}")
                     })?;
             }
-            other => return Err(format!(
-                "unknown argument {other:?} (expected --compare, --text-len N, --image-size A,B)"
-            )),
+            other => {
+                return Err(format!(
+                    "unknown argument {other:?} (expected --compare, --peer FILE, --text-len N, \
+                     --image-size A,B)"
+                ))
+            }
         }
     }
     Ok(args)
@@ -64,8 +76,39 @@ fn config(manager_type: ManagerType, image_size: i64) -> Result<ModelConfig, Str
     ModelConfig::from_settings(&s).map_err(|e| format!("image size {image_size}: {e}"))
 }
 
-/// Runs the Python peer and reads its lines: (model, image size) → (forward, training).
+/// Runs the Python peer (or reads its saved lines): (model, image size) → (forward, training).
 fn peer(args: &Args) -> Result<BTreeMap<(String, i64), (f64, f64)>, String> {
+    let text = match &args.peer_file {
+        Some(path) => {
+            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => run_peer(args)?,
+    };
+    let mut rows = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| format!("scripts/flops_peer.py printed {line:?}: {e}"))?;
+        let field = |k: &str| {
+            v.get(k)
+                .ok_or_else(|| format!("scripts/flops_peer.py: no `{k}` in {line}"))
+        };
+        if field("text_len")?.as_i64() != Some(args.text_len) {
+            return Err(format!(
+                "the peer counted another text length than --text-len {}: {line}",
+                args.text_len
+            ));
+        }
+        let model = field("model")?.as_str().unwrap_or_default().to_string();
+        let size = field("image_size")?.as_i64().unwrap_or_default();
+        let fwd = field("forward")?.as_f64().unwrap_or(f64::NAN);
+        let trn = field("training")?.as_f64().unwrap_or(f64::NAN);
+        rows.insert((model, size), (fwd, trn));
+    }
+    Ok(rows)
+}
+
+/// Runs `scripts/flops_peer.py` and returns what it printed.
+fn run_peer(args: &Args) -> Result<String, String> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let pythonpath = match std::env::var("TOWERLAB_PEER_PYTHONPATH") {
         Ok(p) => p,
@@ -98,21 +141,7 @@ fn peer(args: &Args) -> Result<BTreeMap<(String, i64), (f64, f64)>, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let mut rows = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .map_err(|e| format!("scripts/flops_peer.py printed {line:?}: {e}"))?;
-        let field = |k: &str| {
-            v.get(k)
-                .ok_or_else(|| format!("scripts/flops_peer.py: no `{k}` in {line}"))
-        };
-        let model = field("model")?.as_str().unwrap_or_default().to_string();
-        let size = field("image_size")?.as_i64().unwrap_or_default();
-        let fwd = field("forward")?.as_f64().unwrap_or(f64::NAN);
-        let trn = field("training")?.as_f64().unwrap_or(f64::NAN);
-        rows.insert((model, size), (fwd, trn));
-    }
-    Ok(rows)
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn gflops(x: f64) -> String {
@@ -152,6 +181,7 @@ fn main() -> ExitCode {
     }
     println!("{}", header.join(" | "));
     let mut worst: f64 = 0.0;
+    let mut missing = Vec::new();
     for &size in &args.image_sizes {
         for (name, t) in [("BT", ManagerType::Bt), ("AAUE", ManagerType::Aaue)] {
             let cfg = match config(t, size) {
@@ -172,7 +202,10 @@ fn main() -> ExitCode {
                             .max(((trn - pt) / pt).abs());
                         cells.extend([gflops(pf), diff(fwd, pf), gflops(pt), diff(trn, pt)]);
                     }
-                    None => cells.extend(["-".into(), "-".into(), "-".into(), "-".into()]),
+                    None => {
+                        missing.push(format!("{name} at {size} px"));
+                        cells.extend(["-".into(), "-".into(), "-".into(), "-".into()]);
+                    }
                 }
             }
             println!("{}", cells.join(" | "));
@@ -180,6 +213,10 @@ fn main() -> ExitCode {
     }
     if peer.is_some() {
         println!("largest difference: {:.3}%", worst * 100.0);
+        if !missing.is_empty() {
+            eprintln!("flops: the peer has no count for {}", missing.join(", "));
+            return ExitCode::FAILURE;
+        }
         if worst > 0.02 {
             eprintln!("flops: the count differs from the peer's by more than 2%");
             return ExitCode::FAILURE;

@@ -26,18 +26,34 @@ pub const MFU: &str = "perf/mfu";
 pub const METRIC_NAMES: [&str; 5] = [SAMPLES_PER_S, STEP_TIME_S, FLOPS_PER_SAMPLE, TFLOPS, MFU];
 
 /// Accumulates one optimiser step's samples and model FLOPs, timed from the first micro-batch
-/// wait to the update.
+/// wait to the update, less any pause (an evaluation at an epoch's end that falls inside a
+/// step whose gradient accumulation spans the epochs).
 #[derive(Debug, Default)]
 pub struct StepMeter {
     started: Option<Instant>,
+    /// Time of the step before its last pause.
+    before: Duration,
     samples: u64,
     flops: f64,
 }
 
 impl StepMeter {
-    /// Marks the start of a micro-batch wait; only the step's first one starts the clock.
+    /// Marks the start of a micro-batch wait; the clock runs from the first one after the last
+    /// step or pause.
     pub fn waiting(&mut self) {
         self.started.get_or_insert_with(Instant::now);
+    }
+
+    /// Stops the clock until the next [`waiting`](Self::waiting) (the end of an epoch: its
+    /// evaluation and checkpoint are no step's time). A step with no micro-batch yet keeps
+    /// nothing: the wait that found the epoch over belongs to no step.
+    pub fn pause(&mut self) {
+        let ran = self.started.take().map_or(Duration::ZERO, |t| t.elapsed());
+        self.before = if self.samples == 0 {
+            Duration::ZERO
+        } else {
+            self.before + ran
+        };
     }
 
     /// Adds a micro-batch of `samples` samples costing `flops_per_sample` each.
@@ -49,7 +65,8 @@ impl StepMeter {
     /// Ends the step (after the optimiser update) and returns its metrics. `peak_tflops` is the
     /// device's dense peak when known (CUDA only), giving `perf/mfu`.
     pub fn finish(&mut self, peak_tflops: Option<f64>) -> Vec<(String, f64)> {
-        let elapsed = self.started.take().map_or(Duration::ZERO, |t| t.elapsed());
+        let ran = self.started.take().map_or(Duration::ZERO, |t| t.elapsed());
+        let elapsed = std::mem::take(&mut self.before) + ran;
         let (samples, flops) = (self.samples, self.flops);
         self.samples = 0;
         self.flops = 0.0;
@@ -115,6 +132,34 @@ mod tests {
             .iter()
             .any(|(k, _)| k == MFU));
         assert!(step_metrics(0, 0.0, 1.0, None).is_empty());
+    }
+
+    #[test]
+    fn a_pause_is_no_steps_time() {
+        let nap = || std::thread::sleep(Duration::from_millis(30));
+        let time = |m: &[(String, f64)]| m.iter().find(|(k, _)| k == STEP_TIME_S).unwrap().1;
+        let mut meter = StepMeter::default();
+        let all = Instant::now();
+        meter.waiting();
+        nap();
+        meter.pause(); // nothing counted yet: dropped
+        nap();
+        meter.waiting();
+        meter.micro_batch(4, 10);
+        nap();
+        meter.pause(); // an epoch's evaluation inside the step
+        nap();
+        nap();
+        meter.waiting();
+        nap();
+        let t = time(&meter.finish(None));
+        // Two naps counted; three (at least 90 ms) not.
+        let total = all.elapsed().as_secs_f64();
+        assert!(t >= 0.06 && t <= total - 0.09, "{t} of {total}");
+        meter.waiting();
+        meter.micro_batch(4, 10);
+        let t = time(&meter.finish(None));
+        assert!(t < 0.02, "a finished step leaves nothing behind: {t}");
     }
 
     #[test]

@@ -357,7 +357,8 @@ fn train(
                 return Ok(Outcome::Cancelled { step: state.step });
             }
         }
-        // End of epoch.
+        // End of epoch: its evaluation and checkpoint are not the next step's time.
+        meter.pause();
         let skipped = data.skipped_images();
         if skipped > *skipped_reported {
             let _ = events.send(Event::Log {
