@@ -76,8 +76,11 @@ fn config(manager_type: ManagerType, image_size: i64) -> Result<ModelConfig, Str
     ModelConfig::from_settings(&s).map_err(|e| format!("image size {image_size}: {e}"))
 }
 
-/// Runs the Python peer (or reads its saved lines): (model, image size) → (forward, training).
-fn peer(args: &Args) -> Result<BTreeMap<(String, i64), (f64, f64)>, String> {
+/// The peer's counts per sample: (model, image size) → (forward, training).
+type PeerCounts = BTreeMap<(String, i64), (f64, f64)>;
+
+/// Runs the Python peer (or reads its saved lines).
+fn peer(args: &Args) -> Result<PeerCounts, String> {
     let text = match &args.peer_file {
         Some(path) => {
             std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
