@@ -651,7 +651,7 @@ fn a_stop_after_the_last_step_still_finishes_the_run() {
 #[test]
 fn perf_metrics_measure_the_steps_wall_time() {
     use std::time::Instant;
-    let steps = 6;
+    let steps = 10;
     let mut s = settings(steps);
     s.val_check_steps = 0;
     let data = RandomVqa {
