@@ -11,7 +11,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use store::{Goal, ManagerWeight, MetricPoint, NewRun, Store, WorkerInfo};
+use store::{
+    Goal, ManagerWeight, ManagerWeightRow, MetricPoint, Modality, NewRun, Store, WorkerInfo,
+};
 
 const MANAGERS: [&str; 4] = ["BT", "SAUE", "AAUE", "METER"];
 const LAYERS: [i64; 5] = [2, 3, 4, 6, 8];
@@ -112,17 +114,19 @@ async fn fill(store: &Store, exp: &experiments::Experiment, runs: usize, steps: 
         for batch in points.chunks(10_000) {
             store.ingest_metrics(run, batch).await.unwrap();
         }
-        let weights: Vec<ManagerWeight> = (1..=10)
+        let weights: Vec<ManagerWeightRow> = (1..=10)
             .flat_map(|e| {
                 let step = (e * steps / 10) as i64;
-                ["text", "image"].into_iter().flat_map(move |m| {
-                    (0..4).flat_map(move |layer| {
-                        (0..6).map(move |expert| ManagerWeight {
+                Modality::ALL.iter().flat_map(move |&modality| {
+                    (0..4u32).flat_map(move |layer| {
+                        (0..6).map(move |expert| ManagerWeightRow {
                             step,
-                            modality: m.into(),
-                            layer,
-                            expert,
-                            weight: (1 + expert + layer) as f64 / 40.0,
+                            value: ManagerWeight {
+                                modality,
+                                layer,
+                                expert,
+                                weight: (1 + expert + i64::from(layer)) as f64 / 40.0,
+                            },
                         })
                     })
                 })

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fixture::{fixture_run, MemorySource};
-use wandb::{sync_runs, ApiKey, MemoryOffsets, RunStatus, SyncOptions, WandbConfig};
+use wandb::{sync_runs, ApiKey, MemoryOffsets, RunState, SyncOptions, WandbConfig};
 use wandb_support::TestServer;
 
 const KEY: &str = "bench-key";
@@ -62,7 +62,7 @@ fn main() {
             let source = Arc::new(MemorySource::new(
                 (0..case.runs)
                     .map(|i| {
-                        fixture_run("bench", i, case.steps_per_run, METRICS, RunStatus::Finished)
+                        fixture_run("bench", i, case.steps_per_run, METRICS, RunState::Finished)
                     })
                     .collect(),
             ));

@@ -24,34 +24,6 @@ fn user(code: u8, message: String) -> UserError {
     UserError { code, message }
 }
 
-fn policy_of(summary: &experiments::Summary) -> Policy {
-    match summary {
-        experiments::Summary::Last => Policy::Last,
-        experiments::Summary::Best => Policy::Best,
-        experiments::Summary::AtBestOf { metric, goal } => Policy::AtBestOf {
-            key: metric.clone(),
-            goal: goal_of(*goal),
-        },
-    }
-}
-
-fn goal_of(goal: experiments::Goal) -> Goal {
-    match goal {
-        experiments::Goal::Maximize => Goal::Maximize,
-        experiments::Goal::Minimize => Goal::Minimize,
-    }
-}
-
-fn status_of(status: store::RunStatus) -> RunStatus {
-    match status {
-        store::RunStatus::Queued => RunStatus::Queued,
-        store::RunStatus::Running => RunStatus::Running,
-        store::RunStatus::Finished => RunStatus::Finished,
-        store::RunStatus::Cancelled => RunStatus::Cancelled,
-        store::RunStatus::Failed | store::RunStatus::Crashed => RunStatus::Failed,
-    }
-}
-
 fn axis_text(v: &Json) -> String {
     match v {
         Json::String(s) => s.clone(),
@@ -127,11 +99,11 @@ pub async fn build_input(
     let metrics: Vec<MetricSpec> = exp
         .metrics
         .iter()
-        .map(|m| MetricSpec::new(m.name.clone(), goal_of(m.goal), policy_of(&m.summary)))
+        .map(|m| MetricSpec::new(m.name.clone(), m.goal, m.summary.clone()))
         .collect();
     let mut keys: BTreeSet<String> = metrics.iter().map(|m| m.key.clone()).collect();
     for m in &metrics {
-        if let Policy::AtBestOf { key, .. } = &m.policy {
+        if let Policy::AtBestOf { metric: key, .. } = &m.policy {
             keys.insert(key.clone());
         }
     }
@@ -222,11 +194,7 @@ pub async fn build_input(
         }
     }
     for scoped in pending {
-        let data = RunData::new(
-            short(&scoped.run.hash),
-            scoped.cell.seed,
-            status_of(scoped.run.status),
-        );
+        let data = RunData::new(short(&scoped.run.hash), scoped.cell.seed, scoped.run.status);
         if let Some(cell) = cells.iter_mut().find(|c| c.key == scoped.cell.key.0) {
             cell.runs.push(data);
         }
@@ -352,13 +320,6 @@ enum SeriesRead {
     Sampled(Vec<i64>),
 }
 
-fn store_goal(g: Goal) -> store::Goal {
-    match g {
-        Goal::Maximize => store::Goal::Maximize,
-        Goal::Minimize => store::Goal::Minimize,
-    }
-}
-
 /// For each key, what to read so that every summary policy sees its exact value: the last
 /// point, the best point (for the metric's goal), and for "value at the best of another
 /// metric" the point at that metric's best step. Long series are sampled for the curves; a
@@ -372,7 +333,7 @@ fn series_reads(
     let summary = |k: &str| summaries.iter().find(|s| s.key == k);
     let best_step = |k: &str, goal: Goal| {
         summary(k)
-            .filter(|s| s.goal == Some(store_goal(goal)))
+            .filter(|s| s.goal == Some(goal))
             .and_then(|s| s.best_step)
     };
     let mut include: BTreeMap<&str, Option<Vec<i64>>> = keys
@@ -396,7 +357,7 @@ fn series_reads(
         match &m.policy {
             Policy::Last => {}
             Policy::Best => need(&m.key, best_step(&m.key, m.goal)),
-            Policy::AtBestOf { key, goal } => {
+            Policy::AtBestOf { metric: key, goal } => {
                 let at = best_step(key, *goal);
                 need(key, at);
                 need(&m.key, at);
@@ -428,12 +389,11 @@ fn series_reads(
 
 /// The encoder layer (from 1) of a manager's first uni-modal expert, from the run's flattened
 /// settings: the managers take the top `managed_layers_*` layers, so it is `depth - managed + 1`.
-pub fn first_expert_layer(params: &BTreeMap<String, Json>, modality: &str) -> i64 {
+pub fn first_expert_layer(params: &BTreeMap<String, Json>, modality: Modality) -> i64 {
     let int = |k: &str| params.get(k).and_then(Json::as_i64).unwrap_or(0);
-    let (depth, managed) = if modality == "text" {
-        ("text_num_layers", "managed_layers_text")
-    } else {
-        ("vit_num_layers", "managed_layers_image")
+    let (depth, managed) = match modality {
+        Modality::Text => ("text_num_layers", "managed_layers_text"),
+        Modality::Image => ("vit_num_layers", "managed_layers_image"),
     };
     (int(depth) - int(managed)).max(0) + 1
 }
@@ -457,24 +417,23 @@ async fn manager_points(
         .into_iter()
         .map(|p| (p.key, p.value))
         .collect();
-    let first_text = first_expert_layer(&params, "text");
-    let first_image = first_expert_layer(&params, "image");
+    let first_text = first_expert_layer(&params, Modality::Text);
+    let first_image = first_expert_layer(&params, Modality::Image);
     Ok(weights
         .into_iter()
-        .filter(|w| w.expert >= 0)
-        .filter_map(|w| {
-            let (modality, first) = match w.modality.as_str() {
-                "text" => (Modality::Text, first_text),
-                "image" => (Modality::Image, first_image),
-                _ => return None,
+        .filter(|w| w.value.expert >= 0)
+        .map(|w| {
+            let first = match w.value.modality {
+                Modality::Text => first_text,
+                Modality::Image => first_image,
             };
-            Some(ManagerWeightPoint {
+            ManagerWeightPoint {
                 step: w.step.max(0) as u64,
-                modality,
-                layer: (w.layer + 1) as u32,
-                expert: (first + w.expert) as u32,
-                weight: w.weight,
-            })
+                modality: w.value.modality,
+                layer: w.value.layer + 1,
+                expert: (first + w.value.expert) as u32,
+                weight: w.value.weight,
+            }
         })
         .collect())
 }
@@ -545,7 +504,7 @@ mod tests {
             "test/acc",
             Goal::Maximize,
             Policy::AtBestOf {
-                key: "val/acc".into(),
+                metric: "val/acc".into(),
                 goal: Goal::Maximize,
             },
         )];

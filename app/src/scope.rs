@@ -16,19 +16,6 @@ pub const PARAM_ROLE: &str = "_role";
 /// An eval run's target: `{"weights", "split", "explicit"}` (see `experiments::EvalTarget`).
 pub const PARAM_EVAL: &str = "_eval";
 
-/// The plan-side status of a stored run. Cancelled and crashed runs are interrupted: the plan
-/// shows them as cancelled and failed, and `queue`/`run` resume both.
-fn plan_status(s: RunStatus) -> experiments::RunStatus {
-    match s {
-        RunStatus::Queued => experiments::RunStatus::Queued,
-        RunStatus::Running => experiments::RunStatus::Running,
-        RunStatus::Finished => experiments::RunStatus::Finished,
-        RunStatus::Failed => experiments::RunStatus::Failed,
-        RunStatus::Crashed => experiments::RunStatus::Crashed,
-        RunStatus::Cancelled => experiments::RunStatus::Cancelled,
-    }
-}
-
 /// Which of two runs with the same identity speaks for it (a finished one wins).
 fn rank(s: RunStatus) -> u8 {
     match s {
@@ -68,7 +55,7 @@ pub async fn known_runs(
     }
     for (hash, run) in &by_hash {
         if let Some(id) = experiments::RunId::parse(hash) {
-            known.by_identity.insert(id, plan_status(run.status));
+            known.by_identity.insert(id, run.status);
         }
     }
     if let Some(exp) = experiment {

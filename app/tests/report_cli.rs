@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use store::{FailureClass, Goal, ManagerWeight, MetricPoint, Store, WorkerInfo};
+use store::{
+    FailureClass, Goal, ManagerWeight, ManagerWeightRow, MetricPoint, Modality, Store, WorkerInfo,
+};
 
 const EXPERIMENT: &str = r#"
 name = "report-cli"
@@ -57,16 +59,18 @@ async fn fill(db: &Path) {
             .collect();
         store.ingest_metrics(run, &points).await.unwrap();
         if manager != "BT" {
-            let weights: Vec<ManagerWeight> = ["text", "image"]
-                .into_iter()
-                .flat_map(|m| {
-                    (0..2).flat_map(move |layer| {
-                        (0..3).map(move |expert| ManagerWeight {
+            let weights: Vec<ManagerWeightRow> = Modality::ALL
+                .iter()
+                .flat_map(|&modality| {
+                    (0..2u32).flat_map(move |layer| {
+                        (0..3).map(move |expert| ManagerWeightRow {
                             step: last,
-                            modality: m.into(),
-                            layer,
-                            expert,
-                            weight: (1 + expert + layer) as f64 / 10.0,
+                            value: ManagerWeight {
+                                modality,
+                                layer,
+                                expert,
+                                weight: (1 + expert + i64::from(layer)) as f64 / 10.0,
+                            },
                         })
                     })
                 })

@@ -14,7 +14,7 @@ use std::time::Duration;
 use fixture::{fixture_run, FixtureRun, MemorySource};
 use wandb::cli::{execute, WandbArgs};
 use wandb::{
-    sync_runs, ApiKey, FileOffsets, MemoryOffsets, RetryPolicy, RunStatus, SyncOptions, WandbConfig,
+    sync_runs, ApiKey, FileOffsets, MemoryOffsets, RetryPolicy, RunState, SyncOptions, WandbConfig,
 };
 use wandb_support::{Fault, TestServer};
 
@@ -37,8 +37,8 @@ fn config(server: &TestServer) -> WandbConfig {
 
 fn runs(steps: u64) -> Vec<FixtureRun> {
     vec![
-        fixture_run("ablation", 0, steps, 15, RunStatus::Running),
-        fixture_run("ablation", 1, steps, 15, RunStatus::Failed { exit_code: 2 }),
+        fixture_run("ablation", 0, steps, 15, RunState::Running),
+        fixture_run("ablation", 1, steps, 15, RunState::Failed { exit_code: 2 }),
     ]
 }
 

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use store::{ManagerWeight, MetricPoint, NewLogLine, NewRun, Store, WorkerInfo};
+use store::{
+    ManagerWeight, ManagerWeightRow, MetricPoint, Modality, NewLogLine, NewRun, Store, WorkerInfo,
+};
 use wandb::{sync_runs, wandb_run_id, ApiKey, Selection, StoreSource, SyncOptions, WandbConfig};
 use wandb_support::TestServer;
 
@@ -62,16 +64,18 @@ async fn fixture(dir: &std::path::Path) -> (Store, Vec<String>) {
         })
         .collect();
     store.ingest_metrics(run, &points).await.unwrap();
-    let weights: Vec<ManagerWeight> = (0..=12)
+    let weights: Vec<ManagerWeightRow> = (0..=12)
         .map(|i| if i == 12 { 125 } else { i * 10 })
         .flat_map(|step| {
             // Expert -1: the raw weight on the previous cross-modal layer's output.
-            (-1..3).map(move |e| ManagerWeight {
+            (-1..3).map(move |e| ManagerWeightRow {
                 step,
-                modality: "text".into(),
-                layer: 2,
-                expert: e,
-                weight: if e < 0 { 0.998 } else { (e + 1) as f64 / 6.0 },
+                value: ManagerWeight {
+                    modality: Modality::Text,
+                    layer: 2,
+                    expert: e,
+                    weight: if e < 0 { 0.998 } else { (e + 1) as f64 / 6.0 },
+                },
             })
         })
         .collect();

@@ -16,7 +16,7 @@ use serde_json::Value;
 use wandb::cli::{execute, WandbArgs};
 use wandb::{
     sync_runs, wandb_run_id, ApiKey, FileOffsets, LiveHandle, LiveOptions, MemoryOffsets,
-    RetryPolicy, RunStatus, Selection, SyncError, SyncOptions, WandbConfig,
+    RetryPolicy, RunState, Selection, SyncError, SyncOptions, WandbConfig,
 };
 use wandb_support::{Fault, Target, TestServer, DEFAULT_ENTITY};
 
@@ -42,16 +42,16 @@ fn config(server: &TestServer) -> WandbConfig {
 
 fn runs(steps: u64) -> Vec<FixtureRun> {
     vec![
-        fixture_run("ablation", 0, steps, METRICS, RunStatus::Running),
-        fixture_run("ablation", 1, steps, METRICS, RunStatus::Finished),
+        fixture_run("ablation", 0, steps, METRICS, RunState::Running),
+        fixture_run("ablation", 1, steps, METRICS, RunState::Finished),
         fixture_run(
             "ablation",
             2,
             steps,
             METRICS,
-            RunStatus::Failed { exit_code: 2 },
+            RunState::Failed { exit_code: 2 },
         ),
-        fixture_run("baseline", 0, steps, METRICS, RunStatus::Finished),
+        fixture_run("baseline", 0, steps, METRICS, RunState::Finished),
     ]
 }
 
@@ -180,7 +180,7 @@ async fn full_sync_then_nothing_new_then_append() {
 
     // The running run gains 50 steps and finishes: only those lines, then `complete`.
     source.append_steps("ablation-run0", 50, METRICS);
-    source.update("ablation-run0", |r| r.meta.status = RunStatus::Finished);
+    source.update("ablation-run0", |r| r.meta.status = RunState::Finished);
     let report = sync_runs(&config, source.clone(), offsets.clone(), &options())
         .await
         .unwrap();
@@ -408,7 +408,7 @@ async fn bad_requests_fail_the_run_without_retrying() {
 #[tokio::test]
 async fn a_line_over_the_limit_names_the_run_and_step() {
     let server = TestServer::start(KEY);
-    let mut run = fixture_run("big", 0, 5, 3, RunStatus::Finished);
+    let mut run = fixture_run("big", 0, 5, 3, RunState::Finished);
     run.history[3]
         .metrics
         .extend((0..4000).map(|i| (format!("wide/metric{i}"), i as f64)));
@@ -543,7 +543,7 @@ fn live_sync_catches_up_after_an_outage_and_never_fails_the_caller() {
         0,
         50,
         METRICS,
-        RunStatus::Running,
+        RunState::Running,
     )]));
     let offsets = Arc::new(MemoryOffsets::default());
     let mut config = config(&server);
@@ -587,7 +587,7 @@ fn live_sync_catches_up_after_an_outage_and_never_fails_the_caller() {
     server.state().faults.clear();
     wait_until("the catch-up", || lines_and_heartbeats().0 == 150);
     source.append_steps("live-run0", 20, METRICS);
-    source.update("live-run0", |r| r.meta.status = RunStatus::Finished);
+    source.update("live-run0", |r| r.meta.status = RunState::Finished);
     // Stopping makes one last pass: the last lines and `complete` go out.
     let summary = live.stop();
     assert!(summary.passes >= 4, "{summary:?}");

@@ -25,6 +25,7 @@ pub mod layering;
 pub mod paths;
 pub mod plan;
 pub mod recipes;
+pub mod run;
 pub mod schema;
 pub mod settings;
 pub mod shipped;
@@ -45,8 +46,12 @@ pub use identity::{
 };
 pub use labels::Labels;
 pub use layering::{Overrides, SettingSource, Sources};
-pub use plan::{CellState, KnownRuns, Plan, PlanRow, RunStatus};
+pub use plan::{KnownRuns, Plan, PlanRow};
+pub use run::{
+    cell_state, CellState, Event, FailureClass, Goal, ManagerWeight, Modality, Outcome, RunStatus,
+    UnknownValue,
+};
 pub use settings::{
     DecayPower, ManagerType, ManagerWeightType, Precision, Settings, Split, Task, LOSS_NAMES,
 };
-pub use spec::{DataSpec, Goal, MetricSpec, Summary, WandbSpec};
+pub use spec::{DataSpec, MetricSpec, Summary, WandbSpec};

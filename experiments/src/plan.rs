@@ -10,52 +10,7 @@ use serde_json::Value as Json;
 use crate::experiment::{diff_documents, Cell, Role};
 use crate::grid::CellKey;
 use crate::identity::RunId;
-
-/// A run's status as the store knows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunStatus {
-    Queued,
-    Running,
-    Finished,
-    Failed,
-    /// Stopped without a final status (missed heartbeat, killed machine).
-    Crashed,
-    /// Stopped on request (Ctrl-C, `towerlab cancel`); it resumes from its last checkpoint.
-    Cancelled,
-}
-
-/// Where a cell stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CellState {
-    /// No run of this cell exists.
-    New,
-    /// A run with this identity finished.
-    Done,
-    /// A run with this identity failed or crashed.
-    Failed,
-    Running,
-    Queued,
-    /// A run exists for this cell key and seed, but with another identity.
-    Stale,
-    /// A run with this identity was cancelled; `queue`/`run` resume it.
-    Cancelled,
-}
-
-impl CellState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::New => "new",
-            Self::Done => "done",
-            Self::Failed => "failed",
-            Self::Running => "running",
-            Self::Queued => "queued",
-            Self::Stale => "stale",
-            Self::Cancelled => "cancelled",
-        }
-    }
-}
+use crate::run::{cell_state, CellState, RunStatus};
 
 /// The last run recorded for a cell key and seed.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,7 +86,9 @@ impl PlanRow {
         match self.state {
             CellState::New | CellState::Stale | CellState::Cancelled => true,
             CellState::Failed => retry_failed,
-            CellState::Done | CellState::Running | CellState::Queued => false,
+            CellState::Done | CellState::Running | CellState::Queued | CellState::Unresponsive => {
+                false
+            }
         }
     }
 }
@@ -200,13 +157,9 @@ pub fn plan(cells: Vec<Cell>, view: &dyn RunsView) -> Plan {
 }
 
 fn classify(cell: Cell, view: &dyn RunsView) -> PlanRow {
-    let by_id = view.status(&cell.identity).map(|s| match s {
-        RunStatus::Finished => CellState::Done,
-        RunStatus::Failed | RunStatus::Crashed => CellState::Failed,
-        RunStatus::Running => CellState::Running,
-        RunStatus::Queued => CellState::Queued,
-        RunStatus::Cancelled => CellState::Cancelled,
-    });
+    let by_id = view
+        .status(&cell.identity)
+        .map(|s| cell_state(None, Some(s), None));
     if let Some(state) = by_id {
         return PlanRow {
             cell,
@@ -338,7 +291,7 @@ impl Plan {
                 CellState::New => c.new += 1,
                 CellState::Done => c.done += 1,
                 CellState::Failed => c.failed += 1,
-                CellState::Running => c.running += 1,
+                CellState::Running | CellState::Unresponsive => c.running += 1,
                 CellState::Queued => c.queued += 1,
                 CellState::Stale => c.stale += 1,
                 CellState::Cancelled => c.cancelled += 1,

@@ -2,32 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::run::Goal;
 use crate::settings::Task;
-
-/// Whether larger or smaller is better.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Goal {
-    Maximize,
-    Minimize,
-}
-
-impl Goal {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Maximize => "maximize",
-            Self::Minimize => "minimize",
-        }
-    }
-
-    /// Is `a` better than `b`?
-    pub fn better(self, a: f64, b: f64) -> bool {
-        match self {
-            Self::Maximize => a > b,
-            Self::Minimize => a < b,
-        }
-    }
-}
 
 /// Which value of a metric's history stands for the run.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! Plan states against what exists, including stale cells with their changes.
 
-use experiments::plan::{plan, CellState, KnownRuns, RunStatus};
+use experiments::plan::{plan, KnownRuns};
+use experiments::{CellState, RunStatus};
 use experiments::{Experiment, IdentityContext, Overrides};
 
 fn demo_cells(set: &[&str], engine: &str) -> Vec<experiments::Cell> {

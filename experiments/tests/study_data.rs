@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use experiments::plan::{plan, CellState, KnownRuns, RunStatus};
+use experiments::plan::{plan, KnownRuns};
+use experiments::{CellState, RunStatus};
 use experiments::{Experiment, IdentityContext, Overrides, Task};
 
 const METRIC: &str = "[metric]\nname = \"val/vqa/score_epoch\"\ngoal = \"maximize\"\n";

@@ -127,7 +127,7 @@ pub fn select_runs(cell: &Cell) -> (Vec<&RunData>, SeedCoverage) {
         }
         // No finished run for this seed: the latest attempt tells what happened.
         match runs.last().map(|r| r.status) {
-            Some(RunStatus::Failed) => cov.failed += 1,
+            Some(RunStatus::Failed | RunStatus::Crashed) => cov.failed += 1,
             Some(RunStatus::Running) => cov.running += 1,
             Some(RunStatus::Queued) => cov.queued += 1,
             Some(RunStatus::Cancelled) => cov.cancelled += 1,

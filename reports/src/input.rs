@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+pub use experiments::run::{Goal, Modality, RunStatus};
 use experiments::Labels;
 
 /// Everything a report is built from. The app fills it from the store; nothing here touches I/O.
@@ -59,50 +60,25 @@ impl MetricSpec {
     }
 }
 
-/// Direction of improvement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Goal {
-    Maximize,
-    Minimize,
-}
-
-impl Goal {
-    /// True when `a` is strictly better than `b`.
-    pub fn better(self, a: f64, b: f64) -> bool {
-        match self {
-            Goal::Maximize => a > b,
-            Goal::Minimize => a < b,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Goal::Maximize => "max",
-            Goal::Minimize => "min",
-        }
+/// The short name of a goal in tables and policy descriptions (`max`, `min`).
+pub fn goal_short(goal: Goal) -> &'static str {
+    match goal {
+        Goal::Maximize => "max",
+        Goal::Minimize => "min",
     }
 }
 
-/// How a run's series is summarised into one value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Policy {
-    /// The value at the largest step.
-    Last,
-    /// The best value over all steps (by the metric's goal).
-    Best,
-    /// The value at the step where another series is best, e.g. test accuracy at the best
-    /// validation accuracy. Ties go to the earliest step. If this metric has no point at that
-    /// step, its latest point before it is used.
-    AtBestOf { key: String, goal: Goal },
-}
+/// How a run's series is summarised into one value: the experiment file's summary policy
+/// (`Last`, `Best`, or `AtBestOf` another metric: the value at the step where that series is
+/// best, ties to the earliest step, else this metric's latest point before it).
+pub use experiments::Summary as Policy;
 
-impl Policy {
-    pub fn describe(&self) -> String {
-        match self {
-            Policy::Last => "last".to_string(),
-            Policy::Best => "best".to_string(),
-            Policy::AtBestOf { key, goal } => format!("at {} of {key}", goal.as_str()),
-        }
+/// A policy as tables name it: `last`, `best`, `at max of val/acc`.
+pub fn describe_policy(policy: &Policy) -> String {
+    match policy {
+        Policy::Last => "last".to_string(),
+        Policy::Best => "best".to_string(),
+        Policy::AtBestOf { metric, goal } => format!("at {} of {metric}", goal_short(*goal)),
     }
 }
 
@@ -117,28 +93,6 @@ pub struct Cell {
     pub expected_seeds: Vec<u64>,
     /// Runs of this cell, in the order they were started (later runs of a seed win).
     pub runs: Vec<RunData>,
-}
-
-/// Lifecycle state of a run as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum RunStatus {
-    Queued,
-    Running,
-    Finished,
-    Failed,
-    Cancelled,
-}
-
-impl RunStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Queued => "queued",
-            RunStatus::Running => "running",
-            RunStatus::Finished => "finished",
-            RunStatus::Failed => "failed",
-            RunStatus::Cancelled => "cancelled",
-        }
-    }
 }
 
 /// One run: its identity, status and logged series.
@@ -166,20 +120,11 @@ impl RunData {
     }
 }
 
-/// Which manager tower a weight belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Modality {
-    Text,
-    Image,
-}
-
-impl Modality {
-    /// Row title as in the paper's Fig. 6.
-    pub fn title(self) -> &'static str {
-        match self {
-            Modality::Text => "Textual",
-            Modality::Image => "Visual",
-        }
+/// Row title of a manager's modality as in the paper's Fig. 6.
+pub fn modality_title(m: Modality) -> &'static str {
+    match m {
+        Modality::Text => "Textual",
+        Modality::Image => "Visual",
     }
 }
 

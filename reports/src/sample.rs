@@ -60,7 +60,7 @@ pub fn sample_metrics() -> Vec<MetricSpec> {
                 "test/vqa/score",
                 Goal::Maximize,
                 Policy::AtBestOf {
-                    key: "val/vqa/score".into(),
+                    metric: "val/vqa/score".into(),
                     goal: Goal::Maximize,
                 },
             )

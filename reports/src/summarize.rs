@@ -10,7 +10,7 @@ pub fn summarize_run(run: &RunData, metric: &MetricSpec) -> Option<f64> {
     match &metric.policy {
         Policy::Last => points.last().map(|&(_, v)| v),
         Policy::Best => best_point(&points, metric.goal).map(|(_, v)| v),
-        Policy::AtBestOf { key, goal } => {
+        Policy::AtBestOf { metric: key, goal } => {
             let other = sorted_finite(run.series.get(key)?);
             let (step, _) = best_point(&other, *goal)?;
             value_at_or_before(&points, step)
@@ -92,7 +92,7 @@ mod tests {
             ("sparse", vec![(1, 5.0), (4, 9.0)]),
         ]);
         let p = Policy::AtBestOf {
-            key: "val".into(),
+            metric: "val".into(),
             goal: Goal::Maximize,
         };
         // Ties go to the earliest step (2).
@@ -105,7 +105,7 @@ mod tests {
             "test",
             Goal::Maximize,
             Policy::AtBestOf {
-                key: "nope".into(),
+                metric: "nope".into(),
                 goal: Goal::Maximize,
             },
         );

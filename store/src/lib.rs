@@ -28,13 +28,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::SqlitePool;
 
+/// The run vocabulary, from the domain crate (the store keeps it as text).
+pub use ::experiments::run::{ManagerWeight, Modality};
 pub use artifacts::NewArtifact;
 pub use error::{Result, StoreError};
 pub use lifecycle::{CancelOutcome, Claim, FailOutcome, HeartbeatReply, Lease, Progress, Reaped};
 pub use logs::NewLogLine;
 pub use metrics::{HistoryRow, SeriesOptions};
 pub use rows::{
-    Artifact, Axes, ExperimentRow, LogLine, ManagerWeight, MetricPoint, MetricSummary, Param,
+    Artifact, Axes, ExperimentRow, LogLine, ManagerWeightRow, MetricPoint, MetricSummary, Param,
     QueueState, RunDetail, RunRow, RunWithSummaries, SeriesPoint, WorkerRow,
 };
 pub use runs::{AxisFilter, CreatedRun, NewRun, RunFilter};

@@ -2,7 +2,7 @@
 //! unimodal layer, over training.
 
 use crate::error::{Result, StoreError};
-use crate::rows::ManagerWeight;
+use crate::rows::ManagerWeightRow;
 use crate::types::RunId;
 use crate::Store;
 
@@ -31,7 +31,7 @@ impl Store {
     pub async fn ingest_manager_weights(
         &self,
         run: RunId,
-        weights: &[ManagerWeight],
+        weights: &[ManagerWeightRow],
     ) -> Result<u64> {
         if weights.is_empty() {
             return Ok(0);
@@ -52,10 +52,10 @@ impl Store {
                 query = query
                     .bind(run)
                     .bind(w.step)
-                    .bind(&w.modality)
-                    .bind(w.layer)
-                    .bind(w.expert)
-                    .bind(w.weight);
+                    .bind(w.value.modality.as_str())
+                    .bind(w.value.layer)
+                    .bind(w.value.expert)
+                    .bind(w.value.weight);
             }
             inserted += query.execute(&mut *tx).await?.rows_affected();
         }
@@ -79,8 +79,8 @@ impl Store {
         &self,
         run: RunId,
         step: Option<i64>,
-    ) -> Result<Vec<ManagerWeight>> {
-        Ok(sqlx::query_as::<_, ManagerWeight>(
+    ) -> Result<Vec<ManagerWeightRow>> {
+        Ok(sqlx::query_as::<_, ManagerWeightRow>(
             "SELECT step, modality, layer, expert, weight FROM manager_weights \
              WHERE run_id = ?1 \
                AND step = COALESCE(?2, (SELECT MAX(step) FROM manager_weights WHERE run_id = ?1)) \

@@ -6,6 +6,8 @@ use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{FromRow, Row};
 
+use ::experiments::run::ManagerWeight;
+
 use crate::types::{
     ArtifactKind, ExperimentId, FailureClass, Goal, RunId, RunStatus, UnknownValue,
 };
@@ -131,15 +133,12 @@ pub struct SeriesPoint {
     pub wall_ms: i64,
 }
 
-/// One ManagerTower manager aggregation weight: at training `step`, the manager of cross-modal
-/// `layer` on the `modality` side ("text"/"image") gives `weight` to unimodal layer `expert`.
+/// One stored ManagerTower manager aggregation weight: the weight at training `step`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ManagerWeight {
+pub struct ManagerWeightRow {
     pub step: i64,
-    pub modality: String,
-    pub layer: i64,
-    pub expert: i64,
-    pub weight: f64,
+    #[serde(flatten)]
+    pub value: ManagerWeight,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -346,14 +345,16 @@ impl FromRow<'_, SqliteRow> for SeriesPoint {
     }
 }
 
-impl FromRow<'_, SqliteRow> for ManagerWeight {
+impl FromRow<'_, SqliteRow> for ManagerWeightRow {
     fn from_row(row: &SqliteRow) -> sqlx::Result<Self> {
-        Ok(ManagerWeight {
+        Ok(ManagerWeightRow {
             step: row.try_get("step")?,
-            modality: row.try_get("modality")?,
-            layer: row.try_get("layer")?,
-            expert: row.try_get("expert")?,
-            weight: nan_if_null(row.try_get("weight")?),
+            value: ManagerWeight {
+                modality: parse_text(row, "modality")?,
+                layer: row.try_get("layer")?,
+                expert: row.try_get("expert")?,
+                weight: nan_if_null(row.try_get("weight")?),
+            },
         })
     }
 }

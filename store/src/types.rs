@@ -1,7 +1,6 @@
-//! Identifiers and the closed vocabularies (status, failure class, goal, artifact kind).
+//! Identifiers, the artifact kinds and the retry policy.
 
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -33,106 +32,12 @@ impl fmt::Display for ExperimentId {
     }
 }
 
-/// A string column held an unknown value (a file written by a different TowerLab, or edited by hand).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {what} {value:?} (expected one of: {expected})")]
-pub struct UnknownValue {
-    pub what: &'static str,
-    pub value: String,
-    pub expected: &'static str,
-}
+/// A string column held an unknown value (a file written by a different TowerLab, or edited by
+/// hand). The run vocabulary itself (status, failure class, goal) is the domain's, in
+/// `experiments::run`; its text is what the columns hold.
+pub use ::experiments::run::{FailureClass, Goal, RunStatus, UnknownValue};
 
-macro_rules! text_enum {
-    ($(#[$meta:meta])* $name:ident, $what:literal, { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(rename_all = "lowercase")]
-        pub enum $name {
-            $($(#[$vmeta])* $variant),+
-        }
-
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The text stored in the database (and shown to users).
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),+
-                }
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = UnknownValue;
-
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err(UnknownValue {
-                        what: $what,
-                        value: s.to_owned(),
-                        expected: concat!($($text, " "),+),
-                    }),
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-text_enum!(
-    /// Where a run is in its life.
-    RunStatus, "run status", {
-        /// Waiting for a worker (possibly for its dependency to finish first).
-        Queued => "queued",
-        /// Claimed by a worker that sends heartbeats.
-        Running => "running",
-        Finished => "finished",
-        /// Failed and out of retries (see `failure_class`).
-        Failed => "failed",
-        /// Its worker stopped sending heartbeats (or died) and it is out of retries.
-        Crashed => "crashed",
-        Cancelled => "cancelled",
-    }
-);
-
-impl RunStatus {
-    /// Whether the run has ended for good (until someone re-queues it).
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            RunStatus::Finished | RunStatus::Failed | RunStatus::Crashed | RunStatus::Cancelled
-        )
-    }
-}
-
-text_enum!(
-    /// Why an attempt of a run failed.
-    FailureClass, "failure class", {
-        /// A loss or metric became NaN/inf.
-        Nan => "nan",
-        /// Out of (GPU or host) memory.
-        Oom => "oom",
-        /// Any other error reported by the engine.
-        Error => "error",
-        /// The worker was killed or vanished (no heartbeat).
-        Killed => "killed",
-    }
-);
-
-text_enum!(
-    /// Which direction is better for a metric; decides `best` in its summary.
-    Goal, "metric goal", {
-        Minimize => "minimize",
-        Maximize => "maximize",
-    }
-);
+use ::experiments::text_enum;
 
 text_enum!(
     /// What an artifact file is.
@@ -196,22 +101,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn text_enums_round_trip_and_reject_unknown_values() {
-        for s in RunStatus::ALL {
-            assert_eq!(s.as_str().parse::<RunStatus>().unwrap(), *s);
+    fn artifact_kinds_round_trip_as_stored() {
+        for k in ArtifactKind::ALL {
+            assert_eq!(k.as_str().parse::<ArtifactKind>().unwrap(), *k);
         }
-        for c in FailureClass::ALL {
-            assert_eq!(c.as_str().parse::<FailureClass>().unwrap(), *c);
-        }
-        let err = "exploded".parse::<RunStatus>().unwrap_err();
-        assert_eq!(err.value, "exploded");
-        assert!(err.to_string().contains("queued"), "{err}");
-    }
-
-    #[test]
-    fn terminal_statuses() {
-        assert!(!RunStatus::Queued.is_terminal());
-        assert!(!RunStatus::Running.is_terminal());
-        assert!(RunStatus::Crashed.is_terminal());
+        let err = "movie".parse::<ArtifactKind>().unwrap_err();
+        assert!(err.to_string().contains("checkpoint"), "{err}");
     }
 }

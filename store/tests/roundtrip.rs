@@ -5,8 +5,8 @@ mod common;
 use common::{experiment, new_run, temp_store, worker};
 use serde_json::json;
 use store::{
-    ArtifactKind, AxisFilter, Goal, ManagerWeight, MetricPoint, NewArtifact, NewLogLine, NewRun,
-    RunFilter, RunStatus, StoreError,
+    ArtifactKind, AxisFilter, Goal, ManagerWeight, ManagerWeightRow, MetricPoint, Modality,
+    NewArtifact, NewLogLine, NewRun, RunFilter, RunStatus, StoreError,
 };
 
 #[tokio::test]
@@ -211,16 +211,18 @@ async fn telemetry_tables_round_trip() {
     assert_eq!(store.history(run, Some(1), Some(5)).await.unwrap().len(), 1);
 
     // manager weights
-    let weights: Vec<ManagerWeight> = [100, 200]
+    let weights: Vec<ManagerWeightRow> = [100, 200]
         .iter()
         .flat_map(|&step| {
-            (0..2).flat_map(move |layer| {
-                (0..3).map(move |expert| ManagerWeight {
+            (0..2u32).flat_map(move |layer| {
+                (0..3).map(move |expert| ManagerWeightRow {
                     step,
-                    modality: "text".into(),
-                    layer,
-                    expert,
-                    weight: (step + layer * 10 + expert) as f64 / 1000.0,
+                    value: ManagerWeight {
+                        modality: Modality::Text,
+                        layer,
+                        expert,
+                        weight: (step + i64::from(layer) * 10 + expert) as f64 / 1000.0,
+                    },
                 })
             })
         })

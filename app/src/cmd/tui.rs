@@ -4,9 +4,9 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use app::tui::model::{CellState, PlanCell};
-use app::tui::store_source::UNRESPONSIVE_AFTER;
+use app::tui::model::PlanCell;
 use app::tui::Planner;
+use experiments::run::{cell_state, heartbeat_age};
 use experiments::Overrides;
 use store::Store;
 
@@ -42,29 +42,6 @@ fn prepare(file: &Path, make_data: bool) -> anyhow::Result<runner::Prepared> {
     )
 }
 
-fn cell_state(row: &experiments::plan::PlanRow, run: Option<&store::RunRow>) -> CellState {
-    use experiments::CellState as S;
-    let now = store::now_ms();
-    match row.state {
-        S::New => CellState::New,
-        S::Done => CellState::Done,
-        S::Failed => CellState::Failed,
-        S::Cancelled => CellState::Cancelled,
-        S::Queued => CellState::Queued,
-        S::Stale => CellState::Stale,
-        S::Running => {
-            let dead = run
-                .and_then(|r| r.heartbeat_ms)
-                .is_some_and(|h| now - h > UNRESPONSIVE_AFTER.as_millis() as i64);
-            if dead {
-                CellState::Unresponsive
-            } else {
-                CellState::Running
-            }
-        }
-    }
-}
-
 impl Planner for RunnerPlanner {
     fn plan(
         &self,
@@ -75,6 +52,7 @@ impl Planner for RunnerPlanner {
         // No side effects here: synthetic data is made when the cells are queued.
         let runner::Prepared { exp, cells, .. } = prepare(file, false)?;
         let (plan, stored) = rt.block_on(plan::plan_against(store, &exp, cells))?;
+        let now = store::now_ms();
         Ok(plan
             .rows
             .iter()
@@ -82,7 +60,11 @@ impl Planner for RunnerPlanner {
                 let run = stored.get(row.cell.identity.as_str());
                 PlanCell {
                     cell_key: format!("{} seed {}", row.cell.key.0, row.cell.seed),
-                    state: cell_state(row, run),
+                    state: cell_state(
+                        Some(row.state),
+                        run.map(|r| r.status),
+                        run.and_then(|r| heartbeat_age(r.heartbeat_ms, now)),
+                    ),
                     run: run.map(|r| r.id.0),
                     progress: run.and_then(|r| r.progress_step.zip(r.progress_total)),
                 }
@@ -107,6 +89,7 @@ impl Planner for RunnerPlanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use experiments::CellState;
 
     const EXPERIMENT: &str = r#"
 name = "tui-plan"

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use experiments::Settings;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::events::{Outcome, RunEvent};
+use experiments::run::{Event, Outcome};
 
 /// Everything an executor needs to run one attempt.
 #[derive(Debug, Clone)]
@@ -37,12 +37,7 @@ pub trait Executor: Send + Sync {
     fn engine_version(&self) -> String;
     /// Runs `job`, sending events as they happen, and stops (checkpointing) soon after `cancel`
     /// becomes true.
-    fn execute(
-        &self,
-        job: &Job,
-        events: &UnboundedSender<RunEvent>,
-        cancel: &AtomicBool,
-    ) -> Outcome;
+    fn execute(&self, job: &Job, events: &UnboundedSender<Event>, cancel: &AtomicBool) -> Outcome;
 }
 
 /// The version string hashed into run identities and recorded on runs: changing the engine
@@ -71,66 +66,14 @@ pub mod local {
     use std::sync::atomic::AtomicBool;
     use std::sync::mpsc;
 
-    use engine::train::events::{Event, FailureClass as EngineClass};
+    use experiments::run::{Event, Outcome};
     use tokio::sync::mpsc::UnboundedSender;
 
     use super::{Executor, Job, ENGINE_VERSION};
-    use crate::runner::events::{ManagerWeight, Outcome, RunEvent};
 
     /// Runs `engine::train::run` on the calling thread.
     #[derive(Debug, Default, Clone, Copy)]
     pub struct LocalExecutor;
-
-    fn class(c: EngineClass) -> store::FailureClass {
-        match c {
-            EngineClass::Nan => store::FailureClass::Nan,
-            EngineClass::Oom => store::FailureClass::Oom,
-            EngineClass::Error => store::FailureClass::Error,
-            EngineClass::Killed => store::FailureClass::Killed,
-        }
-    }
-
-    fn convert(e: Event) -> RunEvent {
-        match e {
-            Event::Started {
-                total_steps,
-                device,
-                resumed_at,
-            } => RunEvent::Started {
-                total_steps,
-                device,
-                resumed_at,
-            },
-            Event::Step { step, metrics } => RunEvent::Step { step, metrics },
-            Event::Eval { step, metrics } => RunEvent::Eval { step, metrics },
-            Event::ManagerWeights { step, weights } => RunEvent::ManagerWeights {
-                step,
-                weights: weights
-                    .into_iter()
-                    .map(|w| ManagerWeight {
-                        modality: w.modality.as_str(),
-                        layer: w.layer,
-                        expert: w.expert,
-                        weight: w.weight,
-                    })
-                    .collect(),
-            },
-            Event::Checkpoint { step, path } => RunEvent::Checkpoint { step, path },
-            Event::Predictions { step, path, count } => RunEvent::Predictions { step, path, count },
-            Event::Log { message } => RunEvent::Log { message },
-            Event::Finished { step } => RunEvent::Finished { step },
-            Event::Cancelled { step } => RunEvent::Cancelled { step },
-            Event::Failed {
-                step,
-                class: c,
-                message,
-            } => RunEvent::Failed {
-                step,
-                class: class(c),
-                message,
-            },
-        }
-    }
 
     impl Executor for LocalExecutor {
         fn engine_version(&self) -> String {
@@ -140,7 +83,7 @@ pub mod local {
         fn execute(
             &self,
             job: &Job,
-            events: &UnboundedSender<RunEvent>,
+            events: &UnboundedSender<Event>,
             cancel: &AtomicBool,
         ) -> Outcome {
             // libtorch's intra-op thread count is per calling thread (OpenMP), so concurrent
@@ -150,7 +93,7 @@ pub mod local {
             let forward = events.clone();
             let forwarder = std::thread::spawn(move || {
                 for e in rx {
-                    if forward.send(convert(e)).is_err() {
+                    if forward.send(e).is_err() {
                         break;
                     }
                 }
@@ -181,19 +124,7 @@ pub mod local {
             };
             drop(tx);
             let _ = forwarder.join();
-            match outcome {
-                engine::train::Outcome::Finished { step } => Outcome::Finished { step },
-                engine::train::Outcome::Cancelled { step } => Outcome::Cancelled { step },
-                engine::train::Outcome::Failed {
-                    step,
-                    class: c,
-                    message,
-                } => Outcome::Failed {
-                    step,
-                    class: class(c),
-                    message,
-                },
-            }
+            outcome
         }
     }
 }

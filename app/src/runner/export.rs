@@ -336,9 +336,10 @@ pub async fn manager_weights(
             .map(|p| (p.key, p.value))
             .collect();
         for step in steps {
-            for w in store.manager_weights(r.run, Some(step)).await? {
+            for row in store.manager_weights(r.run, Some(step)).await? {
+                let w = row.value;
                 let (source, expert) = if w.expert >= 0 {
-                    let first = app::report_input::first_expert_layer(&params, &w.modality);
+                    let first = app::report_input::first_expert_layer(&params, w.modality);
                     ("unimodal", first + w.expert)
                 } else {
                     ("cross_modal", -w.expert)
@@ -346,9 +347,9 @@ pub async fn manager_weights(
                 b.push(
                     i,
                     vec![
-                        Json::from(w.step),
-                        Json::from(w.modality),
-                        Json::from(w.layer + 1),
+                        Json::from(row.step),
+                        Json::from(w.modality.as_str()),
+                        Json::from(i64::from(w.layer) + 1),
                         Json::from(source),
                         Json::from(expert),
                         serde_json::Number::from_f64(w.weight).map_or(Json::Null, Json::Number),

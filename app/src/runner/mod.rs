@@ -7,7 +7,6 @@
 
 pub mod checkpoints;
 pub mod data;
-pub mod events;
 pub mod executor;
 pub mod experts;
 pub mod export;

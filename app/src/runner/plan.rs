@@ -84,13 +84,6 @@ pub struct QueueReport {
     pub superseded: Vec<store::RunId>,
 }
 
-fn store_goal(g: experiments::Goal) -> store::Goal {
-    match g {
-        experiments::Goal::Maximize => store::Goal::Maximize,
-        experiments::Goal::Minimize => store::Goal::Minimize,
-    }
-}
-
 /// A hash of the experiment's source text, recorded with the experiment.
 pub fn content_hash(src: &str) -> String {
     experiments::RunId::of_document(&Json::String(src.to_string()))
@@ -141,7 +134,9 @@ pub async fn queue_plan(
                     _ => report.failed += 1,
                 }
             }
-            CellState::Done | CellState::Queued | CellState::Running => report.unchanged += 1,
+            CellState::Done | CellState::Queued | CellState::Running | CellState::Unresponsive => {
+                report.unchanged += 1
+            }
         }
     }
     if to_add.is_empty() && interrupted.is_empty() {
@@ -175,7 +170,7 @@ pub async fn queue_plan(
         }
         if let Some(metric) = exp.metric_for(cell.settings.task) {
             store
-                .declare_metrics(made.id, &[(metric.name.as_str(), store_goal(metric.goal))])
+                .declare_metrics(made.id, &[(metric.name.as_str(), metric.goal)])
                 .await?;
         }
         report.added.push((*cell).clone());

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use store::{ArtifactKind, MetricPoint, NewArtifact, NewLogLine, RunId, Store};
 
-use super::events::RunEvent;
+use experiments::run::Event;
 
 /// Flush metric points when this many are pending...
 pub const FLUSH_POINTS: usize = 512;
@@ -107,9 +107,9 @@ impl Sink {
 
     /// Applies one event. Metric points are buffered; everything else is written at once
     /// (a checkpoint only after the points before it are stored, so a resume never loses them).
-    pub async fn handle(&mut self, event: RunEvent) -> anyhow::Result<()> {
+    pub async fn handle(&mut self, event: Event) -> anyhow::Result<()> {
         match event {
-            RunEvent::Started {
+            Event::Started {
                 total_steps,
                 device,
                 resumed_at,
@@ -128,24 +128,20 @@ impl Sink {
                     format!("started on {device}: {total_steps} steps{from}"),
                 );
             }
-            RunEvent::Step { step, metrics } => {
+            Event::Step { step, metrics } => {
                 self.progress.step.store(step as i64, Ordering::Relaxed);
                 self.push_points(step, metrics);
             }
-            RunEvent::Eval { step, metrics } => {
+            Event::Eval { step, metrics } => {
                 self.last_eval = metrics.clone();
                 self.push_points(step, metrics);
             }
-            RunEvent::ManagerWeights { step, weights } => {
-                let rows: Vec<store::ManagerWeight> = weights
+            Event::ManagerWeights { step, weights } => {
+                let rows: Vec<store::ManagerWeightRow> = weights
                     .into_iter()
-                    .map(|w| store::ManagerWeight {
+                    .map(|value| store::ManagerWeightRow {
                         step: step as i64,
-                        modality: w.modality.to_string(),
-                        layer: i64::from(w.layer),
-                        // -1: the weight on the previous cross-modal layer's output.
-                        expert: w.expert,
-                        weight: w.weight,
+                        value,
                     })
                     .collect();
                 self.store
@@ -153,7 +149,7 @@ impl Sink {
                     .await
                     .context("storing manager weights")?;
             }
-            RunEvent::Predictions { step, path, count } => {
+            Event::Predictions { step, path, count } => {
                 let size = std::fs::metadata(&path).map(|m| m.len()).ok();
                 self.store
                     .add_artifact(
@@ -175,7 +171,7 @@ impl Sink {
                     ),
                 );
             }
-            RunEvent::Checkpoint { step, path } => {
+            Event::Checkpoint { step, path } => {
                 self.flush().await?;
                 let size = dir_size(&path);
                 self.store
@@ -195,16 +191,16 @@ impl Sink {
                     format!("checkpoint at step {step}: {}", path.display()),
                 );
             }
-            RunEvent::Log { message } => self.log("info", message),
-            RunEvent::Finished { step } => {
+            Event::Log { message } => self.log("info", message),
+            Event::Finished { step } => {
                 self.progress.step.store(step as i64, Ordering::Relaxed);
                 self.log("info", format!("finished at step {step}"));
             }
-            RunEvent::Cancelled { step } => self.log(
+            Event::Cancelled { step } => self.log(
                 "info",
                 format!("cancelled at step {step}; it resumes from its last checkpoint"),
             ),
-            RunEvent::Failed {
+            Event::Failed {
                 step,
                 class,
                 message,
@@ -316,8 +312,8 @@ mod tests {
         made[0].id
     }
 
-    fn step(step: u64) -> RunEvent {
-        RunEvent::Step {
+    fn step(step: u64) -> Event {
+        Event::Step {
             step,
             metrics: vec![("train/loss".into(), 1.0 / step as f64)],
         }
@@ -345,7 +341,7 @@ mod tests {
         let ckpt = dir.path().join("checkpoints").join("step-3");
         std::fs::create_dir_all(&ckpt).unwrap();
         std::fs::write(ckpt.join("state.json"), "{}").unwrap();
-        sink.handle(RunEvent::Checkpoint {
+        sink.handle(Event::Checkpoint {
             step: 3,
             path: ckpt.clone(),
         })
@@ -362,7 +358,7 @@ mod tests {
             sink.handle(step(s)).await.unwrap();
         }
         assert_eq!(series(store.clone()).await, 3 + FLUSH_POINTS);
-        sink.handle(RunEvent::Log {
+        sink.handle(Event::Log {
             message: "hello".into(),
         })
         .await

@@ -19,11 +19,11 @@ use store::{
 use tokio::sync::mpsc::unbounded_channel;
 
 use super::checkpoints;
-use super::events::Outcome;
 use super::executor::{Executor, Job};
 use super::plan::{PARAM_EVAL, PARAM_SETTINGS};
 use super::sink::{LiveProgress, Sink};
 use super::ui::Ui;
+use experiments::run::Outcome;
 
 /// How the runner behaves; shared by every slot of a process.
 pub struct Runner {

@@ -480,6 +480,7 @@ pub fn read_interest(
 mod tests {
     use super::*;
     use crate::tui::fixture::FixtureSource;
+    use crate::tui::model::FailureClass;
 
     fn recv_until(rx: &Receiver<DataMsg>, pred: impl Fn(&DataMsg) -> bool) -> DataMsg {
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -518,7 +519,7 @@ mod tests {
         let DataMsg::Detail(_, Some(d)) = d else {
             unreachable!()
         };
-        assert_eq!(d.run.failure_class.as_deref(), Some("oom"));
+        assert_eq!(d.run.failure_class, Some(FailureClass::Oom));
         let s = recv_until(&data.rx, |m| matches!(m, DataMsg::Series(_)));
         let DataMsg::Series(s) = s else {
             unreachable!()

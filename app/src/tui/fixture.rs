@@ -5,8 +5,9 @@
 use std::path::Path;
 
 use super::model::{
-    CellState, ExperimentInfo, Goal, LogLine, ManagerWeights, MetricSummary, ModalityWeights, Plan,
-    PlanCell, RunDetail, RunStatus, RunSummary, Series, WorkerInfo,
+    CellState, ExperimentInfo, FailureClass, Goal, LogLine, ManagerWeights, MetricSummary,
+    Modality, ModalityWeights, Plan, PlanCell, RunDetail, RunStatus, RunSummary, Series,
+    WorkerInfo,
 };
 use super::source::{SourceError, SourceResult, TuiSource};
 
@@ -132,7 +133,7 @@ fn fixture_run(id: i64) -> RunSummary {
         ended_ms: ended,
         heartbeat_ms: (status == RunStatus::Running).then_some(FIXTURE_NOW_MS - 1_000),
         worker: (status != RunStatus::Queued).then(|| "w-gpu0".into()),
-        failure_class: (status == RunStatus::Failed).then(|| "oom".into()),
+        failure_class: (status == RunStatus::Failed).then_some(FailureClass::Oom),
         failure_message: (status == RunStatus::Failed).then(|| {
             "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total)".into()
         }),
@@ -269,11 +270,11 @@ impl TuiSource for FixtureSource {
         let step = step.filter(|s| steps.contains(s)).unwrap_or(steps[3]);
         let layers = 6;
         let experts = 6;
-        let modalities = ["text", "image"]
+        let modalities = Modality::ALL
             .iter()
             .enumerate()
-            .map(|(m, name)| ModalityWeights {
-                modality: (*name).into(),
+            .map(|(m, modality)| ModalityWeights {
+                modality: *modality,
                 grid: (0..layers)
                     .map(|l| {
                         // Deeper managers favour deeper experts, sharper as training goes on.
@@ -319,13 +320,8 @@ impl TuiSource for FixtureSource {
             .filter(|r| r.experiment == experiment.name)
             .map(|r| PlanCell {
                 cell_key: r.cell_key(),
-                state: match r.status {
-                    RunStatus::Queued => CellState::Queued,
-                    RunStatus::Running => CellState::Running,
-                    RunStatus::Finished => CellState::Done,
-                    RunStatus::Failed | RunStatus::Crashed => CellState::Failed,
-                    RunStatus::Cancelled => CellState::Cancelled,
-                },
+                // The fixture's heartbeats are not aged against a clock.
+                state: experiments::cell_state(None, Some(r.status), None),
                 run: Some(r.id),
                 progress: r.progress,
             })

@@ -1,62 +1,8 @@
 //! Plain data the TUI shows. The data thread fills these from a [`TuiSource`](super::TuiSource);
 //! rendering and state never touch the store.
 
-use std::fmt;
-
-/// Where a run is in its life, as the store names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum RunStatus {
-    Queued,
-    Running,
-    Finished,
-    Failed,
-    Crashed,
-    Cancelled,
-}
-
-impl RunStatus {
-    pub const ALL: [RunStatus; 6] = [
-        RunStatus::Queued,
-        RunStatus::Running,
-        RunStatus::Finished,
-        RunStatus::Failed,
-        RunStatus::Crashed,
-        RunStatus::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Queued => "queued",
-            RunStatus::Running => "running",
-            RunStatus::Finished => "finished",
-            RunStatus::Failed => "failed",
-            RunStatus::Crashed => "crashed",
-            RunStatus::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<RunStatus> {
-        RunStatus::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-
-    /// A failed or crashed run can be retried.
-    pub fn is_failure(self) -> bool {
-        matches!(self, RunStatus::Failed | RunStatus::Crashed)
-    }
-}
-
-impl fmt::Display for RunStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Whether a metric is better when low (loss) or high (accuracy).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Goal {
-    Minimize,
-    Maximize,
-}
+/// The run vocabulary the TUI shows: the domain's (`experiments::run`), as the store keeps it.
+pub use experiments::run::{CellState, FailureClass, Goal, Modality, RunStatus};
 
 /// Running summary of one metric of one run.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,7 +44,7 @@ pub struct RunSummary {
     pub ended_ms: Option<i64>,
     pub heartbeat_ms: Option<i64>,
     pub worker: Option<String>,
-    pub failure_class: Option<String>,
+    pub failure_class: Option<FailureClass>,
     pub failure_message: Option<String>,
     pub summaries: Vec<MetricSummary>,
     /// Whether the run is one of its experiment file's current plan (`None`: unknown, e.g. the
@@ -179,7 +125,7 @@ pub struct ManagerWeights {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModalityWeights {
-    pub modality: String,
+    pub modality: Modality,
     /// `grid[layer][expert]`; NaN where the store has no value.
     pub grid: Vec<Vec<f64>>,
     /// `cross[layer][k - 1]`: the raw (not softmaxed) weight of the manager of `layer` on the
@@ -194,38 +140,6 @@ pub struct ExperimentInfo {
     pub name: String,
     /// The experiment file, when known.
     pub path: Option<String>,
-}
-
-/// Where one grid cell of an experiment stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CellState {
-    /// Not in the store yet.
-    New,
-    Queued,
-    Running,
-    /// Running, but its worker stopped sending heartbeats (it will be reaped and resumed).
-    Unresponsive,
-    /// A run exists for this cell, but the file's config (or data, or engine) has changed
-    /// since: queueing runs it again with the new identity.
-    Stale,
-    Done,
-    Failed,
-    Cancelled,
-}
-
-impl CellState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CellState::New => "new",
-            CellState::Queued => "queued",
-            CellState::Running => "running",
-            CellState::Unresponsive => "no heartbeat",
-            CellState::Stale => "stale",
-            CellState::Done => "done",
-            CellState::Failed => "failed",
-            CellState::Cancelled => "cancelled",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -4,8 +4,8 @@
 
 use serde_json::json;
 use store::{
-    FailureClass, Goal, ManagerWeight, MetricPoint, NewLogLine, NewRun, Progress, RetryPolicy,
-    Store, WorkerInfo,
+    FailureClass, Goal, ManagerWeight, ManagerWeightRow, MetricPoint, Modality, NewLogLine, NewRun,
+    Progress, RetryPolicy, Store, WorkerInfo,
 };
 
 /// What to generate.
@@ -144,25 +144,28 @@ fn sample_points(i: usize, steps: usize) -> Vec<MetricPoint> {
     points
 }
 
-fn sample_weights(steps: usize) -> Vec<ManagerWeight> {
+fn sample_weights(steps: usize) -> Vec<ManagerWeightRow> {
     let mut out = Vec::new();
     for k in 1..=4 {
         let step = (steps * k / 4) as i64;
-        for (m, modality) in ["text", "image"].iter().enumerate() {
-            for layer in 0..6i64 {
+        for (m, modality) in Modality::ALL.iter().enumerate() {
+            for layer in 0..6u32 {
                 let raw: Vec<f64> = (0..6)
                     .map(|e| {
-                        (-(0.5 + k as f64) * ((e - layer) as f64 - m as f64 * 0.5).abs()).exp()
+                        (-(0.5 + k as f64) * ((e - i64::from(layer)) as f64 - m as f64 * 0.5).abs())
+                            .exp()
                     })
                     .collect();
                 let sum: f64 = raw.iter().sum();
                 for (expert, v) in raw.iter().enumerate() {
-                    out.push(ManagerWeight {
+                    out.push(ManagerWeightRow {
                         step,
-                        modality: (*modality).into(),
-                        layer,
-                        expert: expert as i64,
-                        weight: v / sum,
+                        value: ManagerWeight {
+                            modality: *modality,
+                            layer,
+                            expert: expert as i64,
+                            weight: v / sum,
+                        },
                     });
                 }
             }
@@ -361,8 +364,8 @@ pub async fn fill_study_as(
         // cross-modal layer, the raw weight on the layer below's output.
         let mut weights = Vec::new();
         for s in (50..=done).step_by(50) {
-            for modality in ["text", "image"] {
-                for layer in 0..2i64 {
+            for modality in Modality::ALL.iter().copied() {
+                for layer in 0..2u32 {
                     let raw: Vec<f64> = (0..managed)
                         .map(|e| {
                             ((e + 1) as f64 * (0.4 + 0.2 * layer as f64 + s as f64 / 400.0)).exp()
@@ -370,21 +373,25 @@ pub async fn fill_study_as(
                         .collect();
                     let sum: f64 = raw.iter().sum();
                     for (e, v) in raw.iter().enumerate() {
-                        weights.push(ManagerWeight {
+                        weights.push(ManagerWeightRow {
                             step: s,
-                            modality: modality.into(),
-                            layer,
-                            expert: e as i64,
-                            weight: v / sum,
+                            value: ManagerWeight {
+                                modality,
+                                layer,
+                                expert: e as i64,
+                                weight: v / sum,
+                            },
                         });
                     }
                     if layer > 0 {
-                        weights.push(ManagerWeight {
+                        weights.push(ManagerWeightRow {
                             step: s,
-                            modality: modality.into(),
-                            layer,
-                            expert: -1,
-                            weight: 0.998 - 0.001 * s as f64 / 50.0,
+                            value: ManagerWeight {
+                                modality,
+                                layer,
+                                expert: -1,
+                                weight: 0.998 - 0.001 * s as f64 / 50.0,
+                            },
                         });
                     }
                 }

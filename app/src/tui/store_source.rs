@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use store::{RunFilter, RunId, SeriesOptions, Store, StoreOptions};
 
+use experiments::run::{cell_state, heartbeat_age};
+
 use super::model::{
-    CellState, ExperimentInfo, Goal, LogLine, ManagerWeights, MetricSummary, ModalityWeights, Plan,
-    PlanCell, RunDetail, RunStatus, RunSummary, Series, WorkerInfo,
+    ExperimentInfo, LogLine, ManagerWeights, MetricSummary, ModalityWeights, Plan, PlanCell,
+    RunDetail, RunSummary, Series, WorkerInfo,
 };
 use super::source::{SourceError, SourceResult, TuiSource};
 
-/// A running run whose last heartbeat is older than this shows as "no heartbeat" in plans.
-pub const UNRESPONSIVE_AFTER: Duration = Duration::from_secs(60);
 /// Workers seen within this window are listed.
 pub const WORKER_WINDOW: Duration = Duration::from_secs(120);
 
@@ -136,17 +136,6 @@ fn experiment_file(experiment: &ExperimentInfo) -> Option<PathBuf> {
         .filter(|p| p.is_file())
 }
 
-fn status(s: store::RunStatus) -> RunStatus {
-    match s {
-        store::RunStatus::Queued => RunStatus::Queued,
-        store::RunStatus::Running => RunStatus::Running,
-        store::RunStatus::Finished => RunStatus::Finished,
-        store::RunStatus::Failed => RunStatus::Failed,
-        store::RunStatus::Crashed => RunStatus::Crashed,
-        store::RunStatus::Cancelled => RunStatus::Cancelled,
-    }
-}
-
 fn json_text(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
@@ -157,10 +146,7 @@ fn json_text(v: &serde_json::Value) -> String {
 fn summary(s: &store::MetricSummary) -> MetricSummary {
     MetricSummary {
         key: s.key.clone(),
-        goal: s.goal.map(|g| match g {
-            store::Goal::Minimize => Goal::Minimize,
-            store::Goal::Maximize => Goal::Maximize,
-        }),
+        goal: s.goal,
         last: s.last,
         best: s.best,
         min: s.min,
@@ -179,13 +165,13 @@ fn run_summary(r: &store::RunRow, summaries: &[store::MetricSummary]) -> RunSumm
             .iter()
             .map(|(k, v)| (k.clone(), json_text(v)))
             .collect(),
-        status: status(r.status),
+        status: r.status,
         progress: r.progress_step.zip(r.progress_total),
         started_ms: r.started_ms,
         ended_ms: r.ended_ms,
         heartbeat_ms: r.heartbeat_ms,
         worker: r.worker.clone(),
-        failure_class: r.failure_class.map(|c| c.as_str().to_owned()),
+        failure_class: r.failure_class,
         failure_message: r.failure_message.clone(),
         summaries: summaries.iter().map(summary).collect(),
         in_plan: None,
@@ -308,19 +294,19 @@ impl TuiSource for StoreSource {
             return Ok(None);
         };
         let mut modalities: Vec<ModalityWeights> = Vec::new();
-        for w in &rows {
+        for w in rows.iter().map(|r| &r.value) {
             let m = match modalities.iter_mut().position(|m| m.modality == w.modality) {
                 Some(i) => &mut modalities[i],
                 None => {
                     modalities.push(ModalityWeights {
-                        modality: w.modality.clone(),
+                        modality: w.modality,
                         grid: Vec::new(),
                         cross: Vec::new(),
                     });
                     modalities.last_mut().expect("just pushed")
                 }
             };
-            let layer = w.layer.max(0) as usize;
+            let layer = w.layer as usize;
             // Negative experts are the raw weights on previous cross-modal outputs, not
             // uni-modal experts: they get their own columns.
             let (table, expert) = if w.expert < 0 {
@@ -338,7 +324,7 @@ impl TuiSource for StoreSource {
             row[expert] = w.weight;
         }
         // The text side first, as in the paper.
-        modalities.sort_by_key(|m| (m.modality != "text", m.modality.clone()));
+        modalities.sort_by_key(|m| m.modality);
         Ok(Some(ManagerWeights {
             run,
             steps,
@@ -412,7 +398,6 @@ impl TuiSource for StoreSource {
             .block_on(self.store.list_runs(&filter))
             .map_err(err)?;
         let now = store::now_ms();
-        let stale_ms = UNRESPONSIVE_AFTER.as_millis() as i64;
         let cells = runs
             .iter()
             .map(|r| PlanCell {
@@ -421,18 +406,7 @@ impl TuiSource for StoreSource {
                     Some(seed) => format!("{} seed {seed}", r.cell_key),
                     None => r.cell_key.clone(),
                 },
-                state: match r.status {
-                    store::RunStatus::Queued => CellState::Queued,
-                    store::RunStatus::Running
-                        if r.heartbeat_ms.is_some_and(|h| now - h > stale_ms) =>
-                    {
-                        CellState::Unresponsive
-                    }
-                    store::RunStatus::Running => CellState::Running,
-                    store::RunStatus::Finished => CellState::Done,
-                    store::RunStatus::Failed | store::RunStatus::Crashed => CellState::Failed,
-                    store::RunStatus::Cancelled => CellState::Cancelled,
-                },
+                state: cell_state(None, Some(r.status), heartbeat_age(r.heartbeat_ms, now)),
                 run: Some(r.id.0),
                 progress: r.progress_step.zip(r.progress_total),
             })

@@ -56,10 +56,11 @@ impl Filter {
         for word in text.split_whitespace() {
             if let Some(list) = word.strip_prefix("status:") {
                 for name in list.split(',').filter(|s| !s.is_empty()) {
-                    let status = RunStatus::parse(&name.to_lowercase()).ok_or_else(|| {
+                    let status = name.to_lowercase().parse::<RunStatus>().map_err(|_| {
+                        let all: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
                         format!(
                             "unknown status {name:?} (expected one of: {})",
-                            RunStatus::ALL.map(|s| s.as_str()).join(", ")
+                            all.join(", ")
                         )
                     })?;
                     f.statuses.push(status);

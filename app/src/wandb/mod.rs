@@ -27,7 +27,5 @@ pub use source::{
     sync_key, Acked, BoxError, FileOffsets, MemoryOffsets, OffsetStore, Offsets, SyncSource,
 };
 pub use store_source::StoreSource;
-pub use sync::{sync_runs, Outcome, RunReport, SyncError, SyncOptions, SyncReport};
-pub use types::{
-    manager_weight_key, HistoryRow, LogLine, LogStream, RunMeta, RunStatus, Selection,
-};
+pub use sync::{sync_runs, RunReport, SyncError, SyncOptions, SyncOutcome, SyncReport};
+pub use types::{manager_weight_key, HistoryRow, LogLine, LogStream, RunMeta, RunState, Selection};

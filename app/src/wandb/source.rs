@@ -358,7 +358,7 @@ mod tests {
             axes: Vec::new(),
             config: serde_json::Map::new(),
             summary: serde_json::Map::new(),
-            status: super::super::types::RunStatus::Running,
+            status: super::super::types::RunState::Running,
             history_len: 0,
             log_len: 0,
         };

@@ -9,7 +9,7 @@ use store::{RunFilter, RunId, RunRow, Store};
 
 use super::source::{Acked, BoxError, OffsetStore, Offsets, SyncSource};
 use super::types::{
-    manager_weight_key, HistoryRow, LogLine, LogStream, RunMeta, RunStatus, Selection,
+    manager_weight_key, HistoryRow, LogLine, LogStream, RunMeta, RunState, Selection,
 };
 
 /// Exit codes reported for runs that ended without finishing.
@@ -103,15 +103,15 @@ impl StoreSource {
             history_len
         };
         let status = match row.status {
-            store::RunStatus::Queued | store::RunStatus::Running => RunStatus::Running,
-            store::RunStatus::Finished => RunStatus::Finished,
-            store::RunStatus::Failed => RunStatus::Failed {
+            store::RunStatus::Queued | store::RunStatus::Running => RunState::Running,
+            store::RunStatus::Finished => RunState::Finished,
+            store::RunStatus::Failed => RunState::Failed {
                 exit_code: FAILED_EXIT,
             },
-            store::RunStatus::Crashed => RunStatus::Failed {
+            store::RunStatus::Crashed => RunState::Failed {
                 exit_code: CRASHED_EXIT,
             },
-            store::RunStatus::Cancelled => RunStatus::Failed {
+            store::RunStatus::Cancelled => RunState::Failed {
                 exit_code: CANCELLED_EXIT,
             },
         };
@@ -240,7 +240,7 @@ impl SyncSource for StoreSource {
         // comes after its training metrics), and W&B history lines are never rewritten: it is
         // sent once a later step exists, or when the run has ended.
         let open_step = match run.status {
-            RunStatus::Running => self.newest_step(id).await?,
+            RunState::Running => self.newest_step(id).await?,
             _ => None,
         };
         let mut metric_rows = self.store.history(id, after, Some(limit)).await?;

@@ -35,7 +35,7 @@ pub struct SyncOptions {
 
 /// What happened to one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum SyncOutcome {
     /// `UpsertBucket` created it.
     Created,
     /// Something was sent to an existing run.
@@ -51,7 +51,7 @@ pub struct RunReport {
     pub wandb_id: String,
     /// `entity/project/run id` (entity `?` while not known: the key owner's default).
     pub path: String,
-    pub outcome: Outcome,
+    pub outcome: SyncOutcome,
     pub upsert: bool,
     pub history_lines: u64,
     pub log_lines: u64,
@@ -82,20 +82,20 @@ pub struct SyncReport {
 }
 
 impl SyncReport {
-    fn count(&self, outcome: Outcome) -> usize {
+    fn count(&self, outcome: SyncOutcome) -> usize {
         self.runs.iter().filter(|r| r.outcome == outcome).count()
     }
 
     pub fn created(&self) -> usize {
-        self.count(Outcome::Created)
+        self.count(SyncOutcome::Created)
     }
 
     pub fn updated(&self) -> usize {
-        self.count(Outcome::Updated)
+        self.count(SyncOutcome::Updated)
     }
 
     pub fn unchanged(&self) -> usize {
-        self.count(Outcome::Unchanged)
+        self.count(SyncOutcome::Unchanged)
     }
 
     pub fn history_lines(&self) -> u64 {
@@ -422,7 +422,7 @@ impl<S: SyncSource, O: OffsetStore> RunSync<'_, S, O> {
             run_id: self.meta.run_id.clone(),
             wandb_id: self.wandb_id.to_owned(),
             path: String::new(),
-            outcome: Outcome::Unchanged,
+            outcome: SyncOutcome::Unchanged,
             upsert: acked.upsert.as_deref() != Some(&upsert_digest) || acked.entity.is_none(),
             history_lines: history_new,
             log_lines: log_new,
@@ -445,7 +445,7 @@ impl<S: SyncSource, O: OffsetStore> RunSync<'_, S, O> {
                 .unwrap_or_else(|| "?".to_owned());
             report.path = format!("{entity}/{}/{}", config.project, self.wandb_id);
             if report.upsert || history_new + log_new > 0 || report.summary || complete.is_some() {
-                report.outcome = Outcome::Updated;
+                report.outcome = SyncOutcome::Updated;
             }
             return Ok(report);
         };
@@ -462,9 +462,9 @@ impl<S: SyncSource, O: OffsetStore> RunSync<'_, S, O> {
             )
             .await?;
             report.outcome = if reply.inserted {
-                Outcome::Created
+                SyncOutcome::Created
             } else {
-                Outcome::Updated
+                SyncOutcome::Updated
             };
         }
         let entity = acked
@@ -539,10 +539,10 @@ impl<S: SyncSource, O: OffsetStore> RunSync<'_, S, O> {
         } else if self.shared.heartbeat && !sent_lines && self.meta.status.exit_code().is_none() {
             stream.post(Bytes::from_static(b"{}"), "heartbeat").await?;
         }
-        if report.outcome == Outcome::Unchanged
+        if report.outcome == SyncOutcome::Unchanged
             && (sent_lines || report.summary || complete.is_some())
         {
-            report.outcome = Outcome::Updated;
+            report.outcome = SyncOutcome::Updated;
         }
         Ok(report)
     }

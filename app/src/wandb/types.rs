@@ -2,15 +2,17 @@
 
 use serde_json::{Map, Value};
 
-/// How a run stands. A run that has ended gets `{"complete": true, "exitcode": n}`.
+/// A run as W&B knows it: running, or complete with an exit code (TowerLab's
+/// [`experiments::RunStatus`] is mapped onto it where runs are read). A run that has ended gets
+/// `{"complete": true, "exitcode": n}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunStatus {
+pub enum RunState {
     Running,
     Finished,
     Failed { exit_code: i32 },
 }
 
-impl RunStatus {
+impl RunState {
     /// The exit code to report, or `None` while the run is still going.
     pub fn exit_code(self) -> Option<i32> {
         match self {
@@ -41,7 +43,7 @@ pub struct RunMeta {
     pub axes: Vec<(String, String)>,
     pub config: Map<String, Value>,
     pub summary: Map<String, Value>,
-    pub status: RunStatus,
+    pub status: RunState,
     pub history_len: u64,
     pub log_len: u64,
 }
@@ -154,9 +156,9 @@ mod tests {
 
     #[test]
     fn failed_runs_never_report_zero() {
-        assert_eq!(RunStatus::Running.exit_code(), None);
-        assert_eq!(RunStatus::Finished.exit_code(), Some(0));
-        assert_eq!(RunStatus::Failed { exit_code: 3 }.exit_code(), Some(3));
-        assert_eq!(RunStatus::Failed { exit_code: 0 }.exit_code(), Some(1));
+        assert_eq!(RunState::Running.exit_code(), None);
+        assert_eq!(RunState::Finished.exit_code(), Some(0));
+        assert_eq!(RunState::Failed { exit_code: 3 }.exit_code(), Some(3));
+        assert_eq!(RunState::Failed { exit_code: 0 }.exit_code(), Some(1));
     }
 }

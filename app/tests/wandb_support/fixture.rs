@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use serde_json::{json, Map, Value};
 
 use crate::wandb::{
-    BoxError, HistoryRow, LogLine, LogStream, RunMeta, RunStatus, Selection, SyncSource,
+    BoxError, HistoryRow, LogLine, LogStream, RunMeta, RunState, Selection, SyncSource,
 };
 
 #[derive(Debug, Clone)]
@@ -157,7 +157,7 @@ pub fn fixture_run(
     i: usize,
     steps: u64,
     metrics: usize,
-    status: RunStatus,
+    status: RunState,
 ) -> FixtureRun {
     let mut config = Map::new();
     config.insert("lr".into(), json!(1e-5 * (i + 1) as f64));

@@ -17,9 +17,9 @@ pub mod score;
 pub mod source;
 
 pub use crate::device::resolve_device;
-pub use events::{Event, FailureClass};
+pub use events::{Event, FailureClass, Outcome};
 pub use names::metric_names;
-pub use run::{run, run_with_data, Outcome, TrainJob};
+pub use run::{run, run_with_data, TrainJob};
 pub use score::{check as check_score, score, ScoreError, ScoreJob};
 pub use source::{TaskData, TestQuestions, VqaTest};
 

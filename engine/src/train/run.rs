@@ -13,7 +13,7 @@ use tch::{nn, Tensor};
 
 use super::checkpoint::{self, LoopState};
 use super::eval::{evaluate, Evaluation};
-use super::events::{Event, FailureClass};
+use super::events::{Event, FailureClass, Outcome};
 use super::metrics::{accumulate, weighted_means};
 use super::optim::{Algorithm, OptimConfig, Optimizer};
 use super::predictions;
@@ -49,22 +49,6 @@ pub struct TrainJob {
     pub hub: HubEnv,
 }
 
-/// How a run ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    Finished {
-        step: u64,
-    },
-    Cancelled {
-        step: u64,
-    },
-    Failed {
-        step: u64,
-        class: FailureClass,
-        message: String,
-    },
-}
-
 impl TrainJob {
     pub fn checkpoint_dir(&self) -> PathBuf {
         self.run_dir.join("checkpoints")
@@ -97,7 +81,7 @@ pub fn run_with_data(
         Ok(outcome) => outcome,
         Err(e) => Outcome::Failed {
             step,
-            class: FailureClass::of(&e),
+            class: e.failure_class(),
             message: e.to_string(),
         },
     };
@@ -105,21 +89,9 @@ pub fn run_with_data(
     outcome
 }
 
-/// The last event of a run (or a scoring): `Finished`, or `Failed` (cancelled runs as killed).
+/// The last event of a run (or a scoring): `Finished`, `Cancelled` or `Failed`.
 pub(crate) fn send_end(events: &Sender<Event>, outcome: &Outcome) {
-    let _ = events.send(match outcome {
-        Outcome::Finished { step } => Event::Finished { step: *step },
-        Outcome::Cancelled { step } => Event::Cancelled { step: *step },
-        Outcome::Failed {
-            step,
-            class,
-            message,
-        } => Event::Failed {
-            step: *step,
-            class: *class,
-            message: message.clone(),
-        },
-    });
+    let _ = events.send(outcome.to_event());
 }
 
 /// Per-micro-batch seed: dropout and manager noise depend only on (seed, micro-batch), so a
@@ -621,7 +593,7 @@ pub fn run(job: &TrainJob, events: &Sender<Event>, cancel: &AtomicBool) -> Outco
     match opened {
         Ok(data) => run_with_data(job, &data, events, cancel),
         Err(e) => {
-            let class = FailureClass::of(&e);
+            let class = e.failure_class();
             let message = e.to_string();
             let _ = events.send(Event::Failed {
                 step: 0,

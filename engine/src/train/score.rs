@@ -14,9 +14,10 @@ use tch::nn;
 
 use super::data_source::LoaderData;
 use super::eval::{evaluate, EvalOptions, Evaluation};
+use super::events::Outcome;
 use super::events::{Event, FailureClass};
 use super::predictions;
-use super::run::{recall_options, send_end, Outcome};
+use super::run::{recall_options, send_end};
 use super::source::{OnDevice, TaskData, TestQuestions};
 use crate::device::resolve_device;
 use crate::model::objectives::Split;
@@ -77,7 +78,7 @@ pub fn score(job: &ScoreJob, events: &Sender<Event>, cancel: &AtomicBool) -> Out
         Ok(false) => Outcome::Cancelled { step: 0 },
         Err(e) => {
             let class = match &e {
-                ScoreError::Engine(e) => FailureClass::of(e),
+                ScoreError::Engine(e) => e.failure_class(),
                 ScoreError::Weights(WeightsError::Torch {
                     source: tch::TchError::Torch(m),
                     ..

@@ -16,7 +16,7 @@ use super::text::{fit, text_width};
 use super::{cell_labels, DrawResult, Figure, FigureKind};
 use crate::analysis::{select_runs, validate};
 use crate::error::{ReportError, Result};
-use crate::input::{Cell, Modality, ReportInput};
+use crate::input::{modality_title, Cell, Modality, ReportInput};
 use crate::provenance::Provenance;
 
 /// Which weights to show.
@@ -405,7 +405,7 @@ where
                 .x_label_formatter(&expert_label)
                 .y_label_formatter(&y_fmt);
             if li == 0 {
-                mesh.y_desc(m.title());
+                mesh.y_desc(modality_title(m));
             }
             mesh.draw()?;
             let err_style = AXIS.stroke_width(theme.pxi(0.5));
@@ -546,7 +546,7 @@ where
         for (mi, &m) in w.modalities.iter().enumerate() {
             let area = &panels[mi];
             let mut chart = ChartBuilder::on(area)
-                .caption(m.title(), theme.font(LABEL_PT))
+                .caption(modality_title(m), theme.font(LABEL_PT))
                 .margin(pad / 2)
                 .margin_right(2 * pad)
                 .x_label_area_size(x_area)

@@ -122,7 +122,13 @@ pub(super) fn legend(table: &Table, best: &str) -> String {
     let policies: Vec<String> = table
         .metrics
         .iter()
-        .map(|m| format!("{} = {}", m.label(), m.policy.describe()))
+        .map(|m| {
+            format!(
+                "{} = {}",
+                m.label(),
+                crate::input::describe_policy(&m.policy)
+            )
+        })
         .collect();
     if !policies.is_empty() {
         s.push_str(&format!(" Per-run value: {}.", policies.join("; ")));

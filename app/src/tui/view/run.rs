@@ -8,7 +8,7 @@ use ratatui::widgets::{Axis, Chart, Dataset, GraphType, LegendPosition, Paragrap
 use ratatui::Frame;
 
 use super::{ellipsize, pane, status_color, PALETTE};
-use crate::tui::model::Series;
+use crate::tui::model::{FailureClass, Series};
 use crate::tui::state::App;
 use crate::tui::table::{format_duration, format_value};
 
@@ -89,7 +89,7 @@ fn draw_info(frame: &mut Frame, area: Rect, app: &App, id: i64) {
         lines.push(Line::from(Span::styled(
             format!(
                 "failure: {}",
-                run.failure_class.as_deref().unwrap_or("unknown")
+                run.failure_class.map_or("unknown", FailureClass::as_str)
             ),
             red.add_modifier(Modifier::BOLD),
         )));

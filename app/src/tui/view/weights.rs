@@ -183,6 +183,7 @@ pub fn ramp(t: f64) -> Color {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tui::model::Modality;
 
     #[test]
     fn ramp_ends_are_the_palette_ends() {
@@ -193,12 +194,12 @@ mod tests {
 
     #[test]
     fn two_experts_side_by_side_never_overlap_and_cross_weights_have_their_columns() {
-        let m = |name: &str| ModalityWeights {
-            modality: name.into(),
+        let m = |modality: Modality| ModalityWeights {
+            modality,
             grid: vec![vec![0.4, 0.6], vec![0.3, 0.7]],
             cross: vec![vec![], vec![0.998]],
         };
-        let (text, image) = (m("text"), m("image"));
+        let (text, image) = (m(Modality::Text), m(Modality::Image));
         // The title is the widest line of a two-expert grid.
         assert!(grid_width(&image) as usize >= "image (layer × expert)".chars().count());
         for g in [&text, &image] {
@@ -221,7 +222,7 @@ mod tests {
     #[test]
     fn top_layer_comes_first() {
         let m = ModalityWeights {
-            modality: "text".into(),
+            modality: Modality::Text,
             grid: vec![vec![0.1, 0.9], vec![0.5, f64::NAN]],
             cross: Vec::new(),
         };
