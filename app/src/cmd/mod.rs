@@ -16,6 +16,7 @@ mod queue;
 pub mod report;
 mod retry;
 mod run;
+mod run_slurm;
 mod show;
 pub mod sync;
 mod tui;
