@@ -264,7 +264,8 @@ impl ExecutorArgs {
             }
         }
         for line in &self.extra {
-            spec.set("extra", line).map_err(|m| format!("--sbatch: {m}"))?;
+            spec.set("extra", line)
+                .map_err(|m| format!("--sbatch: {m}"))?;
         }
         Ok(())
     }

@@ -100,7 +100,9 @@ impl Env {
     fn towerlab(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_towerlab"));
         for (var, _) in std::env::vars() {
-            if var.starts_with("SLURM_") || var.starts_with("TOWERLAB_") || var.starts_with("WANDB_")
+            if var.starts_with("SLURM_")
+                || var.starts_with("TOWERLAB_")
+                || var.starts_with("WANDB_")
             {
                 cmd.env_remove(var);
             }
@@ -164,7 +166,11 @@ impl Env {
 fn task_logs(runs: &Path) -> String {
     let mut out = String::new();
     for dir in std::fs::read_dir(runs).into_iter().flatten().flatten() {
-        for f in std::fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let name = f.file_name().to_string_lossy().into_owned();
             if name.starts_with("slurm-") || name.ends_with(".out") {
                 out.push_str(&format!(
@@ -271,7 +277,11 @@ fn a_grid_submitted_to_slurm_runs_every_cell_once_with_its_job_recorded() {
     let jobs = env.store(async |s| {
         for r in &runs {
             assert_eq!(r.status, RunStatus::Finished, "run {}: {out}", r.id);
-            assert_eq!(r.attempts, 1, "run {} was executed {} times", r.id, r.attempts);
+            assert_eq!(
+                r.attempts, 1,
+                "run {} was executed {} times",
+                r.id, r.attempts
+            );
             assert_complete_series(s, r, STEPS).await;
         }
         s.slurm_jobs(&runs.iter().map(|r| r.id).collect::<Vec<_>>())
@@ -299,9 +309,12 @@ fn a_grid_submitted_to_slurm_runs_every_cell_once_with_its_job_recorded() {
             .join("runs")
             .join(&r.hash[..12])
             .join(format!("slurm-{}.log", j.task_name()));
-        let text = std::fs::read_to_string(&log)
-            .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
-        assert!(text.contains(&format!("Slurm task {}", j.task_name())), "{text}");
+        let text =
+            std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        assert!(
+            text.contains(&format!("Slurm task {}", j.task_name())),
+            "{text}"
+        );
         assert!(text.contains("finished"), "{text}");
     }
 
@@ -417,9 +430,11 @@ fn a_task_cancelled_with_scancel_resumes_from_its_checkpoint_when_resubmitted() 
     let run = env.runs().remove(0);
     let first = env.store(async |s| s.slurm_jobs(&[run.id]).await.unwrap()[&run.id].clone());
     env.cluster.client("scancel", &[&first.task_name()]);
-    env.wait_for("the run released after scancel", Duration::from_secs(120), |runs| {
-        runs[0].status != RunStatus::Running
-    });
+    env.wait_for(
+        "the run released after scancel",
+        Duration::from_secs(120),
+        |runs| runs[0].status != RunStatus::Running,
+    );
     let stopped = env.runs().remove(0);
     assert_eq!(
         stopped.status,
@@ -448,16 +463,163 @@ fn a_task_cancelled_with_scancel_resumes_from_its_checkpoint_when_resubmitted() 
             .unwrap();
         for p in before.iter().filter(|p| p.step <= checkpoint) {
             let q = after.iter().find(|q| q.step == p.step).unwrap();
-            assert_eq!((q.value, q.wall_ms), (p.value, p.wall_ms), "step {}", p.step);
+            assert_eq!(
+                (q.value, q.wall_ms),
+                (p.value, p.wall_ms),
+                "step {}",
+                p.step
+            );
         }
         let logs = s.log_lines(run.id, None, None).await.unwrap();
         let resumed = format!("resumed from the checkpoint at step {checkpoint}");
         assert!(
-            logs.iter().any(|l| l.attempt == 2 && l.text.contains(&resumed)),
+            logs.iter()
+                .any(|l| l.attempt == 2 && l.text.contains(&resumed)),
             "{logs:#?}"
         );
         let history = s.slurm_job_history(run.id).await.unwrap();
         assert_eq!(history.len(), 2, "{history:?}");
         assert_ne!(history[0].job_id, history[1].job_id);
     });
+}
+
+/// Slurm's warning before a time limit or preemption (`--signal=B:USR1@…`, sent here with
+/// `scancel --signal=USR1 --batch`): the worker checkpoints, puts its run back in the queue and
+/// requeues its own task, which starts again (same job, restart 1) and resumes the run to the
+/// end. No new submission, no retry spent, every step once.
+#[test]
+fn the_warning_signal_checkpoints_and_the_requeued_task_resumes() {
+    const STEPS: i64 = 60;
+    let env = Env::new(&experiment(
+        STEPS,
+        5,
+        "manager_type = [\"BT\"]\nseeds = [0]",
+        "[executor]\nkind = \"slurm\"\ncpus = 1",
+    ));
+    env.ok(&["run", "exp.toml"]);
+    env.wait_for("a checkpoint mid-run", Duration::from_secs(300), |runs| {
+        runs.iter().any(|r| {
+            r.status == RunStatus::Running
+                && r.checkpoint_step.is_some()
+                && r.progress_step > r.checkpoint_step
+        })
+    });
+    let run = env.runs().remove(0);
+    let job = env.store(async |s| s.slurm_jobs(&[run.id]).await.unwrap()[&run.id].clone());
+    env.cluster
+        .client("scancel", &["--signal=USR1", "--batch", &job.task_name()]);
+    // slurmctld makes a requeued job wait about two minutes (reason BeginTime) before it is
+    // eligible again; the test does not wait that out.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let state = env.cluster.task_state(&job.task_name());
+        if state == "PENDING|BeginTime" {
+            env.cluster.client(
+                "scontrol",
+                &[
+                    "update",
+                    &format!("JobId={}", job.task_name()),
+                    "StartTime=now",
+                ],
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the task was not requeued (state {state}); {}",
+            task_logs(&env.tmp.path().join("runs"))
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(
+        env.runs()[0].status,
+        RunStatus::Queued,
+        "released to resume"
+    );
+    env.wait_for(
+        "the run finished after its requeue",
+        Duration::from_secs(300),
+        |runs| runs[0].status == RunStatus::Finished,
+    );
+    env.store(async |s| {
+        let r = s.run(run.id).await.unwrap().unwrap();
+        assert_eq!(r.attempts, 2, "stopped once, resumed once");
+        assert_complete_series(s, &r, STEPS).await;
+        let logs = s.log_lines(run.id, None, None).await.unwrap();
+        assert!(
+            logs.iter()
+                .any(|l| l.attempt == 2 && l.text.contains("resumed from the checkpoint at step")),
+            "{logs:#?}"
+        );
+        // The same task ran again: no second submission.
+        let history = s.slurm_job_history(run.id).await.unwrap();
+        assert_eq!(history.len(), 1, "{history:?}");
+    });
+    let shown = env
+        .cluster
+        .client("scontrol", &["show", "job", &job.task_name()]);
+    assert!(shown.contains("Restarts=1"), "{shown}");
+    let log = std::fs::read_to_string(
+        env.tmp
+            .path()
+            .join("runs")
+            .join(&run.hash[..12])
+            .join(format!("slurm-{}.log", job.task_name())),
+    )
+    .unwrap();
+    assert!(log.contains("stopping (SIGUSR1)"), "{log}");
+    assert!(
+        log.contains(&format!("requeued Slurm task {}", job.task_name())),
+        "{log}"
+    );
+}
+
+/// `towerlab cancel` on runs with Slurm tasks: a pending task is cancelled in Slurm too (it never
+/// starts), a running one stops after a checkpoint and its run ends cancelled, not re-queued.
+#[test]
+fn towerlab_cancel_cancels_the_runs_slurm_tasks() {
+    let env = Env::new(&experiment(
+        200,
+        5,
+        "manager_type = [\"BT\"]\nseeds = [0, 1]",
+        "[executor]\nkind = \"slurm\"\ncpus = 1\nthrottle = 1",
+    ));
+    env.ok(&["run", "exp.toml"]);
+    env.wait_for("one run training", Duration::from_secs(300), |runs| {
+        runs.iter()
+            .any(|r| r.status == RunStatus::Running && r.checkpoint_step.is_some())
+    });
+    let runs = env.runs();
+    let running = runs
+        .iter()
+        .find(|r| r.status == RunStatus::Running)
+        .unwrap();
+    let waiting = runs.iter().find(|r| r.status == RunStatus::Queued).unwrap();
+    let jobs = env.store(async |s| s.slurm_jobs(&[running.id, waiting.id]).await.unwrap());
+    let out = env.ok(&[
+        "cancel",
+        &waiting.id.0.to_string(),
+        &running.id.0.to_string(),
+    ]);
+    assert!(
+        out.contains(&format!(
+            "Slurm task {} cancelled",
+            jobs[&waiting.id].task_name()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "Slurm task {} cancelled",
+            jobs[&running.id].task_name()
+        )),
+        "{out}"
+    );
+    env.wait_for("both runs cancelled", Duration::from_secs(120), |runs| {
+        runs.iter().all(|r| r.status == RunStatus::Cancelled)
+    });
+    let waited = env.runs().into_iter().find(|r| r.id == waiting.id).unwrap();
+    assert_eq!(waited.attempts, 0, "the pending task never started");
+    let state = env.cluster.task_state(&jobs[&waiting.id].task_name());
+    assert!(state.starts_with("CANCELLED"), "{state}");
 }

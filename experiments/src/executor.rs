@@ -23,7 +23,9 @@ impl ExecutorKind {
         match text {
             "local" => Ok(ExecutorKind::Local),
             "slurm" => Ok(ExecutorKind::Slurm),
-            other => Err(format!("unknown executor `{other}`; expected local or slurm")),
+            other => Err(format!(
+                "unknown executor `{other}`; expected local or slurm"
+            )),
         }
     }
 }
@@ -225,7 +227,11 @@ pub(crate) fn read_executor(
             Kind::Str(text) if !numeric => spec.set(key, text),
             _ => Err(format!(
                 "expects {}, found {}",
-                if numeric { "a whole number" } else { "a string" },
+                if numeric {
+                    "a whole number"
+                } else {
+                    "a string"
+                },
                 e.value.type_name()
             )),
         };
@@ -242,7 +248,15 @@ mod tests {
 
     #[test]
     fn slurm_time_limits_and_memory_sizes_are_checked() {
-        for ok in ["30", "30:00", "2:00:00", "1-12", "1-12:30", "1-12:30:00", "UNLIMITED"] {
+        for ok in [
+            "30",
+            "30:00",
+            "2:00:00",
+            "1-12",
+            "1-12:30",
+            "1-12:30:00",
+            "UNLIMITED",
+        ] {
             assert!(check_time(ok).is_ok(), "{ok}");
         }
         for bad in ["", "2h", "1-", "1:2:3:4", "-5", "a:b"] {
@@ -254,7 +268,10 @@ mod tests {
         for bad in ["", "G", "16GB", "1.5G", "-1"] {
             assert!(check_mem(bad).is_err(), "{bad}");
         }
-        assert_eq!(extra_line("#SBATCH --mail-type=END").unwrap(), "--mail-type=END");
+        assert_eq!(
+            extra_line("#SBATCH --mail-type=END").unwrap(),
+            "--mail-type=END"
+        );
         assert_eq!(extra_line("--exclusive").unwrap(), "--exclusive");
         assert!(extra_line("mail").is_err());
         assert!(extra_line("--a\n--b").is_err());

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use experiments::{Experiment, ExecutorKind, IdentityContext, Overrides};
+use experiments::{ExecutorKind, Experiment, IdentityContext, Overrides};
 
 const BASE: &str = r#"
 name = "exec"
@@ -54,7 +54,10 @@ extra = ["#SBATCH --mail-type=END", "--exclusive"]
     assert_eq!(e.partition.as_deref(), Some("gpu"));
     assert_eq!(e.account.as_deref(), Some("vl-lab"));
     assert_eq!(e.time.as_deref(), Some("1-12:00:00"));
-    assert_eq!((e.gpus, e.cpus, e.throttle, e.signal), (Some(1), Some(8), Some(4), Some(120)));
+    assert_eq!(
+        (e.gpus, e.cpus, e.throttle, e.signal),
+        (Some(1), Some(8), Some(4), Some(120))
+    );
     assert_eq!(e.mem.as_deref(), Some("32G"));
     assert_eq!(e.extra, ["--mail-type=END", "--exclusive"]);
 
@@ -62,9 +65,16 @@ extra = ["#SBATCH --mail-type=END", "--exclusive"]
     let local = load("").unwrap();
     assert_eq!(local.executor.kind, ExecutorKind::Local);
     let ids = |x: &Experiment| -> Vec<String> {
-        x.cells(&ctx).iter().map(|c| c.identity.as_str().to_string()).collect()
+        x.cells(&ctx)
+            .iter()
+            .map(|c| c.identity.as_str().to_string())
+            .collect()
     };
-    assert_eq!(ids(&exp), ids(&local), "where a run executes is not what it is");
+    assert_eq!(
+        ids(&exp),
+        ids(&local),
+        "where a run executes is not what it is"
+    );
 }
 
 #[test]

@@ -90,7 +90,8 @@ const NEXT_RUNNABLE: &str = "SELECT r.id FROM runs r LEFT JOIN runs d ON d.id = 
     ORDER BY r.id LIMIT 1";
 
 /// Run ?7 itself, when it is runnable (what [`Store::claim_run`] claims).
-const THE_RUN_IF_RUNNABLE: &str = "SELECT r.id FROM runs r LEFT JOIN runs d ON d.id = r.depends_on \
+const THE_RUN_IF_RUNNABLE: &str =
+    "SELECT r.id FROM runs r LEFT JOIN runs d ON d.id = r.depends_on \
     WHERE r.status = 'queued' AND (r.depends_on IS NULL OR d.status = 'finished') AND r.id = ?7";
 
 async fn lease_lost(conn: &mut SqliteConnection, run: RunId) -> StoreError {

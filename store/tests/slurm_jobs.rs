@@ -21,20 +21,48 @@ async fn claim_run_takes_that_run_only_when_it_is_runnable() {
     let (fine_tune, other) = (created[0].id, created[1].id);
 
     // Not the lowest runnable id: exactly the run asked for.
-    let claim = store.claim_run(&worker("w1"), other).await.unwrap().unwrap();
+    let claim = store
+        .claim_run(&worker("w1"), other)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(claim.run.id, other);
     assert_eq!(claim.lease.attempt, 1);
     // Taken already: nobody else gets it.
-    assert!(store.claim_run(&worker("w2"), other).await.unwrap().is_none());
+    assert!(store
+        .claim_run(&worker("w2"), other)
+        .await
+        .unwrap()
+        .is_none());
     // Waiting for its pre-training run.
-    assert!(store.claim_run(&worker("w2"), fine_tune).await.unwrap().is_none());
-    let pre = store.claim_run(&worker("w2"), pretrain).await.unwrap().unwrap();
+    assert!(store
+        .claim_run(&worker("w2"), fine_tune)
+        .await
+        .unwrap()
+        .is_none());
+    let pre = store
+        .claim_run(&worker("w2"), pretrain)
+        .await
+        .unwrap()
+        .unwrap();
     store.finish(&pre.lease).await.unwrap();
-    let ft = store.claim_run(&worker("w3"), fine_tune).await.unwrap().unwrap();
+    let ft = store
+        .claim_run(&worker("w3"), fine_tune)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(ft.run.id, fine_tune);
     // Ended runs and runs that do not exist are not claimable.
-    assert!(store.claim_run(&worker("w4"), pretrain).await.unwrap().is_none());
-    assert!(store.claim_run(&worker("w4"), RunId(999)).await.unwrap().is_none());
+    assert!(store
+        .claim_run(&worker("w4"), pretrain)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .claim_run(&worker("w4"), RunId(999))
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]
@@ -47,7 +75,10 @@ async fn a_released_run_is_queued_again_without_spending_retries() {
     for attempt in 1..=6 {
         let claim = store.claim_run(&worker("w"), run).await.unwrap().unwrap();
         assert_eq!(claim.lease.attempt, attempt);
-        assert_eq!(store.release(&claim.lease).await.unwrap(), RunStatus::Queued);
+        assert_eq!(
+            store.release(&claim.lease).await.unwrap(),
+            RunStatus::Queued
+        );
         // A stale lease of that attempt can no longer write.
         assert!(store.release(&claim.lease).await.is_err());
     }
@@ -62,7 +93,11 @@ async fn a_released_run_is_queued_again_without_spending_retries() {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(matches!(out, FailOutcome::Requeued { .. }), left, "{out:?} {claim:?}");
+        assert_eq!(
+            matches!(out, FailOutcome::Requeued { .. }),
+            left,
+            "{out:?} {claim:?}"
+        );
     }
 
     // Someone cancelled it while it ran: released means cancelled then.
@@ -71,7 +106,10 @@ async fn a_released_run_is_queued_again_without_spending_retries() {
     let run = store.create_runs(exp, &[new_run(0)]).await.unwrap()[0].id;
     let claim = store.claim_run(&worker("w"), run).await.unwrap().unwrap();
     store.cancel_runs(&[run]).await.unwrap();
-    assert_eq!(store.release(&claim.lease).await.unwrap(), RunStatus::Cancelled);
+    assert_eq!(
+        store.release(&claim.lease).await.unwrap(),
+        RunStatus::Cancelled
+    );
 }
 
 #[tokio::test]

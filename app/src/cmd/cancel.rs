@@ -34,7 +34,10 @@ pub fn run(db: &Path, args: CancelArgs) -> anyhow::Result<()> {
                 CancelOutcome::AlreadyEnded(s) => format!("already {s}; left alone"),
                 CancelOutcome::NotFound => "not found".to_string(),
             };
-            let ended = matches!(outcome, CancelOutcome::AlreadyEnded(_) | CancelOutcome::NotFound);
+            let ended = matches!(
+                outcome,
+                CancelOutcome::AlreadyEnded(_) | CancelOutcome::NotFound
+            );
             if let (Some(job), false) = (jobs.get(&run.id), ended) {
                 let task = job.task_name();
                 match &states {

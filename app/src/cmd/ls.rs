@@ -135,9 +135,9 @@ pub fn run(db: &Path, args: LsArgs) -> anyhow::Result<()> {
             };
             let task = job.task_name();
             match &states {
-                Ok(s) => s
-                    .get(&task)
-                    .map_or(format!("{task} ended"), |s| format!("{task} {}", s.describe())),
+                Ok(s) => s.get(&task).map_or(format!("{task} ended"), |s| {
+                    format!("{task} {}", s.describe())
+                }),
                 Err(_) => format!("{task} ?"),
             }
         };

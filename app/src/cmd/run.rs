@@ -35,9 +35,9 @@ pub fn apply(
         exp, source, cells, ..
     } = prepared;
     let mut spec = exp.executor.clone();
-    flags.apply(&mut spec).map_err(|message| {
-        anyhow::Error::new(crate::exit::UserError { code: 2, message })
-    })?;
+    flags
+        .apply(&mut spec)
+        .map_err(|message| anyhow::Error::new(crate::exit::UserError { code: 2, message }))?;
     if spec.kind == experiments::ExecutorKind::Slurm {
         return super::run_slurm::apply(db, &exp, &source, &cells, &spec, flags.wait);
     }
@@ -140,7 +140,10 @@ pub(crate) async fn print_results(
 /// The exit of a sweep: success only when every cell is done. Failed or cancelled cells exit
 /// with 1; a sweep stopped by a signal exits with `stopped` (130 after Ctrl-C, 143 after
 /// SIGTERM), as an interrupted command does: a script or scheduler sees the grid is not done.
-pub(crate) fn sweep_outcome(stopped: Option<u8>, c: &experiments::plan::PlanCounts) -> anyhow::Result<()> {
+pub(crate) fn sweep_outcome(
+    stopped: Option<u8>,
+    c: &experiments::plan::PlanCounts,
+) -> anyhow::Result<()> {
     let message = if let Some(code) = stopped {
         Some((
             code,

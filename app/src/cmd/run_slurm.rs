@@ -44,9 +44,20 @@ pub fn apply(
         let policy = store::RetryPolicy::default();
         // Runs whose earlier task died without saying so go back in the queue first.
         let runs = plan_runs(&store, row.id, &hashes).await?;
-        report_reaped(&slurm::reap_dead_tasks(&store, &runs, &policy).await?, &runs);
-        let sub = slurm::submit_queued(&store, row.id, &hashes, spec, &exp.name, &ws.db, &ws.runs_dir)
-            .await?;
+        report_reaped(
+            &slurm::reap_dead_tasks(&store, &runs, &policy).await?,
+            &runs,
+        );
+        let sub = slurm::submit_queued(
+            &store,
+            row.id,
+            &hashes,
+            spec,
+            &exp.name,
+            &ws.db,
+            &ws.runs_dir,
+        )
+        .await?;
         print_submitted(&sub, spec);
         if !wait {
             let pending = plan_runs(&store, row.id, &hashes)
@@ -55,7 +66,11 @@ pub fn apply(
                 .filter(|r| matches!(r.status, RunStatus::Queued | RunStatus::Running))
                 .count();
             if pending == 0 {
-                println!("nothing to run: all {} cells of {} are done or failed", plan.rows.len(), exp.name);
+                println!(
+                    "nothing to run: all {} cells of {} are done or failed",
+                    plan.rows.len(),
+                    exp.name
+                );
             } else {
                 println!(
                     "follow with `towerlab ls --experiment {}` (Slurm states beside TowerLab's) or \
@@ -168,9 +183,16 @@ async fn follow(
             .iter()
             .any(|(_, o)| matches!(o, FailOutcome::Requeued { .. }))
         {
-            let sub =
-                slurm::submit_queued(store, experiment, hashes, spec, &exp.name, &ws.db, &ws.runs_dir)
-                    .await?;
+            let sub = slurm::submit_queued(
+                store,
+                experiment,
+                hashes,
+                spec,
+                &exp.name,
+                &ws.db,
+                &ws.runs_dir,
+            )
+            .await?;
             print_submitted(&sub, spec);
             continue;
         }
@@ -190,7 +212,11 @@ async fn follow(
                     .is_none_or(|s| !s.live())
             })
             .count();
-        orphaned_polls = if orphans > 0 && running == 0 { orphaned_polls + 1 } else { 0 };
+        orphaned_polls = if orphans > 0 && running == 0 {
+            orphaned_polls + 1
+        } else {
+            0
+        };
         if orphaned_polls >= 3 {
             anyhow::bail!(UserError {
                 code: 1,

@@ -155,8 +155,15 @@ fn finish_one(
         if let Some(t) = task {
             // The warning before a time limit or preemption: back in Slurm's queue too.
             match slurm::requeue_self(t) {
-                Ok(()) => println!("requeued Slurm task {} to resume run {}", t.task_name(), r.run_id),
-                Err(e) => eprintln!("warning: could not requeue Slurm task {}: {e}", t.task_name()),
+                Ok(()) => println!(
+                    "requeued Slurm task {} to resume run {}",
+                    t.task_name(),
+                    r.run_id
+                ),
+                Err(e) => eprintln!(
+                    "warning: could not requeue Slurm task {}: {e}",
+                    t.task_name()
+                ),
             }
         }
     }

@@ -60,7 +60,11 @@ pub struct TaskEnv {
 impl TaskEnv {
     /// This process's Slurm task, if it runs in one.
     pub fn from_process() -> Option<Self> {
-        let var = |k: &str| std::env::var(k).ok().and_then(|v| v.trim().parse::<i64>().ok());
+        let var = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        };
         let job_id = var("SLURM_JOB_ID")?;
         Some(TaskEnv {
             job_id,
@@ -157,7 +161,13 @@ pub fn batch_script(
     let dirs: Vec<String> = job
         .runs
         .iter()
-        .map(|r| quote(&super::worker::run_dir(runs_dir, &r.hash).display().to_string()))
+        .map(|r| {
+            quote(
+                &super::worker::run_dir(runs_dir, &r.hash)
+                    .display()
+                    .to_string(),
+            )
+        })
         .collect();
     let _ = writeln!(s, "\n# One TowerLab run per array task.");
     let _ = writeln!(s, "RUNS=({})", ids.join(" "));
@@ -196,11 +206,7 @@ pub async fn submit(
         source,
     })?;
     let script = batch_script(job, spec, &towerlab, &db, runs_dir);
-    let path = dir.join(format!(
-        "{}-{}.sbatch",
-        job.name,
-        store::now_ms()
-    ));
+    let path = dir.join(format!("{}-{}.sbatch", job.name, store::now_ms()));
     std::fs::write(&path, &script).map_err(|source| SlurmError::Script {
         path: path.clone(),
         source,
@@ -211,10 +217,16 @@ pub async fn submit(
     }
     args.push(path.display().to_string());
     let text = output("sbatch", &args)?;
-    let first = text.trim().split(';').next().unwrap_or("").trim().to_string();
-    let job_id: i64 = first
-        .parse()
-        .map_err(|_| SlurmError::NoJobId { text: text.trim().to_string() })?;
+    let first = text
+        .trim()
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let job_id: i64 = first.parse().map_err(|_| SlurmError::NoJobId {
+        text: text.trim().to_string(),
+    })?;
     let rows: Vec<(RunId, i64, i64)> = job
         .runs
         .iter()
@@ -257,7 +269,10 @@ impl TaskState {
     /// Between states: a task that ended (or was requeued) while slurmctld cleans up after it.
     /// Whether it will run again is known only once that is over.
     pub fn settling(&self) -> bool {
-        matches!(self.state.as_str(), "COMPLETING" | "SIGNALING" | "STAGE_OUT")
+        matches!(
+            self.state.as_str(),
+            "COMPLETING" | "SIGNALING" | "STAGE_OUT"
+        )
     }
 
     /// `RUNNING on node1`, `PENDING (Dependency)`.
@@ -319,7 +334,10 @@ pub fn task_states(jobs: &BTreeSet<i64>) -> Result<HashMap<String, TaskState>, S
 pub async fn jobs_with_states(
     store: &Store,
     runs: &[RunId],
-) -> anyhow::Result<(HashMap<RunId, SlurmJob>, Result<HashMap<String, TaskState>, SlurmError>)> {
+) -> anyhow::Result<(
+    HashMap<RunId, SlurmJob>,
+    Result<HashMap<String, TaskState>, SlurmError>,
+)> {
     let jobs = store.slurm_jobs(runs).await?;
     let ids: BTreeSet<i64> = jobs.values().map(|j| j.job_id).collect();
     Ok((jobs, task_states(&ids)))
@@ -335,7 +353,11 @@ pub fn cancel(tasks: &[String]) -> Result<(), SlurmError> {
 
 /// Puts this task back in Slurm's queue (after its run checkpointed and was released).
 pub fn requeue_self(task: &TaskEnv) -> Result<(), SlurmError> {
-    output("scontrol", &["requeue".to_string(), task.job_id.to_string()]).map(|_| ())
+    output(
+        "scontrol",
+        &["requeue".to_string(), task.job_id.to_string()],
+    )
+    .map(|_| ())
 }
 
 /// What [`submit_queued`] submitted.
@@ -424,9 +446,11 @@ pub async fn submit_queued(
         let mut after = BTreeSet::new();
         for r in &later {
             let Some(dep) = r.depends_on else { continue };
-            let in_first = first
-                .as_ref()
-                .and_then(|(job, ids)| ids.iter().position(|i| *i == dep).map(|t| format!("{job}_{t}")));
+            let in_first = first.as_ref().and_then(|(job, ids)| {
+                ids.iter()
+                    .position(|i| *i == dep)
+                    .map(|t| format!("{job}_{t}"))
+            });
             match in_first.or_else(|| live_task(dep)) {
                 Some(task) => {
                     after.insert(task);
@@ -438,7 +462,9 @@ pub async fn submit_queued(
                          Slurm job: nothing submitted for it",
                         r.id,
                         r.cell_key,
-                        by_id.get(&dep).map_or("gone".to_string(), |d| d.status.to_string())
+                        by_id
+                            .get(&dep)
+                            .map_or("gone".to_string(), |d| d.status.to_string())
                     ),
                 }),
             }
