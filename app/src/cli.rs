@@ -53,7 +53,7 @@ pub enum Command {
     /// Queue the cells of an experiment that are missing from the store.
     Queue(PlanArgs),
     /// Queue an experiment and run it here until its grid is done, then print the results.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run the embedded demo experiment (store ./towerlab.db, synthetic data).
     Demo(DemoArgs),
     /// Claim queued runs and execute them (several workers may share one store).

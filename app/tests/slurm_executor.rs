@@ -375,12 +375,30 @@ fn vlp_fine_tuning_tasks_wait_for_their_pre_training_job() {
         shown.contains(&format!("Dependency=afterok:{pre_job}_0")),
         "{shown}"
     );
+    // A job just submitted may show no reason until the scheduler's first pass over it.
+    let deadline = Instant::now() + Duration::from_secs(20);
     for t in 0..2 {
-        let state = env.cluster.task_state(&format!("{ft_job}_{t}"));
-        assert_eq!(state, "PENDING|Dependency", "task {ft_job}_{t}");
+        let task = format!("{ft_job}_{t}");
+        loop {
+            let state = env.cluster.task_state(&task);
+            if state == "PENDING|Dependency" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline && state.starts_with("PENDING"),
+                "task {task} is {state}, not pending on its dependency"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
     let ls = env.ok(&["ls"]);
     assert!(ls.contains("PENDING (Dependency)"), "{ls}");
+    assert!(
+        env.runs()
+            .iter()
+            .any(|r| r.task == "pretrain" && r.status != RunStatus::Finished),
+        "seen while pre-training had not finished"
+    );
 
     env.wait_for("every run finished", Duration::from_secs(600), |runs| {
         runs.len() == 3 && runs.iter().all(|r| r.status == RunStatus::Finished)
@@ -622,4 +640,56 @@ fn towerlab_cancel_cancels_the_runs_slurm_tasks() {
     assert_eq!(waited.attempts, 0, "the pending task never started");
     let state = env.cluster.task_state(&jobs[&waiting.id].task_name());
     assert!(state.starts_with("CANCELLED"), "{state}");
+}
+
+/// Bad executor flags, and a machine without Slurm, are refused before anything is queued.
+#[test]
+fn bad_executor_flags_and_a_missing_sbatch_queue_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("exp.toml"),
+        experiment(4, 2, "manager_type = [\"BT\"]\nseeds = [0]", "")
+            .replace("DATA", &tmp.path().join("data").display().to_string()),
+    )
+    .unwrap();
+    let db = tmp.path().join("towerlab.db");
+    let towerlab = |args: &[&str], path: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_towerlab"));
+        cmd.current_dir(tmp.path()).arg("--db").arg(&db).args(args);
+        if let Some(p) = path {
+            cmd.env("PATH", p);
+        }
+        cmd.output().unwrap()
+    };
+    for (flags, expected) in [
+        (
+            &["--executor", "slurm", "--time", "forever"][..],
+            "--time: `forever` is not a Slurm time limit",
+        ),
+        (
+            &["--executor", "pbs"][..],
+            "--executor: unknown executor `pbs`",
+        ),
+        (
+            &["--executor", "slurm", "--cpus", "0"][..],
+            "--cpus: expects a positive whole number",
+        ),
+        (&["--wait"][..], "--wait follows runs submitted to Slurm"),
+    ] {
+        let out = towerlab(&[&["run", "exp.toml"], flags].concat(), None);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {all}");
+        assert!(all.contains(expected), "{flags:?}: {all}");
+        assert!(!db.exists(), "{flags:?}: nothing is stored");
+    }
+    let empty = tmp.path().join("no-slurm-here");
+    std::fs::create_dir(&empty).unwrap();
+    let out = towerlab(
+        &["run", "exp.toml", "--executor", "slurm"],
+        Some(empty.to_str().unwrap()),
+    );
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("cannot run `sbatch`"), "{all}");
+    assert!(!db.exists(), "nothing queued without Slurm: {all}");
 }

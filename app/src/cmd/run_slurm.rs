@@ -22,6 +22,8 @@ pub fn apply(
     spec: &ExecutorSpec,
     wait: bool,
 ) -> anyhow::Result<()> {
+    // Before anything is queued: a machine without Slurm says so and changes nothing.
+    slurm::check_available()?;
     let rt = runner::runtime()?;
     rt.block_on(async move {
         let ws = Workspace::new(db);
@@ -105,7 +107,12 @@ async fn plan_runs(
 }
 
 fn print_submitted(sub: &Submitted, spec: &ExecutorSpec) {
-    for (job, runs, after) in &sub.jobs {
+    for slurm::SubmittedJob {
+        job_id: job,
+        runs,
+        after,
+    } in &sub.jobs
+    {
         let throttle = spec
             .throttle
             .map_or(String::new(), |t| format!(", at most {t} at once"));

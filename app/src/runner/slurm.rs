@@ -343,6 +343,11 @@ pub async fn jobs_with_states(
     Ok((jobs, task_states(&ids)))
 }
 
+/// Fails, saying what is missing, when this machine cannot submit Slurm jobs.
+pub fn check_available() -> Result<(), SlurmError> {
+    output("sbatch", &["--version".to_string()]).map(|_| ())
+}
+
 /// `scancel` these tasks (`<job>_<task>`).
 pub fn cancel(tasks: &[String]) -> Result<(), SlurmError> {
     if tasks.is_empty() {
@@ -360,11 +365,20 @@ pub fn requeue_self(task: &TaskEnv) -> Result<(), SlurmError> {
     .map(|_| ())
 }
 
+/// One array job [`submit_queued`] submitted.
+#[derive(Debug)]
+pub struct SubmittedJob {
+    pub job_id: i64,
+    /// Its runs (id, cell key) in task order.
+    pub runs: Vec<(RunId, String)>,
+    /// The tasks it waits for (`afterok`).
+    pub after: Vec<String>,
+}
+
 /// What [`submit_queued`] submitted.
 #[derive(Debug, Default)]
 pub struct Submitted {
-    /// (job id, runs in task order, the tasks it waits for).
-    pub jobs: Vec<(i64, Vec<(RunId, String)>, Vec<String>)>,
+    pub jobs: Vec<SubmittedJob>,
     /// Queued runs left out because their Slurm task is still pending or running.
     pub live: usize,
 }
@@ -435,11 +449,11 @@ pub async fn submit_queued(
             after: Vec::new(),
         };
         let id = submit(store, &job, spec, db, runs_dir).await?;
-        out.jobs.push((
-            id,
-            now.iter().map(|r| (r.id, r.cell_key.clone())).collect(),
-            Vec::new(),
-        ));
+        out.jobs.push(SubmittedJob {
+            job_id: id,
+            runs: now.iter().map(|r| (r.id, r.cell_key.clone())).collect(),
+            after: Vec::new(),
+        });
         first = Some((id, now.iter().map(|r| r.id).collect()));
     }
     if !later.is_empty() {
@@ -476,25 +490,34 @@ pub async fn submit_queued(
             after: after.clone(),
         };
         let id = submit(store, &job, spec, db, runs_dir).await?;
-        out.jobs.push((
-            id,
-            later.iter().map(|r| (r.id, r.cell_key.clone())).collect(),
+        out.jobs.push(SubmittedJob {
+            job_id: id,
+            runs: later.iter().map(|r| (r.id, r.cell_key.clone())).collect(),
             after,
-        ));
+        });
     }
     Ok(out)
 }
 
-/// Ends running runs whose Slurm task is no longer live (killed, timed out, node lost) as
-/// crashed, re-queued while `policy` allows. Returns the runs re-queued and those ended.
+/// A running run whose heartbeat is younger than this has a live worker, whatever its recorded
+/// Slurm task says (a local worker may have taken it after its task was cancelled).
+const FRESH_HEARTBEAT_MS: i64 = 15_000;
+
+/// Ends running runs whose Slurm task is no longer live (killed, timed out, node lost) and
+/// whose heartbeat stopped as crashed, re-queued while `policy` allows. Returns the runs
+/// re-queued and those ended.
 pub async fn reap_dead_tasks(
     store: &Store,
     runs: &[RunRow],
     policy: &store::RetryPolicy,
 ) -> anyhow::Result<Vec<(RunId, store::FailOutcome)>> {
+    let now = store::now_ms();
     let running: Vec<RunId> = runs
         .iter()
-        .filter(|r| r.status == RunStatus::Running)
+        .filter(|r| {
+            r.status == RunStatus::Running
+                && r.heartbeat_ms.is_none_or(|h| now - h >= FRESH_HEARTBEAT_MS)
+        })
         .map(|r| r.id)
         .collect();
     let (jobs, states) = jobs_with_states(store, &running).await?;
