@@ -150,3 +150,59 @@ async fn slurm_jobs_are_recorded_once_per_submission_and_the_newest_is_current()
         .unwrap();
     assert!(store.slurm_job_history(ids[0]).await.unwrap().is_empty());
 }
+
+/// A store made before the Slurm jobs table (every earlier migration) opens, keeps its runs,
+/// and records jobs for them.
+#[tokio::test]
+async fn a_store_from_before_slurm_jobs_is_upgraded_with_its_runs() {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("migrations");
+    std::fs::create_dir(&old).unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for e in std::fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        if !p.to_string_lossy().contains("slurm_jobs") {
+            std::fs::copy(&p, old.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let path = dir.path().join("old.db");
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true),
+        )
+        .await
+        .unwrap();
+    sqlx::migrate::Migrator::new(old.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    for sql in [
+        "INSERT INTO experiments (id, name, path, content_hash, created_ms, updated_ms) \
+         VALUES (1, 'legacy', 'legacy.toml', 'h', 1, 1)",
+        "INSERT INTO runs (id, experiment_id, hash, cell_key, task, created_ms) \
+         VALUES (1, 1, 'h1', 'k', 'vqa', 1)",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+
+    let store = store::Store::open(&path).await.unwrap();
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        store::MIGRATOR.iter().map(|m| m.version).max().unwrap()
+    );
+    let run = store.run(RunId(1)).await.unwrap().unwrap();
+    assert_eq!(run.status, RunStatus::Queued);
+    assert!(store.slurm_jobs(&[RunId(1)]).await.unwrap().is_empty());
+    store.record_slurm_jobs(&[(RunId(1), 7, 0)]).await.unwrap();
+    assert_eq!(
+        store.slurm_jobs(&[RunId(1)]).await.unwrap()[&RunId(1)].task_name(),
+        "7_0"
+    );
+}
