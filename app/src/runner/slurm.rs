@@ -538,3 +538,100 @@ pub async fn reap_dead_tasks(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(id: i64, hash: &str) -> RunRow {
+        RunRow {
+            id: RunId(id),
+            experiment_id: store::ExperimentId(1),
+            experiment: "e".into(),
+            hash: hash.into(),
+            cell_key: format!("cell{id}"),
+            axes: Default::default(),
+            task: "vqa".into(),
+            status: RunStatus::Queued,
+            failure_class: None,
+            failure_message: None,
+            worker: None,
+            host: None,
+            pid: None,
+            device: None,
+            engine_version: None,
+            created_ms: 0,
+            started_ms: None,
+            ended_ms: None,
+            heartbeat_ms: None,
+            attempts: 0,
+            cancel_requested: false,
+            depends_on: None,
+            checkpoint_path: None,
+            checkpoint_step: None,
+            progress_step: None,
+            progress_total: None,
+        }
+    }
+
+    #[test]
+    fn the_batch_script_asks_for_what_the_spec_says_and_runs_one_run_per_task() {
+        let mut spec = ExecutorSpec::default();
+        for (k, v) in [
+            ("kind", "slurm"),
+            ("partition", "gpu"),
+            ("account", "lab"),
+            ("qos", "high"),
+            ("time", "2:00:00"),
+            ("gpus", "1"),
+            ("cpus", "8"),
+            ("mem", "32G"),
+            ("constraint", "a100"),
+            ("throttle", "3"),
+            ("signal", "300"),
+            ("extra", "#SBATCH --mail-type=END"),
+        ] {
+            spec.set(k, v).unwrap();
+        }
+        let (a, b) = (run(4, "aaaaaaaaaaaaaaaa"), run(9, "bbbbbbbbbbbbbbbb"));
+        let job = ArrayJob {
+            name: "towerlab-e".into(),
+            runs: vec![&a, &b],
+            after: vec![],
+        };
+        let s = batch_script(
+            &job,
+            &spec,
+            Path::new("/opt/tl/towerlab"),
+            Path::new("/data/it's.db"),
+            Path::new("/data/runs"),
+        );
+        for line in [
+            "#SBATCH --array=0-1%3",
+            "#SBATCH --requeue",
+            "#SBATCH --signal=B:USR1@300",
+            "#SBATCH --partition=gpu",
+            "#SBATCH --account=lab",
+            "#SBATCH --qos=high",
+            "#SBATCH --time=2:00:00",
+            "#SBATCH --mem=32G",
+            "#SBATCH --constraint=a100",
+            "#SBATCH --gpus=1",
+            "#SBATCH --cpus-per-task=8",
+            "#SBATCH --mail-type=END",
+            "RUNS=(4 9)",
+            "DIRS=('/data/runs/aaaaaaaaaaaa' '/data/runs/bbbbbbbbbbbb')",
+            r#"exec '/opt/tl/towerlab' --db '/data/it'\''s.db' worker --run "$RUN""#,
+        ] {
+            assert!(s.lines().any(|l| l == line), "no line {line:?} in:\n{s}");
+        }
+        // Options come before the first command, or sbatch ignores them.
+        let first_command = s.lines().position(|l| l.starts_with("RUNS=")).unwrap();
+        let lines: Vec<&str> = s.lines().collect();
+        let last_option = lines
+            .iter()
+            .rposition(|l| l.starts_with("#SBATCH"))
+            .unwrap();
+        assert!(last_option < first_command, "{s}");
+    }
+}
