@@ -160,6 +160,18 @@ stop_pid() {
 stop() {
     local dir=$1
     [ -d "$dir" ] || return 0
+    # Jobs still running (a test that failed half-way) would outlive slurmd: cancel them and
+    # give them KillWait to stop first.
+    if [ -f "$dir/slurmctld.pid" ] && [ -f "$dir/slurm.conf" ]; then
+        export SLURM_CONF="$dir/slurm.conf"
+        if [ -n "$(squeue -h -t running,pending,completing -o %i 2>/dev/null | head -n 1)" ]; then
+            scancel --partition=debug 2>/dev/null || true
+            for _ in $(seq 1 70); do
+                [ -z "$(squeue -h -t running,completing -o %i 2>/dev/null | head -n 1)" ] && break
+                sleep 0.5
+            done
+        fi
+    fi
     stop_pid "$dir/slurmd.pid"
     stop_pid "$dir/slurmctld.pid"
     if [ -f "$dir/munge-dir" ]; then
