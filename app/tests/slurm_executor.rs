@@ -76,9 +76,11 @@ impl Drop for Cluster {
     }
 }
 
+/// Fields drop in order: the cluster is stopped (by the pid files in its folder) before the
+/// temporary folder holding them is removed.
 struct Env {
-    tmp: tempfile::TempDir,
     cluster: Cluster,
+    tmp: tempfile::TempDir,
 }
 
 impl Env {
@@ -90,7 +92,7 @@ impl Env {
             experiment.replace("DATA", &tmp.path().join("data").display().to_string()),
         )
         .unwrap();
-        Env { tmp, cluster }
+        Env { cluster, tmp }
     }
 
     fn db(&self) -> PathBuf {
