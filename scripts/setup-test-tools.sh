@@ -1,13 +1,22 @@
 #!/usr/bin/env sh
-# Tools the test suite drives (the TUI's end-to-end test runs the binary inside tmux).
-# Installs tmux only when it is missing and we are allowed to (root or passwordless sudo).
+# Tools the test suite drives, installed only when missing and we are allowed to (root or
+# passwordless sudo): tmux (the TUI's end-to-end test runs the binary inside it) and a
+# single-node Slurm cluster's daemons and clients (the Slurm executor's tests start one with
+# scripts/slurm-test-cluster.sh). The tests that need a missing tool fail, naming it.
 set -eu
 
-if command -v tmux >/dev/null 2>&1; then
+missing=""
+command -v tmux >/dev/null 2>&1 || missing="$missing tmux"
+command -v slurmctld >/dev/null 2>&1 || missing="$missing slurmctld"
+command -v slurmd >/dev/null 2>&1 || missing="$missing slurmd"
+command -v sbatch >/dev/null 2>&1 || missing="$missing slurm-client"
+command -v munged >/dev/null 2>&1 || missing="$missing munge"
+
+if [ -z "$missing" ]; then
     exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
-    echo "setup-test-tools: tmux is missing and apt-get is not available; the TUI end-to-end tests will fail until it is installed" >&2
+    echo "setup-test-tools: missing:$missing, and apt-get is not available; the tests that drive them will fail until they are installed" >&2
     exit 0
 fi
 if [ "$(id -u)" -eq 0 ]; then
@@ -15,8 +24,10 @@ if [ "$(id -u)" -eq 0 ]; then
 elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
     SUDO="sudo -n"
 else
-    echo "setup-test-tools: tmux is missing and installing it needs root; the TUI end-to-end tests will fail until it is installed" >&2
+    echo "setup-test-tools: missing:$missing, and installing needs root; the tests that drive them will fail until they are installed" >&2
     exit 0
 fi
-echo "setup-test-tools: installing tmux" >&2
-$SUDO apt-get install -y tmux || { $SUDO apt-get update && $SUDO apt-get install -y tmux; }
+echo "setup-test-tools: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+# shellcheck disable=SC2086 # one word per package
+$SUDO apt-get install -y -q $missing || { $SUDO apt-get update -q && $SUDO apt-get install -y -q $missing; }

@@ -53,7 +53,7 @@ pub enum Command {
     /// Queue the cells of an experiment that are missing from the store.
     Queue(PlanArgs),
     /// Queue an experiment and run it here until its grid is done, then print the results.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run the embedded demo experiment (store ./towerlab.db, synthetic data).
     Demo(DemoArgs),
     /// Claim queued runs and execute them (several workers may share one store).
@@ -192,6 +192,83 @@ pub struct RunArgs {
     pub plan: PlanArgs,
     #[command(flatten)]
     pub slots: SlotArgs,
+    #[command(flatten)]
+    pub executor: ExecutorArgs,
+}
+
+/// Where `run` executes the grid; flags override the file's `[executor]`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ExecutorArgs {
+    /// `local` (worker slots in this process) or `slurm` (one sbatch array task per run).
+    #[arg(long, value_name = "KIND")]
+    pub executor: Option<String>,
+    /// With Slurm: follow the grid until it is done and print the results table (default:
+    /// return once submitted).
+    #[arg(long)]
+    pub wait: bool,
+    /// Slurm partition.
+    #[arg(long, value_name = "NAME")]
+    pub partition: Option<String>,
+    /// Slurm account.
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
+    /// Slurm QOS.
+    #[arg(long, value_name = "NAME")]
+    pub qos: Option<String>,
+    /// Time limit per run, e.g. `2:00:00` or `1-12`.
+    #[arg(long, value_name = "TIME")]
+    pub time: Option<String>,
+    /// GPUs per run.
+    #[arg(long, value_name = "N")]
+    pub gpus: Option<String>,
+    /// CPUs per run.
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<String>,
+    /// Memory per run, e.g. `32G`.
+    #[arg(long, value_name = "SIZE")]
+    pub mem: Option<String>,
+    /// Slurm node constraint.
+    #[arg(long, value_name = "FEATURES")]
+    pub constraint: Option<String>,
+    /// An extra `#SBATCH` line, e.g. `--sbatch=--mail-type=END` (repeatable; added to the
+    /// file's).
+    #[arg(long = "sbatch", value_name = "OPTION")]
+    pub extra: Vec<String>,
+    /// At most N tasks of an array run at once.
+    #[arg(long, value_name = "N")]
+    pub throttle: Option<String>,
+    /// Seconds before the time limit at which runs checkpoint and requeue (SIGUSR1).
+    #[arg(long, value_name = "SECONDS")]
+    pub signal: Option<String>,
+}
+
+impl ExecutorArgs {
+    /// The file's `[executor]` with these flags applied; a bad flag value names the flag.
+    pub fn apply(&self, spec: &mut experiments::ExecutorSpec) -> Result<(), String> {
+        let flags = [
+            ("kind", "executor", &self.executor),
+            ("partition", "partition", &self.partition),
+            ("account", "account", &self.account),
+            ("qos", "qos", &self.qos),
+            ("time", "time", &self.time),
+            ("gpus", "gpus", &self.gpus),
+            ("cpus", "cpus", &self.cpus),
+            ("mem", "mem", &self.mem),
+            ("constraint", "constraint", &self.constraint),
+            ("throttle", "throttle", &self.throttle),
+            ("signal", "signal", &self.signal),
+        ];
+        for (key, flag, value) in flags {
+            if let Some(v) = value {
+                spec.set(key, v).map_err(|m| format!("--{flag}: {m}"))?;
+            }
+        }
+        for line in &self.extra {
+            spec.set("extra", line)
+                .map_err(|m| format!("--sbatch: {m}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// How many runs a process executes at once, and with how many CPU threads each.
@@ -220,8 +297,13 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub slots: SlotArgs,
     /// Exit when nothing in the queue is runnable.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "run")]
     pub once: bool,
+    /// Claim and execute this run only, then exit (what each task of a Slurm array job runs;
+    /// in a Slurm task the run's job and array task ids are recorded, and a signal puts the
+    /// run back in the queue to resume instead of cancelling it).
+    #[arg(long, value_name = "RUN_ID")]
+    pub run: Option<i64>,
     /// Only take runs of this experiment.
     #[arg(long, value_name = "NAME")]
     pub experiment: Option<String>,

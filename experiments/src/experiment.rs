@@ -57,6 +57,8 @@ pub struct Experiment {
     /// The baseline: a partial assignment of axis values (e.g. `manager_type = "BT"`).
     pub baseline: Option<Assignment>,
     pub wandb: Option<WandbSpec>,
+    /// The file's `[executor]` (default: local).
+    pub executor: crate::executor::ExecutorSpec,
     /// The file's `[labels]`: names of metrics, axes and values in figures (defaults for the
     /// rest come from [`Labels`] itself).
     pub labels: Labels,
@@ -663,6 +665,7 @@ impl Experiment {
             }],
             baseline: None,
             wandb: None,
+            executor: crate::executor::ExecutorSpec::default(),
             labels: Labels::default(),
             warnings,
             hub: HubEnv::from_vars(&req.overrides.env),
@@ -1098,6 +1101,7 @@ fn build(
         metrics,
         baseline: p.baseline.map(|(b, _)| b),
         wandb: p.wandb,
+        executor: p.executor.unwrap_or_default(),
         labels: p.labels,
         warnings,
         hub: ov.hub,

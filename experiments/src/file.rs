@@ -64,6 +64,8 @@ pub(crate) struct Parsed {
     pub(crate) pretrain: Option<(Vec<SetEntry>, usize)>,
     pub(crate) evals: Vec<EvalEntry>,
     pub(crate) wandb: Option<WandbSpec>,
+    /// The `[executor]` section, when written.
+    pub(crate) executor: Option<crate::executor::ExecutorSpec>,
     /// The `[labels]` section: names in figures.
     pub(crate) labels: Labels,
     /// A `task` key was written (even with a bad value), so "missing task" is not reported.
@@ -97,7 +99,7 @@ pub(crate) fn schema_value_id(v: &Json) -> String {
     }
 }
 
-const SECTIONS: [&str; 15] = [
+const SECTIONS: [&str; 16] = [
     "name",
     "description",
     "task",
@@ -113,6 +115,7 @@ const SECTIONS: [&str; 15] = [
     "eval",
     "wandb",
     "labels",
+    "executor",
 ];
 
 fn join(prefix: &str, key: &str) -> String {
@@ -219,6 +222,11 @@ pub(crate) fn read(c: &mut Collector<'_>, root: &Node) -> Parsed {
                 }
             }
             "wandb" => p.wandb = read_wandb(c, &e.value),
+            "executor" => {
+                p.executor = crate::executor::read_executor(c, &e.value, |k| {
+                    unknown_in("[executor]", k, &crate::executor::EXECUTOR_KEYS)
+                })
+            }
             "labels" => labels_node = Some(&e.value),
             other => c.at(e.key_span.start, unknown_in("the file", other, &SECTIONS)),
         }

@@ -15,6 +15,7 @@ pub mod constraints;
 pub mod device;
 pub mod errors;
 pub mod evaluation;
+pub mod executor;
 pub mod experiment;
 pub mod experts;
 mod file;
@@ -35,6 +36,7 @@ pub mod spec;
 pub use device::{DeviceSpec, DeviceSpecError};
 pub use errors::{Origin, ValidationError, ValidationErrors};
 pub use evaluation::{EvalSplit, EvalTarget, ResolvedEval};
+pub use executor::{ExecutorKind, ExecutorSpec};
 pub use experiment::{
     Cell, EvalRequest, Experiment, MissingExpert, ResolvedRun, Role, DEMO_PATH, DEMO_TOML,
     EVAL_EXPERIMENT,

@@ -19,6 +19,7 @@ mod metrics;
 mod open;
 mod rows;
 mod runs;
+mod slurm;
 mod sync_cursors;
 mod types;
 mod workers;
@@ -40,6 +41,7 @@ pub use rows::{
     QueueState, RunDetail, RunRow, RunWithSummaries, SeriesPoint, WorkerRow,
 };
 pub use runs::{AxisFilter, CreatedRun, NewRun, RunFilter};
+pub use slurm::SlurmJob;
 pub use types::{
     ArtifactKind, ExperimentId, FailureClass, Goal, RetryPolicy, RunId, RunStatus, UnknownValue,
 };

@@ -89,6 +89,11 @@ const NEXT_RUNNABLE: &str = "SELECT r.id FROM runs r LEFT JOIN runs d ON d.id = 
       AND (?7 IS NULL OR r.experiment_id = ?7) \
     ORDER BY r.id LIMIT 1";
 
+/// Run ?7 itself, when it is runnable (what [`Store::claim_run`] claims).
+const THE_RUN_IF_RUNNABLE: &str =
+    "SELECT r.id FROM runs r LEFT JOIN runs d ON d.id = r.depends_on \
+    WHERE r.status = 'queued' AND (r.depends_on IS NULL OR d.status = 'finished') AND r.id = ?7";
+
 async fn lease_lost(conn: &mut SqliteConnection, run: RunId) -> StoreError {
     match fetch_run(&mut *conn, run).await {
         Ok(Some(row)) => StoreError::LeaseLost {
@@ -194,13 +199,33 @@ impl Store {
         worker: &WorkerInfo,
         experiment: Option<ExperimentId>,
     ) -> Result<Option<Claim>> {
+        self.claim_where(worker, NEXT_RUNNABLE, experiment.map(|e| e.0))
+            .await
+    }
+
+    /// Atomically claims run `run` itself for `worker`, when it is queued and runnable (its
+    /// dependency, if any, finished): what a scheduler's task made for one run does. `None`
+    /// when it is not (running elsewhere, ended, or waiting for its dependency).
+    #[instrument(level = "debug", skip_all, fields(worker = %worker.id, run = %run), err(level = "debug"))]
+    pub async fn claim_run(&self, worker: &WorkerInfo, run: RunId) -> Result<Option<Claim>> {
+        self.claim_where(worker, THE_RUN_IF_RUNNABLE, Some(run.0))
+            .await
+    }
+
+    /// Claims the run that `select` (a query binding `?7` to `key`) picks.
+    async fn claim_where(
+        &self,
+        worker: &WorkerInfo,
+        select: &str,
+        key: Option<i64>,
+    ) -> Result<Option<Claim>> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
         let claimed: Option<(RunId, i64)> = sqlx::query_as::<Sqlite, (RunId, i64)>(&format!(
             "UPDATE runs SET status = 'running', worker = ?1, host = ?2, pid = ?3, device = ?4, \
                  engine_version = ?5, started_ms = ?6, heartbeat_ms = ?6, ended_ms = NULL, \
                  attempts = attempts + 1, cancel_requested = 0, progress_step = checkpoint_step \
-             WHERE id = ({NEXT_RUNNABLE}) AND status = 'queued' \
+             WHERE id = ({select}) AND status = 'queued' \
              RETURNING id, attempts"
         ))
         .bind(&worker.id)
@@ -209,7 +234,7 @@ impl Store {
         .bind(&worker.device)
         .bind(&worker.engine_version)
         .bind(now)
-        .bind(experiment)
+        .bind(key)
         .fetch_optional(&mut *tx)
         .await?;
         let Some((run_id, attempt)) = claimed else {
@@ -304,6 +329,38 @@ impl Store {
         release_worker(&mut tx, lease.run_id).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The worker was told to stop by its scheduler (Slurm's warning signal before a time limit
+    /// or preemption, `scancel`, `scontrol requeue`) and stopped after a checkpoint: the run goes
+    /// back to the queue to resume from it, without spending its retry budget (being stopped is
+    /// not a failure). When someone asked to cancel the run meanwhile, it ends `cancelled`
+    /// instead. Returns the status the run now has.
+    pub async fn release(&self, lease: &Lease) -> Result<RunStatus> {
+        let mut tx = self.write_tx().await?;
+        let status: Option<String> = sqlx::query_scalar(
+            "UPDATE runs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, \
+                 retry_base = CASE WHEN cancel_requested THEN retry_base ELSE retry_base + 1 END, \
+                 ended_ms = ?3, heartbeat_ms = ?3, cancel_requested = 0 \
+             WHERE id = ?1 AND attempts = ?2 AND status = 'running' \
+             RETURNING status",
+        )
+        .bind(lease.run_id)
+        .bind(lease.attempt)
+        .bind(now_ms())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(status) = status else {
+            return Err(lease_lost(&mut tx, lease.run_id).await);
+        };
+        release_worker(&mut tx, lease.run_id).await?;
+        tx.commit().await?;
+        status.parse().map_err(|e| {
+            StoreError::from(sqlx::Error::ColumnDecode {
+                index: "status".into(),
+                source: Box::new(e),
+            })
+        })
     }
 
     /// The attempt failed with `class`: the run is re-queued while `policy` allows more attempts

@@ -5,5 +5,11 @@ use std::path::Path;
 use crate::cli::DemoArgs;
 
 pub fn run(db: &Path, args: DemoArgs) -> anyhow::Result<()> {
-    super::run::apply(db, None, args.set, args.slots)
+    super::run::apply(
+        db,
+        None,
+        args.set,
+        args.slots,
+        &crate::cli::ExecutorArgs::default(),
+    )
 }

@@ -126,6 +126,24 @@ pub fn run(db: &Path, args: LsArgs) -> anyhow::Result<()> {
             filter.axes = axes;
         }
         let runs = store.list_runs_with_summaries(&filter).await?;
+        // The scheduler's view, as a column only when some listed run went through Slurm.
+        let ids: Vec<store::RunId> = runs.iter().map(|r| r.run.id).collect();
+        let (jobs, states) = runner::slurm::jobs_with_states(&store, &ids).await?;
+        let slurm_column = |run: store::RunId| -> String {
+            let Some(job) = jobs.get(&run) else {
+                return "-".into();
+            };
+            let task = job.task_name();
+            match &states {
+                Ok(s) => s.get(&task).map_or(format!("{task} ended"), |s| {
+                    format!("{task} {}", s.describe())
+                }),
+                Err(_) => format!("{task} ?"),
+            }
+        };
+        if let Err(e) = &states {
+            eprintln!("warning: Slurm job states are unknown: {e}");
+        }
         let rows: Vec<Vec<String>> =
             runs.iter()
                 .map(|r| {
@@ -144,7 +162,7 @@ pub fn run(db: &Path, args: LsArgs) -> anyhow::Result<()> {
                         (Some(s), None) => s.to_string(),
                         _ => "-".into(),
                     };
-                    vec![
+                    let mut row = vec![
                         run.id.to_string(),
                         run.hash[..12.min(run.hash.len())].to_string(),
                         run.experiment.clone(),
@@ -154,26 +172,28 @@ pub fn run(db: &Path, args: LsArgs) -> anyhow::Result<()> {
                         progress,
                         metric,
                         run.failure_class.map_or("-".into(), |c| c.to_string()),
-                    ]
+                    ];
+                    if !jobs.is_empty() {
+                        row.push(slurm_column(run.id));
+                    }
+                    row
                 })
                 .collect();
-        print!(
-            "{}",
-            table::render(
-                &[
-                    "id",
-                    "identity",
-                    "experiment",
-                    "status",
-                    "cell",
-                    "seed",
-                    "step",
-                    "metric",
-                    "failure"
-                ],
-                &rows
-            )
-        );
+        let mut header = vec![
+            "id",
+            "identity",
+            "experiment",
+            "status",
+            "cell",
+            "seed",
+            "step",
+            "metric",
+            "failure",
+        ];
+        if !jobs.is_empty() {
+            header.push("slurm");
+        }
+        print!("{}", table::render(&header, &rows));
         println!("{} run(s)", rows.len());
         anyhow::Ok(())
     })

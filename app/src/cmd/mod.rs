@@ -16,6 +16,7 @@ mod queue;
 pub mod report;
 mod retry;
 mod run;
+mod run_slurm;
 mod show;
 pub mod sync;
 mod tui;
@@ -36,7 +37,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         None => no_command(&db),
         Some(Command::Plan(args)) => plan::run(&db, args),
         Some(Command::Queue(args)) => queue::run(&db, args),
-        Some(Command::Run(args)) => run::run(&db, args),
+        Some(Command::Run(args)) => run::run(&db, *args),
         Some(Command::Demo(args)) => demo::run(&db, args),
         Some(Command::Worker(args)) => worker::run(&db, args),
         Some(Command::Ls(args)) => ls::run(&db, args),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use experiments::{CellState, Overrides};
 
-use crate::cli::{RunArgs, SlotArgs};
+use crate::cli::{ExecutorArgs, RunArgs, SlotArgs};
 use crate::runner::worker::{self, Runner, Slot, Until};
 use crate::runner::{self, executor, plan, results, tracker, Workspace};
 
@@ -16,22 +16,40 @@ pub fn run(db: &Path, args: RunArgs) -> anyhow::Result<()> {
         Some(args.plan.file.as_path()),
         args.plan.set,
         args.slots,
+        &args.executor,
     )
 }
 
-/// Queue + a foreground worker for one experiment (`None`: the embedded demo).
+/// Queue + a foreground worker for one experiment (`None`: the embedded demo), or, with the
+/// Slurm executor, queue + sbatch array jobs.
 pub fn apply(
     db: &Path,
     file: Option<&Path>,
     set: Vec<String>,
     slots: SlotArgs,
+    flags: &ExecutorArgs,
 ) -> anyhow::Result<()> {
-    let executor = executor::local_executor()?;
     let prepared = runner::prepare(file, &Overrides::from_process_env(set), true)?;
     prepared.print_made();
     let runner::Prepared {
         exp, source, cells, ..
     } = prepared;
+    let mut spec = exp.executor.clone();
+    flags
+        .apply(&mut spec)
+        .map_err(|message| anyhow::Error::new(crate::exit::UserError { code: 2, message }))?;
+    if spec.kind == experiments::ExecutorKind::Slurm {
+        return super::run_slurm::apply(db, &exp, &source, &cells, &spec, flags.wait);
+    }
+    if flags.wait {
+        anyhow::bail!(crate::exit::UserError {
+            code: 2,
+            message: "--wait follows runs submitted to Slurm (`--executor slurm`); a local run \
+                      always waits"
+                .into(),
+        });
+    }
+    let executor = executor::local_executor()?;
     let rt = runner::runtime()?;
     rt.block_on(async move {
         let ws = Workspace::new(db);
@@ -92,26 +110,40 @@ pub fn apply(
                 stopped = Some(signal.get().copied().unwrap_or(130));
             }
         }
-        let (after, _) = plan::plan_against(&store, &exp, cells.clone()).await?;
-        let c = after.counts();
-        let table = results::render(results::collect(&store, &exp, &cells).await?.as_ref());
-        println!("\n{} — {}", exp.name, exp.path.display());
-        print!("{table}");
-        println!("{c}");
-        println!("store:    {}", ws.db.display());
-        println!("run dirs: {}/<identity>", ws.runs_dir.display());
-        if c.failed > 0 {
-            println!("see failures with `towerlab ls --status failed` and `towerlab show RUN`");
-        }
+        let c = print_results(&store, &ws, &exp, &cells).await?;
         store.close().await;
         sweep_outcome(stopped, &c)
     })
 }
 
+/// The end of a sweep: the results table, the plan's counts, and where things are.
+pub(crate) async fn print_results(
+    store: &store::Store,
+    ws: &Workspace,
+    exp: &experiments::Experiment,
+    cells: &[experiments::Cell],
+) -> anyhow::Result<experiments::plan::PlanCounts> {
+    let (after, _) = plan::plan_against(store, exp, cells.to_vec()).await?;
+    let c = after.counts();
+    let table = results::render(results::collect(store, exp, cells).await?.as_ref());
+    println!("\n{} — {}", exp.name, exp.path.display());
+    print!("{table}");
+    println!("{c}");
+    println!("store:    {}", ws.db.display());
+    println!("run dirs: {}/<identity>", ws.runs_dir.display());
+    if c.failed > 0 {
+        println!("see failures with `towerlab ls --status failed` and `towerlab show RUN`");
+    }
+    Ok(c)
+}
+
 /// The exit of a sweep: success only when every cell is done. Failed or cancelled cells exit
 /// with 1; a sweep stopped by a signal exits with `stopped` (130 after Ctrl-C, 143 after
 /// SIGTERM), as an interrupted command does: a script or scheduler sees the grid is not done.
-fn sweep_outcome(stopped: Option<u8>, c: &experiments::plan::PlanCounts) -> anyhow::Result<()> {
+pub(crate) fn sweep_outcome(
+    stopped: Option<u8>,
+    c: &experiments::plan::PlanCounts,
+) -> anyhow::Result<()> {
     let message = if let Some(code) = stopped {
         Some((
             code,
@@ -144,29 +176,36 @@ fn sweep_outcome(stopped: Option<u8>, c: &experiments::plan::PlanCounts) -> anyh
     }
 }
 
-/// First Ctrl-C or SIGTERM (what Slurm sends on `scancel` and at the time limit): stop
-/// claiming, let active runs checkpoint and stop. A second one aborts at once. The returned
-/// cell holds the exit code the first signal stands for (130 or 143) once it came.
+/// First Ctrl-C, SIGTERM (what Slurm sends on `scancel` and at the time limit) or SIGUSR1
+/// (the warning Slurm jobs are submitted with, `--signal=B:USR1@SECONDS`): stop claiming, let
+/// active runs checkpoint and stop. A second one aborts at once. The returned cell holds the
+/// exit code the first signal stands for (130, 143 or 138) once it came.
 pub fn watch_ctrl_c(runner: Arc<Runner>) -> Arc<std::sync::OnceLock<u8>> {
     use tokio::signal::unix::{signal, SignalKind};
     let signalled = Arc::new(std::sync::OnceLock::new());
     let cell = signalled.clone();
     tokio::spawn(async move {
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("cannot watch SIGTERM: {e}");
+        let (mut term, mut usr1) = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::user_defined1()),
+        ) {
+            (Ok(t), Ok(u)) => (t, u),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!("cannot watch SIGTERM and SIGUSR1: {e}");
                 return;
             }
         };
         let first = tokio::select! {
             r = tokio::signal::ctrl_c() => r.ok().map(|()| ("Ctrl-C", 130)),
             s = term.recv() => s.map(|()| ("SIGTERM", 143)),
+            s = usr1.recv() => s.map(|()| ("SIGUSR1", 138)),
         };
         let Some((what, code)) = first else { return };
         let _ = cell.set(code);
         eprintln!("stopping ({what}): active runs checkpoint and stop (Ctrl-C again aborts now)");
         runner.stop();
+        // Slurm may send the warning and then SIGTERM for the same stop: only a second Ctrl-C
+        // or SIGTERM aborts.
         let again = tokio::select! {
             r = tokio::signal::ctrl_c() => r.ok().map(|()| 130),
             s = term.recv() => s.map(|()| 143),

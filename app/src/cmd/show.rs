@@ -93,6 +93,24 @@ pub fn run(db: &Path, args: ShowArgs) -> anyhow::Result<()> {
             "run dir     {}",
             runner::worker::run_dir(&ws.runs_dir, &r.hash).display()
         );
+        let jobs = store.slurm_job_history(r.id).await?;
+        if let Some(current) = jobs.last() {
+            let task = current.task_name();
+            let state = match runner::slurm::task_states(&[current.job_id].into()) {
+                Ok(states) => states
+                    .get(&task)
+                    .map_or("not known to squeue (ended)".to_string(), |s| s.describe()),
+                Err(e) => format!("state unknown: {e}"),
+            };
+            let _ = writeln!(out, "slurm       job {task}: {state}");
+            if jobs.len() > 1 {
+                let earlier: Vec<String> = jobs[..jobs.len() - 1]
+                    .iter()
+                    .map(store::SlurmJob::task_name)
+                    .collect();
+                let _ = writeln!(out, "            earlier jobs {}", earlier.join(", "));
+            }
+        }
         let _ = writeln!(out, "\nconfig:");
         for p in detail.params.iter().filter(|p| !p.key.starts_with('_')) {
             let _ = writeln!(out, "  {} = {}", p.key, p.value);

@@ -15,6 +15,7 @@ pub mod metric_names;
 pub mod plan;
 pub mod results;
 pub mod sink;
+pub mod slurm;
 pub mod table;
 pub mod tracker;
 pub mod ui;

@@ -40,6 +40,9 @@ pub struct Runner {
     pub ui: Ui,
     /// Set on Ctrl-C: claim nothing more, and cancel what runs.
     pub stopping: Arc<AtomicBool>,
+    /// A run stopped by a signal goes back to the queue (to resume from its checkpoint)
+    /// instead of ending cancelled: a scheduler's task (Slurm) was stopped, not the run.
+    pub release_on_stop: bool,
     active: Mutex<HashMap<RunId, Arc<AtomicBool>>>,
     active_count: AtomicUsize,
 }
@@ -56,6 +59,7 @@ impl Runner {
             experiment: None,
             ui: Ui::new(),
             stopping: Arc::new(AtomicBool::new(false)),
+            release_on_stop: false,
             active: Mutex::new(HashMap::new()),
             active_count: AtomicUsize::new(0),
         }
@@ -165,6 +169,9 @@ pub enum Ended {
     },
     /// Someone else owns the run now (it was presumed dead and re-queued): nothing written.
     LeaseLost,
+    /// Stopped by a signal after a checkpoint and put back in the queue to resume
+    /// ([`Runner::release_on_stop`]).
+    Released,
 }
 
 /// What [`execute_next`] did.
@@ -191,6 +198,30 @@ pub async fn execute_next(runner: &Runner, slot: &Slot) -> anyhow::Result<Option
     let Some(claim) = runner.store.claim(&slot.worker, runner.experiment).await? else {
         return Ok(None);
     };
+    execute_claim(runner, slot, claim).await.map(Some)
+}
+
+/// [`execute_next`] for run `run` only (what a Slurm task made for that run does). `Ok(None)`
+/// when it is not runnable now.
+pub async fn execute_run(
+    runner: &Runner,
+    slot: &Slot,
+    run: RunId,
+) -> anyhow::Result<Option<RunResult>> {
+    if runner.stopping.load(Ordering::SeqCst) {
+        return Ok(None);
+    }
+    let Some(claim) = runner.store.claim_run(&slot.worker, run).await? else {
+        return Ok(None);
+    };
+    execute_claim(runner, slot, claim).await.map(Some)
+}
+
+async fn execute_claim(
+    runner: &Runner,
+    slot: &Slot,
+    claim: store::Claim,
+) -> anyhow::Result<RunResult> {
     let started = Instant::now();
     let cancel = Arc::new(AtomicBool::new(false));
     runner.register(claim.run.id, cancel.clone());
@@ -198,7 +229,7 @@ pub async fn execute_next(runner: &Runner, slot: &Slot) -> anyhow::Result<Option
     runner.unregister(claim.run.id);
     runner.ui.run_ended();
     match result {
-        Ok(r) => Ok(Some(r)),
+        Ok(r) => Ok(r),
         Err(e) => {
             // A problem of this run (unreadable params, a missing pre-training checkpoint) fails
             // the run, not the worker; only when the store cannot record that either does the
@@ -229,7 +260,7 @@ pub async fn execute_next(runner: &Runner, slot: &Slot) -> anyhow::Result<Option
                 elapsed: started.elapsed(),
             };
             runner.ui.println(&describe(&result, &claim.run));
-            Ok(Some(result))
+            Ok(result)
         }
     }
 }
@@ -428,6 +459,16 @@ async fn execute_claimed(
     } else {
         match outcome {
             Outcome::Finished { .. } => end_ok(store.finish(lease).await, Ended::Finished)?,
+            Outcome::Cancelled { .. }
+                if runner.release_on_stop && runner.stopping.load(Ordering::SeqCst) =>
+            {
+                match store.release(lease).await {
+                    Ok(RunStatus::Queued) => Ended::Released,
+                    Ok(_) => Ended::Cancelled,
+                    Err(StoreError::LeaseLost { .. }) => Ended::LeaseLost,
+                    Err(e) => return Err(e.into()),
+                }
+            }
             Outcome::Cancelled { .. } => {
                 end_ok(store.acknowledge_cancel(lease).await, Ended::Cancelled)?
             }
@@ -481,6 +522,7 @@ pub fn describe(r: &RunResult, run: &RunRow) -> String {
             if *requeued { ", re-queued" } else { "" }
         ),
         Ended::LeaseLost => "taken over by another worker".to_string(),
+        Ended::Released => "stopped (re-queued to resume)".to_string(),
     };
     format!(
         "{what:<9} run {} {}{seed} [{}] attempt {} at step {}, {} points, {:.1} s",
