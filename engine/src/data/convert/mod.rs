@@ -221,7 +221,7 @@ impl std::fmt::Display for SkipReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SkippedImage {
     pub path: PathBuf,
-    /// The first output it was left out of.
+    /// The first output (by name) it was left out of.
     pub output: String,
     pub reason: SkipReason,
 }
@@ -360,7 +360,9 @@ pub fn convert(
             opts.rest_val_rows,
         )?);
     }
-    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    // Outputs are written in parallel, so an image several outputs skip arrives in any order:
+    // the listed one is the first by name, whatever `--jobs`.
+    skipped.sort_by(|a, b| (&a.path, &a.output).cmp(&(&b.path, &b.output)));
     skipped.dedup_by(|a, b| a.path == b.path);
     let skipped_list = write_skipped_list(&ctx, dataset, &skipped)?;
     Ok(ConvertReport {
