@@ -594,6 +594,107 @@ fn the_warning_signal_checkpoints_and_the_requeued_task_resumes() {
     );
 }
 
+/// An administrator's (or a preempting scheduler's) `scontrol requeue` of a running task: Slurm
+/// stops the task with SIGTERM, the worker checkpoints and puts its run back in the queue, and
+/// the task, started again under the same job (restart 1), resumes the run to the end from that
+/// checkpoint: the steps before it are the first attempt's points, unchanged, and every step is
+/// there once.
+#[test]
+fn a_task_requeued_with_scontrol_requeue_resumes_from_its_checkpoint() {
+    const STEPS: i64 = 60;
+    let env = Env::new(&experiment(
+        STEPS,
+        5,
+        "manager_type = [\"BT\"]\nseeds = [0]",
+        "[executor]\nkind = \"slurm\"\ncpus = 1",
+    ));
+    env.ok(&["run", "exp.toml"]);
+    env.wait_for("a checkpoint mid-run", Duration::from_secs(300), |runs| {
+        runs.iter().any(|r| {
+            r.status == RunStatus::Running
+                && r.checkpoint_step.is_some()
+                && r.progress_step > r.checkpoint_step
+        })
+    });
+    let run = env.runs().remove(0);
+    let job = env.store(async |s| s.slurm_jobs(&[run.id]).await.unwrap()[&run.id].clone());
+    env.cluster
+        .client("scontrol", &["requeue", &job.task_name()]);
+    env.wait_for(
+        "the run released after the requeue",
+        Duration::from_secs(120),
+        |runs| runs[0].status != RunStatus::Running,
+    );
+    let stopped = env.runs().remove(0);
+    assert_eq!(stopped.status, RunStatus::Queued, "released to resume");
+    let checkpoint = stopped.checkpoint_step.expect("a checkpoint on stop");
+    assert!(checkpoint > 0 && checkpoint < STEPS, "{checkpoint}");
+    let before = env.store(async |s| {
+        s.metric_series(run.id, "train/vqa/loss", SeriesOptions::default())
+            .await
+            .unwrap()
+    });
+    // A requeued job waits (reason BeginTime) before it is eligible again; not waited out.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let state = env.cluster.task_state(&job.task_name());
+        if state == "PENDING|BeginTime" {
+            env.cluster.client(
+                "scontrol",
+                &[
+                    "update",
+                    &format!("JobId={}", job.task_name()),
+                    "StartTime=now",
+                ],
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the task was not requeued (state {state}); {}",
+            task_logs(&env.tmp.path().join("runs"))
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    env.wait_for(
+        "the run finished after its requeue",
+        Duration::from_secs(300),
+        |runs| runs[0].status == RunStatus::Finished,
+    );
+    env.store(async |s| {
+        let r = s.run(run.id).await.unwrap().unwrap();
+        assert_eq!(r.attempts, 2, "stopped once, resumed once");
+        assert_complete_series(s, &r, STEPS).await;
+        let after = s
+            .metric_series(run.id, "train/vqa/loss", SeriesOptions::default())
+            .await
+            .unwrap();
+        for p in before.iter().filter(|p| p.step <= checkpoint) {
+            let q = after.iter().find(|q| q.step == p.step).unwrap();
+            assert_eq!(
+                (q.value, q.wall_ms),
+                (p.value, p.wall_ms),
+                "step {}",
+                p.step
+            );
+        }
+        let logs = s.log_lines(run.id, None, None).await.unwrap();
+        let resumed = format!("resumed from the checkpoint at step {checkpoint}");
+        assert!(
+            logs.iter()
+                .any(|l| l.attempt == 2 && l.text.contains(&resumed)),
+            "{logs:#?}"
+        );
+        // The same job ran again: no second submission.
+        let history = s.slurm_job_history(run.id).await.unwrap();
+        assert_eq!(history.len(), 1, "{history:?}");
+    });
+    let shown = env
+        .cluster
+        .client("scontrol", &["show", "job", &job.task_name()]);
+    assert!(shown.contains("Restarts=1"), "{shown}");
+}
+
 /// `towerlab cancel` on runs with Slurm tasks: a pending task is cancelled in Slurm too (it never
 /// starts), a running one stops after a checkpoint and its run ends cancelled, not re-queued.
 #[test]
