@@ -14,65 +14,34 @@ use arrow_ipc::reader::{read_footer_length, FileDecoder};
 use arrow_schema::{DataType, SchemaRef};
 
 use super::error::{DataError, DataResult};
+use super::schema::ColType;
 
 const MAGIC: &[u8; 6] = b"ARROW1";
 
-/// What a column must hold. pyarrow writes `binary`, `string`, `list<...>` and `int64`/`double`;
-/// the large (64-bit offset) variants are accepted too because big tables may use them.
+/// What a reader requires of a column: its type (see [`ColType::matches`]) and, for the columns
+/// where every row may hold an empty list, also `list<null>` (pyarrow's type for the VQA test
+/// answers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColKind {
-    Binary,
-    Str,
-    Int64,
-    StrList,
-    Int64List,
-    StrListList,
-    Int64ListList,
-    F64ListList,
-    /// `list<list<T>>`, or `list<null>` when every list is empty (pyarrow's type for the VQA test
-    /// answers).
-    StrListListOrEmpty,
-    Int64ListListOrEmpty,
-    F64ListListOrEmpty,
+pub struct ColKind {
+    pub ty: ColType,
+    pub or_empty: bool,
 }
 
 impl ColKind {
-    pub fn describe(self) -> &'static str {
-        match self {
-            Self::Binary => "binary",
-            Self::Str => "string",
-            Self::Int64 => "int64",
-            Self::StrList => "list<string>",
-            Self::Int64List => "list<int64>",
-            Self::StrListList => "list<list<string>>",
-            Self::Int64ListList => "list<list<int64>>",
-            Self::F64ListList => "list<list<double>>",
-            Self::StrListListOrEmpty => "list<list<string>> (or list<null> when all empty)",
-            Self::Int64ListListOrEmpty => "list<list<int64>> (or list<null> when all empty)",
-            Self::F64ListListOrEmpty => "list<list<double>> (or list<null> when all empty)",
+    pub fn describe(self) -> String {
+        if self.or_empty {
+            format!("{} (or list<null> when all empty)", self.ty.describe())
+        } else {
+            self.ty.describe().to_string()
         }
     }
 
     pub fn matches(self, dt: &DataType) -> bool {
-        match self {
-            Self::Binary => matches!(dt, DataType::Binary | DataType::LargeBinary),
-            Self::Str => matches!(dt, DataType::Utf8 | DataType::LargeUtf8),
-            Self::Int64 => matches!(dt, DataType::Int64),
-            Self::StrList => list_item(dt).is_some_and(|t| Self::Str.matches(t)),
-            Self::Int64List => list_item(dt).is_some_and(|t| Self::Int64.matches(t)),
-            Self::StrListList => list_item(dt).is_some_and(|t| Self::StrList.matches(t)),
-            Self::Int64ListList => list_item(dt).is_some_and(|t| Self::Int64List.matches(t)),
-            Self::F64ListList => list_item(dt)
-                .and_then(list_item)
-                .is_some_and(|t| matches!(t, DataType::Float64)),
-            Self::StrListListOrEmpty => Self::StrListList.matches(dt) || is_null_list(dt),
-            Self::Int64ListListOrEmpty => Self::Int64ListList.matches(dt) || is_null_list(dt),
-            Self::F64ListListOrEmpty => Self::F64ListList.matches(dt) || is_null_list(dt),
-        }
+        self.ty.matches(dt) || (self.or_empty && is_null_list(dt))
     }
 }
 
-fn list_item(dt: &DataType) -> Option<&DataType> {
+pub(super) fn list_item(dt: &DataType) -> Option<&DataType> {
     match dt {
         DataType::List(f) | DataType::LargeList(f) => Some(f.data_type()),
         _ => None,

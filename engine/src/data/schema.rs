@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow_schema::{DataType, Field};
 
-use super::arrow_file::ColKind;
+use super::arrow_file::{list_item, ColKind};
 
 /// The Arrow type of a column as pyarrow infers it from the reference's pandas frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,20 +47,48 @@ impl ColType {
         !matches!(self, Self::Binary | Self::Str | Self::Int64)
     }
 
+    /// The type as Arrow names it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Binary => "binary",
+            Self::Str => "string",
+            Self::Int64 => "int64",
+            Self::StrList => "list<string>",
+            Self::Int64List => "list<int64>",
+            Self::StrListList => "list<list<string>>",
+            Self::Int64ListList => "list<list<int64>>",
+            Self::F64ListList => "list<list<double>>",
+        }
+    }
+
+    /// Whether a column of Arrow type `dt` holds this type; the large (64-bit offset) variants
+    /// are accepted too because big tables may use them.
+    pub fn matches(self, dt: &DataType) -> bool {
+        let item = |t: Self| list_item(dt).is_some_and(|i| t.matches(i));
+        match self {
+            Self::Binary => matches!(dt, DataType::Binary | DataType::LargeBinary),
+            Self::Str => matches!(dt, DataType::Utf8 | DataType::LargeUtf8),
+            Self::Int64 => matches!(dt, DataType::Int64),
+            Self::StrList => item(Self::Str),
+            Self::Int64List => item(Self::Int64),
+            Self::StrListList => item(Self::StrList),
+            Self::Int64ListList => item(Self::Int64List),
+            Self::F64ListList => list_item(dt)
+                .and_then(list_item)
+                .is_some_and(|t| matches!(t, DataType::Float64)),
+        }
+    }
+
     /// What a reader accepts for a column of this type (`may_be_empty`: also `list<null>`).
     pub fn reader_kind(self, may_be_empty: bool) -> ColKind {
-        match (self, may_be_empty) {
-            (Self::Binary, _) => ColKind::Binary,
-            (Self::Str, _) => ColKind::Str,
-            (Self::Int64, _) => ColKind::Int64,
-            (Self::StrList, _) => ColKind::StrList,
-            (Self::Int64List, _) => ColKind::Int64List,
-            (Self::StrListList, false) => ColKind::StrListList,
-            (Self::StrListList, true) => ColKind::StrListListOrEmpty,
-            (Self::Int64ListList, false) => ColKind::Int64ListList,
-            (Self::Int64ListList, true) => ColKind::Int64ListListOrEmpty,
-            (Self::F64ListList, false) => ColKind::F64ListList,
-            (Self::F64ListList, true) => ColKind::F64ListListOrEmpty,
+        ColKind {
+            ty: self,
+            // pyarrow types a column of lists of lists that are all empty `list<null>`.
+            or_empty: may_be_empty
+                && matches!(
+                    self,
+                    Self::StrListList | Self::Int64ListList | Self::F64ListList
+                ),
         }
     }
 }
