@@ -1,22 +1,14 @@
 //! History lines per second pushed to a local W&B-compatible server (the test server of
-//! `tests/wandb_support`, which parses every body and places every line, like W&B's backend
+//! `testkit::wandb_server`, which parses every body and places every line, like W&B's backend
 //! spy). `cargo bench -p app --no-default-features --bench wandb_sync`
 //! Set `WANDB_BENCH_STEPS` to change the size (default 100000 steps x 10 metrics = 1M points).
-
-#[path = "../tests/wandb_support/fixture.rs"]
-mod fixture;
-#[allow(dead_code, unused_imports)]
-#[path = "../src/wandb/mod.rs"]
-mod wandb;
-#[path = "../tests/wandb_support/mod.rs"]
-mod wandb_support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fixture::{fixture_run, MemorySource};
-use wandb::{sync_runs, ApiKey, MemoryOffsets, RunState, SyncOptions, WandbConfig};
-use wandb_support::TestServer;
+use app::wandb::fixture::{fixture_run, MemorySource};
+use app::wandb::{sync_runs, ApiKey, MemoryOffsets, RunState, SyncOptions, WandbConfig};
+use testkit::wandb_server::TestServer;
 
 const KEY: &str = "bench-key";
 const METRICS: usize = 10;

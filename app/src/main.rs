@@ -1,16 +1,8 @@
 //! `towerlab`: a terminal workbench for ManagerTower / BridgeTower / METER ablations.
 
-mod cli;
-mod cmd;
-use app::exit;
-mod runner;
-// A library-like module: the store adapter, the runner's live sync and the tests use parts of
-// it that the CLI alone does not.
-#[allow(dead_code, unused_imports)]
-mod wandb;
-
 use std::process::ExitCode;
 
+use app::{cli, cmd, exit};
 use clap::Parser;
 
 fn main() -> ExitCode {

@@ -6,9 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-#[path = "../../engine/tests/support/hub.rs"]
-mod hub;
-use hub::{HubServer, CLIP_ID, COMMIT_A, COMMIT_B, ROBERTA_ID};
+use testkit::hub::{self, HubServer, CLIP_ID, COMMIT_A, COMMIT_B, ROBERTA_ID};
 
 const EXPERIMENT: &str = r#"
 name = "experts-test"

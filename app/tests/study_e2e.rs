@@ -6,14 +6,12 @@
 //! exactly the plan's done identities (and say what they left out), and exit codes are as
 //! stated.
 
-mod wandb_support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde::de::{Deserializer as _, MapAccess, Visitor};
-use wandb_support::TestServer;
+use testkit::wandb_server::TestServer;
 
 const KEY: &str = "study-e2e-key-0123456789abcdef0123456789";
 const STEPS: u32 = 100;

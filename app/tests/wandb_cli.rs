@@ -1,11 +1,9 @@
 //! `towerlab sync wandb` as a user runs it.
 
-mod wandb_support;
-
 use std::process::Command;
 
 use serde_json::json;
-use wandb_support::TestServer;
+use testkit::wandb_server::TestServer;
 
 fn towerlab() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_towerlab"));

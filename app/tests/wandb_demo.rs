@@ -3,15 +3,11 @@
 //! they train, through injected faults; a later `towerlab sync wandb` sends nothing new; the key
 //! is nowhere in the store or the output.
 
-#[allow(dead_code, unused_imports)]
-#[path = "../src/wandb/mod.rs"]
-mod wandb;
-mod wandb_support;
-
+use app::wandb;
 use std::collections::BTreeSet;
 use std::process::{Command, Output};
 
-use wandb_support::{Fault, TestServer};
+use testkit::wandb_server::{Fault, TestServer};
 
 const KEY: &str = "tl-demo-KEY-0123456789abcdef0123456789ab";
 const STEPS: u64 = 8;

@@ -1,22 +1,15 @@
 //! The API key never shows up: not in logs (all of them, captured at TRACE), command output,
 //! dry-run output, error messages, reports or the offsets file.
 
-#[path = "wandb_support/fixture.rs"]
-mod fixture;
-#[allow(dead_code, unused_imports)]
-#[path = "../src/wandb/mod.rs"]
-mod wandb;
-mod wandb_support;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fixture::{fixture_run, FixtureRun, MemorySource};
-use wandb::cli::{execute, WandbArgs};
-use wandb::{
+use app::wandb::cli::{execute, WandbArgs};
+use app::wandb::fixture::{fixture_run, FixtureRun, MemorySource};
+use app::wandb::{
     sync_runs, ApiKey, FileOffsets, MemoryOffsets, RetryPolicy, RunState, SyncOptions, WandbConfig,
 };
-use wandb_support::{Fault, TestServer};
+use testkit::wandb_server::{self, Fault, TestServer};
 
 const KEY: &str = "tl-secret-KEY-0123456789abcdef0123456789";
 
@@ -75,7 +68,7 @@ fn the_api_key_appears_in_no_log_output_error_or_offsets_record() {
         .enable_all()
         .build()
         .unwrap();
-    let basic = wandb_support::base64(&format!("api:{KEY}"));
+    let basic = wandb_server::base64(&format!("api:{KEY}"));
     let server = TestServer::start(KEY);
     let dir = tempfile::tempdir().unwrap();
     let offsets_path = dir.path().join("offsets.json");

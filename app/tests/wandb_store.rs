@@ -1,20 +1,18 @@
 //! The store adapter: runs written through the store's API are synced to the test server,
 //! offsets live in the store's `sync_cursors`, and a second sync sends nothing.
 
-#[allow(dead_code, unused_imports)]
-#[path = "../src/wandb/mod.rs"]
-mod wandb;
-mod wandb_support;
-
+use app::wandb;
 use std::sync::Arc;
 use std::time::Duration;
 
+use app::wandb::{
+    sync_runs, wandb_run_id, ApiKey, Selection, StoreSource, SyncOptions, WandbConfig,
+};
 use serde_json::{json, Value};
 use store::{
     ManagerWeight, ManagerWeightRow, MetricPoint, Modality, NewLogLine, NewRun, Store, WorkerInfo,
 };
-use wandb::{sync_runs, wandb_run_id, ApiKey, Selection, StoreSource, SyncOptions, WandbConfig};
-use wandb_support::TestServer;
+use testkit::wandb_server::TestServer;
 
 const KEY: &str = "store-test-key";
 const T0: i64 = 1_787_306_400_000;

@@ -1,24 +1,18 @@
 //! W&B sync against a local W&B-compatible server: full sync, idempotent re-sync, append,
 //! faults, auth errors, request limits, live mode and key hygiene.
 
-#[path = "wandb_support/fixture.rs"]
-mod fixture;
-#[allow(dead_code, unused_imports)]
-#[path = "../src/wandb/mod.rs"]
-mod wandb;
-mod wandb_support;
-
+use app::wandb;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fixture::{fixture_run, FixtureRun, MemorySource};
-use serde_json::Value;
-use wandb::cli::{execute, WandbArgs};
-use wandb::{
+use app::wandb::cli::{execute, WandbArgs};
+use app::wandb::fixture::{fixture_run, FixtureRun, MemorySource};
+use app::wandb::{
     sync_runs, wandb_run_id, ApiKey, FileOffsets, LiveHandle, LiveOptions, MemoryOffsets,
     RetryPolicy, RunState, Selection, SyncError, SyncOptions, WandbConfig,
 };
-use wandb_support::{Fault, Target, TestServer, DEFAULT_ENTITY};
+use serde_json::Value;
+use testkit::wandb_server::{self, Fault, Target, TestServer, DEFAULT_ENTITY};
 
 const KEY: &str = "tl-secret-KEY-0123456789abcdef0123456789";
 const METRICS: usize = 15;
@@ -226,7 +220,7 @@ async fn full_sync_then_nothing_new_then_append() {
     // The offsets file holds positions, never credentials.
     let text = std::fs::read_to_string(&offsets_path).unwrap();
     assert!(text.contains("\"history\": 350"), "{text}");
-    assert!(!text.contains(KEY) && !text.contains(&wandb_support::base64(&format!("api:{KEY}"))));
+    assert!(!text.contains(KEY) && !text.contains(&wandb_server::base64(&format!("api:{KEY}"))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,9 +13,7 @@ use experiments::experts::{self, Availability, HubEnv, Pin, Role};
 use experiments::{Settings, Task};
 use tch::Tensor;
 
-#[path = "support/hub.rs"]
-mod support;
-use support::{HubServer, CLIP_ID, COMMIT_A, COMMIT_B, ROBERTA_ID};
+use testkit::hub::{HubServer, CLIP_ID, COMMIT_A, COMMIT_B, ROBERTA_ID};
 
 fn hub_at(root: &std::path::Path) -> HubEnv {
     HubEnv {
@@ -58,14 +56,14 @@ fn job(s: Settings, hub: HubEnv, dir: &std::path::Path) -> TrainJob {
 }
 
 fn fixture(name: &str) -> BTreeMap<String, Tensor> {
-    let ckpt = engine::weights::read(&support::fixtures().join(name)).unwrap();
+    let ckpt = engine::weights::read(&testkit::hub::fixtures().join(name)).unwrap();
     ckpt.tensors.into_iter().collect()
 }
 
 #[test]
 fn a_fresh_run_starts_from_exactly_the_cached_experts() {
     let cache = tempfile::tempdir().unwrap();
-    support::write_cache(cache.path());
+    testkit::hub::write_cache(cache.path());
     let hub = hub_at(cache.path());
     let s = settings(&hub);
     // The configs decided the encoders: width 32, 3 layers, 2 heads, patch 8 at 32 px.
@@ -149,12 +147,12 @@ fn a_fresh_run_starts_from_exactly_the_cached_experts() {
 #[test]
 fn the_pinned_commit_is_loaded_even_when_refs_main_moved() {
     let cache = tempfile::tempdir().unwrap();
-    support::write_cache(cache.path());
+    testkit::hub::write_cache(cache.path());
     let hub = hub_at(cache.path());
     let s = settings(&hub);
     let pins = experts::loads(&s, &hub);
     // A second revision lands and refs/main follows it.
-    support::write_snapshot(cache.path(), CLIP_ID, COMMIT_B, &support::clip_files());
+    testkit::hub::write_snapshot(cache.path(), CLIP_ID, COMMIT_B, &testkit::hub::clip_files());
     let run = tempfile::tempdir().unwrap();
     let mut job = job(s.clone(), hub.clone(), run.path());
     job.loads = pins;
@@ -194,8 +192,8 @@ fn offline_and_missing_names_the_model_the_cache_and_how_to_fetch_it() {
 #[test]
 fn downloads_through_the_hub_file_api_into_the_standard_layout() {
     let server = HubServer::start(&[
-        (CLIP_ID, COMMIT_A, support::clip_files()),
-        (ROBERTA_ID, COMMIT_B, support::roberta_files()),
+        (CLIP_ID, COMMIT_A, testkit::hub::clip_files()),
+        (ROBERTA_ID, COMMIT_B, testkit::hub::roberta_files()),
     ]);
     let cache = tempfile::tempdir().unwrap();
     let hub = HubEnv {
@@ -238,7 +236,7 @@ fn downloads_through_the_hub_file_api_into_the_standard_layout() {
                 .is_symlink(),
             "{f}"
         );
-        let want = support::roberta_files()
+        let want = testkit::hub::roberta_files()
             .into_iter()
             .find(|(n, _)| n == f)
             .unwrap()

@@ -4,8 +4,6 @@
 //! hub's file API the way `hf-hub` calls it (`/{repo}/resolve/{revision}/{file}`, `Range`,
 //! `x-repo-commit` and `etag` headers). Shared by the engine's and the app's tests.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};

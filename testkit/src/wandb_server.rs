@@ -2,8 +2,6 @@
 //! checks Basic auth, places file_stream lines at `offset + i` like W&B's backend spy does,
 //! records what it received, and injects faults on request.
 
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;

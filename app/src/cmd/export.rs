@@ -2,14 +2,16 @@
 //! experiment, cell, axes, seed and identity, plus the manager weights as a second table. For
 //! an experiment, exactly the runs its file's plan shows as done.
 
+pub mod tables;
+
 use std::path::{Path, PathBuf};
 
-use app::scope::PlanScope;
+use crate::scope::PlanScope;
 use experiments::Overrides;
 use store::RunFilter;
 
+use self::tables::{ExportRun, Format};
 use crate::cli::{ExportArgs, ExportFormat};
-use crate::runner::export::{self, ExportRun, Format};
 use crate::runner::{self, lookup, Workspace};
 
 pub fn run(db: &Path, args: ExportArgs) -> anyhow::Result<()> {
@@ -47,7 +49,7 @@ pub fn run(db: &Path, args: ExportArgs) -> anyhow::Result<()> {
                 .map(str::to_string)
                 .collect();
             let scope = PlanScope::compute(&store, &prepared.exp, prepared.cells).await?;
-            let used: Vec<&app::scope::ScopedRun> = scope.done.iter().collect();
+            let used: Vec<&crate::scope::ScopedRun> = scope.done.iter().collect();
             notes = scope.describe(&used);
             notes.insert(
                 0,
@@ -76,18 +78,18 @@ pub fn run(db: &Path, args: ExportArgs) -> anyhow::Result<()> {
                 .map(ExportRun::of_row)
                 .collect()
         };
-        let metrics = export::metrics(&store, &runs, &order).await?;
-        export::write(&metrics, format, &args.out)?;
+        let metrics = tables::metrics(&store, &runs, &order).await?;
+        tables::write(&metrics, format, &args.out)?;
         println!(
             "wrote {} metric point(s) of {} run(s) to {}",
             metrics.rows(),
             runs.len(),
             args.out.display()
         );
-        let weights = export::manager_weights(&store, &runs, &order).await?;
+        let weights = tables::manager_weights(&store, &runs, &order).await?;
         if weights.rows() > 0 {
-            let path = export::weights_path(&args.out);
-            export::write(&weights, format, &path)?;
+            let path = tables::weights_path(&args.out);
+            tables::write(&weights, format, &path)?;
             println!(
                 "wrote {} manager weight(s) to {}",
                 weights.rows(),

@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::scope::PlanScope;
 use anyhow::{bail, Context};
-use app::scope::PlanScope;
 use clap::Args;
 use experiments::{Experiment, Overrides};
 use reports::{Format, WriteOptions};
@@ -66,7 +66,7 @@ pub fn run(args: ReportArgs, db: &Path) -> anyhow::Result<()> {
         let store = Store::open(db).await?;
         let (exp, cells) = load_experiment(&store, &args).await?;
         let scope = PlanScope::compute(&store, &exp, cells).await?;
-        let input = app::report_input::build_input(
+        let input = crate::report_input::build_input(
             &store,
             &exp,
             &scope,
@@ -74,7 +74,7 @@ pub fn run(args: ReportArgs, db: &Path) -> anyhow::Result<()> {
             args.step,
         )
         .await?;
-        let used: Vec<&app::scope::ScopedRun> = scope.done_cells().collect();
+        let used: Vec<&crate::scope::ScopedRun> = scope.done_cells().collect();
         let notes = scope.describe(&used);
         if args.print {
             let mut table = reports::build_table(&input)?;

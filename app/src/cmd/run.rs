@@ -8,7 +8,8 @@ use experiments::{CellState, Overrides};
 
 use crate::cli::{ExecutorArgs, RunArgs, SlotArgs};
 use crate::runner::worker::{self, Runner, Slot, Until};
-use crate::runner::{self, executor, plan, results, tracker, Workspace};
+use crate::runner::{self, executor, plan, results, Workspace};
+use crate::wandb::tracker;
 
 pub fn run(db: &Path, args: RunArgs) -> anyhow::Result<()> {
     apply(
@@ -96,7 +97,7 @@ pub fn apply(
             r.ui = runner::ui::Ui::new().with_sweep(todo as u64, 0);
             let runner = Arc::new(r);
             let signal = watch_ctrl_c(runner.clone());
-            let scope = app::scope::PlanScope::compute(&store, &exp, cells.clone()).await?;
+            let scope = crate::scope::PlanScope::compute(&store, &exp, cells.clone()).await?;
             let tracker = tracker::TrackerSync::start(&exp, &store, &scope, &cells);
             let ran = worker::serve(runner.clone(), slots, Until::ExperimentDone).await;
             tracker.finish().await;

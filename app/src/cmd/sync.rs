@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::scope::{PlanScope, ScopedRun};
 use anyhow::Context as _;
-use app::scope::{PlanScope, ScopedRun};
 
 use clap::{Args, Subcommand};
 

@@ -4,8 +4,8 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use app::tui::model::PlanCell;
-use app::tui::Planner;
+use crate::tui::model::PlanCell;
+use crate::tui::Planner;
 use experiments::run::{cell_state, heartbeat_age};
 use experiments::Overrides;
 use store::Store;
@@ -28,7 +28,7 @@ pub fn run(db: &Path, file: Option<PathBuf>) -> anyhow::Result<()> {
         }
         .into());
     }
-    app::tui::run_on_store(db, Some(Box::new(RunnerPlanner)), file)
+    crate::tui::run_on_store(db, Some(Box::new(RunnerPlanner)), file)
 }
 
 /// The runner's plan and queue, for the TUI.

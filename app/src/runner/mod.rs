@@ -1,15 +1,10 @@
 //! The runner: plan/apply of experiment grids against the store, workers that claim and execute
 //! queued runs, and crash safety (heartbeats, reaping, resume from checkpoints).
 
-// Without the training loop (the `train` feature) no executor exists to produce events and
-// outcomes; the rest of the runner (plan, queue, listing) still works.
-#![cfg_attr(not(feature = "train"), allow(dead_code))]
-
 pub mod checkpoints;
 pub mod data;
 pub mod executor;
 pub mod experts;
-pub mod export;
 pub mod lookup;
 pub mod metric_names;
 pub mod plan;
@@ -17,7 +12,6 @@ pub mod results;
 pub mod sink;
 pub mod slurm;
 pub mod table;
-pub mod tracker;
 pub mod ui;
 pub mod worker;
 

@@ -1,5 +1,5 @@
 //! Queueing the cells of a plan that have to run (the plan against the store itself is
-//! [`app::scope`]'s, shared with the reports, exports and the TUI).
+//! [`crate::scope`]'s, shared with the reports, exports and the TUI).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -9,7 +9,7 @@ use experiments::{Cell, CellState, Experiment, Plan};
 use serde_json::{Map, Value as Json};
 use store::{ExperimentRow, NewRun, RunRow, RunStatus, Store};
 
-pub use app::scope::{
+pub use crate::scope::{
     plan_against, run_seed, PARAM_EVAL, PARAM_IDENTITY, PARAM_ROLE, PARAM_SETTINGS,
 };
 

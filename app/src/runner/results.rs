@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use app::scope::PlanScope;
+use crate::scope::PlanScope;
 use experiments::{Cell, Experiment};
 use store::Store;
 
@@ -18,7 +18,7 @@ pub async fn collect(
     if scope.done_cells().next().is_none() && scope.pending.is_empty() {
         return Ok(None);
     }
-    let input = app::report_input::build_input(store, exp, &scope, None, None).await?;
+    let input = crate::report_input::build_input(store, exp, &scope, None, None).await?;
     Ok(Some(reports::build_table(&input)?))
 }
 

@@ -9,8 +9,11 @@
 pub mod action;
 pub mod axes;
 pub mod data;
+// Fixtures for tests and benchmarks: a scripted source and a sample store.
+#[cfg(any(test, feature = "test-support"))]
 pub mod fixture;
 pub mod model;
+#[cfg(any(test, feature = "test-support"))]
 pub mod sample_store;
 pub mod source;
 pub mod state;

@@ -1,7 +1,5 @@
 //! An in-memory run source for the tests and the benchmark (the store adapter is the real one).
 
-#![allow(dead_code)]
-
 use std::sync::Mutex;
 
 use serde_json::{json, Map, Value};

@@ -2,13 +2,16 @@
 //! `UpsertBucket` + `file_stream`), idempotently: the W&B run id comes from the content hash
 //! and acknowledged line offsets are kept per run, so a sync sends only what is new.
 //!
-//! Self-contained (it uses nothing else of the app) so that the store adapter, the runner and
-//! the tests can all plug in through [`SyncSource`] and [`OffsetStore`].
+//! The store adapter, the runner's `[wandb]` section ([`tracker`]) and the tests all plug in
+//! through [`SyncSource`] and [`OffsetStore`].
 
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod encode;
+// An in-memory run source for tests and benchmarks.
+#[cfg(any(test, feature = "test-support"))]
+pub mod fixture;
 pub mod live;
 pub mod netrc;
 pub mod progress;
@@ -16,6 +19,7 @@ pub mod secret;
 pub mod source;
 pub mod store_source;
 pub mod sync;
+pub mod tracker;
 pub mod types;
 
 pub use client::RequestError;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::scope::{PlanScope, ScopedRun};
+use crate::scope::{PlanScope, ScopedRun};
 use experiments::{Cell, Experiment, WandbSpec};
 use store::Store;
 use tokio::sync::oneshot;

@@ -48,7 +48,7 @@ impl ExportRun {
                 .filter(|(k, _)| k.as_str() != "seed")
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            seed: super::plan::run_seed(row),
+            seed: crate::runner::plan::run_seed(row),
             identity: row.hash.clone(),
         }
     }
@@ -339,7 +339,7 @@ pub async fn manager_weights(
             for row in store.manager_weights(r.run, Some(step)).await? {
                 let w = row.value;
                 let (source, expert) = if w.expert >= 0 {
-                    let first = app::report_input::first_expert_layer(&params, w.modality);
+                    let first = crate::report_input::first_expert_layer(&params, w.modality);
                     ("unimodal", first + w.expert)
                 } else {
                     ("cross_modal", -w.expert)

@@ -1,0 +1,1 @@
+//! Driving the `towerlab` binary from tests.
