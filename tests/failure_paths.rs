@@ -10,63 +10,22 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use store::{FailureClass, RunFilter, RunStatus, Store};
+use testkit::towerlab::{self, runtime as rt, text, TinyVqa};
 
 fn experiment(data: &Path, max_steps: i64, extra: &str) -> String {
-    format!(
-        r#"
-name = "failure-paths"
-task = "vqa"
-
-[data]
-root = "{}"
-synthetic = true
-
-[base]
-preset = "tiny"
-device = "cpu"
-num_workers = 0
-batch_size = 4
-per_gpu_batchsize = 4
-per_gpu_eval_batchsize = 8
-max_steps = {max_steps}
-max_epoch = 100
-val_check_steps = 5
-learning_rate = 1e-3
-train_tables = ["vqav2_train"]
-val_tables = ["vqav2_val"]
-vqav2_label_size = 21
-{extra}
-
-[grid]
-manager_type = ["BT"]
-seeds = [0]
-
-[metric]
-name = "val/vqa/score_epoch"
-goal = "maximize"
-"#,
-        data.display()
-    )
-}
-
-/// `target/<profile>/towerlab`, next to `target/<profile>/deps/<this test>`.
-fn towerlab() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join(format!("towerlab{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first with `cargo build -p app`",
-        bin.display()
-    );
-    bin
+    TinyVqa {
+        name: "failure-paths",
+        data: &data.display().to_string(),
+        max_steps,
+        test_tables: false,
+        base: extra,
+        ..TinyVqa::default()
+    }
+    .toml()
 }
 
 fn command(dir: &Path, db: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(towerlab());
+    let mut c = Command::new(towerlab::binary());
     c.args(args)
         .arg("--db")
         .arg(db)
@@ -80,22 +39,6 @@ fn command(dir: &Path, db: &Path, args: &[&str]) -> Command {
 
 fn run(dir: &Path, db: &Path, args: &[&str]) -> Output {
     command(dir, db, args).output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn runs(db: &Path) -> Vec<store::RunRow> {

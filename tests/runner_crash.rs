@@ -6,70 +6,28 @@
 //! The binary must be built with the training loop first (`cargo build -p app`); these tests
 //! find it beside their own executable in the target directory.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use store::{RunFilter, RunStatus, SeriesOptions, Store};
+use testkit::towerlab::{self, runtime as rt, TinyVqa};
 
 const MAX_STEPS: i64 = 40;
 
 fn experiment(data: &Path, seeds: &str) -> String {
-    format!(
-        r#"
-name = "crash-test"
-task = "vqa"
-
-[data]
-root = "{}"
-synthetic = true
-
-[base]
-preset = "tiny"
-device = "cpu"
-num_workers = 0
-batch_size = 4
-per_gpu_batchsize = 4
-per_gpu_eval_batchsize = 8
-max_steps = {MAX_STEPS}
-max_epoch = 100
-val_check_steps = 5
-learning_rate = 1e-3
-train_tables = ["vqav2_train"]
-val_tables = ["vqav2_val"]
-test_tables = ["vqav2_test"]
-vqav2_label_size = 21
-
-[grid]
-manager_type = ["BT", "SAUE"]
-seeds = {seeds}
-
-[metric]
-name = "val/vqa/score_epoch"
-goal = "maximize"
-"#,
-        data.display()
-    )
-}
-
-/// `target/<profile>/towerlab`, next to `target/<profile>/deps/<this test>`.
-fn towerlab() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join(format!("towerlab{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first with `cargo build -p app`",
-        bin.display()
-    );
-    bin
+    TinyVqa {
+        name: "crash-test",
+        data: &data.display().to_string(),
+        max_steps: MAX_STEPS,
+        grid: &format!("manager_type = [\"BT\", \"SAUE\"]\nseeds = {seeds}"),
+        ..TinyVqa::default()
+    }
+    .toml()
 }
 
 fn spawn(dir: &Path, args: &[&str]) -> Child {
-    Command::new(towerlab())
+    Command::new(towerlab::binary())
         .args(args)
         .arg("--db")
         .arg(dir.join("towerlab.db"))
@@ -92,30 +50,13 @@ fn finish(child: Child, what: &str) -> String {
     stdout
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// Every run finished once per step: `train/loss` has exactly the steps 1..=MAX_STEPS.
 async fn assert_complete_series(store: &Store) {
     for run in store.list_runs(&RunFilter::default()).await.unwrap() {
         assert_eq!(run.status, RunStatus::Finished, "run {}", run.id);
         // The step column shows where the run ended, not the last periodic heartbeat.
         assert_eq!(run.progress_step, Some(MAX_STEPS), "run {}", run.id);
-        let series = store
-            .metric_series(run.id, "train/vqa/loss", SeriesOptions::default())
-            .await
-            .unwrap();
-        let steps: Vec<i64> = series.iter().map(|p| p.step).collect();
-        assert_eq!(
-            steps,
-            (1..=MAX_STEPS).collect::<Vec<_>>(),
-            "run {} train/loss steps",
-            run.id
-        );
+        towerlab::assert_steps(store, run.id, "train/vqa/loss", MAX_STEPS).await;
     }
 }
 

@@ -97,14 +97,7 @@ impl Env {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.towerlab(args);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "towerlab {args:?} failed: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
+        testkit::towerlab::success_stdout(&self.towerlab(args), &format!("towerlab {args:?}"))
     }
 
     /// Runs a command that must fail, returning its stderr.

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use store::{FailureClass, RetryPolicy, RunFilter, RunStatus, Store, WorkerInfo};
+use testkit::towerlab::runtime as rt;
 
 const EXPERIMENT: &str = r#"
 name = "plan-test"
@@ -87,14 +88,7 @@ impl Env {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.towerlab(args);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "towerlab {args:?} failed: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
+        testkit::towerlab::success_stdout(&self.towerlab(args), &format!("towerlab {args:?}"))
     }
 }
 
@@ -107,13 +101,6 @@ fn count_state(plan: &str, state: &str) -> usize {
     plan.lines()
         .filter(|l| l.split_whitespace().next() == Some(state))
         .count()
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]

@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use store::{RunFilter, RunRow, RunStatus, SeriesOptions, Store};
+use testkit::towerlab::{self, runtime as rt, text, TinyVqa};
 
 /// A single-node cluster for one test, stopped when dropped.
 struct Cluster {
@@ -186,59 +187,18 @@ fn task_logs(runs: &Path) -> String {
     out
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// A tiny VQA grid on synthetic data; `grid` and `extra` sections are the test's.
 fn experiment(max_steps: i64, val_every: i64, grid: &str, extra: &str) -> String {
-    format!(
-        r#"
-name = "slurm-test"
-task = "vqa"
-
-[data]
-root = "DATA"
-synthetic = true
-
-[base]
-preset = "tiny"
-device = "cpu"
-num_workers = 0
-batch_size = 4
-per_gpu_batchsize = 4
-per_gpu_eval_batchsize = 8
-max_steps = {max_steps}
-max_epoch = 100
-val_check_steps = {val_every}
-learning_rate = 1e-3
-train_tables = ["vqav2_train"]
-val_tables = ["vqav2_val"]
-test_tables = ["vqav2_test"]
-vqav2_label_size = 21
-
-[grid]
-{grid}
-
-[metric]
-name = "val/vqa/score_epoch"
-goal = "maximize"
-
-{extra}
-"#
-    )
+    TinyVqa {
+        name: "slurm-test",
+        data: "DATA",
+        max_steps,
+        val_check_steps: val_every,
+        grid,
+        extra,
+        ..TinyVqa::default()
+    }
+    .toml()
 }
 
 /// `train/vqa/loss` (or pre-training's first loss) has exactly the steps 1..=steps.
@@ -248,12 +208,7 @@ async fn assert_complete_series(store: &Store, run: &RunRow, steps: i64) {
     } else {
         "train/vqa/loss"
     };
-    let series = store
-        .metric_series(run.id, key, SeriesOptions::default())
-        .await
-        .unwrap();
-    let got: Vec<i64> = series.iter().map(|p| p.step).collect();
-    assert_eq!(got, (1..=steps).collect::<Vec<_>>(), "run {} {key}", run.id);
+    towerlab::assert_steps(store, run.id, key, steps).await;
 }
 
 /// The demo's shape (manager types × seeds), tiny: every run finished, each executed once
