@@ -32,6 +32,7 @@ pub mod settings;
 pub mod shipped;
 mod spanned;
 pub mod spec;
+pub mod text_table;
 
 pub use device::{DeviceSpec, DeviceSpecError};
 pub use errors::{Origin, ValidationError, ValidationErrors};

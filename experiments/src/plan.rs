@@ -11,6 +11,7 @@ use crate::experiment::{diff_documents, Cell, Role};
 use crate::grid::CellKey;
 use crate::identity::RunId;
 use crate::run::{cell_state, CellState, RunStatus};
+use crate::text_table::aligned;
 
 /// The last run recorded for a cell key and seed.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,30 +119,6 @@ impl std::fmt::Display for PlanCounts {
         }
         Ok(())
     }
-}
-
-/// Rows of cells as lines, each column padded to its widest cell, two spaces apart.
-fn aligned(rows: &[Vec<String>]) -> Vec<String> {
-    let mut widths: Vec<usize> = Vec::new();
-    for row in rows {
-        for (i, c) in row.iter().enumerate() {
-            let n = c.chars().count();
-            match widths.get_mut(i) {
-                Some(w) => *w = (*w).max(n),
-                None => widths.push(n),
-            }
-        }
-    }
-    rows.iter()
-        .map(|row| {
-            let parts: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            parts.join("  ").trim_end().to_string()
-        })
-        .collect()
 }
 
 /// The experiment's cells with their states, in plan order (pre-training runs first).

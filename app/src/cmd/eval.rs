@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use experiments::{CellState, EvalRequest, EvalSplit, Experiment, Overrides, Settings, Task};
+use experiments::{
+    text_table, CellState, EvalRequest, EvalSplit, Experiment, Overrides, Settings, Task,
+};
 use store::{RunStatus, Store};
 
 use crate::cli::EvalArgs;
@@ -217,7 +219,7 @@ async fn result(store: &Store, ws: &Workspace, hash: &str, json: bool) -> anyhow
         .iter()
         .map(|(k, v)| vec![k.clone(), format!("{v:.6}")])
         .collect();
-    out.push_str(&runner::table::render(&["metric", "value"], &rows));
+    out.push_str(&text_table::render(&["metric", "value"], &rows));
     if submission.is_file() {
         let _ = writeln!(out, "answers:  {}", submission.display());
     }

@@ -8,7 +8,8 @@ use store::{AxisFilter, RunFilter, RunStatus};
 
 use crate::cli::LsArgs;
 use crate::exit::UserError;
-use crate::runner::{self, lookup, plan::run_seed, table, Workspace};
+use crate::runner::{self, lookup, plan::run_seed, Workspace};
+use experiments::text_table;
 
 fn user(message: String) -> anyhow::Error {
     anyhow::Error::new(UserError { code: 1, message })
@@ -193,7 +194,7 @@ pub fn run(db: &Path, args: LsArgs) -> anyhow::Result<()> {
         if !jobs.is_empty() {
             header.push("slurm");
         }
-        print!("{}", table::render(&header, &rows));
+        print!("{}", text_table::render(&header, &rows));
         println!("{} run(s)", rows.len());
         anyhow::Ok(())
     })

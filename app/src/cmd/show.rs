@@ -5,7 +5,8 @@ use std::path::Path;
 
 use crate::cli::ShowArgs;
 use crate::exit::UserError;
-use crate::runner::{self, lookup, table, Workspace};
+use crate::runner::{self, lookup, Workspace};
+use experiments::text_table;
 
 fn time(ms: Option<i64>) -> String {
     ms.map_or("-".into(), experiments::clock::utc_text)
@@ -135,7 +136,7 @@ pub fn run(db: &Path, args: ShowArgs) -> anyhow::Result<()> {
                 })
                 .collect();
             let _ = writeln!(out, "\nmetrics:");
-            out.push_str(&table::render(
+            out.push_str(&text_table::render(
                 &["key", "points", "last", "min", "max", "best"],
                 &rows,
             ));

@@ -11,7 +11,6 @@ pub mod plan;
 pub mod results;
 pub mod sink;
 pub mod slurm;
-pub mod table;
 pub mod ui;
 pub mod worker;
 

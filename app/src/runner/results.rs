@@ -2,10 +2,8 @@
 //! standard deviation over its finished seeds. It is the report's table (the same runs of the
 //! file's plan, the same per-run summaries and the same statistics), in the terminal's words.
 
-use std::fmt::Write as _;
-
 use crate::scope::PlanScope;
-use experiments::{Cell, Experiment};
+use experiments::{text_table, Cell, Experiment};
 use store::Store;
 
 /// The report table of the plan's done runs; `None` when the plan has no stored run yet.
@@ -27,7 +25,7 @@ pub fn render(table: Option<&reports::Table>) -> String {
     let Some(table) = table else {
         return "no runs of the plan in the store yet\n".to_string();
     };
-    let mut rows: Vec<[String; 4]> = Vec::new();
+    let mut rows: Vec<Vec<String>> = Vec::new();
     for row in &table.rows {
         for ((metric, entry), &decimals) in
             table.metrics.iter().zip(&row.entries).zip(&table.decimals)
@@ -43,7 +41,7 @@ pub fn render(table: Option<&reports::Table>) -> String {
                 },
                 None => "-".to_string(),
             };
-            rows.push([
+            rows.push(vec![
                 row.cell.clone(),
                 metric.key.clone(),
                 value,
@@ -51,27 +49,7 @@ pub fn render(table: Option<&reports::Table>) -> String {
             ]);
         }
     }
-    let header = ["cell", "metric", "mean ± std", "seeds"];
-    let mut widths = header.map(|h| h.chars().count());
-    for row in &rows {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cols: [&str; 4]| {
-        let parts: Vec<String> = cols
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", parts.join("  ").trim_end());
-    };
-    line(header);
-    for row in &rows {
-        line([&row[0], &row[1], &row[2], &row[3]]);
-    }
-    out
+    text_table::render(&["cell", "metric", "mean ± std", "seeds"], &rows)
 }
 
 #[cfg(test)]

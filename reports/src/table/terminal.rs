@@ -1,3 +1,5 @@
+use experiments::text_table::{aligned_by, widths, Align};
+
 use super::markdown::{arrow, axis_headers, legend};
 use super::{fixed, signed, Entry, Table};
 
@@ -32,34 +34,18 @@ pub fn render_terminal(table: &Table) -> String {
                 .collect(),
         );
     }
-    let width = |s: &str| s.chars().count();
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| {
-            rows.iter()
-                .map(|r| width(&r[i]))
-                .chain([width(&header[i])])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: &[String]| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            let pad = " ".repeat(widths[i] - width(c));
-            if i > 0 {
-                s.push_str("  ");
-            }
-            // Numbers right-aligned, labels left-aligned.
-            if i >= first_metric {
-                s.push_str(&pad);
-                s.push_str(c);
-            } else {
-                s.push_str(c);
-                s.push_str(&pad);
-            }
+    // The rule under the header is as wide as each column; numbers right-aligned, labels left.
+    let mut lines: Vec<Vec<String>> = vec![header];
+    lines.extend(rows);
+    let rule: Vec<String> = widths(&lines).iter().map(|w| "-".repeat(*w)).collect();
+    lines.insert(1, rule);
+    let lines = aligned_by(&lines, |i| {
+        if i >= first_metric {
+            Align::Right
+        } else {
+            Align::Left
         }
-        s.trim_end().to_string()
-    };
+    });
 
     let p = &table.provenance;
     let mut out = format!(
@@ -68,13 +54,8 @@ pub fn render_terminal(table: &Table) -> String {
         p.experiment_hash,
         p.run_ids.len()
     );
-    out.push_str(&line(&header));
-    out.push('\n');
-    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-    out.push_str(&line(&rule));
-    out.push('\n');
-    for r in &rows {
-        out.push_str(&line(r));
+    for line in lines {
+        out.push_str(&line);
         out.push('\n');
     }
     out.push_str(&legend(table, "*"));
