@@ -217,13 +217,13 @@ fn clicks_select_rows_and_tabs() {
     let mut app = app_with(&mut src, 80, 24);
     app.update(app::tui::Action::Click(
         10,
-        app::tui::view::TABLE_BODY_TOP + 4,
+        app::tui::layout::TABLE_BODY_TOP + 4,
     ));
     assert_eq!(app.current_run().unwrap().id, 5);
     // A second click on the selected row opens it.
     app.update(app::tui::Action::Click(
         10,
-        app::tui::view::TABLE_BODY_TOP + 4,
+        app::tui::layout::TABLE_BODY_TOP + 4,
     ));
     assert_eq!((app.view, app.open_run), (View::Run, Some(5)));
     let sweeps_x = " Runs │ Run │ Compare │ Weights │ ".chars().count() as u16 + 1;

@@ -10,9 +10,10 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::message::{Command, DataMsg, Interest, LocalWorker};
 use super::model::ExperimentInfo;
 use super::source::TuiSource;
-use super::state::{Command, DataMsg, Interest, LocalWorker, SERIES_POINTS};
+use super::state::SERIES_POINTS;
 
 /// Log lines the run view asks for.
 pub const LOG_LINES: usize = 50;

@@ -12,6 +12,8 @@ pub mod data;
 // Fixtures for tests and benchmarks: a scripted source and a sample store.
 #[cfg(any(test, feature = "test-support"))]
 pub mod fixture;
+pub mod layout;
+pub mod message;
 pub mod model;
 #[cfg(any(test, feature = "test-support"))]
 pub mod sample_store;
@@ -33,8 +35,9 @@ use ratatui::Terminal;
 
 pub use action::{Action, InputMode};
 pub use data::{DataOptions, DataThread, ToData, WorkerLaunch};
+pub use message::{Command, DataMsg, Interest, LocalWorker};
 pub use source::{SourceError, TuiSource};
-pub use state::{App, Command, DataMsg, Interest, View};
+pub use state::{App, View};
 pub use store_source::{Planner, StoreSource};
 
 /// How often the store is checked for writes by other processes.

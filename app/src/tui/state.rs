@@ -4,6 +4,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::action::{Action, InputMode};
+use super::layout::{tab_at, TABLE_BODY_TOP};
+use super::message::{Command, DataMsg, Interest, LocalWorker};
 use super::model::{
     ExperimentInfo, ManagerWeights, Plan, QueueCounts, RunDetail, RunStatus, RunSummary, Series,
     WorkerInfo,
@@ -38,65 +40,6 @@ impl View {
             View::Sweeps => "Sweeps",
         }
     }
-}
-
-/// Work for the data thread (writes, child processes).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Command {
-    Cancel(Vec<i64>),
-    Retry(Vec<i64>),
-    Queue(ExperimentInfo),
-    /// Show an experiment file in Sweeps (and keep it listed), whether or not it is in the
-    /// store.
-    OpenFile(String),
-    StartWorker,
-    StopWorker,
-    Refresh,
-}
-
-/// What the data thread should keep fresh, derived from the state after every update.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Interest {
-    /// Runs whose config/log the views need (the open run, the compared runs).
-    pub details: Vec<i64>,
-    /// (run, metric) curves the views draw.
-    pub series: Vec<(i64, String)>,
-    pub weights: Option<(i64, Option<i64>)>,
-    /// The sweeps view is open: list experiments and workers.
-    pub sweeps: bool,
-    pub plan: Option<ExperimentInfo>,
-    /// The file picker is open: list the experiment files it offers.
-    pub files: bool,
-}
-
-/// The local worker started from the TUI, as the data thread last saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LocalWorker {
-    Stopped,
-    Running { pid: u32 },
-    Exited { message: String },
-}
-
-/// Everything the data thread sends. `App::apply` takes them in.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DataMsg {
-    Runs(Vec<RunSummary>),
-    /// The first runs of a large store, while the full list is read.
-    RunsHead(Vec<RunSummary>),
-    Detail(i64, Option<Box<RunDetail>>),
-    Series(Series),
-    Weights(i64, Option<ManagerWeights>),
-    Experiments(Vec<ExperimentInfo>),
-    Plan(Plan),
-    Workers(Vec<WorkerInfo>),
-    LocalWorker(LocalWorker),
-    /// Experiment files the picker offers (paths as typed from the working directory).
-    Files(Vec<String>),
-    /// A file was opened (`towerlab tui FILE`, or the picker): show its plan.
-    Opened(ExperimentInfo),
-    /// Outcome of a command, for the status line.
-    Notice(String),
-    Error(String),
 }
 
 /// A question waiting for y/n.
@@ -982,7 +925,7 @@ impl App {
     /// Mouse click: a tab in the top line, or a row of the runs table.
     fn click(&mut self, x: u16, y: u16) {
         if y == 0 {
-            if let Some(view) = super::view::tab_at(x) {
+            if let Some(view) = tab_at(x) {
                 self.history.clear();
                 if matches!(view, View::Run | View::Weights) && self.open_run.is_none() {
                     self.open_run = self.current_run().map(|r| r.id);
@@ -993,7 +936,7 @@ impl App {
         }
         if self.view == View::Runs {
             // Body rows start below the tabs line, the block border and the header.
-            let first = super::view::TABLE_BODY_TOP;
+            let first = TABLE_BODY_TOP;
             if y >= first {
                 let row = self.offset + (y - first) as usize;
                 if row < self.row_count() {

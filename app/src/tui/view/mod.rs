@@ -15,13 +15,9 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::action::InputMode;
+use super::layout::TAB_SEPARATOR;
 use super::model::{CellState, RunStatus};
 use super::state::{App, View};
-
-/// First screen row of the runs table body (tabs line, block border, header).
-pub const TABLE_BODY_TOP: u16 = 3;
-
-const TAB_SEPARATOR: &str = "│";
 
 /// Draws the whole screen.
 pub fn draw(frame: &mut Frame, app: &App) {
@@ -50,19 +46,6 @@ pub fn draw(frame: &mut Frame, app: &App) {
     if let (InputMode::Confirm, Some(p)) = (app.mode, &app.pending) {
         draw_confirm(frame, body, &p.question);
     }
-}
-
-/// Which tab is at column `x` of the top line.
-pub fn tab_at(x: u16) -> Option<View> {
-    let mut start = 0u16;
-    for view in View::ALL {
-        let width = view.title().len() as u16 + 2;
-        if x >= start && x < start + width {
-            return Some(view);
-        }
-        start += width + TAB_SEPARATOR.chars().count() as u16;
-    }
-    None
 }
 
 fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {

@@ -7,8 +7,9 @@ use ratatui::widgets::{Cell, List, ListItem, ListState, Paragraph, Row, Table, T
 use ratatui::Frame;
 
 use super::{cell_color, ellipsize, pane};
+use crate::tui::message::LocalWorker;
 use crate::tui::model::CellState;
-use crate::tui::state::{App, LocalWorker, SweepPane};
+use crate::tui::state::{App, SweepPane};
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let [list, right] =
