@@ -1,4 +1,6 @@
-//! The command line: global flags and the subcommands that exist.
+//! The command line: global flags, the subcommands that exist, and the argument groups several
+//! of them flatten in (plan file, slots, executor). Each subcommand's own arguments sit beside
+//! its `run` in [`crate::cmd`].
 
 use std::path::PathBuf;
 
@@ -36,7 +38,7 @@ pub enum Command {
     /// Inspect weights files and run a model on them.
     #[cfg(feature = "engine")]
     #[command(subcommand)]
-    Model(ModelCommand),
+    Model(crate::cmd::model::ModelCommand),
     /// Synthetic datasets and Arrow dataset inspection.
     #[cfg(feature = "engine")]
     #[command(subcommand)]
@@ -49,86 +51,32 @@ pub enum Command {
         file: Option<std::path::PathBuf>,
     },
     /// Show every cell of an experiment as new, done, failed, running, queued or stale.
-    Plan(PlanCmdArgs),
+    Plan(crate::cmd::plan::PlanCmdArgs),
     /// Queue the cells of an experiment that are missing from the store.
     Queue(PlanArgs),
     /// Queue an experiment and run it here until its grid is done, then print the results.
-    Run(Box<RunArgs>),
+    Run(Box<crate::cmd::run::RunArgs>),
     /// Run the embedded demo experiment (store ./towerlab.db, synthetic data).
-    Demo(DemoArgs),
+    Demo(crate::cmd::demo::DemoArgs),
     /// Claim queued runs and execute them (several workers may share one store).
-    Worker(WorkerArgs),
+    Worker(crate::cmd::worker::WorkerArgs),
     /// List runs.
-    Ls(LsArgs),
+    Ls(crate::cmd::ls::LsArgs),
     /// Show one run: config, summaries, failure, artifacts.
-    Show(ShowArgs),
+    Show(crate::cmd::show::ShowArgs),
     /// Cancel runs (queued ones at once, running ones at their next heartbeat).
-    Cancel(CancelArgs),
+    Cancel(crate::cmd::cancel::CancelArgs),
     /// Put failed, crashed or cancelled runs back in the queue.
-    Retry(RetryArgs),
+    Retry(crate::cmd::retry::RetryArgs),
     /// Export metrics in long format (experiment, cell, axes, seed, identity, run, key, step,
     /// value, time) and manager weights, as CSV, Parquet or Arrow IPC.
-    Export(ExportArgs),
+    Export(crate::cmd::export::ExportArgs),
     /// Score a checkpoint on a task's validation or test tables (the reference's `test_only`),
     /// recorded in the store as an eval run.
     #[cfg(feature = "train")]
-    Eval(EvalArgs),
+    Eval(crate::cmd::eval::EvalArgs),
     /// Push runs to an experiment tracker (Weights & Biases).
     Sync(crate::cmd::sync::SyncArgs),
-}
-
-#[cfg(feature = "engine")]
-#[derive(Debug, Subcommand)]
-pub enum ModelCommand {
-    /// Format, keys, inferred architecture and parameter counts of a weights file
-    /// (.safetensors, Lightning .ckpt, torch .pt/.bin, or a Hugging Face model directory).
-    Inspect {
-        /// The weights file or Hugging Face model directory.
-        file: PathBuf,
-        /// Also list every tensor with its shape and type.
-        #[arg(long)]
-        keys: bool,
-    },
-    /// Rewrite weights under the reference key names: `.safetensors`, or a Lightning-layout
-    /// `.ckpt`/`.pt` that the reference code's `torch.load(...)["state_dict"]` reads.
-    Convert {
-        /// The weights file or Hugging Face model directory.
-        file: PathBuf,
-        /// Output file; its extension picks the format.
-        #[arg(long, short, value_name = "FILE")]
-        output: PathBuf,
-    },
-    /// One eval-mode forward pass: text_ids, text_masks and image from a safetensors file in,
-    /// text_feats, image_feats, cls_feats and the manager weights out (as the reference's
-    /// `infer`), plus retrieval.cls_feats (and retrieval.itc_* with ITC heads) from its
-    /// retrieval path.
-    Forward {
-        /// Weights to load (any format `model inspect` reads). Repeat it to combine files, e.g.
-        /// Hugging Face CLIP and RoBERTa directories for a model without VLP.
-        #[arg(long, value_name = "FILE", required = true)]
-        weights: Vec<PathBuf>,
-        /// TOML settings: `preset = "tiny"|"base"` plus any Settings keys as overrides.
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
-        /// Safetensors file with `text_ids` [B, L], `text_masks` [B, L] and `image` [B, 3, S, S].
-        #[arg(long, value_name = "FILE")]
-        inputs: PathBuf,
-        /// Safetensors file to write.
-        #[arg(long, value_name = "FILE")]
-        output: PathBuf,
-        /// Allow task-head weights to be missing (a new task head) or unused; they are listed.
-        #[arg(long)]
-        partial: bool,
-    },
-    /// Download uni-modal experts into the Hugging Face hub cache (HF_HUB_CACHE, else
-    /// HF_HOME/hub, else ~/.cache/huggingface/hub), as `vit` and `tokenizer` name them: CLIP
-    /// names (ViT-B/16, CLIP-ViT-L/14), `roberta-base`, or hub ids of a CLIP or RoBERTa model.
-    /// Uses HF_ENDPOINT and HF_TOKEN; what is cached already is only reported.
-    Fetch {
-        /// Model names or hub ids.
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -139,61 +87,6 @@ pub struct PlanArgs {
     /// pre-training runs only).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct PlanCmdArgs {
-    #[command(flatten)]
-    pub plan: PlanArgs,
-    /// Print the plan as JSON: an array with one object per cell (pre-training and eval runs
-    /// included): key, state, identity, role, seed, depends_on, recipe, changes, every resolved
-    /// setting (`settings`) and where each came from (`sources`).
-    #[arg(long, conflicts_with = "settings")]
-    pub json: bool,
-    /// Print every resolved setting of every cell as a table, with its source.
-    #[arg(long)]
-    pub settings: bool,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct EvalArgs {
-    /// The checkpoint: a TowerLab run, checkpoints or step folder, a `.safetensors` file, the
-    /// reference's Lightning `.ckpt`, a torch `.pt`/`.bin`, or a Hugging Face folder.
-    #[arg(long, value_name = "FILE")]
-    pub weights: PathBuf,
-    /// The task to score: vqa, nlvr2, snli, irtr (or pretrain).
-    #[arg(long, value_name = "TASK")]
-    pub task: String,
-    /// The data folder (the `.arrow` tables); default: the run's, or `data`.
-    #[arg(long, value_name = "DIR")]
-    pub data: Option<PathBuf>,
-    /// `val`: the validation pass as training runs it (NLVR2 and SNLI-VE also score their test
-    /// table in it); `test`: the test tables (VQA writes `vqa_submit.json`).
-    #[arg(long, value_name = "SPLIT", default_value = "val")]
-    pub split: String,
-    /// The preset under the task's recipe when the checkpoint is not a TowerLab run's
-    /// (`base`, or `tiny`); keys the weights determine are read from them.
-    #[arg(long, value_name = "NAME", default_value = "base")]
-    pub preset: String,
-    /// Override a setting: `--set key=value` (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
-    /// Print the metrics as one JSON object (metric name → value).
-    #[arg(long)]
-    pub json: bool,
-    /// CPU threads (default: this host's cores shared among its live CPU workers).
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct RunArgs {
-    #[command(flatten)]
-    pub plan: PlanArgs,
-    #[command(flatten)]
-    pub slots: SlotArgs,
-    #[command(flatten)]
-    pub executor: ExecutorArgs,
 }
 
 /// Where `run` executes the grid; flags override the file's `[executor]`.
@@ -281,104 +174,6 @@ pub struct SlotArgs {
     /// re-checked at each claim, so several worker processes do not oversubscribe the cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct DemoArgs {
-    #[command(flatten)]
-    pub slots: SlotArgs,
-    /// Override a setting of the demo, e.g. `--set max_steps=200`.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct WorkerArgs {
-    #[command(flatten)]
-    pub slots: SlotArgs,
-    /// Exit when nothing in the queue is runnable.
-    #[arg(long, conflicts_with = "run")]
-    pub once: bool,
-    /// Claim and execute this run only, then exit (what each task of a Slurm array job runs;
-    /// in a Slurm task the run's job and array task ids are recorded, and a signal puts the
-    /// run back in the queue to resume instead of cancelling it).
-    #[arg(long, value_name = "RUN_ID")]
-    pub run: Option<i64>,
-    /// Only take runs of this experiment.
-    #[arg(long, value_name = "NAME")]
-    pub experiment: Option<String>,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct LsArgs {
-    /// Only runs of this experiment.
-    #[arg(long, short, value_name = "NAME")]
-    pub experiment: Option<String>,
-    /// Only runs with this status (repeatable): queued, running, finished (or `done`, as
-    /// `plan` says), failed, crashed, cancelled.
-    #[arg(long, short, value_name = "STATUS")]
-    pub status: Vec<String>,
-    /// Only runs whose grid axis has this value, e.g. `manager_type=SAUE` (repeatable; a value
-    /// in other letter case matches, an axis or value no run has is an error).
-    #[arg(value_name = "AXIS=VALUE")]
-    pub filters: Vec<String>,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct ShowArgs {
-    /// Run id (as `towerlab ls` shows), or identity prefix of at least 4 hex characters.
-    pub run: String,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct CancelArgs {
-    /// Run ids, or identity prefixes of at least 4 hex characters.
-    #[arg(required = true)]
-    pub runs: Vec<String>,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct RetryArgs {
-    /// Run ids, or identity prefixes of at least 4 hex characters.
-    pub runs: Vec<String>,
-    /// Every failed, crashed or cancelled run (of `--experiment`, if given).
-    #[arg(long, conflicts_with = "runs")]
-    pub failed: bool,
-    /// With --failed: only the runs of this experiment.
-    #[arg(long, value_name = "NAME", requires = "failed")]
-    pub experiment: Option<String>,
-    /// Start over instead of resuming from the last checkpoint (drops recorded metrics).
-    #[arg(long)]
-    pub fresh: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ExportFormat {
-    Csv,
-    Parquet,
-    Arrow,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct ExportArgs {
-    /// The runs an experiment file's plan shows as done (pre-training runs included).
-    #[arg(value_name = "EXPERIMENT_FILE", conflicts_with_all = ["experiment", "run"])]
-    pub file: Option<PathBuf>,
-    /// The same, for an experiment in the store by name (its recorded file gives the plan).
-    #[arg(long, value_name = "NAME", conflicts_with = "run")]
-    pub experiment: Option<String>,
-    /// One run (id or identity prefix).
-    #[arg(long, value_name = "RUN")]
-    pub run: Option<String>,
-    #[arg(long, value_enum)]
-    pub format: ExportFormat,
-    /// The file to write (its folder is created); the manager weights, when any run recorded
-    /// them, go beside it as `<name>-manager-weights.<ext>`.
-    #[arg(long, value_name = "FILE")]
-    pub out: PathBuf,
-    /// Override settings as the runs were planned with (`--set key=value`).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
 }
 
 impl Cli {

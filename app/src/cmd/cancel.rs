@@ -7,8 +7,14 @@ use std::path::Path;
 
 use store::CancelOutcome;
 
-use crate::cli::CancelArgs;
 use crate::runner::{self, lookup, slurm, Workspace};
+
+#[derive(Debug, clap::Args)]
+pub struct CancelArgs {
+    /// Run ids, or identity prefixes of at least 4 hex characters.
+    #[arg(required = true)]
+    pub runs: Vec<String>,
+}
 
 pub fn run(db: &Path, args: CancelArgs) -> anyhow::Result<()> {
     let rt = runner::runtime()?;

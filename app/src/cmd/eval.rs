@@ -17,7 +17,6 @@ use experiments::{
 };
 use store::{RunStatus, Store};
 
-use crate::cli::EvalArgs;
 use crate::exit::UserError;
 use crate::runner::worker::{self, Runner, Slot, Until};
 use crate::runner::{self, executor, plan, Workspace};
@@ -74,6 +73,37 @@ async fn training_run_settings(store: &Store, weights: &Path) -> anyhow::Result<
         return Ok(None);
     };
     Ok(Some(worker::stored_settings(store, run.id).await?))
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// The checkpoint: a TowerLab run, checkpoints or step folder, a `.safetensors` file, the
+    /// reference's Lightning `.ckpt`, a torch `.pt`/`.bin`, or a Hugging Face folder.
+    #[arg(long, value_name = "FILE")]
+    pub weights: PathBuf,
+    /// The task to score: vqa, nlvr2, snli, irtr (or pretrain).
+    #[arg(long, value_name = "TASK")]
+    pub task: String,
+    /// The data folder (the `.arrow` tables); default: the run's, or `data`.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// `val`: the validation pass as training runs it (NLVR2 and SNLI-VE also score their test
+    /// table in it); `test`: the test tables (VQA writes `vqa_submit.json`).
+    #[arg(long, value_name = "SPLIT", default_value = "val")]
+    pub split: String,
+    /// The preset under the task's recipe when the checkpoint is not a TowerLab run's
+    /// (`base`, or `tiny`); keys the weights determine are read from them.
+    #[arg(long, value_name = "NAME", default_value = "base")]
+    pub preset: String,
+    /// Override a setting: `--set key=value` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Print the metrics as one JSON object (metric name → value).
+    #[arg(long)]
+    pub json: bool,
+    /// CPU threads (default: this host's cores shared among its live CPU workers).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 pub fn run(db: &Path, args: EvalArgs) -> anyhow::Result<()> {

@@ -11,8 +11,36 @@ use experiments::Overrides;
 use store::RunFilter;
 
 use self::tables::{ExportRun, Format};
-use crate::cli::{ExportArgs, ExportFormat};
 use crate::runner::{self, lookup, Workspace};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Parquet,
+    Arrow,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The runs an experiment file's plan shows as done (pre-training runs included).
+    #[arg(value_name = "EXPERIMENT_FILE", conflicts_with_all = ["experiment", "run"])]
+    pub file: Option<PathBuf>,
+    /// The same, for an experiment in the store by name (its recorded file gives the plan).
+    #[arg(long, value_name = "NAME", conflicts_with = "run")]
+    pub experiment: Option<String>,
+    /// One run (id or identity prefix).
+    #[arg(long, value_name = "RUN")]
+    pub run: Option<String>,
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// The file to write (its folder is created); the manager weights, when any run recorded
+    /// them, go beside it as `<name>-manager-weights.<ext>`.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Override settings as the runs were planned with (`--set key=value`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
 
 pub fn run(db: &Path, args: ExportArgs) -> anyhow::Result<()> {
     let format = match args.format {

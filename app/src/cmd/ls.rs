@@ -6,7 +6,6 @@ use std::path::Path;
 use serde_json::Value as Json;
 use store::{AxisFilter, RunFilter, RunStatus};
 
-use crate::cli::LsArgs;
 use crate::exit::UserError;
 use crate::runner::{self, lookup, plan::run_seed, Workspace};
 use experiments::text_table;
@@ -94,6 +93,21 @@ fn resolve_axes(filters: &mut [AxisFilter], runs: &[store::RunRow]) -> anyhow::R
         )));
     }
     Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LsArgs {
+    /// Only runs of this experiment.
+    #[arg(long, short, value_name = "NAME")]
+    pub experiment: Option<String>,
+    /// Only runs with this status (repeatable): queued, running, finished (or `done`, as
+    /// `plan` says), failed, crashed, cancelled.
+    #[arg(long, short, value_name = "STATUS")]
+    pub status: Vec<String>,
+    /// Only runs whose grid axis has this value, e.g. `manager_type=SAUE` (repeatable; a value
+    /// in other letter case matches, an axis or value no run has is an error).
+    #[arg(value_name = "AXIS=VALUE")]
+    pub filters: Vec<String>,
 }
 
 pub fn run(db: &Path, args: LsArgs) -> anyhow::Result<()> {

@@ -1,26 +1,26 @@
 //! One module per subcommand.
 
-mod cancel;
+pub mod cancel;
 #[cfg(feature = "engine")]
 pub mod data;
-mod demo;
-mod doctor;
+pub mod demo;
+pub mod doctor;
 #[cfg(feature = "train")]
-mod eval;
-mod export;
-mod ls;
+pub mod eval;
+pub mod export;
+pub mod ls;
 #[cfg(feature = "engine")]
-mod model;
-mod plan;
-mod queue;
+pub mod model;
+pub mod plan;
+pub mod queue;
 pub mod report;
-mod retry;
-mod run;
-mod run_slurm;
-mod show;
+pub mod retry;
+pub mod run;
+pub mod run_slurm;
+pub mod show;
 pub mod sync;
-mod tui;
-mod worker;
+pub mod tui;
+pub mod worker;
 
 use crate::cli::{Cli, Command};
 

@@ -1,13 +1,65 @@
 //! `towerlab model inspect|forward`: look into weights files and run one forward pass.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use engine::weights::{self, ForwardRequest, LoadOptions, WeightsError};
 use experiments::Settings;
 
-use crate::cli::ModelCommand;
 use crate::exit::UserError;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ModelCommand {
+    /// Format, keys, inferred architecture and parameter counts of a weights file
+    /// (.safetensors, Lightning .ckpt, torch .pt/.bin, or a Hugging Face model directory).
+    Inspect {
+        /// The weights file or Hugging Face model directory.
+        file: PathBuf,
+        /// Also list every tensor with its shape and type.
+        #[arg(long)]
+        keys: bool,
+    },
+    /// Rewrite weights under the reference key names: `.safetensors`, or a Lightning-layout
+    /// `.ckpt`/`.pt` that the reference code's `torch.load(...)["state_dict"]` reads.
+    Convert {
+        /// The weights file or Hugging Face model directory.
+        file: PathBuf,
+        /// Output file; its extension picks the format.
+        #[arg(long, short, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// One eval-mode forward pass: text_ids, text_masks and image from a safetensors file in,
+    /// text_feats, image_feats, cls_feats and the manager weights out (as the reference's
+    /// `infer`), plus retrieval.cls_feats (and retrieval.itc_* with ITC heads) from its
+    /// retrieval path.
+    Forward {
+        /// Weights to load (any format `model inspect` reads). Repeat it to combine files, e.g.
+        /// Hugging Face CLIP and RoBERTa directories for a model without VLP.
+        #[arg(long, value_name = "FILE", required = true)]
+        weights: Vec<PathBuf>,
+        /// TOML settings: `preset = "tiny"|"base"` plus any Settings keys as overrides.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Safetensors file with `text_ids` [B, L], `text_masks` [B, L] and `image` [B, 3, S, S].
+        #[arg(long, value_name = "FILE")]
+        inputs: PathBuf,
+        /// Safetensors file to write.
+        #[arg(long, value_name = "FILE")]
+        output: PathBuf,
+        /// Allow task-head weights to be missing (a new task head) or unused; they are listed.
+        #[arg(long)]
+        partial: bool,
+    },
+    /// Download uni-modal experts into the Hugging Face hub cache (HF_HUB_CACHE, else
+    /// HF_HOME/hub, else ~/.cache/huggingface/hub), as `vit` and `tokenizer` name them: CLIP
+    /// names (ViT-B/16, CLIP-ViT-L/14), `roberta-base`, or hub ids of a CLIP or RoBERTa model.
+    /// Uses HF_ENDPOINT and HF_TOKEN; what is cached already is only reported.
+    Fetch {
+        /// Model names or hub ids.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
 
 pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
     match cmd {

@@ -5,8 +5,22 @@ use std::path::Path;
 
 use experiments::{KnownRuns, Overrides};
 
-use crate::cli::PlanCmdArgs;
+use crate::cli::PlanArgs;
 use crate::runner::{self, plan, Workspace};
+
+#[derive(Debug, clap::Args)]
+pub struct PlanCmdArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Print the plan as JSON: an array with one object per cell (pre-training and eval runs
+    /// included): key, state, identity, role, seed, depends_on, recipe, changes, every resolved
+    /// setting (`settings`) and where each came from (`sources`).
+    #[arg(long, conflicts_with = "settings")]
+    pub json: bool,
+    /// Print every resolved setting of every cell as a table, with its source.
+    #[arg(long)]
+    pub settings: bool,
+}
 
 pub fn run(db: &Path, cmd: PlanCmdArgs) -> anyhow::Result<()> {
     let args = cmd.plan;

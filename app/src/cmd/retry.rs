@@ -6,9 +6,23 @@ use std::path::Path;
 
 use store::{RunFilter, RunStatus};
 
-use crate::cli::RetryArgs;
 use crate::exit::UserError;
 use crate::runner::{self, lookup, Workspace};
+
+#[derive(Debug, clap::Args)]
+pub struct RetryArgs {
+    /// Run ids, or identity prefixes of at least 4 hex characters.
+    pub runs: Vec<String>,
+    /// Every failed, crashed or cancelled run (of `--experiment`, if given).
+    #[arg(long, conflicts_with = "runs")]
+    pub failed: bool,
+    /// With --failed: only the runs of this experiment.
+    #[arg(long, value_name = "NAME", requires = "failed")]
+    pub experiment: Option<String>,
+    /// Start over instead of resuming from the last checkpoint (drops recorded metrics).
+    #[arg(long)]
+    pub fresh: bool,
+}
 
 pub fn run(db: &Path, args: RetryArgs) -> anyhow::Result<()> {
     if !args.failed && args.runs.is_empty() {

@@ -6,10 +6,20 @@ use std::sync::Arc;
 
 use experiments::{CellState, Overrides};
 
-use crate::cli::{ExecutorArgs, RunArgs, SlotArgs};
+use crate::cli::{ExecutorArgs, PlanArgs, SlotArgs};
 use crate::runner::worker::{self, Runner, Slot, Until};
 use crate::runner::{self, executor, plan, results, Workspace};
 use crate::wandb::tracker;
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    #[command(flatten)]
+    pub slots: SlotArgs,
+    #[command(flatten)]
+    pub executor: ExecutorArgs,
+}
 
 pub fn run(db: &Path, args: RunArgs) -> anyhow::Result<()> {
     apply(

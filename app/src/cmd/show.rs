@@ -3,13 +3,18 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::cli::ShowArgs;
 use crate::exit::UserError;
 use crate::runner::{self, lookup, Workspace};
 use experiments::text_table;
 
 fn time(ms: Option<i64>) -> String {
     ms.map_or("-".into(), experiments::clock::utc_text)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// Run id (as `towerlab ls` shows), or identity prefix of at least 4 hex characters.
+    pub run: String,
 }
 
 pub fn run(db: &Path, args: ShowArgs) -> anyhow::Result<()> {

@@ -7,11 +7,28 @@ use std::time::{Duration, Instant};
 
 use store::RunStatus;
 
-use crate::cli::WorkerArgs;
+use crate::cli::SlotArgs;
 use crate::exit::UserError;
 use crate::runner::slurm::{self, TaskEnv};
 use crate::runner::worker::{self, Ended, Runner, Slot, Until};
 use crate::runner::{self, executor, lookup, Workspace};
+
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub slots: SlotArgs,
+    /// Exit when nothing in the queue is runnable.
+    #[arg(long, conflicts_with = "run")]
+    pub once: bool,
+    /// Claim and execute this run only, then exit (what each task of a Slurm array job runs;
+    /// in a Slurm task the run's job and array task ids are recorded, and a signal puts the
+    /// run back in the queue to resume instead of cancelling it).
+    #[arg(long, value_name = "RUN_ID")]
+    pub run: Option<i64>,
+    /// Only take runs of this experiment.
+    #[arg(long, value_name = "NAME")]
+    pub experiment: Option<String>,
+}
 
 pub fn run(db: &Path, args: WorkerArgs) -> anyhow::Result<()> {
     let executor = executor::local_executor()?;
