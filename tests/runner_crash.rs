@@ -40,14 +40,7 @@ fn spawn(dir: &Path, args: &[&str]) -> Child {
 }
 
 fn finish(child: Child, what: &str) -> String {
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{what} failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    towerlab::success_stdout(&child.wait_with_output().unwrap(), what)
 }
 
 /// Every run finished once per step: `train/loss` has exactly the steps 1..=MAX_STEPS.

@@ -34,13 +34,7 @@ fn towerlab_on(fx: &Fixture, db: &Path, args: &[&str]) -> Output {
 }
 
 fn ok(out: &Output, what: &str) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    testkit::towerlab::success_stdout(out, what)
 }
 
 /// A tiny experiment of one cell per task, trained for a few steps on the synthetic data.
