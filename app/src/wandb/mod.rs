@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod encode;
+pub mod events_file;
 pub mod live;
 pub mod netrc;
 pub mod progress;
@@ -21,6 +22,7 @@ pub mod types;
 pub use client::RequestError;
 pub use config::{Mode, RetryPolicy, WandbConfig};
 pub use encode::wandb_run_id;
+pub use events_file::{wandb_system_key, EventsRow, EVENTS_FILE};
 pub use live::{live_sync, LiveHandle, LiveOptions, LiveSummary};
 pub use secret::ApiKey;
 pub use source::{
