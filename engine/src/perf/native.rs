@@ -11,8 +11,7 @@ mod ffi {
 
     extern "C" {
         pub fn towerlab_profiler_start(cuda: c_int, err: *mut c_char, len: usize) -> c_int;
-        pub fn towerlab_profiler_stop(path: *const c_char, err: *mut c_char, len: usize)
-            -> c_int;
+        pub fn towerlab_profiler_stop(path: *const c_char, err: *mut c_char, len: usize) -> c_int;
         pub fn towerlab_has_cuda_allocator() -> c_int;
         pub fn towerlab_cuda_memory(
             device: c_int,
@@ -92,9 +91,8 @@ pub fn cuda_memory(device: usize) -> Result<Option<AllocatorBytes>, NativeError>
     let mut err = [0 as c_char; ERR_LEN];
     #[allow(unsafe_code)]
     // SAFETY: `out` holds the three values the shim writes; `err` as above.
-    let rc = unsafe {
-        ffi::towerlab_cuda_memory(device, out.as_mut_ptr(), err.as_mut_ptr(), ERR_LEN)
-    };
+    let rc =
+        unsafe { ffi::towerlab_cuda_memory(device, out.as_mut_ptr(), err.as_mut_ptr(), ERR_LEN) };
     match rc {
         0 => Ok(Some(AllocatorBytes {
             allocated: out[0],

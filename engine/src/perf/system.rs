@@ -132,8 +132,14 @@ impl Probe {
         if let Some(device) = self.cuda {
             match super::native::cuda_memory(device) {
                 Ok(Some(bytes)) => out.extend([
-                    (gpu_key(device, gpu::ALLOCATED_MB), bytes.allocated as f64 / MIB),
-                    (gpu_key(device, gpu::RESERVED_MB), bytes.reserved as f64 / MIB),
+                    (
+                        gpu_key(device, gpu::ALLOCATED_MB),
+                        bytes.allocated as f64 / MIB,
+                    ),
+                    (
+                        gpu_key(device, gpu::RESERVED_MB),
+                        bytes.reserved as f64 / MIB,
+                    ),
                     (
                         gpu_key(device, gpu::PEAK_ALLOCATED_MB),
                         bytes.peak_allocated as f64 / MIB,
@@ -374,7 +380,10 @@ mod tests {
         step.store(8, Ordering::Relaxed);
         let t = Instant::now();
         let later = loop {
-            match rx.recv_timeout(Duration::from_secs(5)).expect("samples keep coming") {
+            match rx
+                .recv_timeout(Duration::from_secs(5))
+                .expect("samples keep coming")
+            {
                 Event::System { step: 8, metrics } => break metrics,
                 _ if t.elapsed() > Duration::from_secs(5) => panic!("never saw step 8"),
                 _ => {}

@@ -413,7 +413,9 @@ impl Profile {
                  https://ui.perfetto.dev, or chrome://tracing)",
                 path.display()
             ),
-            Err(e) => format!("profile_steps: the profile of steps {first}-{step} was not written: {e}"),
+            Err(e) => {
+                format!("profile_steps: the profile of steps {first}-{step} was not written: {e}")
+            }
         };
         let _ = events.send(Event::Log { message });
     }

@@ -778,7 +778,12 @@ fn system_metrics_are_sampled_while_the_run_trains() {
     };
     let (tx, rx) = mpsc::channel();
     let dir = tempfile::tempdir().unwrap();
-    run_with_data(&job(dir.path(), s, false), &data, &tx, &AtomicBool::new(false));
+    run_with_data(
+        &job(dir.path(), s, false),
+        &data,
+        &tx,
+        &AtomicBool::new(false),
+    );
     assert!(!rx.try_iter().any(|e| matches!(e, Event::System { .. })));
 }
 

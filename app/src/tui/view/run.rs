@@ -31,6 +31,32 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     draw_logs(frame, logs, app, id);
 }
 
+/// Throughput and MFU, then memory and the time left (`experiments::cost`), for a run that
+/// reported any of them or is running.
+fn cost_lines(run: &crate::tui::model::RunSummary, width: usize) -> Vec<String> {
+    use experiments::cost::{eta_text, run_eta_s, Glance};
+    let glance = Glance::of(
+        run.summaries
+            .iter()
+            .filter_map(|s| s.last.map(|v| (s.key.as_str(), v))),
+    );
+    let running = run.status == crate::tui::model::RunStatus::Running;
+    if glance.is_empty() && !running {
+        return Vec::new();
+    }
+    let mut second = glance.memory_text();
+    if running {
+        let eta = run
+            .progress
+            .and_then(|(s, t)| run_eta_s(s.max(0) as u64, t.max(0) as u64, glance.step_time_s));
+        second.push_str(&format!(" · ETA {}", eta_text(eta)));
+    }
+    vec![
+        ellipsize(&glance.throughput_text(), width),
+        ellipsize(&second, width),
+    ]
+}
+
 fn draw_info(frame: &mut Frame, area: Rect, app: &App, id: i64) {
     let width = area.width.saturating_sub(2) as usize;
     let dim = Style::new().fg(Color::DarkGray);
@@ -65,6 +91,9 @@ fn draw_info(frame: &mut Frame, area: Rect, app: &App, id: i64) {
                 .unwrap_or_default(),
         ),
     ]));
+    for line in cost_lines(run, width) {
+        lines.push(Line::from(Span::styled(line, Style::new().fg(Color::Gray))));
+    }
     // The full cell: every axis with its whole name (the table abbreviates them).
     let cell = run
         .axes
