@@ -230,7 +230,8 @@ async fn cell_compute(
         scope.done.iter().map(|s| (s.run.id, &s.run)).collect();
     let mut out: BTreeMap<String, Vec<reports::RunCompute>> = BTreeMap::new();
     for scoped in scope.done_cells() {
-        let mut runs: Vec<reports::RunCompute> = run_compute(&scoped.run, false).into_iter().collect();
+        let mut runs: Vec<reports::RunCompute> =
+            run_compute(&scoped.run, false).into_iter().collect();
         if let Some(dep) = scoped.run.depends_on {
             let row = match in_scope.get(&dep) {
                 Some(row) => Some((*row).clone()),
@@ -240,7 +241,9 @@ async fn cell_compute(
                 runs.extend(run_compute(&row, true));
             }
         }
-        out.entry(scoped.cell.key.0.clone()).or_default().extend(runs);
+        out.entry(scoped.cell.key.0.clone())
+            .or_default()
+            .extend(runs);
     }
     Ok(out)
 }

@@ -288,16 +288,32 @@ fn a_researchers_own_study_runs_reports_exports_and_syncs_what_its_plan_shows() 
         .unwrap()
         .parse()
         .unwrap_or_else(|_| panic!("{throughput}"));
-    assert!(rate > 0.0 && throughput.contains("samples/s · MFU –"), "{throughput}");
+    assert!(
+        rate > 0.0 && throughput.contains(" samples/s · ") && throughput.ends_with(" MFU –"),
+        "{throughput}"
+    );
     let memory = line("memory      ");
-    assert!(memory.contains("RSS ") && memory.contains(" MiB"), "{memory}");
-    assert!(!memory.contains('–'), "a run of seconds has RSS samples: {memory}");
+    assert!(
+        memory.contains("RSS ") && memory.contains(" MiB"),
+        "{memory}"
+    );
+    assert!(
+        !memory.contains('–'),
+        "a run of seconds has RSS samples: {memory}"
+    );
     assert_eq!(line("eta         "), "eta         ended");
-    assert!(line("compute     ").ends_with(" CPU-h (last attempt)"), "{shown}");
+    assert!(
+        line("compute     ").ends_with(" CPU-h (last attempt)"),
+        "{shown}"
+    );
     // `report --cost`: every cell in CPU-hours, the VLP cell counting its pre-training run.
     let cost = s.ok(&["report", "study.toml", "--cost"]);
     assert!(cost.starts_with("compute of study:\n"), "{cost}");
-    assert_eq!(cost.matches(" CPU-h").count(), 4, "3 cells and the total: {cost}");
+    assert_eq!(
+        cost.matches(" CPU-h").count(),
+        4,
+        "3 cells and the total: {cost}"
+    );
     assert_eq!(cost.matches("1 shared").count(), 1, "{cost}");
     assert!(cost.contains("over 7 finished run(s)"), "{cost}");
 
@@ -434,13 +450,23 @@ fn a_researchers_own_study_runs_reports_exports_and_syncs_what_its_plan_shows() 
                 let keys = raw_keys(&line);
                 let unique: BTreeSet<&String> = keys.iter().collect();
                 assert_eq!(unique.len(), keys.len(), "a repeated key in {line}");
-                assert!(!line.contains("system"), "a system metric in the history: {line}");
+                assert!(
+                    !line.contains("system"),
+                    "a system metric in the history: {line}"
+                );
             }
             // The system samples, in W&B's System panels' file and keys.
             let events = run.events();
-            assert!(!events.is_empty(), "no wandb-events.jsonl line for {}", run.name);
+            assert!(
+                !events.is_empty(),
+                "no wandb-events.jsonl line for {}",
+                run.name
+            );
             for e in &events {
-                assert!(e["system.proc.memory.rssMB"].as_f64().unwrap() > 10.0, "{e}");
+                assert!(
+                    e["system.proc.memory.rssMB"].as_f64().unwrap() > 10.0,
+                    "{e}"
+                );
                 assert!(e["_timestamp"].as_f64().unwrap() > 1.7e9, "{e}");
             }
         }

@@ -367,7 +367,10 @@ async fn system_metrics_are_sent_as_wandb_events_lines() {
     store.finish(&claim.lease).await.unwrap();
     let report = sync().await;
     assert!(report.failures.is_empty(), "{report}");
-    assert!(report.to_string().contains("; 1 system samples"), "{report}");
+    assert!(
+        report.to_string().contains("; 1 system samples"),
+        "{report}"
+    );
     let remote = server.run(&wandb_run_id(&created[0].hash));
     let history = remote.history();
     assert_eq!(history.len(), 20);

@@ -63,7 +63,10 @@ pub struct RunDone {
 pub fn grid_eta_s(left: &[RunLeft], done: &[RunDone], slots: usize) -> Option<f64> {
     let mut by_cell: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
     let mut by_kind: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
-    for d in done.iter().filter(|d| d.wall_s.is_finite() && d.wall_s > 0.0) {
+    for d in done
+        .iter()
+        .filter(|d| d.wall_s.is_finite() && d.wall_s > 0.0)
+    {
         let c = by_cell.entry(d.cell.as_str()).or_default();
         c.0 += d.wall_s;
         c.1 += 1;
@@ -71,9 +74,8 @@ pub fn grid_eta_s(left: &[RunLeft], done: &[RunDone], slots: usize) -> Option<f6
         k.0 += d.wall_s;
         k.1 += 1;
     }
-    let mean = |m: &BTreeMap<&str, (f64, usize)>, key: &str| {
-        m.get(key).map(|(sum, n)| sum / *n as f64)
-    };
+    let mean =
+        |m: &BTreeMap<&str, (f64, usize)>, key: &str| m.get(key).map(|(sum, n)| sum / *n as f64);
     let mut total = 0.0;
     for run in left {
         let comparable = mean(&by_cell, &run.cell).or_else(|| mean(&by_kind, &run.kind));
@@ -197,7 +199,10 @@ pub fn show_lines(
     if let Some((device, seconds)) = ran {
         out.push((
             "compute",
-            format!("{} (last attempt)", Compute::of_run(device, 1, seconds).text()),
+            format!(
+                "{} (last attempt)",
+                Compute::of_run(device, 1, seconds).text()
+            ),
         ));
     }
     out
@@ -219,10 +224,12 @@ fn three_digits(v: f64) -> String {
         format!("{v:.0}")
     } else if a >= 10.0 {
         format!("{v:.1}")
-    } else if a >= 0.01 || a == 0.0 {
+    } else if a >= 0.01 || a == 0.0 || !a.is_finite() {
         format!("{v:.2}")
     } else {
-        format!("{v:.2e}")
+        // 0.00450: three significant digits past the leading zeros.
+        let digits = (2 - a.log10().floor() as i64).clamp(3, 12) as usize;
+        format!("{v:.digits$}")
     }
 }
 
@@ -268,11 +275,7 @@ impl Compute {
             }
         };
         match (self.gpu_hours > 0.0, self.cpu_hours > 0.0) {
-            (true, true) => format!(
-                "{} GPU-h + {} CPU-h",
-                h(self.gpu_hours),
-                h(self.cpu_hours)
-            ),
+            (true, true) => format!("{} GPU-h + {} CPU-h", h(self.gpu_hours), h(self.cpu_hours)),
             (true, false) => format!("{} GPU-h", h(self.gpu_hours)),
             (false, true) => format!("{} CPU-h", h(self.cpu_hours)),
             (false, false) => "0 CPU-h".to_string(),
@@ -326,7 +329,10 @@ mod tests {
             left("b", "grid", Some(Running::Eta(50.0))),
             left("a", "grid", Some(Running::Elapsed(100.0))),
         ];
-        assert_eq!(grid_eta_s(&runs, &done, 1), Some(150.0 + 300.0 + 50.0 + 50.0));
+        assert_eq!(
+            grid_eta_s(&runs, &done, 1),
+            Some(150.0 + 300.0 + 50.0 + 50.0)
+        );
         assert_eq!(grid_eta_s(&runs, &done, 2), Some(275.0));
         // A pre-training run with nothing comparable: unknown, not a guess.
         let with_pretrain = [left("p", "pretrain", None)];
@@ -346,6 +352,11 @@ mod tests {
             ("train/loss", 1.0),
         ]);
         assert_eq!(g.throughput_text(), "12.3 samples/s · MFU 41.0%");
+        let cpu = Glance::of([("perf/samples_per_s", 55.1), ("perf/tflops", 0.0045)]);
+        assert_eq!(
+            cpu.throughput_text(),
+            "55.1 samples/s · 0.00450 TFLOP/s · MFU –"
+        );
         assert_eq!(g.memory_text(), "RSS 812 MiB · GPU 20.0 GiB");
         let none = Glance::of([("train/loss", 1.0)]);
         assert!(none.is_empty());

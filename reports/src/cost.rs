@@ -126,7 +126,10 @@ pub fn render_cost(table: &CostTable) -> String {
         .unwrap_or(4)
         .max(4);
     let mut out = format!("compute of {}:\n", table.experiment);
-    out.push_str(&format!("  {:<width$}  {:>4}  {:>8}  compute\n", "cell", "runs", "pretrain"));
+    out.push_str(&format!(
+        "  {:<width$}  {:>4}  {:>8}  compute\n",
+        "cell", "runs", "pretrain"
+    ));
     for r in &table.rows {
         out.push_str(&format!(
             "  {:<width$}  {:>4}  {:>8}  {}\n",
@@ -180,7 +183,10 @@ mod tests {
             compute: BTreeMap::from([
                 (
                     "a".to_string(),
-                    vec![run("a0", "cuda:0", 1800.0, false), run("a1", "cuda:1", 1800.0, false)],
+                    vec![
+                        run("a0", "cuda:0", 1800.0, false),
+                        run("a1", "cuda:1", 1800.0, false),
+                    ],
                 ),
                 (
                     "b".to_string(),
@@ -202,8 +208,14 @@ mod tests {
         assert!((t.total.cpu_hours - 0.1).abs() < 1e-12);
         assert_eq!(t.total_runs, 5);
         let text = render_cost(&t);
-        assert!(text.contains("vlp=true      1  1 shared  3.00 GPU-h"), "{text}");
-        assert!(text.contains("total: 4.00 GPU-h + 0.10 CPU-h over 5 finished run(s)"), "{text}");
+        assert!(
+            text.contains("vlp=true      1  1 shared  3.00 GPU-h"),
+            "{text}"
+        );
+        assert!(
+            text.contains("total: 4.00 GPU-h + 0.10 CPU-h over 5 finished run(s)"),
+            "{text}"
+        );
         assert_eq!(cell_compute(&ReportInput::default(), "a"), None);
     }
 }

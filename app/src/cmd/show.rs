@@ -200,7 +200,10 @@ pub fn run(db: &Path, args: ShowArgs) -> anyhow::Result<()> {
 
 /// Throughput, memory, time left and compute (`experiments::cost`), from the run's metric
 /// summaries and times.
-fn cost_lines(summaries: &[store::MetricSummary], r: &store::RunRow) -> Vec<(&'static str, String)> {
+fn cost_lines(
+    summaries: &[store::MetricSummary],
+    r: &store::RunRow,
+) -> Vec<(&'static str, String)> {
     use experiments::cost::{show_lines, Glance};
     let glance = Glance::of(
         summaries

@@ -87,7 +87,11 @@ pub fn events_line(row: &EventsRow, out: &mut Vec<u8>) {
             continue;
         };
         if let Some(gpu) = key.strip_suffix(".memoryUsedMB") {
-            push(out, format!("{gpu}.memoryAllocatedBytes"), value * 1024.0 * 1024.0);
+            push(
+                out,
+                format!("{gpu}.memoryAllocatedBytes"),
+                value * 1024.0 * 1024.0,
+            );
         }
         push(out, key, *value);
     }
@@ -106,7 +110,10 @@ mod tests {
             ("system/proc/threads", "system.proc.cpu.threads"),
             ("system/gpu/0/util_percent", "system.gpu.0.gpu"),
             ("system/gpu/1/memory_util_percent", "system.gpu.1.memory"),
-            ("system/gpu/0/memory_percent", "system.gpu.0.memoryAllocated"),
+            (
+                "system/gpu/0/memory_percent",
+                "system.gpu.0.memoryAllocated",
+            ),
             ("system/gpu/0/power_w", "system.gpu.0.powerWatts"),
             ("system/gpu/0/temp_c", "system.gpu.0.temp"),
             ("system/gpu/0/allocated_mb", "system.gpu.0.torchAllocatedMB"),

@@ -17,8 +17,7 @@ pub fn render_latex(table: &Table) -> String {
 
     let n_axes = axis_headers(table).len();
     let p_cols = table.p_values && table.baseline.is_some();
-    let numeric =
-        table.metrics.len() * if p_cols { 2 } else { 1 } + usize::from(table.compute);
+    let numeric = table.metrics.len() * if p_cols { 2 } else { 1 } + usize::from(table.compute);
     let spec = format!("{}l{}", "l".repeat(n_axes), "r".repeat(numeric));
     out.push_str(&format!("\\begin{{tabular}}{{{spec}}}\n\\toprule\n"));
 

@@ -24,8 +24,7 @@ pub fn render_markdown(table: &Table) -> String {
     if table.compute {
         header.push("Compute".into());
     }
-    let numeric =
-        table.metrics.len() * if p_cols { 2 } else { 1 } + usize::from(table.compute);
+    let numeric = table.metrics.len() * if p_cols { 2 } else { 1 } + usize::from(table.compute);
     let mut align: Vec<&str> = vec!["---"; header.len() - numeric];
     align.extend(std::iter::repeat_n("--:", numeric));
     push_row(&mut out, &header);

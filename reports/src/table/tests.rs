@@ -338,7 +338,10 @@ fn a_compute_column_per_cell_when_the_input_carries_compute() {
     with.compute = BTreeMap::from([
         (
             "a".to_string(),
-            vec![run("a-0", "cuda:0", 900.0, false), run("a-1", "cuda:0", 900.0, false)],
+            vec![
+                run("a-0", "cuda:0", 900.0, false),
+                run("a-1", "cuda:0", 900.0, false),
+            ],
         ),
         (
             "b".to_string(),
@@ -360,8 +363,15 @@ fn a_compute_column_per_cell_when_the_input_carries_compute() {
     let term = render_terminal(&t);
     assert!(term.lines().nth(1).unwrap().ends_with("Compute"), "{term}");
     let csv = render_csv(&t);
-    assert!(csv.lines().any(|l| l.ends_with(",gpu_hours,cpu_hours")), "{csv}");
-    assert!(csv.lines().any(|l| l.starts_with("b,") && l.ends_with(",2.0,0.0")), "{csv}");
+    assert!(
+        csv.lines().any(|l| l.ends_with(",gpu_hours,cpu_hours")),
+        "{csv}"
+    );
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("b,") && l.ends_with(",2.0,0.0")),
+        "{csv}"
+    );
     let tex = render_latex(&t);
     assert!(tex.contains("& Compute \\\\"), "{tex}");
 }

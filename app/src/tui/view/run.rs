@@ -349,3 +349,69 @@ fn draw_logs(frame: &mut Frame, area: Rect, app: &App, id: i64) {
         area,
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::model::{MetricSummary, RunStatus, RunSummary};
+
+    fn run(status: RunStatus, summaries: &[(&str, f64)]) -> RunSummary {
+        RunSummary {
+            id: 1,
+            experiment: "e".into(),
+            cell: None,
+            axes: Vec::new(),
+            status,
+            progress: Some((400, 1000)),
+            started_ms: Some(0),
+            ended_ms: None,
+            heartbeat_ms: None,
+            worker: None,
+            failure_class: None,
+            failure_message: None,
+            summaries: summaries
+                .iter()
+                .map(|(k, v)| MetricSummary {
+                    key: (*k).into(),
+                    goal: None,
+                    last: Some(*v),
+                    best: Some(*v),
+                    min: Some(*v),
+                    max: Some(*v),
+                    count: 1,
+                })
+                .collect(),
+            in_plan: None,
+        }
+    }
+
+    #[test]
+    fn a_running_run_shows_throughput_mfu_memory_and_its_eta() {
+        let r = run(
+            RunStatus::Running,
+            &[
+                ("perf/samples_per_s", 256.0),
+                ("perf/step_time_s", 0.5),
+                ("perf/mfu", 0.42),
+                ("system/proc/rss_mb", 3072.0),
+                ("system/gpu/0/peak_allocated_mb", 40960.0),
+            ],
+        );
+        assert_eq!(
+            cost_lines(&r, 60),
+            [
+                "256 samples/s · MFU 42.0%",
+                "RSS 3.0 GiB · GPU 40.0 GiB · ETA 5 min 00 s"
+            ]
+        );
+        // Nothing measured yet: every figure unknown, never a made-up one.
+        assert_eq!(
+            cost_lines(&run(RunStatus::Running, &[]), 60),
+            ["– samples/s · MFU –", "RSS – · ETA –"]
+        );
+        // A finished run without telemetry has no such lines; one with it has no ETA.
+        assert!(cost_lines(&run(RunStatus::Finished, &[]), 60).is_empty());
+        let done = run(RunStatus::Finished, &[("perf/samples_per_s", 10.0)]);
+        assert_eq!(cost_lines(&done, 60)[1], "RSS –");
+    }
+}
