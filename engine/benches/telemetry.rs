@@ -1,35 +1,25 @@
-//! What the telemetry costs a training step: the real training loop (`run_with_data`) on
-//! random VQA batches, run after run in one process with the `system/` sampler off and on
-//! (alternating, so drift hits both arms alike), comparing the steps' own `perf/step_time_s`.
-//! Also times one sample of the probe (the `/proc` reads, and NVML and the caching allocator
-//! where present), which bounds the sampler's share of a core at any step time.
+//! What the telemetry costs a training step, measured in one run: a model trains step after
+//! step (forward, backward, AdamW) while the `system/` sampler (`engine::perf::system`) is
+//! switched on and off in alternate blocks of steps, so that the load of the machine, which
+//! drifts, weighs on both arms alike. Each block's median step time is compared with the
+//! median of the two blocks around it; the overhead is the median of those ratios. Also times
+//! one sample of the probe (the `/proc` reads, and NVML and the caching allocator where
+//! present), which bounds the sampler's share of a core.
 //!
-//! `cargo bench -p engine --bench telemetry`. Environment: `TOWERLAB_BENCH_STEPS` (steps per
-//! run, default 40), `TOWERLAB_BENCH_ROUNDS` (off/on pairs, default 4),
-//! `TOWERLAB_BENCH_INTERVAL` (seconds between samples in the "on" arm, default 1, five times
-//! as often as the default `system_interval_s`), `TOWERLAB_BENCH_IMAGE` (image size, default
-//! 64), `TOWERLAB_BENCH_DEVICE` (`cpu` default, or `cuda`).
+//! `cargo bench -p engine --bench telemetry`. Environment: `TOWERLAB_BENCH_BLOCKS` (blocks,
+//! default 20, half of them on), `TOWERLAB_BENCH_BLOCK_STEPS` (steps per block, default 15),
+//! `TOWERLAB_BENCH_INTERVAL` (seconds between samples, default 0.25: twenty times as often as
+//! the default `system_interval_s`), `TOWERLAB_BENCH_DEVICE` (`cpu` default, or `cuda`).
 
-use std::sync::atomic::AtomicBool;
-use std::sync::mpsc;
-use std::time::Instant;
+use std::sync::atomic::AtomicU64;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
-// What `random_vqa` takes from its includer.
-#[allow(unused_imports)]
-use engine::model::objectives::{Batch, Split};
-use engine::perf::system::Probe;
-use engine::train::{run_with_data, Event, TaskData, TrainJob};
-#[allow(unused_imports)]
-use engine::Result;
-#[allow(unused_imports)]
-use experiments::{ManagerType, Settings, Task};
-#[allow(unused_imports)]
-use tch::{Device, Kind, Tensor};
-
-#[allow(dead_code)]
-#[path = "../tests/support/random_vqa.rs"]
-mod random_vqa;
-use random_vqa::{job, settings, RandomVqa};
+use engine::model::{ForwardOptions, HeadSet, ModelConfig, TowerModel};
+use engine::perf::system::{Probe, SystemSampler};
+use engine::train::optim::{Algorithm, OptimConfig, Optimizer};
+use experiments::{ManagerType, Settings};
+use tch::{nn, Device, Kind, Reduction, Tensor};
 
 fn env_f64(key: &str, default: f64) -> f64 {
     std::env::var(key)
@@ -38,57 +28,13 @@ fn env_f64(key: &str, default: f64) -> f64 {
         .unwrap_or(default)
 }
 
-struct Arm {
-    step_times: Vec<f64>,
-    samples: usize,
-}
-
-/// One run of `steps` steps; its step times after the first (warm-up) and the system samples
-/// it sent.
-fn one_run(s: &Settings, steps: usize) -> Arm {
-    let data = RandomVqa {
-        settings: s.clone(),
-        batches: steps * 2,
-        poison_at: None,
-    };
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    let (tx, rx) = mpsc::channel();
-    let outcome = run_with_data(
-        &job(dir.path(), s.clone(), false),
-        &data,
-        &tx,
-        &AtomicBool::new(false),
-    );
-    drop(tx);
-    assert!(
-        matches!(outcome, engine::train::Outcome::Finished { .. }),
-        "{outcome:?}"
-    );
-    let mut arm = Arm {
-        step_times: Vec::new(),
-        samples: 0,
-    };
-    for e in rx.try_iter() {
-        match e {
-            Event::Step { step, metrics } if step > 1 => {
-                if let Some((_, t)) = metrics.iter().find(|(k, _)| k == engine::perf::STEP_TIME_S) {
-                    arm.step_times.push(*t);
-                }
-            }
-            Event::System { .. } => arm.samples += 1,
-            _ => {}
-        }
-    }
-    arm
-}
-
-fn median(v: &mut [f64]) -> f64 {
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
+        f64::NAN
+    } else if n % 2 == 1 {
         v[n / 2]
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
@@ -96,59 +42,111 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; nothing to parse.
-    let steps = env_f64("TOWERLAB_BENCH_STEPS", 40.0).max(3.0) as usize;
-    let rounds = env_f64("TOWERLAB_BENCH_ROUNDS", 4.0).max(1.0) as usize;
-    let interval = env_f64("TOWERLAB_BENCH_INTERVAL", 1.0);
-    let image = env_f64("TOWERLAB_BENCH_IMAGE", 64.0) as i64;
-    let device = std::env::var("TOWERLAB_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
-    let mut base = settings(steps as i64);
-    base.val_check_steps = 0;
-    base.image_size = image;
-    base.resolution_before = image;
-    base.device = device.clone();
-    base.save_last = false;
-    let off = Settings {
-        system_interval_s: 0.0,
-        ..base.clone()
+    let blocks = (env_f64("TOWERLAB_BENCH_BLOCKS", 20.0) as usize).max(4);
+    let block_steps = (env_f64("TOWERLAB_BENCH_BLOCK_STEPS", 15.0) as usize).max(3);
+    let interval = env_f64("TOWERLAB_BENCH_INTERVAL", 0.25).max(0.01);
+    let device = match std::env::var("TOWERLAB_BENCH_DEVICE").as_deref() {
+        Ok("cuda") => Device::Cuda(0),
+        _ => Device::Cpu,
     };
-    let on = Settings {
-        system_interval_s: interval,
-        ..base.clone()
+
+    // A small ManagerTower-shaped BridgeTower: tiny preset, 128 px, batch 16.
+    tch::manual_seed(0);
+    let mut s = Settings::tiny();
+    s.manager_type = ManagerType::Bt;
+    s.image_size = 128;
+    let mut cfg = ModelConfig::from_settings(&s).expect("valid bench config");
+    cfg.heads = HeadSet {
+        itm: true,
+        ..HeadSet::default()
     };
-    println!(
-        "telemetry overhead: {rounds} rounds of one run off and one on, {steps} steps each \
-         (batch {}, {image} px, {device}), samples every {interval} s when on",
-        base.batch_size
+    let vs = nn::VarStore::new(device);
+    let model = TowerModel::new(&vs.root(), &cfg).expect("model builds");
+    let itm = model.heads().itm_score.as_ref().expect("itm head");
+    let mut opt = Optimizer::new(
+        OptimConfig::reference(Algorithm::AdamW, 1e-5, 0.01, 1.0, 1.0),
+        vs.variables(),
     );
-    let (mut t_off, mut t_on, mut samples) = (Vec::new(), Vec::new(), 0);
-    for round in 0..rounds {
-        // Alternate which arm goes first.
-        let order = if round % 2 == 0 {
-            [(&off, false), (&on, true)]
+    let (b, l) = (16, s.max_text_len);
+    let ids = Tensor::randint_low(3, s.vocab_size, [b, l], (Kind::Int64, device));
+    let mask = Tensor::ones([b, l], (Kind::Int64, device));
+    let pixels = Tensor::randn([b, 3, s.image_size, s.image_size], (Kind::Float, device));
+    let labels = Tensor::randint(2, [b], (Kind::Int64, device));
+    let sync = || {
+        if let Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    };
+    let mut step = || {
+        let out = model
+            .forward(&ids, &mask, &pixels, ForwardOptions::train())
+            .expect("forward");
+        let logits = itm.forward(&out.cls_feats, model.ctx(true));
+        let loss = logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, -100, 0.0);
+        opt.zero_grad();
+        loss.backward();
+        opt.step();
+        sync();
+    };
+    for _ in 0..3 {
+        step();
+    }
+
+    println!(
+        "telemetry overhead in one run: {blocks} blocks of {block_steps} steps (batch {b}, {} px, \
+         {device:?}), the sampler on every other block, sampling every {interval} s",
+        s.image_size
+    );
+    let (tx, rx) = mpsc::channel();
+    let done = Arc::new(AtomicU64::new(0));
+    let mut block_medians: Vec<(bool, f64)> = Vec::new();
+    let (mut all_on, mut all_off) = (Vec::new(), Vec::new());
+    for block in 0..blocks {
+        let on = block % 2 == 1;
+        // Started before the block and stopped after it: its start-up (NVML's loading) is a
+        // run's, not a step's.
+        let sampler = on.then(|| {
+            let s = SystemSampler::start(
+                Duration::from_secs_f64(interval),
+                device,
+                Arc::clone(&done),
+                tx.clone(),
+            );
+            std::thread::sleep(Duration::from_millis(20));
+            s
+        });
+        let times: Vec<f64> = (0..block_steps)
+            .map(|_| {
+                let t = Instant::now();
+                step();
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                t.elapsed().as_secs_f64()
+            })
+            .collect();
+        drop(sampler);
+        block_medians.push((on, median(&times)));
+        if on {
+            all_on.extend(times);
         } else {
-            [(&on, true), (&off, false)]
-        };
-        for (s, is_on) in order {
-            let arm = one_run(s, steps);
-            if is_on {
-                t_on.extend(arm.step_times);
-                samples += arm.samples;
-            } else {
-                assert_eq!(arm.samples, 0, "telemetry off sent samples");
-                t_off.extend(arm.step_times);
-            }
+            all_off.extend(times);
         }
     }
-    let wall_on: f64 = t_on.iter().sum();
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let (mean_off, mean_on) = (mean(&t_off), mean(&t_on));
-    let (med_off, med_on) = (median(&mut t_off), median(&mut t_on));
+    drop(tx);
+    let samples = rx.try_iter().count();
 
-    // One probe sample, timed on its own.
-    let mut probe = Probe::new(engine::train::resolve_device(&device).unwrap_or(tch::Device::Cpu));
+    // Each "on" block against the mean of the "off" blocks on both sides of it.
+    let ratios: Vec<f64> = (1..block_medians.len() - 1)
+        .filter(|&i| block_medians[i].0)
+        .map(|i| {
+            let around = (block_medians[i - 1].1 + block_medians[i + 1].1) / 2.0;
+            block_medians[i].1 / around
+        })
+        .collect();
+    let overhead = median(&ratios) - 1.0;
+
+    let mut probe = Probe::new(device);
     probe.sample();
-    let reps = 200;
+    let reps = 500;
     let t = Instant::now();
     let mut keys = 0;
     for _ in 0..reps {
@@ -157,34 +155,35 @@ fn main() {
     let per_sample = t.elapsed().as_secs_f64() / reps as f64;
 
     println!();
-    println!("| arm | steps | median step (ms) | mean step (ms) | system samples |");
+    println!("| arm | steps | median step (ms) | min step (ms) | system samples |");
     println!("| --- | ---: | ---: | ---: | ---: |");
+    let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
     println!(
         "| telemetry off | {} | {:.2} | {:.2} | 0 |",
-        t_off.len(),
-        med_off * 1e3,
-        mean_off * 1e3
+        all_off.len(),
+        median(&all_off) * 1e3,
+        min(&all_off) * 1e3
     );
     println!(
         "| telemetry on | {} | {:.2} | {:.2} | {samples} |",
-        t_on.len(),
-        med_on * 1e3,
-        mean_on * 1e3
+        all_on.len(),
+        median(&all_on) * 1e3,
+        min(&all_on) * 1e3
     );
-    let overhead = (med_on - med_off) / med_off;
     println!();
     println!(
-        "overhead (median step time, on vs off): {:+.2}% (target < 1%: {})",
+        "overhead (median over {} on-blocks of its median step time against the off-blocks \
+         beside it): {:+.2}% (target < 1%: {})",
+        ratios.len(),
         100.0 * overhead,
         if overhead < 0.01 { "met" } else { "NOT met" }
     );
     println!(
-        "one sample ({keys} metrics, NVML {}): {:.1} µs, i.e. {:.4}% of a core at one sample \
-         per {interval} s ({} samples over {:.1} s of steps)",
+        "one sample ({keys} metrics, NVML {}): {:.1} µs, {:.4}% of a core at one sample per \
+         {interval} s, {:.5}% at the default 5 s",
         if probe.has_nvml() { "loaded" } else { "absent" },
         per_sample * 1e6,
-        100.0 * per_sample / interval.max(1e-9),
-        samples,
-        wall_on
+        100.0 * per_sample / interval,
+        100.0 * per_sample / 5.0
     );
 }

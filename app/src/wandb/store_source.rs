@@ -327,7 +327,8 @@ impl SyncSource for StoreSource {
         .fetch_all(self.store.pool())
         .await?;
         let started = self.started_ms(id).await?.unwrap_or(0);
-        let mut out: Vec<(i64, i64, Vec<(String, f64)>)> = Vec::new();
+        // (step, wall time, metrics) per sample.
+        let mut out: Vec<Sample> = Vec::new();
         for (step, key, value, wall_ms) in points {
             let value = value.unwrap_or(f64::NAN);
             match out.last_mut() {
@@ -407,6 +408,9 @@ async fn history_rows(
     }
     Ok(rows)
 }
+
+/// One system sample: its step, wall time (ms) and metrics.
+type Sample = (i64, i64, Vec<(String, f64)>);
 
 /// The metrics of one step (keys in order, NaN kept as NaN).
 struct StepRow {
