@@ -206,6 +206,7 @@ pub async fn build_input(
         None => baseline_key,
     };
     let (axes, zips) = figure_axes(exp, axes_names);
+    let compute = cell_compute(store, scope).await?;
     Ok(ReportInput {
         experiment: exp.name.clone(),
         experiment_hash,
@@ -215,6 +216,48 @@ pub async fn build_input(
         cells,
         zips,
         labels: exp.labels.clone(),
+        compute,
+    })
+}
+
+/// The compute of each cell's finished runs, by cell key, with the pre-training run each
+/// starts from (the report counts a run shared by several runs once).
+async fn cell_compute(
+    store: &Store,
+    scope: &PlanScope,
+) -> anyhow::Result<BTreeMap<String, Vec<reports::RunCompute>>> {
+    let in_scope: BTreeMap<store::RunId, &RunRow> =
+        scope.done.iter().map(|s| (s.run.id, &s.run)).collect();
+    let mut out: BTreeMap<String, Vec<reports::RunCompute>> = BTreeMap::new();
+    for scoped in scope.done_cells() {
+        let mut runs: Vec<reports::RunCompute> =
+            run_compute(&scoped.run, false).into_iter().collect();
+        if let Some(dep) = scoped.run.depends_on {
+            let row = match in_scope.get(&dep) {
+                Some(row) => Some((*row).clone()),
+                None => store.run(dep).await?,
+            };
+            if let Some(row) = row.filter(|r| r.status == RunStatus::Finished) {
+                runs.extend(run_compute(&row, true));
+            }
+        }
+        out.entry(scoped.cell.key.0.clone())
+            .or_default()
+            .extend(runs);
+    }
+    Ok(out)
+}
+
+/// A finished run's compute: the wall time of its finishing attempt on its device (the
+/// engine trains a run on one device).
+fn run_compute(run: &RunRow, pretrain: bool) -> Option<reports::RunCompute> {
+    let (start, end) = (run.started_ms?, run.ended_ms?);
+    Some(reports::RunCompute {
+        run_id: run.hash.chars().take(12).collect(),
+        device: run.device.clone().unwrap_or_else(|| "cpu".into()),
+        devices: 1,
+        wall_s: (end - start).max(0) as f64 / 1000.0,
+        pretrain,
     })
 }
 

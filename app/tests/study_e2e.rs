@@ -43,6 +43,7 @@ warmup_steps = 0.0
 val_check_steps = {half}
 learning_rate = 1e-3
 lr_mult_head = 10.0
+system_interval_s = 0.2
 
 [grid]
 vlp = [false, true]
@@ -270,6 +271,49 @@ fn a_researchers_own_study_runs_reports_exports_and_syncs_what_its_plan_shows() 
     assert_eq!(plan.count("done"), 7, "{}", plan.text);
     let shown = s.ok(&["show", &plan.rows[1].1]);
     assert!(shown.contains("vqav2_label_size = 21"), "{shown}");
+    // What it cost: throughput (no MFU on the CPU), its memory, and the CPU time it took.
+    let line = |label: &str| {
+        shown
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no `{label}` line in {shown}"))
+            .to_string()
+    };
+    let throughput = line("throughput  ");
+    let rate: f64 = throughput["throughput  ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("{throughput}"));
+    assert!(
+        rate > 0.0 && throughput.contains(" samples/s · ") && throughput.ends_with(" MFU –"),
+        "{throughput}"
+    );
+    let memory = line("memory      ");
+    assert!(
+        memory.contains("RSS ") && memory.contains(" MiB"),
+        "{memory}"
+    );
+    assert!(
+        !memory.contains('–'),
+        "a run of seconds has RSS samples: {memory}"
+    );
+    assert_eq!(line("eta         "), "eta         ended");
+    assert!(
+        line("compute     ").ends_with(" CPU-h (last attempt)"),
+        "{shown}"
+    );
+    // `report --cost`: every cell in CPU-hours, the VLP cell counting its pre-training run.
+    let cost = s.ok(&["report", "study.toml", "--cost"]);
+    assert!(cost.starts_with("compute of study:\n"), "{cost}");
+    assert_eq!(
+        cost.matches(" CPU-h").count(),
+        4,
+        "3 cells and the total: {cost}"
+    );
+    assert_eq!(cost.matches("1 shared").count(), 1, "{cost}");
+    assert!(cost.contains("over 7 finished run(s)"), "{cost}");
 
     // 2. Every run learned something: above the majority answer of the validation set.
     let majority = majority_baseline(&s, "vqav2_val_fix");
@@ -404,6 +448,24 @@ fn a_researchers_own_study_runs_reports_exports_and_syncs_what_its_plan_shows() 
                 let keys = raw_keys(&line);
                 let unique: BTreeSet<&String> = keys.iter().collect();
                 assert_eq!(unique.len(), keys.len(), "a repeated key in {line}");
+                assert!(
+                    !line.contains("system"),
+                    "a system metric in the history: {line}"
+                );
+            }
+            // The system samples, in W&B's System panels' file and keys.
+            let events = run.events();
+            assert!(
+                !events.is_empty(),
+                "no wandb-events.jsonl line for {}",
+                run.name
+            );
+            for e in &events {
+                assert!(
+                    e["system.proc.memory.rssMB"].as_f64().unwrap() > 10.0,
+                    "{e}"
+                );
+                assert!(e["_timestamp"].as_f64().unwrap() > 1.7e9, "{e}");
             }
         }
         // Three grid cells of two seeds each, and the pre-training run.

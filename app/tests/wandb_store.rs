@@ -294,3 +294,107 @@ async fn the_newest_step_of_a_running_run_waits_for_its_evaluation() {
     assert_eq!(steps(&server), vec![1, 2, 3, 4, 5]);
     assert_eq!(server.run(&wandb_run_id(&hash)).exit_code, Some(0));
 }
+
+/// `system/` metrics in the store go to `wandb-events.jsonl` with W&B's `system.*` keys (the
+/// file W&B's System panels read), never to the history; a running run's newest sample is
+/// held back like its newest step, and a second sync sends nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_metrics_are_sent_as_wandb_events_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("t.db")).await.unwrap();
+    let exp = store
+        .upsert_experiment("sys", "sys.toml", "exphash")
+        .await
+        .unwrap();
+    let created = store
+        .create_runs(
+            exp.id,
+            &[NewRun {
+                hash: wandb::encode::hex_digest(b"sys-run"),
+                cell_key: "manager=aaue".into(),
+                axes: serde_json::from_value(json!({"manager": "aaue"})).unwrap(),
+                task: "vqa".into(),
+                params: Vec::new(),
+                depends_on: None,
+            }],
+        )
+        .await
+        .unwrap();
+    let worker = WorkerInfo::this_process("cpu", "test");
+    let claim = store.claim(&worker, Some(exp.id)).await.unwrap().unwrap();
+    let run = claim.run.id;
+    let point = |key: &str, step: i64, value: f64| MetricPoint {
+        key: key.into(),
+        step,
+        value,
+        wall_ms: T0 + step * 5000 + 100,
+    };
+    // Steps 1..=20 train; samples at every step from 0 (before the first step) to 20.
+    let mut points: Vec<MetricPoint> = (1..=20).map(|s| point("train/loss", s, 1.0)).collect();
+    for s in 0..=20 {
+        points.push(point("system/proc/rss_mb", s, 800.0 + s as f64));
+        points.push(point("system/proc/cpu_percent", s, 50.0));
+        points.push(point("system/gpu/0/util_percent", s, 97.0));
+    }
+    store.ingest_metrics(run, &points).await.unwrap();
+
+    let server = TestServer::start(KEY);
+    let mut config = WandbConfig::new(&server.base_url, "mt", ApiKey::new(KEY).unwrap());
+    config.request_timeout = Duration::from_secs(5);
+    config.max_request_bytes = 2 * 1024;
+    config.page_rows = 4;
+    let source = Arc::new(StoreSource::new(store.clone()));
+    let sync = || async {
+        sync_runs(
+            &config,
+            source.clone(),
+            source.clone(),
+            &SyncOptions::default(),
+        )
+        .await
+        .unwrap()
+    };
+    // Running: the newest step (20) and the newest sample (20) wait.
+    let report = sync().await;
+    assert!(report.failures.is_empty(), "{report}");
+    let remote = server.run(&wandb_run_id(&created[0].hash));
+    assert_eq!(remote.history().len(), 19);
+    assert_eq!(remote.events().len(), 20);
+    assert_eq!(report.events_lines(), 20, "{report}");
+
+    store.finish(&claim.lease).await.unwrap();
+    let report = sync().await;
+    assert!(report.failures.is_empty(), "{report}");
+    assert!(
+        report.to_string().contains("; 1 system samples"),
+        "{report}"
+    );
+    let remote = server.run(&wandb_run_id(&created[0].hash));
+    let history = remote.history();
+    assert_eq!(history.len(), 20);
+    for line in &history {
+        let keys: Vec<&String> = line.as_object().unwrap().keys().collect();
+        assert!(
+            keys.iter()
+                .all(|k| !k.starts_with("system") && !k.contains("rss")),
+            "{line}"
+        );
+    }
+    let events = remote.events();
+    assert_eq!(events.len(), 21);
+    for (s, line) in events.iter().enumerate() {
+        assert_close(&line["system.proc.memory.rssMB"], 800.0 + s as f64);
+        assert_close(&line["system.cpu"], 50.0);
+        assert_close(&line["system.gpu.0.gpu"], 97.0);
+        let wall = (T0 + s as i64 * 5000 + 100) as f64 / 1000.0;
+        assert_close(&line["_timestamp"], wall);
+        assert!(line["_runtime"].as_f64().unwrap() >= 0.0, "{line}");
+        assert_eq!(line.as_object().unwrap().len(), 5, "{line}");
+    }
+    // Nothing new: nothing sent.
+    let requests = server.request_count();
+    let report = sync().await;
+    assert_eq!(report.events_lines(), 0);
+    assert_eq!(report.history_lines(), 0);
+    assert_eq!(server.request_count(), requests, "{report}");
+}

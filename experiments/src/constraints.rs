@@ -240,6 +240,8 @@ pub fn check(s: &Settings) -> Vec<Problem> {
         ("end_lr", s.end_lr),
         ("gradient_clip_val", s.gradient_clip_val),
         ("peak_tflops", s.peak_tflops),
+        ("system_interval_s", s.system_interval_s),
+        ("profile_steps", s.profile_steps as f64),
     ] {
         if v < 0.0 {
             out.push(problem(

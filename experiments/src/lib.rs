@@ -12,6 +12,7 @@
 pub mod answers;
 pub mod clock;
 pub mod constraints;
+pub mod cost;
 pub mod device;
 pub mod errors;
 pub mod evaluation;

@@ -253,6 +253,12 @@ pub enum Event {
         step: u64,
         metrics: Vec<(String, f64)>,
     },
+    /// System metrics (`system/...`: memory, CPU, GPU), sampled every few seconds off the
+    /// step's path and tagged with the latest optimiser step done.
+    System {
+        step: u64,
+        metrics: Vec<(String, f64)>,
+    },
     /// Evaluation metrics (`val/...`, `test/...`, `val/the_metric`).
     Eval {
         step: u64,

@@ -348,6 +348,12 @@ pub struct Settings {
     /// TowerLab: the device's dense peak in TFLOP/s at the run's `precision`, the denominator of
     /// `perf/mfu`; 0 (the default) = the engine's table of known GPUs.
     pub peak_tflops: f64,
+    /// TowerLab: seconds between two samples of the `system/` metrics (memory, CPU, GPU),
+    /// taken on a thread of their own; 0 turns them off.
+    pub system_interval_s: f64,
+    /// TowerLab: record this many optimiser steps (the first of each attempt) with libtorch's
+    /// profiler into the run folder, as a Chrome trace (`profile/`); 0 (the default) = none.
+    pub profile_steps: i64,
 
     // ---- BridgeTower / METER ----
     pub vit_remove_last: bool,
@@ -443,6 +449,8 @@ impl Default for Settings {
             save_top_k: 1,
             save_last: true,
             peak_tflops: 0.0,
+            system_interval_s: 5.0,
+            profile_steps: 0,
 
             vit_remove_last: false,
             vit_layernorm_shared: true,
@@ -559,7 +567,7 @@ impl Settings {
 
     /// Keys that say where or how fast a run executes, not what it computes; run identity
     /// ignores them so that moving the data folder or switching CPU/GPU does not re-run a grid.
-    pub const EXECUTION_KEYS: [&'static str; 7] = [
+    pub const EXECUTION_KEYS: [&'static str; 9] = [
         "device",
         "num_workers",
         "data_root",
@@ -567,6 +575,8 @@ impl Settings {
         "save_top_k",
         "save_last",
         "peak_tflops",
+        "system_interval_s",
+        "profile_steps",
     ];
 
     /// Keys added after runs were first stored, with their defaults: run identity leaves a key

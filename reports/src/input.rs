@@ -25,6 +25,9 @@ pub struct ReportInput {
     pub zips: Vec<Vec<String>>,
     /// Names of metrics, axes and values in figures (defaults for what is not given).
     pub labels: Labels,
+    /// Compute of each cell's finished runs (its seeds and the pre-training runs they start
+    /// from), by cell key; empty when not read: tables then have no compute column.
+    pub compute: BTreeMap<String, Vec<crate::cost::RunCompute>>,
 }
 
 /// One reported metric.

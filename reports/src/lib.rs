@@ -37,6 +37,7 @@
 //! ```
 
 pub mod analysis;
+pub mod cost;
 mod error;
 pub mod figures;
 pub mod input;
@@ -49,6 +50,7 @@ pub mod table;
 mod write;
 
 pub use analysis::SeedCoverage;
+pub use cost::{cost_table, render_cost, Compute, CostTable, RunCompute};
 pub use error::{ReportError, Result};
 /// Names in figures, shared with experiment files' `[labels]`.
 pub use experiments::Labels;

@@ -42,6 +42,10 @@ pub struct ReportArgs {
     /// CSV always has them).
     #[arg(long)]
     pub p_values: bool,
+    /// Print what the experiment cost instead of writing files: GPU- or CPU-hours per cell
+    /// (its seeds summed, its pre-training run counted once) and in total.
+    #[arg(long)]
+    pub cost: bool,
     /// Override settings as the runs were planned with (`--set key=value`).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -76,6 +80,13 @@ pub fn run(args: ReportArgs, db: &Path) -> anyhow::Result<()> {
         .await?;
         let used: Vec<&crate::scope::ScopedRun> = scope.done_cells().collect();
         let notes = scope.describe(&used);
+        if args.cost {
+            print!("{}", reports::render_cost(&reports::cost_table(&input)));
+            for n in &notes {
+                println!("{n}");
+            }
+            return Ok(());
+        }
         if args.print {
             let mut table = reports::build_table(&input)?;
             table.p_values = args.p_values;

@@ -87,6 +87,9 @@ pub fn run(db: &Path, args: ShowArgs) -> anyhow::Result<()> {
             r.progress_step.map_or("-".into(), |s| s.to_string()),
             r.progress_total.map_or("-".into(), |s| s.to_string())
         );
+        for (label, text) in cost_lines(&detail.summaries, r) {
+            let _ = writeln!(out, "{label:<11} {text}");
+        }
         if let Some(c) = &r.checkpoint_path {
             let _ = writeln!(
                 out,
@@ -199,4 +202,31 @@ pub fn run(db: &Path, args: ShowArgs) -> anyhow::Result<()> {
         print!("{out}");
         anyhow::Ok(())
     })
+}
+
+/// Throughput, memory, time left and compute (`experiments::cost`), from the run's metric
+/// summaries and times.
+fn cost_lines(
+    summaries: &[store::MetricSummary],
+    r: &store::RunRow,
+) -> Vec<(&'static str, String)> {
+    use experiments::cost::{show_lines, Glance};
+    let glance = Glance::of(
+        summaries
+            .iter()
+            .filter_map(|s| s.last.map(|v| (s.key.as_str(), v))),
+    );
+    let progress = match (r.progress_step, r.progress_total) {
+        (Some(s), Some(t)) => Some((s.max(0) as u64, t.max(0) as u64)),
+        _ => None,
+    };
+    let running = r.status == store::RunStatus::Running;
+    let ran = match (r.started_ms, r.ended_ms) {
+        (Some(start), Some(end)) if !running => Some((
+            r.device.as_deref().unwrap_or("cpu"),
+            (end - start).max(0) as f64 / 1000.0,
+        )),
+        _ => None,
+    };
+    show_lines(&glance, progress, running, ran)
 }

@@ -132,6 +132,7 @@ impl Sink {
                 self.progress.step.store(step as i64, Ordering::Relaxed);
                 self.push_points(step, metrics);
             }
+            Event::System { step, metrics } => self.push_points(step, metrics),
             Event::Eval { step, metrics } => {
                 self.last_eval = metrics.clone();
                 self.push_points(step, metrics);

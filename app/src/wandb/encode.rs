@@ -154,7 +154,7 @@ pub fn repeated_keys(line: &str) -> Result<Vec<String>, String> {
     }
 }
 
-fn push_number(out: &mut Vec<u8>, value: f64) {
+pub(crate) fn push_number(out: &mut Vec<u8>, value: f64) {
     if value.is_nan() {
         out.extend_from_slice(b"NaN");
     } else if value.is_infinite() {

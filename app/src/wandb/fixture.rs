@@ -181,6 +181,7 @@ pub fn fixture_run(
         status,
         history_len: steps,
         log_len: 10,
+        events_len: 0,
     };
     FixtureRun {
         meta,

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod encode;
+pub mod events_file;
 // An in-memory run source for tests and benchmarks.
 #[cfg(any(test, feature = "test-support"))]
 pub mod fixture;
@@ -25,6 +26,7 @@ pub mod types;
 pub use client::RequestError;
 pub use config::{Mode, RetryPolicy, WandbConfig};
 pub use encode::wandb_run_id;
+pub use events_file::{wandb_system_key, EventsRow, EVENTS_FILE};
 pub use live::{live_sync, LiveHandle, LiveOptions, LiveSummary};
 pub use secret::ApiKey;
 pub use source::{

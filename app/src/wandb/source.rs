@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use super::events_file::EventsRow;
 use super::types::{HistoryRow, LogLine, RunMeta, Selection};
 
 /// Errors from a source or an offsets store, carried as they are.
@@ -36,6 +37,18 @@ pub trait SyncSource: Send + Sync + 'static {
         from: u64,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<LogLine>, BoxError>> + Send;
+
+    /// Up to `limit` system samples (`wandb-events.jsonl` lines) starting at sample `from`.
+    /// A source without system metrics has none.
+    fn system_events(
+        &self,
+        run: &RunMeta,
+        from: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<EventsRow>, BoxError>> + Send {
+        let _ = (run, from, limit);
+        async { Ok(Vec::new()) }
+    }
 }
 
 /// What the server has acknowledged (2xx) for one run, so that the next sync sends only what
@@ -51,6 +64,9 @@ pub struct Offsets {
     /// Lines of `output.log` acknowledged.
     #[serde(default)]
     pub log: u64,
+    /// Lines of `wandb-events.jsonl` (system samples) acknowledged.
+    #[serde(default)]
+    pub events: u64,
     /// Digest of the last summary acknowledged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
@@ -78,6 +94,8 @@ pub enum Acked {
         step: u64,
     },
     Log(u64),
+    /// `wandb-events.jsonl` lines acknowledged so far.
+    Events(u64),
     Summary(String),
     Complete(i32),
 }
@@ -89,6 +107,7 @@ impl Acked {
             Self::Upsert { .. } => "upsert",
             Self::History { .. } => "wandb-history.jsonl",
             Self::Log(_) => "output.log",
+            Self::Events(_) => "wandb-events.jsonl",
             Self::Summary(_) => "wandb-summary.json",
             Self::Complete(_) => "complete",
         }
@@ -99,7 +118,7 @@ impl Acked {
         match self {
             Self::Upsert { digest, entity } => format!("{digest} {entity}"),
             Self::History { lines, step } => format!("{lines} {step}"),
-            Self::Log(n) => n.to_string(),
+            Self::Log(n) | Self::Events(n) => n.to_string(),
             Self::Summary(digest) => digest.clone(),
             Self::Complete(code) => code.to_string(),
         }
@@ -125,6 +144,7 @@ impl Offsets {
                 self.history_step = Some(*step);
             }
             Acked::Log(n) => self.log = *n,
+            Acked::Events(n) => self.events = *n,
             Acked::Summary(digest) => self.summary = Some(digest.clone()),
             Acked::Complete(code) => self.exit_code = Some(*code),
         }
@@ -160,6 +180,7 @@ impl Offsets {
                     }
                 }
                 "output.log" => Acked::Log(value.parse().map_err(|_| bad())?),
+                "wandb-events.jsonl" => Acked::Events(value.parse().map_err(|_| bad())?),
                 "wandb-summary.json" => Acked::Summary(value.to_owned()),
                 "complete" => Acked::Complete(value.parse().map_err(|_| bad())?),
                 _ => return Err(bad()),
@@ -329,6 +350,7 @@ mod tests {
                 step: 1190,
             },
             Acked::Log(7),
+            Acked::Events(3),
             Acked::Summary("def".into()),
             Acked::Complete(0),
         ];
@@ -361,6 +383,7 @@ mod tests {
             status: super::super::types::RunState::Running,
             history_len: 0,
             log_len: 0,
+            events_len: 0,
         };
         rt.block_on(async {
             let store = FileOffsets::open(&path).unwrap();

@@ -1,5 +1,6 @@
 //! The store as a W&B sync source: runs, params, summaries, history (metrics plus manager
-//! weights, see [`manager_weight_key`]), log lines, and the acknowledged
+//! weights, see [`manager_weight_key`]), system samples (the `system/` metrics, which go to
+//! `wandb-events.jsonl` instead of the history), log lines, and the acknowledged
 //! offsets in its `sync_cursors` table (target `wandb <sync key>`, one row per file).
 
 use std::collections::BTreeMap;
@@ -7,6 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 use store::{RunFilter, RunId, RunRow, Store};
 
+use super::events_file::EventsRow;
 use super::source::{Acked, BoxError, OffsetStore, Offsets, SyncSource};
 use super::types::{
     manager_weight_key, HistoryRow, LogLine, LogStream, RunMeta, RunState, Selection,
@@ -18,10 +20,11 @@ const CRASHED_EXIT: i32 = 137;
 const CANCELLED_EXIT: i32 = 130;
 
 /// The cursor names used in `sync_cursors` (one per [`Acked::file`]).
-const CURSOR_FILES: [&str; 5] = [
+const CURSOR_FILES: [&str; 6] = [
     "upsert",
     "wandb-history.jsonl",
     "output.log",
+    "wandb-events.jsonl",
     "wandb-summary.json",
     "complete",
 ];
@@ -82,12 +85,14 @@ impl StoreSource {
         if let Some(step) = last_step {
             summary.insert("_step".to_owned(), step.into());
         }
-        let (history_len, log_len): (i64, i64) = sqlx::query_as(
+        let (history_len, log_len, events_len): (i64, i64, i64) = sqlx::query_as(
             "SELECT \
                (SELECT COUNT(*) FROM ( \
-                  SELECT step FROM metric_points WHERE run_id = ?1 \
+                  SELECT step FROM metric_points WHERE run_id = ?1 AND key NOT LIKE 'system/%' \
                   UNION SELECT step FROM manager_weights WHERE run_id = ?1)), \
-               (SELECT COUNT(*) FROM log_lines WHERE run_id = ?1)",
+               (SELECT COUNT(*) FROM log_lines WHERE run_id = ?1), \
+               (SELECT COUNT(DISTINCT step) FROM metric_points \
+                  WHERE run_id = ?1 AND key LIKE 'system/%')",
         )
         .bind(id)
         .fetch_one(self.store.pool())
@@ -96,11 +101,12 @@ impl StoreSource {
             row.status,
             store::RunStatus::Queued | store::RunStatus::Running
         );
-        // The newest step of a running run is held back (see `history`).
-        let history_len = if running {
-            (history_len - 1).max(0)
+        // The newest step of a running run is held back (see `history`), and so is its newest
+        // system sample's step (a later sample may still add a metric to it).
+        let (history_len, events_len) = if running {
+            ((history_len - 1).max(0), (events_len - 1).max(0))
         } else {
-            history_len
+            (history_len, events_len)
         };
         let status = match row.status {
             store::RunStatus::Queued | store::RunStatus::Running => RunState::Running,
@@ -148,13 +154,15 @@ impl StoreSource {
             status,
             history_len: u64::try_from(history_len).unwrap_or(0),
             log_len: u64::try_from(log_len).unwrap_or(0),
+            events_len: u64::try_from(events_len).unwrap_or(0),
         })
     }
 
     /// The highest step with a metric point or manager weights.
     async fn newest_step(&self, run: RunId) -> Result<Option<i64>, BoxError> {
         Ok(sqlx::query_scalar(
-            "SELECT max(step) FROM (SELECT max(step) AS step FROM metric_points WHERE run_id = ?1 \
+            "SELECT max(step) FROM (SELECT max(step) AS step FROM metric_points \
+               WHERE run_id = ?1 AND key NOT LIKE 'system/%' \
              UNION ALL SELECT max(step) FROM manager_weights WHERE run_id = ?1)",
         )
         .bind(run)
@@ -243,7 +251,7 @@ impl SyncSource for StoreSource {
             RunState::Running => self.newest_step(id).await?,
             _ => None,
         };
-        let mut metric_rows = self.store.history(id, after, Some(limit)).await?;
+        let mut metric_rows = history_rows(&self.store, id, after, limit).await?;
         if let Some(open) = open_step {
             metric_rows.retain(|r| r.step < open);
         }
@@ -267,7 +275,7 @@ impl SyncSource for StoreSource {
         let started = self.started_ms(id).await?.unwrap_or(0);
         let mut by_step: BTreeMap<i64, (i64, Vec<(String, f64)>)> = BTreeMap::new();
         for row in metric_rows {
-            by_step.insert(row.step, (row.wall_ms, row.values.into_iter().collect()));
+            by_step.insert(row.step, (row.wall_ms, row.values));
         }
         for (step, modality, layer, expert, weight) in weights {
             let entry = by_step.entry(step).or_insert((0, Vec::new()));
@@ -299,6 +307,48 @@ impl SyncSource for StoreSource {
         Ok(out)
     }
 
+    async fn system_events(
+        &self,
+        run: &RunMeta,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<EventsRow>, BoxError> {
+        let id = store_id(&self.store, run).await?;
+        let points: Vec<(i64, String, Option<f64>, i64)> = sqlx::query_as(
+            "SELECT step, key, value, wall_ms FROM metric_points \
+             WHERE run_id = ?1 AND key LIKE 'system/%' AND step IN ( \
+               SELECT DISTINCT step FROM metric_points \
+               WHERE run_id = ?1 AND key LIKE 'system/%' ORDER BY step LIMIT ?3 OFFSET ?2) \
+             ORDER BY step, key",
+        )
+        .bind(id)
+        .bind(i64::try_from(from)?)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(self.store.pool())
+        .await?;
+        let started = self.started_ms(id).await?.unwrap_or(0);
+        // (step, wall time, metrics) per sample.
+        let mut out: Vec<Sample> = Vec::new();
+        for (step, key, value, wall_ms) in points {
+            let value = value.unwrap_or(f64::NAN);
+            match out.last_mut() {
+                Some((s, wall, metrics)) if *s == step => {
+                    *wall = (*wall).max(wall_ms);
+                    metrics.push((key, value));
+                }
+                _ => out.push((step, wall_ms, vec![(key, value)])),
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|(_, wall, metrics)| EventsRow {
+                runtime: (wall - started).max(0) as f64 / 1000.0,
+                timestamp: wall as f64 / 1000.0,
+                metrics,
+            })
+            .collect())
+    }
+
     async fn logs(&self, run: &RunMeta, from: u64, limit: usize) -> Result<Vec<LogLine>, BoxError> {
         let id = store_id(&self.store, run).await?;
         let lines = self
@@ -317,6 +367,56 @@ impl SyncSource for StoreSource {
             })
             .collect())
     }
+}
+
+/// One history row per step above `after` (at most `limit`), by step: every metric but the
+/// `system/` ones (those are W&B's system samples, see [`SyncSource::system_events`]).
+async fn history_rows(
+    store: &Store,
+    run: RunId,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<Vec<StepRow>, BoxError> {
+    let points: Vec<(i64, String, Option<f64>, i64)> = sqlx::query_as(
+        "SELECT step, key, value, wall_ms FROM metric_points \
+         WHERE run_id = ?1 AND key NOT LIKE 'system/%' AND (?2 IS NULL OR step > ?2) \
+           AND step <= (SELECT MAX(step) FROM ( \
+               SELECT DISTINCT step FROM metric_points \
+               WHERE run_id = ?1 AND key NOT LIKE 'system/%' AND (?2 IS NULL OR step > ?2) \
+               ORDER BY step LIMIT ?3)) \
+         ORDER BY step, key",
+    )
+    .bind(run)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await?;
+    let mut rows: Vec<StepRow> = Vec::new();
+    for (step, key, value, wall_ms) in points {
+        let value = value.unwrap_or(f64::NAN);
+        match rows.last_mut() {
+            Some(row) if row.step == step => {
+                row.wall_ms = row.wall_ms.max(wall_ms);
+                row.values.push((key, value));
+            }
+            _ => rows.push(StepRow {
+                step,
+                wall_ms,
+                values: vec![(key, value)],
+            }),
+        }
+    }
+    Ok(rows)
+}
+
+/// One system sample: its step, wall time (ms) and metrics.
+type Sample = (i64, i64, Vec<(String, f64)>);
+
+/// The metrics of one step (keys in order, NaN kept as NaN).
+struct StepRow {
+    step: i64,
+    wall_ms: i64,
+    values: Vec<(String, f64)>,
 }
 
 /// The store id of a run listed by [`StoreSource::list_runs`] (its id, or the hash it was

@@ -16,6 +16,7 @@ use super::encode::{
     console_line, hex_digest, history_line, wandb_run_id, wrapped_config, StreamBody, HISTORY_FILE,
     OUTPUT_FILE, SUMMARY_FILE,
 };
+use super::events_file::{events_line, EVENTS_FILE};
 use super::progress::Progress;
 use super::source::{sync_key, Acked, BoxError, OffsetStore, Offsets, SyncSource};
 use super::types::{RunMeta, Selection};
@@ -55,6 +56,8 @@ pub struct RunReport {
     pub upsert: bool,
     pub history_lines: u64,
     pub log_lines: u64,
+    /// `wandb-events.jsonl` lines (system samples).
+    pub events_lines: u64,
     pub summary: bool,
     pub complete: Option<i32>,
 }
@@ -105,6 +108,10 @@ impl SyncReport {
     pub fn log_lines(&self) -> u64 {
         self.runs.iter().map(|r| r.log_lines).sum()
     }
+
+    pub fn events_lines(&self) -> u64 {
+        self.runs.iter().map(|r| r.events_lines).sum()
+    }
 }
 
 impl fmt::Display for SyncReport {
@@ -132,6 +139,9 @@ impl fmt::Display for SyncReport {
                 }
                 if r.log_lines > 0 {
                     parts.push(format!("{} log lines", r.log_lines));
+                }
+                if r.events_lines > 0 {
+                    parts.push(format!("{} system samples", r.events_lines));
                 }
                 if r.summary {
                     parts.push("summary".to_owned());
@@ -167,6 +177,9 @@ impl fmt::Display for SyncReport {
             self.requests,
             self.retries
         )?;
+        if self.events_lines() > 0 {
+            write!(f, "; {} system samples", self.events_lines())?;
+        }
         for failure in &self.failures {
             write!(
                 f,
@@ -206,6 +219,16 @@ pub enum RunError {
         "run {run}: console line {index} is {bytes} bytes, over the {limit}-byte request limit"
     )]
     LogLineTooLarge {
+        run: String,
+        index: u64,
+        bytes: usize,
+        limit: usize,
+    },
+    #[error(
+        "run {run}: system sample {index} (wandb-events.jsonl) is {bytes} bytes, over the \
+         {limit}-byte request limit"
+    )]
+    EventsLineTooLarge {
         run: String,
         index: u64,
         bytes: usize,
@@ -418,6 +441,7 @@ impl<S: SyncSource, O: OffsetStore> RunSync<'_, S, O> {
             .filter(|code| acked.exit_code != Some(*code));
         let history_new = self.meta.history_len.saturating_sub(acked.history);
         let log_new = self.meta.log_len.saturating_sub(acked.log);
+        let events_new = self.meta.events_len.saturating_sub(acked.events);
         let mut report = RunReport {
             run_id: self.meta.run_id.clone(),
             wandb_id: self.wandb_id.to_owned(),
@@ -426,6 +450,7 @@ impl<S: SyncSource, O: OffsetStore> RunSync<'_, S, O> {
             upsert: acked.upsert.as_deref() != Some(&upsert_digest) || acked.entity.is_none(),
             history_lines: history_new,
             log_lines: log_new,
+            events_lines: events_new,
             summary: acked.summary.as_deref() != Some(&summary_digest),
             complete,
         };
@@ -444,7 +469,11 @@ impl<S: SyncSource, O: OffsetStore> RunSync<'_, S, O> {
                 .or_else(|| config.entity.clone())
                 .unwrap_or_else(|| "?".to_owned());
             report.path = format!("{entity}/{}/{}", config.project, self.wandb_id);
-            if report.upsert || history_new + log_new > 0 || report.summary || complete.is_some() {
+            if report.upsert
+                || history_new + log_new + events_new > 0
+                || report.summary
+                || complete.is_some()
+            {
                 report.outcome = SyncOutcome::Updated;
             }
             return Ok(report);
@@ -484,9 +513,9 @@ impl<S: SyncSource, O: OffsetStore> RunSync<'_, S, O> {
         let bar = self
             .shared
             .progress
-            .run(&self.meta.run_id, history_new + log_new);
+            .run(&self.meta.run_id, history_new + log_new + events_new);
         let result = async {
-            let before = (acked.history, acked.log);
+            let before = (acked.history, acked.log, acked.events);
             let sent = async {
                 if history_new > 0 {
                     self.send_history(&stream, &key, &mut acked, &bar).await?;
@@ -494,11 +523,15 @@ impl<S: SyncSource, O: OffsetStore> RunSync<'_, S, O> {
                 if log_new > 0 {
                     self.send_logs(&stream, &key, &mut acked, &bar).await?;
                 }
+                if events_new > 0 {
+                    self.send_events(&stream, &key, &mut acked, &bar).await?;
+                }
                 Ok::<_, RunError>(())
             }
             .await;
             report.history_lines = acked.history - before.0;
             report.log_lines = acked.log - before.1;
+            report.events_lines = acked.events - before.2;
             sent
         }
         .await;
@@ -516,7 +549,7 @@ impl<S: SyncSource, O: OffsetStore> RunSync<'_, S, O> {
             last.insert("complete".to_owned(), Value::Bool(true));
             last.insert("exitcode".to_owned(), code.into());
         }
-        let sent_lines = report.history_lines + report.log_lines > 0;
+        let sent_lines = report.history_lines + report.log_lines + report.events_lines > 0;
         if !last.is_empty() {
             let body = Value::Object(last).to_string();
             if body.len() > config.max_request_bytes {
@@ -668,6 +701,64 @@ impl<S: SyncSource, O: OffsetStore> RunSync<'_, S, O> {
         }
         if !body.is_empty() {
             self.flush(stream, key, acked, body, bar, Acked::Log)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The system samples not acknowledged yet, as `wandb-events.jsonl` lines (by index, like
+    /// the console).
+    async fn send_events(
+        &self,
+        stream: &Stream<'_>,
+        key: &str,
+        acked: &mut Offsets,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<(), RunError> {
+        let limit = self.shared.config.max_request_bytes;
+        let page = self.shared.config.page_rows.max(1);
+        let end = self.meta.events_len;
+        let mut next = acked.events;
+        let mut body = StreamBody::new(EVENTS_FILE, next);
+        let mut line = Vec::with_capacity(1024);
+        while next < end {
+            let want = usize::try_from(end - next).unwrap_or(usize::MAX).min(page);
+            let rows = self
+                .source
+                .system_events(self.meta, next, want)
+                .await
+                .map_err(|source| self.source_err(source))?;
+            if rows.is_empty() {
+                return Err(RunError::SourceShort {
+                    run: self.meta.run_id.clone(),
+                    at: next,
+                    len: end,
+                });
+            }
+            for row in rows.iter().take(want) {
+                events_line(row, &mut line);
+                if !body.try_push(&line, limit) {
+                    let too_large = || RunError::EventsLineTooLarge {
+                        run: self.meta.run_id.clone(),
+                        index: next,
+                        bytes: line.len(),
+                        limit,
+                    };
+                    if body.is_empty() {
+                        return Err(too_large());
+                    }
+                    let done = std::mem::replace(&mut body, StreamBody::new(EVENTS_FILE, next));
+                    self.flush(stream, key, acked, done, bar, Acked::Events)
+                        .await?;
+                    if !body.try_push(&line, limit) {
+                        return Err(too_large());
+                    }
+                }
+                next += 1;
+            }
+        }
+        if !body.is_empty() {
+            self.flush(stream, key, acked, body, bar, Acked::Events)
                 .await?;
         }
         Ok(())

@@ -25,7 +25,8 @@ impl RunState {
 }
 
 /// One run as the sync sees it. History and log lines are read page by page through the
-/// source; `history_len` (rows, one per step) and `log_len` say how many exist now.
+/// source; `history_len` (rows, one per step), `log_len` and `events_len` (system samples)
+/// say how many exist now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunMeta {
     /// TowerLab's run id (what `--run` selects).
@@ -46,6 +47,7 @@ pub struct RunMeta {
     pub status: RunState,
     pub history_len: u64,
     pub log_len: u64,
+    pub events_len: u64,
 }
 
 /// One logged step. `metrics` keys are unique; W&B charts slash-separated keys in sections

@@ -3,7 +3,10 @@
 //! device synchronisation to the step.
 
 pub mod flops;
+pub mod native;
 pub mod peak;
+pub mod profile;
+pub mod system;
 
 use std::time::{Duration, Instant};
 

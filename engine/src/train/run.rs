@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use experiments::experts::{HubEnv, Loads};
 use experiments::Settings;
@@ -23,6 +24,8 @@ use crate::device::{device_name, resolve_device};
 use crate::error::{CheckpointError, InputError};
 use crate::model::objectives::{compute_task, total_loss, Split};
 use crate::model::{ModelConfig, TowerModel};
+use crate::perf::profile::Recording;
+use crate::perf::system::SystemSampler;
 use crate::perf::{self, Shapes, StepMeter};
 use crate::weights::Mismatches;
 use crate::{EngineError, Result};
@@ -228,6 +231,21 @@ fn train(
         s.precision,
         s.peak_tflops,
     );
+    // System metrics on a thread of their own, tagged with the latest step; joined when the
+    // loop returns, so no sample comes after the run's last event.
+    let step_now = Arc::new(AtomicU64::new(state.step));
+    let _sampler = (s.system_interval_s > 0.0).then(|| {
+        SystemSampler::start(
+            Duration::from_secs_f64(s.system_interval_s),
+            device,
+            Arc::clone(&step_now),
+            events.clone(),
+        )
+    });
+    let mut profile = Profile {
+        left: u64::try_from(s.profile_steps).unwrap_or(0),
+        recording: None,
+    };
     let mut meter = StepMeter::default();
     let mut micro_in_step = 0u64;
     let mut sums = super::metrics::WeightedSums::new();
@@ -239,6 +257,9 @@ fn train(
         let mut batches = data.train_epoch(epoch, start);
         let mut index = start as u64;
         loop {
+            if micro_in_step == 0 {
+                profile.before_step(state.step + 1, device, events);
+            }
             meter.waiting();
             let t_wait = Instant::now();
             let Some(batch) = batches.next() else { break };
@@ -289,6 +310,7 @@ fn train(
             opt.zero_grad();
             state.step += 1;
             *step_out = state.step;
+            step_now.store(state.step, Ordering::Relaxed);
             state.epoch = epoch;
             state.batch_in_epoch = index;
             state.optimizer_step = opt.steps_taken();
@@ -307,8 +329,10 @@ fn train(
                 step: state.step,
                 metrics,
             });
-
             let done = state.step >= total_steps;
+            let stopping = done || cancel.load(Ordering::Relaxed);
+            profile.after_step(state.step, stopping, &job.run_dir, events);
+
             let val_due = s.val_check_steps > 0 && state.step % s.val_check_steps as u64 == 0;
             if done {
                 send_train_epoch(&objectives, &mut state, events);
@@ -344,6 +368,56 @@ fn train(
         if s.val_check_steps <= 0 {
             evaluate_and_checkpoint(job, &model, &vs, &opt, data, &mut state, events)?;
         }
+    }
+}
+
+/// `profile_steps`: the next steps still to record and the recording in progress.
+struct Profile {
+    left: u64,
+    recording: Option<Recording>,
+}
+
+impl Profile {
+    /// Starts recording before step `step` when steps are left to record.
+    fn before_step(&mut self, step: u64, device: tch::Device, events: &Sender<Event>) {
+        if self.left == 0 || self.recording.is_some() {
+            return;
+        }
+        match Recording::start(step, device.is_cuda()) {
+            Ok(r) => self.recording = Some(r),
+            Err(e) => {
+                self.left = 0;
+                let _ = events.send(Event::Log {
+                    message: format!("profile_steps: no profile: {e}"),
+                });
+            }
+        }
+    }
+
+    /// After step `step`: writes the trace once the steps asked for are recorded, or now when
+    /// the run `stopping` (its last step, or a stop request).
+    fn after_step(&mut self, step: u64, stopping: bool, run_dir: &Path, events: &Sender<Event>) {
+        let Some(first) = self.recording.as_ref().map(Recording::first) else {
+            return;
+        };
+        if step + 1 - first < self.left && !stopping {
+            return;
+        }
+        self.left = 0;
+        let Some(recording) = self.recording.take() else {
+            return;
+        };
+        let message = match recording.finish(run_dir, step) {
+            Ok(path) => format!(
+                "profile of steps {first}-{step} written to {} (open it in Perfetto, \
+                 https://ui.perfetto.dev, or chrome://tracing)",
+                path.display()
+            ),
+            Err(e) => {
+                format!("profile_steps: the profile of steps {first}-{step} was not written: {e}")
+            }
+        };
+        let _ = events.send(Event::Log { message });
     }
 }
 

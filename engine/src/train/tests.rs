@@ -725,3 +725,125 @@ fn perf_metrics_measure_the_steps_wall_time() {
          of steps, {wall:.3} s wall)"
     );
 }
+
+/// `system/` metrics come from their own thread while the run trains, tagged with a step the
+/// run has reached, and none after the run's last event.
+#[test]
+fn system_metrics_are_sampled_while_the_run_trains() {
+    let steps = 6;
+    let mut s = settings(steps);
+    s.val_check_steps = 0;
+    s.system_interval_s = 0.02;
+    let data = RandomVqa {
+        settings: s.clone(),
+        batches: 2 * steps as usize,
+        poison_at: None,
+    };
+    let (tx, rx) = mpsc::channel();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_with_data(
+        &job(dir.path(), s, false),
+        &data,
+        &tx,
+        &AtomicBool::new(false),
+    );
+    assert_eq!(out, Outcome::Finished { step: steps as u64 });
+    let events: Vec<Event> = rx.try_iter().collect();
+    let samples: Vec<(u64, &Vec<(String, f64)>)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::System { step, metrics } => Some((*step, metrics)),
+            _ => None,
+        })
+        .collect();
+    assert!(!samples.is_empty(), "no system sample in {events:?}");
+    for (step, metrics) in &samples {
+        assert!(*step <= steps as u64);
+        let rss = metrics
+            .iter()
+            .find(|(k, _)| k == crate::perf::system::PROC_RSS_MB)
+            .map(|(_, v)| *v)
+            .expect("RSS in every sample");
+        assert!(rss > 10.0, "{rss} MiB");
+        assert!(metrics.iter().all(|(k, _)| k.starts_with("system/")));
+    }
+    assert!(matches!(events.last(), Some(Event::Finished { .. })));
+    // Off: none.
+    let mut s = settings(2);
+    s.system_interval_s = 0.0;
+    let data = RandomVqa {
+        settings: s.clone(),
+        batches: 4,
+        poison_at: None,
+    };
+    let (tx, rx) = mpsc::channel();
+    let dir = tempfile::tempdir().unwrap();
+    run_with_data(
+        &job(dir.path(), s, false),
+        &data,
+        &tx,
+        &AtomicBool::new(false),
+    );
+    assert!(!rx.try_iter().any(|e| matches!(e, Event::System { .. })));
+}
+
+/// `profile_steps = 2` records the first two steps with libtorch's profiler into the run
+/// folder: a Chrome trace (JSON `traceEvents`) holding the ops of the forward and backward
+/// passes and the optimiser's, and the run says where it is. The only profiling test of this
+/// binary (libtorch has one profiler per process).
+#[test]
+fn profile_steps_writes_a_chrome_trace_of_those_steps() {
+    let mut s = settings(4);
+    s.val_check_steps = 0;
+    s.profile_steps = 2;
+    let data = RandomVqa {
+        settings: s.clone(),
+        batches: 8,
+        poison_at: None,
+    };
+    let (tx, rx) = mpsc::channel();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_with_data(
+        &job(dir.path(), s, false),
+        &data,
+        &tx,
+        &AtomicBool::new(false),
+    );
+    assert_eq!(out, Outcome::Finished { step: 4 });
+    let path = dir.path().join("profile/steps-1-2.trace.json");
+    let logs: Vec<String> = rx
+        .try_iter()
+        .filter_map(|e| match e {
+            Event::Log { message } => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        logs.iter()
+            .any(|m| m.contains("profile of steps 1-2") && m.contains(&path.display().to_string())),
+        "{logs:?}"
+    );
+    let trace: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("the trace")).unwrap();
+    let names: std::collections::BTreeSet<&str> = trace["traceEvents"]
+        .as_array()
+        .expect("a Chrome trace has traceEvents")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    // Forward (matrix products, softmax, layer norm), backward (autograd's nodes) and the
+    // optimiser's parameter updates.
+    for op in ["aten::addmm", "aten::softmax", "aten::layer_norm"] {
+        assert!(names.contains(op), "{op} not in the trace: {names:?}");
+    }
+    assert!(
+        names.iter().any(|n| n.contains("Backward")),
+        "no backward op in {names:?}"
+    );
+    // Only that trace: nothing half-written left beside it.
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("profile"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+}

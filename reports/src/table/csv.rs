@@ -44,6 +44,9 @@ pub fn render_csv(table: &Table) -> String {
     let mut header: Vec<String> = vec!["cell".into()];
     header.extend(axis_cols);
     header.extend(FIXED[1..].iter().map(|s| s.to_string()));
+    if table.compute {
+        header.extend(["gpu_hours".to_string(), "cpu_hours".to_string()]);
+    }
     push_record(&mut out, &header);
 
     for row in &table.rows {
@@ -85,6 +88,10 @@ pub fn render_csv(table: &Table) -> String {
                     .map(|c| c.significance().mark().to_string())
                     .unwrap_or_default(),
             ]);
+            if table.compute {
+                rec.push(opt(row.compute.map(|c| c.gpu_hours)));
+                rec.push(opt(row.compute.map(|c| c.cpu_hours)));
+            }
             push_record(&mut out, &rec);
         }
     }

@@ -17,7 +17,7 @@ pub fn render_latex(table: &Table) -> String {
 
     let n_axes = axis_headers(table).len();
     let p_cols = table.p_values && table.baseline.is_some();
-    let numeric = table.metrics.len() * if p_cols { 2 } else { 1 };
+    let numeric = table.metrics.len() * if p_cols { 2 } else { 1 } + usize::from(table.compute);
     let spec = format!("{}l{}", "l".repeat(n_axes), "r".repeat(numeric));
     out.push_str(&format!("\\begin{{tabular}}{{{spec}}}\n\\toprule\n"));
 
@@ -35,6 +35,9 @@ pub fn render_latex(table: &Table) -> String {
         if p_cols {
             header.push(format!("$p$ ({})", escape_latex(m.label())));
         }
+    }
+    if table.compute {
+        header.push("Compute".into());
     }
     push_row(&mut out, &header);
     out.push_str("\\midrule\n");
@@ -56,6 +59,9 @@ pub fn render_latex(table: &Table) -> String {
             if p_cols {
                 cells.push(e.comparison.map_or_else(|| "--".into(), |c| p_cell(&c)));
             }
+        }
+        if table.compute {
+            cells.push(super::markdown::compute_cell(row).replace('—', "--"));
         }
         push_row(&mut out, &cells);
     }

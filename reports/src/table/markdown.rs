@@ -21,7 +21,10 @@ pub fn render_markdown(table: &Table) -> String {
             header.push(format!("p ({})", escape_md(m.label())));
         }
     }
-    let numeric = table.metrics.len() * if p_cols { 2 } else { 1 };
+    if table.compute {
+        header.push("Compute".into());
+    }
+    let numeric = table.metrics.len() * if p_cols { 2 } else { 1 } + usize::from(table.compute);
     let mut align: Vec<&str> = vec!["---"; header.len() - numeric];
     align.extend(std::iter::repeat_n("--:", numeric));
     push_row(&mut out, &header);
@@ -50,6 +53,9 @@ pub fn render_markdown(table: &Table) -> String {
                         .map_or_else(|| "—".into(), |c| escape_md(&c.p_text())),
                 );
             }
+        }
+        if table.compute {
+            cells.push(compute_cell(row));
         }
         push_row(&mut out, &cells);
     }
@@ -81,6 +87,14 @@ fn entry(e: &Entry, d: usize) -> String {
         ));
     }
     text
+}
+
+/// A row's compute: `1.25 GPU-h`, or `—` when the cell has no finished run.
+pub(super) fn compute_cell(row: &super::Row) -> String {
+    match row.compute {
+        Some(c) if c.gpu_hours + c.cpu_hours > 0.0 => c.text(),
+        _ => "—".into(),
+    }
 }
 
 pub(super) fn axis_headers(table: &Table) -> Vec<String> {
@@ -132,6 +146,12 @@ pub(super) fn legend(table: &Table, best: &str) -> String {
         .collect();
     if !policies.is_empty() {
         s.push_str(&format!(" Per-run value: {}.", policies.join("; ")));
+    }
+    if table.compute {
+        s.push_str(
+            " Compute: wall time × devices of the cell's finished runs (GPU-h on CUDA, CPU-h \
+             otherwise), summed over seeds, its pre-training run counted once.",
+        );
     }
     s
 }

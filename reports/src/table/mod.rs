@@ -35,6 +35,8 @@ pub struct Table {
     /// Markdown and LaTeX add a p-value column (with the test used) per metric; the CSV always
     /// has them.
     pub p_values: bool,
+    /// Every format adds a compute column (GPU-/CPU-hours per cell): the input carried compute.
+    pub compute: bool,
 }
 
 /// One grid cell.
@@ -47,6 +49,9 @@ pub struct Row {
     pub coverage: SeedCoverage,
     /// One entry per metric column.
     pub entries: Vec<Entry>,
+    /// GPU- and CPU-hours of the cell's finished runs (seeds summed, its pre-training run
+    /// once); `None` when the input carries none.
+    pub compute: Option<crate::cost::Compute>,
 }
 
 /// One (cell, metric) statistic.
@@ -179,6 +184,7 @@ pub fn build_table(input: &ReportInput) -> Result<Table> {
                 is_baseline: input.baseline.as_deref() == Some(cell.key.as_str()),
                 coverage,
                 entries,
+                compute: crate::cost::cell_compute(input, &cell.key),
             }
         })
         .collect();
@@ -228,6 +234,7 @@ pub fn build_table(input: &ReportInput) -> Result<Table> {
         rows,
         run_values,
         p_values: false,
+        compute: !input.compute.is_empty(),
     })
 }
 

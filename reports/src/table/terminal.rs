@@ -11,6 +11,9 @@ pub fn render_terminal(table: &Table) -> String {
         header.push(format!("{} {}", m.label(), arrow(m.goal)));
     }
     let first_metric = header.len() - table.metrics.len();
+    if table.compute {
+        header.push("Compute".into());
+    }
     let mut rows: Vec<Vec<String>> = Vec::with_capacity(table.rows.len());
     for row in &table.rows {
         let mut cells: Vec<String> = if table.axes.is_empty() {
@@ -26,6 +29,9 @@ pub fn render_terminal(table: &Table) -> String {
         cells.push(row.coverage.describe());
         for (e, &d) in row.entries.iter().zip(&table.decimals) {
             cells.push(entry(e, d));
+        }
+        if table.compute {
+            cells.push(super::markdown::compute_cell(row).replace('—', "-"));
         }
         rows.push(
             cells

@@ -315,3 +315,63 @@ fn p_values_read_at_their_size() {
     assert_eq!(p_fixed(0.00456), "0.0046");
     assert_eq!(p_fixed(0.0004), "< 0.001");
 }
+
+#[test]
+fn a_compute_column_per_cell_when_the_input_carries_compute() {
+    use crate::cost::RunCompute;
+    let run = |id: &str, device: &str, wall_s: f64, pretrain: bool| RunCompute {
+        run_id: id.into(),
+        device: device.into(),
+        devices: 1,
+        wall_s,
+        pretrain,
+    };
+    let cells = vec![
+        cell("a", "base", &[(0, 0.50, 1.0), (1, 0.52, 1.2)]),
+        cell("b", "vlp", &[(0, 0.60, 1.5), (1, 0.62, 1.7)]),
+    ];
+    let plain = build_table(&input(cells.clone())).unwrap();
+    assert!(!render_markdown(&plain).contains("Compute"));
+    assert!(!render_csv(&plain).contains("gpu_hours"));
+    let mut with = input(cells);
+    let pre = run("p", "cuda:0", 3600.0, true);
+    with.compute = BTreeMap::from([
+        (
+            "a".to_string(),
+            vec![
+                run("a-0", "cuda:0", 900.0, false),
+                run("a-1", "cuda:0", 900.0, false),
+            ],
+        ),
+        (
+            "b".to_string(),
+            vec![
+                pre.clone(),
+                run("b-0", "cuda:0", 1800.0, false),
+                pre,
+                run("b-1", "cuda:0", 1800.0, false),
+            ],
+        ),
+    ]);
+    let t = build_table(&with).unwrap();
+    let md = render_markdown(&t);
+    assert!(md.contains("| loss ↓ | Compute |"), "{md}");
+    assert!(md.contains("| 0.50 GPU-h |"), "{md}");
+    // Two seeds of half an hour and the pre-training hour once.
+    assert!(md.contains("| 2.00 GPU-h |"), "{md}");
+    assert!(md.contains("pre-training run counted once"), "{md}");
+    let term = render_terminal(&t);
+    assert!(term.lines().nth(1).unwrap().ends_with("Compute"), "{term}");
+    let csv = render_csv(&t);
+    assert!(
+        csv.lines().any(|l| l.ends_with(",gpu_hours,cpu_hours")),
+        "{csv}"
+    );
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("b,") && l.ends_with(",2.0,0.0")),
+        "{csv}"
+    );
+    let tex = render_latex(&t);
+    assert!(tex.contains("& Compute \\\\"), "{tex}");
+}

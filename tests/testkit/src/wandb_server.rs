@@ -103,6 +103,14 @@ impl RunRecord {
             .map(|l| serde_json::from_str(l).expect("history line is JSON"))
             .collect()
     }
+
+    /// The `wandb-events.jsonl` lines (system samples), parsed.
+    pub fn events(&self) -> Vec<Value> {
+        self.lines("wandb-events.jsonl")
+            .iter()
+            .map(|l| serde_json::from_str(l).expect("events line is JSON"))
+            .collect()
+    }
 }
 
 #[derive(Debug, Default)]

@@ -31,6 +31,32 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     draw_logs(frame, logs, app, id);
 }
 
+/// Throughput and MFU, then memory and the time left (`experiments::cost`), for a run that
+/// reported any of them or is running.
+fn cost_lines(run: &crate::tui::model::RunSummary, width: usize) -> Vec<String> {
+    use experiments::cost::{eta_text, run_eta_s, Glance};
+    let glance = Glance::of(
+        run.summaries
+            .iter()
+            .filter_map(|s| s.last.map(|v| (s.key.as_str(), v))),
+    );
+    let running = run.status == crate::tui::model::RunStatus::Running;
+    if glance.is_empty() && !running {
+        return Vec::new();
+    }
+    let mut second = glance.memory_text();
+    if running {
+        let eta = run
+            .progress
+            .and_then(|(s, t)| run_eta_s(s.max(0) as u64, t.max(0) as u64, glance.step_time_s));
+        second.push_str(&format!(" · ETA {}", eta_text(eta)));
+    }
+    vec![
+        ellipsize(&glance.throughput_text(), width),
+        ellipsize(&second, width),
+    ]
+}
+
 fn draw_info(frame: &mut Frame, area: Rect, app: &App, id: i64) {
     let width = area.width.saturating_sub(2) as usize;
     let dim = Style::new().fg(Color::DarkGray);
@@ -65,6 +91,9 @@ fn draw_info(frame: &mut Frame, area: Rect, app: &App, id: i64) {
                 .unwrap_or_default(),
         ),
     ]));
+    for line in cost_lines(run, width) {
+        lines.push(Line::from(Span::styled(line, Style::new().fg(Color::Gray))));
+    }
     // The full cell: every axis with its whole name (the table abbreviates them).
     let cell = run
         .axes
@@ -319,4 +348,70 @@ fn draw_logs(frame: &mut Frame, area: Rect, app: &App, id: i64) {
             .block(pane(" log (last lines) ")),
         area,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::model::{MetricSummary, RunStatus, RunSummary};
+
+    fn run(status: RunStatus, summaries: &[(&str, f64)]) -> RunSummary {
+        RunSummary {
+            id: 1,
+            experiment: "e".into(),
+            cell: None,
+            axes: Vec::new(),
+            status,
+            progress: Some((400, 1000)),
+            started_ms: Some(0),
+            ended_ms: None,
+            heartbeat_ms: None,
+            worker: None,
+            failure_class: None,
+            failure_message: None,
+            summaries: summaries
+                .iter()
+                .map(|(k, v)| MetricSummary {
+                    key: (*k).into(),
+                    goal: None,
+                    last: Some(*v),
+                    best: Some(*v),
+                    min: Some(*v),
+                    max: Some(*v),
+                    count: 1,
+                })
+                .collect(),
+            in_plan: None,
+        }
+    }
+
+    #[test]
+    fn a_running_run_shows_throughput_mfu_memory_and_its_eta() {
+        let r = run(
+            RunStatus::Running,
+            &[
+                ("perf/samples_per_s", 256.0),
+                ("perf/step_time_s", 0.5),
+                ("perf/mfu", 0.42),
+                ("system/proc/rss_mb", 3072.0),
+                ("system/gpu/0/peak_allocated_mb", 40960.0),
+            ],
+        );
+        assert_eq!(
+            cost_lines(&r, 60),
+            [
+                "256 samples/s · MFU 42.0%",
+                "RSS 3.0 GiB · GPU 40.0 GiB · ETA 5 min 00 s"
+            ]
+        );
+        // Nothing measured yet: every figure unknown, never a made-up one.
+        assert_eq!(
+            cost_lines(&run(RunStatus::Running, &[]), 60),
+            ["– samples/s · MFU –", "RSS – · ETA –"]
+        );
+        // A finished run without telemetry has no such lines; one with it has no ETA.
+        assert!(cost_lines(&run(RunStatus::Finished, &[]), 60).is_empty());
+        let done = run(RunStatus::Finished, &[("perf/samples_per_s", 10.0)]);
+        assert_eq!(cost_lines(&done, 60)[1], "RSS –");
+    }
 }

@@ -107,6 +107,7 @@ fn draw_plan(frame: &mut Frame, area: Rect, app: &App) {
             Style::new().fg(cell_color(*state)),
         ));
     }
+
     // A cell with a run reads as that run does in the runs table; the others from their key.
     let keys: Vec<&str> = plan.cells.iter().map(|c| c.cell_key.as_str()).collect();
     let parsed = crate::tui::axes::plan_column(&keys);
@@ -143,10 +144,15 @@ fn draw_plan(frame: &mut Frame, area: Rect, app: &App) {
         Row::new(vec!["cell", "state", "run", "prog"])
             .style(Style::new().fg(Color::Gray).add_modifier(Modifier::BOLD)),
     )
-    .block(focus_pane(
-        Line::from(title),
-        app.sweep_pane == SweepPane::Cells,
-    ))
+    .block(
+        focus_pane(Line::from(title), app.sweep_pane == SweepPane::Cells).title_bottom(
+            Line::from(format!(
+                " ETA {} ",
+                experiments::cost::eta_text(grid_eta_s(app, plan))
+            ))
+            .right_aligned(),
+        ),
+    )
     // The marker shows where the keys go without colours, too.
     .highlight_symbol("› ")
     .row_highlight_style(focus_style(app.sweep_pane == SweepPane::Cells));
@@ -154,6 +160,66 @@ fn draw_plan(frame: &mut Frame, area: Rect, app: &App) {
         (app.sweep_pane == SweepPane::Cells && !plan.cells.is_empty()).then_some(app.cell_cursor),
     );
     frame.render_stateful_widget(table, area, &mut state);
+}
+
+/// The grid's time left: its cells not done, each at the mean wall time of the finished runs
+/// of its cell's other seeds (else of the grid's, or the pre-training runs'), running ones from
+/// their own progress; unknown when a cell has nothing comparable.
+fn grid_eta_s(app: &App, plan: &crate::tui::model::Plan) -> Option<f64> {
+    use experiments::cost::{grid_eta_s, run_eta_s, RunDone, RunLeft, Running};
+    // `seed=N` apart, a cell's seeds are one cell; pre-training runs are their own kind.
+    let cell_of = |key: &str| {
+        key.split(',')
+            .filter(|part| !part.starts_with("seed="))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let kind_of = |key: &str| {
+        if key.starts_with("pretrain") {
+            "pretrain"
+        } else {
+            "grid"
+        }
+    };
+    let mut done = Vec::new();
+    let mut left = Vec::new();
+    let mut running = 0;
+    for c in &plan.cells {
+        let run = c.run.and_then(|r| app.run_by_id(r));
+        if c.state == CellState::Done {
+            if let Some(ms) = run
+                .and_then(|r| r.ended_ms.zip(r.started_ms))
+                .map(|(e, s)| e - s)
+            {
+                done.push(RunDone {
+                    cell: cell_of(&c.cell_key),
+                    kind: kind_of(&c.cell_key).into(),
+                    wall_s: ms as f64 / 1000.0,
+                });
+            }
+            continue;
+        }
+        let now = matches!(c.state, CellState::Running | CellState::Unresponsive);
+        running += usize::from(now);
+        let own = run.filter(|_| now).map(|r| {
+            let step_time = r
+                .summary(experiments::cost::names::STEP_TIME_S)
+                .and_then(|s| s.last);
+            let eta = r
+                .progress
+                .and_then(|(s, t)| run_eta_s(s.max(0) as u64, t.max(0) as u64, step_time));
+            match eta {
+                Some(eta) => Running::Eta(eta),
+                None => Running::Elapsed(r.duration_ms(app.now_ms).unwrap_or(0) as f64 / 1000.0),
+            }
+        });
+        left.push(RunLeft {
+            cell: cell_of(&c.cell_key),
+            kind: kind_of(&c.cell_key).into(),
+            running: own,
+        });
+    }
+    grid_eta_s(&left, &done, running)
 }
 
 fn draw_workers(frame: &mut Frame, area: Rect, app: &App) {
