@@ -350,6 +350,32 @@ fn vlp_fine_tuning_tasks_wait_for_their_pre_training_job() {
     }
     let ls = env.ok(&["ls"]);
     assert!(ls.contains("PENDING (Dependency)"), "{ls}");
+    // `show` and the TUI's run view say the same of a fine-tuning run.
+    let ft = env
+        .runs()
+        .into_iter()
+        .find(|r| r.task != "pretrain")
+        .unwrap();
+    let shown = env.ok(&["show", &ft.id.to_string()]);
+    assert!(
+        shown.contains(&format!("slurm       job {ft_job}_"))
+            && shown.contains("PENDING (Dependency)"),
+        "{shown}"
+    );
+    // The TUI runs squeue itself, as a user's does, with the cluster's configuration.
+    // (Only this test calls squeue in the test's own process.)
+    std::env::set_var("SLURM_CONF", &env.cluster.conf);
+    let mut source = app::tui::StoreSource::open(&env.db()).unwrap();
+    let detail = app::tui::TuiSource::run_detail(&mut source, ft.id.0, 5)
+        .unwrap()
+        .unwrap();
+    let scheduler = detail.scheduler.unwrap_or_default();
+    assert!(
+        scheduler.starts_with(&format!("job {ft_job}_"))
+            && scheduler.ends_with("PENDING (Dependency)"),
+        "{scheduler}"
+    );
+    drop(source);
     assert!(
         env.runs()
             .iter()

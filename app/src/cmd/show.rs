@@ -102,22 +102,10 @@ pub fn run(db: &Path, args: ShowArgs) -> anyhow::Result<()> {
             "run dir     {}",
             runner::worker::run_dir(&ws.runs_dir, &r.hash).display()
         );
-        let jobs = store.slurm_job_history(r.id).await?;
-        if let Some(current) = jobs.last() {
-            let task = current.task_name();
-            let state = match runner::slurm::task_states(&[current.job_id].into()) {
-                Ok(states) => states
-                    .get(&task)
-                    .map_or("not known to squeue (ended)".to_string(), |s| s.describe()),
-                Err(e) => format!("state unknown: {e}"),
-            };
-            let _ = writeln!(out, "slurm       job {task}: {state}");
-            if jobs.len() > 1 {
-                let earlier: Vec<String> = jobs[..jobs.len() - 1]
-                    .iter()
-                    .map(store::SlurmJob::task_name)
-                    .collect();
-                let _ = writeln!(out, "            earlier jobs {}", earlier.join(", "));
+        if let Some(job) = runner::slurm::run_job_state(&store, r.id).await? {
+            let _ = writeln!(out, "slurm       {}", job.describe());
+            if !job.earlier.is_empty() {
+                let _ = writeln!(out, "            earlier jobs {}", job.earlier.join(", "));
             }
         }
         let _ = writeln!(out, "\nconfig:");

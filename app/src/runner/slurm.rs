@@ -343,6 +343,48 @@ pub async fn jobs_with_states(
     Ok((jobs, task_states(&ids)))
 }
 
+/// What the scheduler says of a run's current Slurm task, for `show` and the TUI's run view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunJobState {
+    /// `<job>_<task>` of the newest submission.
+    pub task: String,
+    /// `RUNNING on node1`, `PENDING (Dependency)`, or why it is not known.
+    pub state: String,
+    /// The tasks of earlier submissions, oldest first.
+    pub earlier: Vec<String>,
+}
+
+impl RunJobState {
+    /// `job 12_3: RUNNING on node1`.
+    pub fn describe(&self) -> String {
+        format!("job {}: {}", self.task, self.state)
+    }
+}
+
+/// The run's Slurm task and its state in `squeue`; `None` for a run never submitted to Slurm.
+pub async fn run_job_state(store: &Store, run: RunId) -> anyhow::Result<Option<RunJobState>> {
+    let jobs = store.slurm_job_history(run).await?;
+    let Some(current) = jobs.last() else {
+        return Ok(None);
+    };
+    let task = current.task_name();
+    let state = match task_states(&[current.job_id].into()) {
+        Ok(states) => states
+            .get(&task)
+            .map_or("not known to squeue (ended)".to_string(), |s| s.describe()),
+        Err(e) => format!("state unknown: {e}"),
+    };
+    let earlier = jobs[..jobs.len() - 1]
+        .iter()
+        .map(SlurmJob::task_name)
+        .collect();
+    Ok(Some(RunJobState {
+        task,
+        state,
+        earlier,
+    }))
+}
+
 /// Fails, saying what is missing, when this machine cannot submit Slurm jobs.
 pub fn check_available() -> Result<(), SlurmError> {
     output("sbatch", &["--version".to_string()]).map(|_| ())

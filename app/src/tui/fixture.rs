@@ -238,6 +238,7 @@ impl TuiSource for FixtureSource {
             run: r,
             config,
             log_tail: log_tail.split_off(skip),
+            scheduler: None,
         }))
     }
 

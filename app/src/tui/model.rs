@@ -101,6 +101,9 @@ pub struct RunDetail {
     pub metric_keys: Vec<String>,
     /// The newest log lines, oldest first.
     pub log_tail: Vec<LogLine>,
+    /// What Slurm says of the run's task (`job 12_3: PENDING (Dependency)`), for a run
+    /// submitted to Slurm.
+    pub scheduler: Option<String>,
 }
 
 /// One metric of one run over steps.

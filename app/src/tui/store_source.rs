@@ -238,6 +238,12 @@ impl TuiSource for StoreSource {
             .rt
             .block_on(self.store.log_tail(id, log_lines as i64))
             .map_err(err)?;
+        // Read again whenever the store changes (a running task heartbeats).
+        let scheduler = self
+            .rt
+            .block_on(crate::runner::slurm::run_job_state(&self.store, id))
+            .map_err(err)?
+            .map(|j| j.describe());
         Ok(Some(RunDetail {
             run: run_summary(&d.run, &d.summaries),
             config: d
@@ -253,6 +259,7 @@ impl TuiSource for StoreSource {
                     text: l.text,
                 })
                 .collect(),
+            scheduler,
         }))
     }
 

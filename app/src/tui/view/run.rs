@@ -113,6 +113,13 @@ fn draw_info(frame: &mut Frame, area: Rect, app: &App, id: i64) {
             dim,
         )));
     }
+    // The scheduler's view beside TowerLab's: pending with its reason, running on a node.
+    if let Some(job) = app.details.get(&id).and_then(|d| d.scheduler.as_ref()) {
+        lines.push(Line::from(Span::styled(
+            ellipsize(&format!("slurm {job}"), width),
+            Style::new().fg(Color::Gray),
+        )));
+    }
     if run.status.is_failure() || run.failure_class.is_some() {
         let red = Style::new().fg(Color::Red);
         lines.push(Line::from(Span::styled(
@@ -413,5 +420,39 @@ mod tests {
         assert!(cost_lines(&run(RunStatus::Finished, &[]), 60).is_empty());
         let done = run(RunStatus::Finished, &[("perf/samples_per_s", 10.0)]);
         assert_eq!(cost_lines(&done, 60)[1], "RSS –");
+    }
+
+    /// The run view of a run submitted to Slurm shows what the scheduler says of its task.
+    #[test]
+    fn a_slurm_run_shows_its_task_state() {
+        use crate::tui::model::RunDetail;
+        use ratatui::backend::TestBackend;
+        let mut app = App::new("test");
+        let r = run(RunStatus::Queued, &[]);
+        app.set_runs(vec![r.clone()]);
+        app.open_run = Some(1);
+        app.details.insert(
+            1,
+            RunDetail {
+                run: r,
+                config: Vec::new(),
+                metric_keys: Vec::new(),
+                log_tail: Vec::new(),
+                scheduler: Some("job 12_3: PENDING (Dependency)".into()),
+            },
+        );
+        let mut terminal = ratatui::Terminal::new(TestBackend::new(80, 24)).unwrap();
+        terminal.draw(|f| draw(f, f.area(), &app)).unwrap();
+        let text: String = terminal
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        assert!(
+            text.contains("slurm job 12_3: PENDING (Dependency)"),
+            "{text}"
+        );
     }
 }
