@@ -33,6 +33,7 @@ async fn older_migrator(
     let mut files: Vec<_> = std::fs::read_dir(&src)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
         .collect();
     files.sort();
     pick(&mut files);
@@ -54,7 +55,7 @@ async fn open_creates_the_directory_uses_wal_and_keeps_data_across_reopens() {
     assert!(path.exists());
     assert_eq!(store.path(), path);
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(store.pool())
+        .fetch_one(store.sqlite_pool().unwrap())
         .await
         .unwrap();
     assert_eq!(mode, "wal");
@@ -248,7 +249,7 @@ async fn artifacts_survive_the_predictions_kind_migration() {
         .unwrap();
     assert_eq!(store.artifacts(run).await.unwrap().len(), 2);
     sqlx::query("DELETE FROM runs WHERE id = 1")
-        .execute(store.pool())
+        .execute(store.sqlite_pool().unwrap())
         .await
         .unwrap();
     assert!(store.artifacts(run).await.unwrap().is_empty());
