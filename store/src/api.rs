@@ -374,4 +374,33 @@ impl Store {
     pub async fn workers(&self, live_within: Option<Duration>) -> Result<Vec<WorkerRow>> {
         dispatch!(self, b => b.workers(live_within).await)
     }
+
+    // for exporters and the TUI
+
+    /// A number that changes whenever anything was committed to the store, by any process: the
+    /// TUI's signal to refresh. (On SQLite it is per connection: keep one connection.)
+    pub async fn change_token(&self) -> Result<i64> {
+        dispatch!(self, b => b.change_token().await)
+    }
+
+    /// The manager weights of `run` at steps above `after` (all with `None`) up to `upto`, by
+    /// step, modality, layer and expert.
+    pub async fn manager_weights_between(
+        &self,
+        run: RunId,
+        after: Option<i64>,
+        upto: i64,
+    ) -> Result<Vec<ManagerWeightRow>> {
+        dispatch!(self, b => b.manager_weights_between(run, after, upto).await)
+    }
+
+    /// The highest step of `run` with a metric point or manager weights.
+    pub async fn newest_step(&self, run: RunId) -> Result<Option<i64>> {
+        dispatch!(self, b => b.newest_step(run).await)
+    }
+
+    /// How many distinct steps `run` has points or manager weights at, and how many log lines.
+    pub async fn step_and_log_counts(&self, run: RunId) -> Result<(i64, i64)> {
+        dispatch!(self, b => b.step_and_log_counts(run).await)
+    }
 }

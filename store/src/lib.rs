@@ -17,6 +17,7 @@
 
 mod api;
 mod artifacts;
+mod copy;
 mod error;
 mod experiments;
 pub mod fs;
@@ -42,6 +43,7 @@ use sqlx::{PgPool, SqlitePool};
 /// The run vocabulary, from the domain crate (the store keeps it as text).
 pub use ::experiments::run::{ManagerWeight, Modality};
 pub use artifacts::NewArtifact;
+pub use copy::CopyReport;
 pub use error::{Result, StoreError};
 pub use lifecycle::{CancelOutcome, Claim, FailOutcome, HeartbeatReply, Lease, Progress, Reaped};
 pub use logs::NewLogLine;

@@ -78,4 +78,46 @@ impl Backend<'_> {
         .fetch_all(self.pool)
         .await?)
     }
+
+    pub(crate) async fn manager_weights_between(
+        &self,
+        run: RunId,
+        after: Option<i64>,
+        upto: i64,
+    ) -> Result<Vec<ManagerWeightRow>> {
+        Ok(sqlx::query_as::<_, ManagerWeightRow>(
+            "SELECT step, modality, layer, expert, weight FROM manager_weights \
+             WHERE run_id = $1 AND ($2 IS NULL OR step > $2) AND step <= $3 \
+             ORDER BY step, modality, layer, expert",
+        )
+        .bind(run)
+        .bind(after)
+        .bind(upto)
+        .fetch_all(self.pool)
+        .await?)
+    }
+
+    pub(crate) async fn newest_step(&self, run: RunId) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT max(step) FROM ( \
+                 SELECT max(step) AS step FROM metric_points WHERE run_id = $1 \
+                 UNION ALL SELECT max(step) FROM manager_weights WHERE run_id = $1) AS steps",
+        )
+        .bind(run)
+        .fetch_one(self.pool)
+        .await?)
+    }
+
+    pub(crate) async fn step_and_log_counts(&self, run: RunId) -> Result<(i64, i64)> {
+        Ok(sqlx::query_as(
+            "SELECT \
+               (SELECT COUNT(*) FROM ( \
+                  SELECT step FROM metric_points WHERE run_id = $1 \
+                  UNION SELECT step FROM manager_weights WHERE run_id = $1) AS steps), \
+               (SELECT COUNT(*) FROM log_lines WHERE run_id = $1)",
+        )
+        .bind(run)
+        .fetch_one(self.pool)
+        .await?)
+    }
 }

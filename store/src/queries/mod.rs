@@ -5,6 +5,7 @@
 pub(crate) use super::{insert_points, Backend, Conn, Db, DbRow, DIALECT};
 
 mod artifacts;
+mod copy;
 mod experiments;
 mod lifecycle;
 mod list_json;
@@ -24,6 +25,19 @@ impl Backend<'_> {
                 .fetch_one(self.pool)
                 .await?;
         Ok(v.unwrap_or(0))
+    }
+}
+
+impl Backend<'_> {
+    /// A number that changes whenever anything was committed to the store (by any process).
+    pub(crate) async fn change_token(&self) -> crate::Result<i64> {
+        let sql = match DIALECT {
+            // Per connection: the TUI's store has one.
+            crate::Dialect::Sqlite => "PRAGMA data_version",
+            // The write-ahead log's position moves with every commit on the server.
+            crate::Dialect::Postgres => "SELECT (pg_current_wal_lsn() - '0/0'::PG_LSN)::BIGINT",
+        };
+        Ok(sqlx::query_scalar(sql).fetch_one(self.pool).await?)
     }
 }
 
