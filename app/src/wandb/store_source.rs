@@ -82,16 +82,7 @@ impl StoreSource {
         if let Some(step) = last_step {
             summary.insert("_step".to_owned(), step.into());
         }
-        let (history_len, log_len): (i64, i64) = sqlx::query_as(
-            "SELECT \
-               (SELECT COUNT(*) FROM ( \
-                  SELECT step FROM metric_points WHERE run_id = ?1 \
-                  UNION SELECT step FROM manager_weights WHERE run_id = ?1)), \
-               (SELECT COUNT(*) FROM log_lines WHERE run_id = ?1)",
-        )
-        .bind(id)
-        .fetch_one(self.store.pool())
-        .await?;
+        let (history_len, log_len) = self.store.step_and_log_counts(id).await?;
         let running = matches!(
             row.status,
             store::RunStatus::Queued | store::RunStatus::Running
@@ -153,13 +144,7 @@ impl StoreSource {
 
     /// The highest step with a metric point or manager weights.
     async fn newest_step(&self, run: RunId) -> Result<Option<i64>, BoxError> {
-        Ok(sqlx::query_scalar(
-            "SELECT max(step) FROM (SELECT max(step) AS step FROM metric_points WHERE run_id = ?1 \
-             UNION ALL SELECT max(step) FROM manager_weights WHERE run_id = ?1)",
-        )
-        .bind(run)
-        .fetch_one(self.store.pool())
-        .await?)
+        Ok(self.store.newest_step(run).await?)
     }
 
     async fn started_ms(&self, run: RunId) -> Result<Option<i64>, BoxError> {
@@ -254,26 +239,21 @@ impl SyncSource for StoreSource {
         } else {
             metric_rows.last().map_or(i64::MAX, |r| r.step)
         };
-        let weights: Vec<(i64, String, i64, i64, Option<f64>)> = sqlx::query_as(
-            "SELECT step, modality, layer, expert, weight FROM manager_weights \
-             WHERE run_id = ?1 AND (?2 IS NULL OR step > ?2) AND step <= ?3 \
-             ORDER BY step, modality, layer, expert",
-        )
-        .bind(id)
-        .bind(after)
-        .bind(upto.min(open_step.map_or(i64::MAX, |s| s - 1)))
-        .fetch_all(self.store.pool())
-        .await?;
+        let weights = self
+            .store
+            .manager_weights_between(id, after, upto.min(open_step.map_or(i64::MAX, |s| s - 1)))
+            .await?;
         let started = self.started_ms(id).await?.unwrap_or(0);
         let mut by_step: BTreeMap<i64, (i64, Vec<(String, f64)>)> = BTreeMap::new();
         for row in metric_rows {
             by_step.insert(row.step, (row.wall_ms, row.values.into_iter().collect()));
         }
-        for (step, modality, layer, expert, weight) in weights {
-            let entry = by_step.entry(step).or_insert((0, Vec::new()));
+        for w in weights {
+            let entry = by_step.entry(w.step).or_insert((0, Vec::new()));
+            let v = w.value;
             entry.1.push((
-                manager_weight_key(&modality, usize::try_from(layer).unwrap_or(0), expert),
-                weight.unwrap_or(f64::NAN),
+                manager_weight_key(v.modality.as_str(), v.layer as usize, v.expert),
+                v.weight,
             ));
         }
         let mut out = Vec::with_capacity(
