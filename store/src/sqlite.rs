@@ -21,6 +21,9 @@ pub(crate) type Conn = sqlx::SqliteConnection;
 pub(crate) type DbRow = sqlx::sqlite::SqliteRow;
 pub(crate) const DIALECT: Dialect = Dialect::Sqlite;
 
+// The same files as the other backend's `queries`, on purpose: each query is written once and
+// compiled per backend.
+#[allow(clippy::duplicate_mod)]
 #[path = "queries/mod.rs"]
 pub(crate) mod queries;
 
