@@ -130,4 +130,23 @@ mod tests {
         assert!(err.contains("--db postgres://"), "{err}");
         assert!(refuse_network_fs(Path::new("/local/t.db"), &Fake(0xEF53)).is_ok());
     }
+
+    #[tokio::test]
+    async fn opening_a_store_on_nfs_is_refused_before_the_file_is_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("towerlab.db");
+        let options = crate::StoreOptions::default();
+        let err = open_sqlite_with_probe(&path, &options, &Fake(0x6969))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::NetworkFileSystem { fs: "NFS", .. }),
+            "{err}"
+        );
+        assert!(!path.exists());
+        let store = open_sqlite_with_probe(&path, &options, &Fake(0xEF53))
+            .await
+            .unwrap();
+        assert_eq!(store.backend(), crate::Backend::Sqlite);
+    }
 }

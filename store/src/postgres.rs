@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{Connection as _, PgPool};
 use tracing::debug;
 
 use crate::error::{Result, StoreError};
@@ -76,6 +76,14 @@ pub(crate) async fn open(url: &str, options: &StoreOptions) -> Result<Store> {
         source,
     };
     let connect: PgConnectOptions = url.parse().map_err(connect_err)?;
+    // One connection first: a pool retries a refused connection until its acquire timeout,
+    // which made a dead server or a wrong port wait 30 s for its message.
+    sqlx::PgConnection::connect_with(&connect)
+        .await
+        .map_err(connect_err)?
+        .close()
+        .await
+        .map_err(connect_err)?;
     let pool = PgPoolOptions::new()
         .max_connections(options.max_connections.max(1))
         .acquire_timeout(options.busy_timeout.max(Duration::from_secs(5)))

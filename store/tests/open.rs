@@ -254,3 +254,34 @@ async fn artifacts_survive_the_predictions_kind_migration() {
         .unwrap();
     assert!(store.artifacts(run).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_dead_postgres_server_is_one_clear_error_naming_the_url_without_its_password() {
+    // Nothing listens on port 1 of the loopback address.
+    let err = Store::open("postgres://lab:s3cret@127.0.0.1:1/towerlab")
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, store::StoreError::Connect { .. }), "{text}");
+    assert!(
+        text.contains("postgres://lab:***@127.0.0.1:1/towerlab"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+    let bad = Store::open("postgres://127.0.0.1:notaport/x")
+        .await
+        .unwrap_err();
+    assert!(matches!(bad, store::StoreError::Connect { .. }), "{bad}");
+}
+
+#[test]
+fn urls_are_shown_without_their_password() {
+    assert_eq!(
+        store::redact_url("postgres://u:p@h:5432/db?sslmode=require"),
+        "postgres://u:***@h:5432/db?sslmode=require"
+    );
+    assert_eq!(store::redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    assert_eq!(store::redact_url("towerlab.db"), "towerlab.db");
+    assert!(store::is_postgres_url("postgresql://h/db"));
+    assert!(!store::is_postgres_url("./postgres.db"));
+}
