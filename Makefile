@@ -10,7 +10,8 @@ demo: setup
 	cargo run --release -p app --bin towerlab -- demo
 
 # Tools the tests drive (tmux for the TUI's end-to-end test; slurmctld, slurmd, slurm-client and
-# munge for the Slurm executor's single-node test cluster), installed only when missing.
+# munge for the Slurm executor's single-node test cluster; postgresql for the store's tests on
+# PostgreSQL), installed only when missing.
 test-tools:
 	@./scripts/setup-test-tools.sh
 

@@ -2,7 +2,9 @@
 # Tools the test suite drives, installed only when missing and we are allowed to (root or
 # passwordless sudo): tmux (the TUI's end-to-end test runs the binary inside it) and a
 # single-node Slurm cluster's daemons and clients (the Slurm executor's tests start one with
-# scripts/slurm-test-cluster.sh). The tests that need a missing tool fail, naming it.
+# scripts/slurm-test-cluster.sh), and a PostgreSQL server (the store's tests run against both
+# backends on a server scripts/pg-test-server.sh starts). The tests that need a missing tool
+# fail, naming it.
 set -eu
 
 missing=""
@@ -11,6 +13,8 @@ command -v slurmctld >/dev/null 2>&1 || missing="$missing slurmctld"
 command -v slurmd >/dev/null 2>&1 || missing="$missing slurmd"
 command -v sbatch >/dev/null 2>&1 || missing="$missing slurm-client"
 command -v munged >/dev/null 2>&1 || missing="$missing munge"
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 ||
+    missing="$missing postgresql"
 
 if [ -z "$missing" ]; then
     exit 0

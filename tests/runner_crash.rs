@@ -1,7 +1,9 @@
 //! Process-level runner tests with the real `towerlab` binary and the real training loop:
 //! two workers sharing one store execute every run exactly once, and a sweep killed with
 //! SIGKILL mid-run finishes when started again, resuming the killed run from its checkpoint
-//! without duplicating or losing metric points.
+//! without duplicating or losing metric points. On a PostgreSQL store (a server
+//! scripts/pg-test-server.sh starts), two workers with different host names (each in its own
+//! UTS namespace, `unshare --uts`) claim every queued run once.
 //!
 //! The binary must be built with the training loop first (`cargo build -p app`); these tests
 //! find it beside their own executable in the target directory.
@@ -79,6 +81,63 @@ fn two_worker_processes_execute_every_run_exactly_once() {
             );
         }
         assert_complete_series(&store).await;
+    });
+}
+
+/// `towerlab ARGS --db DB` as host `host`: in a UTS namespace of its own, renamed (as a worker
+/// on another node of a cluster would be).
+fn spawn_on_host(dir: &Path, db: &str, host: &str, args: &[&str]) -> Child {
+    let towerlab = towerlab::binary();
+    Command::new("unshare")
+        .args(["--uts", "sh", "-c", "hostname \"$0\" && exec \"$@\"", host])
+        .arg(&towerlab)
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .current_dir(dir)
+        .env_remove("TOWERLAB_DB")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn two_workers_on_different_hosts_claim_every_run_once_on_postgres() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let db = store::testing::PgServer::shared().fresh_database_blocking();
+    std::fs::write(
+        dir.join("exp.toml"),
+        experiment(&dir.join("data"), "[0, 1, 2]"),
+    )
+    .unwrap();
+    finish(
+        spawn_on_host(dir, &db, "node-a", &["queue", "exp.toml"]),
+        "queue",
+    );
+    let a = spawn_on_host(dir, &db, "node-a", &["worker", "--once"]);
+    let b = spawn_on_host(dir, &db, "node-b", &["worker", "--once"]);
+    finish(a, "worker on node-a (unshare --uts needs root)");
+    finish(b, "worker on node-b");
+    rt().block_on(async {
+        let store = Store::open(&db).await.unwrap();
+        let runs = store.list_runs(&RunFilter::default()).await.unwrap();
+        assert_eq!(runs.len(), 6);
+        for r in &runs {
+            assert_eq!(
+                r.attempts, 1,
+                "run {} was claimed {} times",
+                r.id, r.attempts
+            );
+        }
+        let hosts: std::collections::BTreeSet<_> =
+            runs.iter().filter_map(|r| r.host.clone()).collect();
+        assert_eq!(
+            hosts,
+            ["node-a", "node-b"].map(String::from).into(),
+            "both workers claimed runs: {runs:#?}"
+        );
     });
 }
 

@@ -71,7 +71,7 @@ fn ensure_store(path: &PathBuf) -> (i64, Option<Duration>) {
     let points = rt().block_on(async {
         let store = store::Store::open(path).await.expect("open store");
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM metric_points")
-            .fetch_one(store.pool())
+            .fetch_one(store.sqlite_pool().expect("a SQLite store"))
             .await
             .expect("count");
         store.close().await;

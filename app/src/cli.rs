@@ -14,10 +14,11 @@ use clap::{Parser, Subcommand};
     propagate_version = true
 )]
 pub struct Cli {
-    /// The SQLite store (default: $TOWERLAB_DB, else ./towerlab.db).
+    /// The store: a SQLite file, or a PostgreSQL URL (postgres://USER@HOST:PORT/DATABASE) for
+    /// workers on several hosts (default: $TOWERLAB_DB, else ./towerlab.db).
     // Not clap's `env`: an empty TOWERLAB_DB would then be an invalid --db for every command,
     // even one that passes --db itself.
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH|URL")]
     pub db: Option<PathBuf>,
 
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
@@ -77,6 +78,9 @@ pub enum Command {
     Eval(crate::cmd::eval::EvalArgs),
     /// Push runs to an experiment tracker (Weights & Biases).
     Sync(crate::cmd::sync::SyncArgs),
+    /// Manage stores: copy one into another (e.g. SQLite into PostgreSQL).
+    #[command(subcommand)]
+    Store(crate::cmd::store::StoreCommand),
 }
 
 #[derive(Debug, clap::Args)]

@@ -1,8 +1,9 @@
 //! The Slurm executor against a real single-node Slurm cluster (slurmctld, slurmd and munge
 //! from the Debian packages, started in a temporary folder by scripts/slurm-test-cluster.sh,
-//! which installs them when missing) and the real training loop on a SQLite store: tiny grids on
-//! synthetic data, submitted as sbatch array jobs. Without a cluster these tests fail, saying
-//! why.
+//! which installs them when missing) and the real training loop on a SQLite store (and, for the
+//! demo's grid, on a PostgreSQL store: a server scripts/pg-test-server.sh starts): tiny grids on
+//! synthetic data, submitted as sbatch array jobs. Without a cluster (or a PostgreSQL server)
+//! these tests fail, saying why.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -82,10 +83,22 @@ impl Drop for Cluster {
 struct Env {
     cluster: Cluster,
     tmp: tempfile::TempDir,
+    /// A PostgreSQL URL, or `None` for `towerlab.db` in `tmp`.
+    url: Option<String>,
 }
 
 impl Env {
     fn new(experiment: &str) -> Self {
+        Env::with_store(experiment, None)
+    }
+
+    /// On a fresh database of the test binary's PostgreSQL server.
+    fn on_postgres(experiment: &str) -> Self {
+        let url = store::testing::PgServer::shared().fresh_database_blocking();
+        Env::with_store(experiment, Some(url))
+    }
+
+    fn with_store(experiment: &str, url: Option<String>) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let cluster = Cluster::start(tmp.path());
         std::fs::write(
@@ -93,11 +106,14 @@ impl Env {
             experiment.replace("DATA", &tmp.path().join("data").display().to_string()),
         )
         .unwrap();
-        Env { cluster, tmp }
+        Env { cluster, tmp, url }
     }
 
     fn db(&self) -> PathBuf {
-        self.tmp.path().join("towerlab.db")
+        match &self.url {
+            Some(url) => PathBuf::from(url),
+            None => self.tmp.path().join("towerlab.db"),
+        }
     }
 
     fn towerlab(&self, args: &[&str]) -> Output {
@@ -286,6 +302,51 @@ fn a_grid_submitted_to_slurm_runs_every_cell_once_with_its_job_recorded() {
     let again = env.ok(&["run", "exp.toml", "--executor", "slurm"]);
     assert!(!again.contains("submitted Slurm job"), "{again}");
     assert!(again.contains("nothing to run"), "{again}");
+}
+
+/// The demo's grid (3 manager types x 2 seeds, tiny and short here) submitted to the cluster
+/// against a PostgreSQL store: every task's worker claims its run on the server, so all six
+/// runs finish, each executed once, with their job and task ids recorded.
+#[test]
+fn the_demo_grid_on_slurm_against_a_postgres_store_finishes_every_run_once() {
+    const STEPS: i64 = 4;
+    let env = Env::on_postgres(&experiment(
+        STEPS,
+        2,
+        "manager_type = [\"BT\", \"SAUE\", \"AAUE\"]\nseeds = [0, 1]",
+        "[executor]\nkind = \"slurm\"\ncpus = 1\nthrottle = 3\ntime = \"20:00\"",
+    ));
+    let out = env.ok(&["run", "exp.toml", "--wait"]);
+    assert!(out.contains("submitted Slurm job"), "{out}");
+    assert!(out.contains("6 done"), "{out}");
+
+    let runs = env.runs();
+    assert_eq!(runs.len(), 6);
+    let jobs = env.store(async |s| {
+        assert_eq!(s.backend(), store::Backend::Postgres);
+        for r in &runs {
+            assert_eq!(r.status, RunStatus::Finished, "run {}: {out}", r.id);
+            assert_eq!(
+                r.attempts, 1,
+                "run {} was executed {} times",
+                r.id, r.attempts
+            );
+            assert_complete_series(s, r, STEPS).await;
+        }
+        s.slurm_jobs(&runs.iter().map(|r| r.id).collect::<Vec<_>>())
+            .await
+            .unwrap()
+    });
+    assert_eq!(jobs.len(), 6, "every run's job is recorded: {jobs:?}");
+    let job_ids: BTreeSet<i64> = jobs.values().map(|j| j.job_id).collect();
+    assert_eq!(job_ids.len(), 1, "one array job: {jobs:?}");
+    let tasks: BTreeSet<i64> = jobs.values().map(|j| j.array_task_id).collect();
+    assert_eq!(tasks, (0..6).collect(), "{jobs:?}");
+    let ls = env.ok(&["ls"]);
+    assert!(
+        ls.contains(&format!("{}_5 COMPLETED", job_ids.first().unwrap())),
+        "{ls}"
+    );
 }
 
 /// VLP: one pre-training run, two fine-tuning runs that start from its checkpoint. The

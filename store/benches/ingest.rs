@@ -1,11 +1,31 @@
 //! `cargo bench -p store --bench ingest`: metric ingest throughput of `Store::ingest_metrics`
+//! on SQLite and on PostgreSQL (a throwaway server from scripts/pg-test-server.sh, on loopback)
 //! against plain per-row `INSERT` loops on the same schema, and the time to list 10k runs with
-//! their summaries. Prints a table; targets: >= 500k points/s, list < 100 ms.
+//! their summaries on both. Prints tables; targets: SQLite >= 500k points/s and list < 100 ms,
+//! PostgreSQL >= 200k points/s and list < 150 ms. (PostgreSQL's CPU time is the client's only:
+//! the server is another process; compare wall times.)
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use store::testing::PgServer;
 use store::{ExperimentId, Goal, MetricPoint, NewRun, RunFilter, RunId, Store};
+
+/// Where a bench's stores live.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Sqlite(&'a tempfile::TempDir),
+    Postgres(&'a PgServer),
+}
+
+impl Target<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Target::Sqlite(_) => "SQLite",
+            Target::Postgres(_) => "PostgreSQL",
+        }
+    }
+}
 
 /// CPU time used by all threads of this process (SQLite runs on sqlx's worker threads), from
 /// /proc (Linux). On a shared, overloaded machine wall time mostly measures waiting for a core;
@@ -80,12 +100,12 @@ fn new_run(i: usize) -> NewRun {
     }
 }
 
-async fn fresh(
-    dir: &tempfile::TempDir,
-    name: &str,
-    runs: usize,
-) -> (Store, ExperimentId, Vec<RunId>) {
-    let store = Store::open(dir.path().join(name)).await.unwrap();
+async fn fresh(target: Target<'_>, name: &str, runs: usize) -> (Store, ExperimentId, Vec<RunId>) {
+    let db: std::path::PathBuf = match target {
+        Target::Sqlite(dir) => dir.path().join(name),
+        Target::Postgres(server) => server.fresh_database().await.into(),
+    };
+    let store = Store::open(db).await.unwrap();
     let exp = store
         .upsert_experiment("bench", "bench.toml", "h")
         .await
@@ -110,8 +130,8 @@ struct Row {
     cpu: Option<Duration>,
 }
 
-async fn bench_store(dir: &tempfile::TempDir, batch: usize, total: usize) -> Row {
-    let (store, _, ids) = fresh(dir, &format!("store-{batch}.db"), 1).await;
+async fn bench_store(target: Target<'_>, batch: usize, total: usize) -> Row {
+    let (store, _, ids) = fresh(target, &format!("store-{batch}.db"), 1).await;
     let run = ids[0];
     let goals: Vec<(&str, Goal)> = vec![("val/acc", Goal::Maximize), ("val/loss", Goal::Minimize)];
     store.declare_metrics(run, &goals).await.unwrap();
@@ -131,7 +151,7 @@ async fn bench_store(dir: &tempfile::TempDir, batch: usize, total: usize) -> Row
     assert_eq!(s.iter().map(|s| s.count).sum::<i64>() as usize, total);
     store.close().await;
     Row {
-        method: "Store::ingest_metrics (multi-row, +summaries)".into(),
+        method: format!("{}: Store::ingest_metrics (+summaries)", target.name()),
         batch,
         points: total,
         elapsed,
@@ -148,9 +168,9 @@ async fn bench_per_row(
     tx_per_batch: bool,
 ) -> Row {
     let name = format!("peer-{batch}-{tx_per_batch}.db");
-    let (store, _, ids) = fresh(dir, &name, 1).await;
+    let (store, _, ids) = fresh(Target::Sqlite(dir), &name, 1).await;
     let run = ids[0];
-    let pool = store.pool().clone();
+    let pool = store.sqlite_pool().unwrap().clone();
     let sql = "INSERT OR IGNORE INTO metric_points (run_id, key, step, value, wall_ms) \
                VALUES (?1, ?2, ?3, ?4, ?5)";
     let batches: Vec<Vec<MetricPoint>> = (0..total / batch)
@@ -196,9 +216,9 @@ async fn bench_per_row(
     store.close().await;
     Row {
         method: if tx_per_batch {
-            "peer: per-row INSERT, one tx per batch".into()
+            "SQLite peer: per-row INSERT, one tx per batch".into()
         } else {
-            "peer: per-row INSERT, autocommit".into()
+            "SQLite peer: per-row INSERT, autocommit".into()
         },
         batch,
         points: total,
@@ -208,10 +228,10 @@ async fn bench_per_row(
 }
 
 async fn bench_list(
-    dir: &tempfile::TempDir,
+    target: Target<'_>,
     runs: usize,
 ) -> Vec<(String, Duration, Option<Duration>, usize)> {
-    let (store, _, ids) = fresh(dir, "list.db", runs).await;
+    let (store, _, ids) = fresh(target, "list.db", runs).await;
     for (i, &run) in ids.iter().enumerate() {
         let pts: Vec<MetricPoint> = points(0, 2 * KEYS.len())
             .into_iter()
@@ -259,7 +279,12 @@ async fn bench_list(
         times.sort();
         cpus.sort();
         let cpu = (cpus.len() == times.len()).then(|| cpus[cpus.len() / 2]);
-        out.push(((*name).to_owned(), times[times.len() / 2], cpu, n));
+        out.push((
+            format!("{}: {name}", target.name()),
+            times[times.len() / 2],
+            cpu,
+            n,
+        ));
     }
     store.close().await;
     out
@@ -272,19 +297,26 @@ fn main() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
+    let server = PgServer::start();
+    let targets = [Target::Sqlite(&dir), Target::Postgres(&server)];
     // `-- list`: only the run lists (for profiling).
     let only_list = std::env::args().any(|a| a == "list");
     rt.block_on(async {
         let mut rows = Vec::new();
-        for batch in [100, 1_000, 10_000].into_iter().filter(|_| !only_list) {
-            rows.push(bench_store(&dir, batch, 500_000).await);
+        for target in targets {
+            for batch in [100, 1_000, 10_000].into_iter().filter(|_| !only_list) {
+                rows.push(bench_store(target, batch, 500_000).await);
+            }
         }
         if !only_list {
             rows.push(bench_per_row(&dir, 1_000, 200_000, true).await);
             rows.push(bench_per_row(&dir, 1_000, 10_000, false).await);
         }
 
-        println!("\nmetric ingest (file store, WAL, synchronous=NORMAL; 5 keys per step)\n");
+        println!(
+            "\nmetric ingest (SQLite: file store, WAL, synchronous=NORMAL; PostgreSQL 127.0.0.1, \
+             test server settings; 5 keys per step)\n"
+        );
         println!(
             "| {:<46} | {:>6} | {:>7} | {:>8} | {:>8} | {:>13} | {:>12} |",
             "method", "batch", "points", "wall s", "cpu s", "points/s wall", "points/s cpu"
@@ -307,16 +339,19 @@ fn main() {
         }
 
         let runs = 10_000;
-        let list = bench_list(&dir, runs).await;
+        let mut list = Vec::new();
+        for target in targets {
+            list.extend(bench_list(target, runs).await);
+        }
         println!("\nrun lists ({runs} runs, 5 metric summaries each; median of 7)\n");
         println!(
-            "| {:<44} | {:>6} | {:>9} | {:>9} |",
+            "| {:<56} | {:>6} | {:>9} | {:>9} |",
             "query", "runs", "wall ms", "cpu ms"
         );
-        println!("|{:-<46}|{:->8}|{:->11}|{:->11}|", "", "", "", "");
-        for (name, t, cpu, n) in list {
+        println!("|{:-<58}|{:->8}|{:->11}|{:->11}|", "", "", "", "");
+        for (name, t, cpu, n) in &list {
             println!(
-                "| {:<44} | {:>6} | {:>9.1} | {:>9} |",
+                "| {:<56} | {:>6} | {:>9.1} | {:>9} |",
                 name,
                 n,
                 t.as_secs_f64() * 1e3,
@@ -327,7 +362,44 @@ fn main() {
             );
         }
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-        println!("\ntargets: >= 500000 points/s in batches; list with summaries < 100 ms");
+        // Side by side: the largest batch, and the list with every summary.
+        let ingest = |backend: &str| {
+            rows.iter()
+                .filter(|r| r.method.starts_with(backend) && r.method.contains("ingest_metrics"))
+                .map(|r| r.points as f64 / r.elapsed.as_secs_f64())
+                .fold(0.0, f64::max)
+        };
+        let listed = |backend: &str| {
+            list.iter()
+                .find(|(n, ..)| n.starts_with(backend) && n.contains("(5 keys/run)"))
+                .map_or(f64::NAN, |(_, t, ..)| t.as_secs_f64() * 1e3)
+        };
+        println!("\nPostgreSQL against SQLite (wall time)\n");
+        println!(
+            "| {:<40} | {:>12} | {:>12} | {:>18} |",
+            "measure", "SQLite", "PostgreSQL", "PostgreSQL target"
+        );
+        println!("|{:-<42}|{:->14}|{:->14}|{:->20}|", "", "", "", "");
+        if !only_list {
+            println!(
+                "| {:<40} | {:>12.0} | {:>12.0} | {:>18} |",
+                "metric points ingested per second (best)",
+                ingest("SQLite"),
+                ingest("PostgreSQL"),
+                ">= 200000"
+            );
+        }
+        println!(
+            "| {:<40} | {:>12.1} | {:>12.1} | {:>18} |",
+            "ms to list 10k runs with summaries",
+            listed("SQLite"),
+            listed("PostgreSQL"),
+            "< 150"
+        );
+        println!(
+            "\ntargets: SQLite >= 500000 points/s in batches, list with summaries < 100 ms; \
+             PostgreSQL >= 200000 points/s, < 150 ms"
+        );
         println!(
             "machine: {} CPUs, load average {}",
             std::thread::available_parallelism().map_or(0, |n| n.get()),

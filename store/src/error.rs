@@ -15,6 +15,60 @@ pub enum StoreError {
         source: std::io::Error,
     },
 
+    #[error(
+        "the store {path} is on a network file system ({fs}): SQLite's locks do not work \
+         there, and several nodes writing it would corrupt it; keep the file on a local disk, or \
+         use a PostgreSQL store for a cluster (--db postgres://USER@HOST/DATABASE, or \
+         TOWERLAB_DB)"
+    )]
+    NetworkFileSystem { path: PathBuf, fs: &'static str },
+
+    #[error("cannot connect to the PostgreSQL store {url}: {source}")]
+    Connect {
+        /// Without its password.
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    #[error(
+        "the PostgreSQL database {url} is not a TowerLab store (it has other tables: {tables}); \
+         pass an empty database or another --db"
+    )]
+    NotAPgStore { url: String, tables: String },
+
+    #[error(
+        "the store {url} was written by a newer TowerLab (schema version {found}; this build \
+         knows versions up to {supported}); upgrade towerlab to use it"
+    )]
+    NewerPgSchema {
+        url: String,
+        found: i64,
+        supported: i64,
+    },
+
+    #[error("cannot upgrade the schema of the store {url}: {source}")]
+    MigratePg {
+        url: String,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+
+    #[error("cannot copy the store into {to}: it already holds {runs} runs and {experiments} experiments (copy into an empty store)")]
+    CopyDestinationNotEmpty {
+        to: String,
+        runs: i64,
+        experiments: i64,
+    },
+
+    #[error("copying the store into {to} lost rows of {table}: {copied} of {expected} arrived")]
+    CopyMismatch {
+        to: String,
+        table: &'static str,
+        copied: i64,
+        expected: i64,
+    },
+
     #[error("cannot open the store {path}: {source}")]
     Open {
         path: PathBuf,

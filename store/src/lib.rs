@@ -1,37 +1,49 @@
-//! The SQLite store: experiments, runs, metrics, manager weights, artifacts and logs.
+//! The store: experiments, runs, metrics, manager weights, artifacts and logs, behind one
+//! [`Store`] API on either backend:
 //!
-//! One [`Store`] owns a [`SqlitePool`] on one file in WAL mode, so several processes (worker
-//! processes writing, the TUI and exporters reading) can use the same file at once: readers never
-//! block writers, and every write transaction starts with `BEGIN IMMEDIATE` so writers queue on
-//! the busy timeout instead of failing. The schema lives in `migrations/` (append-only) and is
-//! applied by [`Store::open`].
+//! - **SQLite** (the embedded default): one file in WAL mode, so several processes (worker
+//!   processes writing, the TUI and exporters reading) can use it at once: readers never block
+//!   writers, and every write transaction starts with `BEGIN IMMEDIATE` so writers queue on the
+//!   busy timeout instead of failing. Refused on a network file system (see [`fs`]).
+//! - **PostgreSQL** (`postgres://...`): for workers on several hosts; claims lock the claimed
+//!   row with `FOR UPDATE SKIP LOCKED`, points are ingested as arrays (`UNNEST`).
+//!
+//! Every query is written once (`queries/`) and compiled once per backend, with concrete types
+//! (no `Any` driver: no per-row conversion); where the dialects differ the backend module
+//! (`sqlite.rs`, `postgres.rs`) holds its own version. Each backend has its own append-only
+//! migrations (`migrations/`, `migrations/postgres/`), applied by [`Store::open`].
 //!
 //! Times are unix milliseconds (`*_ms` fields). Queries are runtime-checked (no `DATABASE_URL`).
 
+mod api;
 mod artifacts;
+mod copy;
 mod error;
 mod experiments;
+pub mod fs;
 mod lifecycle;
-mod list_json;
 mod logs;
 mod manager;
 mod metrics;
-mod open;
+mod postgres;
 mod rows;
 mod runs;
 mod slurm;
-mod sync_cursors;
+mod sqlite;
+#[cfg(feature = "test-support")]
+pub mod testing;
 mod types;
 mod workers;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sqlx::SqlitePool;
+use sqlx::{PgPool, SqlitePool};
 
 /// The run vocabulary, from the domain crate (the store keeps it as text).
 pub use ::experiments::run::{ManagerWeight, Modality};
 pub use artifacts::NewArtifact;
+pub use copy::CopyReport;
 pub use error::{Result, StoreError};
 pub use lifecycle::{CancelOutcome, Claim, FailOutcome, HeartbeatReply, Lease, Progress, Reaped};
 pub use logs::NewLogLine;
@@ -47,8 +59,11 @@ pub use types::{
 };
 pub use workers::WorkerInfo;
 
-/// The schema migrations, embedded at build time.
+/// The SQLite schema migrations, embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The PostgreSQL schema migrations, embedded at build time.
+pub static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// `PRAGMA application_id` of a TowerLab store ("TLAB").
 pub const APPLICATION_ID: i64 = 0x544C_4142;
@@ -71,61 +86,146 @@ impl Default for StoreOptions {
     }
 }
 
+/// Which database a store lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The SQL dialect a query is compiled for (each backend module has its own constant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$call` with `$b` bound to the store's backend (the same code, compiled per backend).
+macro_rules! dispatch {
+    ($store:expr, $b:ident => $call:expr) => {
+        match &$store.pool {
+            $crate::Pool::Sqlite(pool) => {
+                let $b = $crate::sqlite::Backend { pool };
+                $call
+            }
+            $crate::Pool::Postgres(pool) => {
+                let $b = $crate::postgres::Backend { pool };
+                $call
+            }
+        }
+    };
+}
+pub(crate) use dispatch;
+
+/// Whether `db` (a `--db` value) names a PostgreSQL database rather than a SQLite file.
+pub fn is_postgres_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+/// `url` without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info.split_once(':').map_or(user_info, |(u, _)| u);
+            if user_info.contains(':') {
+                format!("{scheme}://{user}:***@{host}{tail}")
+            } else {
+                url.to_owned()
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// Handle on a TowerLab store. Cheap to clone (the pool is shared).
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: Pool,
+    /// The file, or the PostgreSQL URL, as given to [`Store::open`].
     path: PathBuf,
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `path` with default options: creates the parent
-    /// directory, switches to WAL, and applies pending migrations.
+    /// Opens (creating if needed) the store at `path` with default options, and applies pending
+    /// migrations. A `postgres://` or `postgresql://` URL opens a PostgreSQL store; anything
+    /// else is a SQLite file (its parent directory is created, and it is switched to WAL).
     ///
     /// Fails with a clear error naming the file when it is not a SQLite database or is corrupt
     /// ([`StoreError::Corrupt`]), is a database of another program ([`StoreError::NotAStore`]),
-    /// or was written by a newer TowerLab ([`StoreError::NewerSchema`]).
+    /// was written by a newer TowerLab ([`StoreError::NewerSchema`]), lies on a network file
+    /// system ([`StoreError::NetworkFileSystem`]), or names a server that cannot be reached
+    /// ([`StoreError::Connect`]).
     pub async fn open(path: impl AsRef<Path>) -> Result<Store> {
         Store::open_with(path, &StoreOptions::default()).await
     }
 
     pub async fn open_with(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Store> {
-        open::open_file(path.as_ref(), options.clone()).await
+        let path = path.as_ref();
+        match path.to_str().filter(|p| is_postgres_url(p)) {
+            Some(url) => postgres::open(url, options).await,
+            None => sqlite::open_file(path, options.clone(), &fs::StatfsProbe).await,
+        }
     }
 
     /// A private in-memory store (one connection), for tests.
     pub async fn open_in_memory() -> Result<Store> {
-        open::open_memory().await
+        sqlite::open_memory().await
     }
 
-    /// The file this store lives in (`:memory:` for an in-memory store).
+    /// The file this store lives in (`:memory:` for an in-memory store), or its PostgreSQL URL
+    /// as given (what another process passes to [`Store::open`] to open the same store).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// The underlying pool, for callers that need a query the API does not offer.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// The store for messages: the file, or the URL without its password.
+    pub fn describe(&self) -> String {
+        match self.backend() {
+            Backend::Sqlite => self.path.display().to_string(),
+            Backend::Postgres => redact_url(&self.path.to_string_lossy()),
+        }
     }
 
-    /// Closes the pool, waiting for connections to be returned (checkpoints the WAL).
+    /// The pool of a SQLite store (`None` on PostgreSQL), for what only SQLite has: its pragmas
+    /// (the TUI's change signal is `PRAGMA data_version`), and tests of its file format.
+    pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        match &self.pool {
+            Pool::Sqlite(pool) => Some(pool),
+            Pool::Postgres(_) => None,
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Closes the pool, waiting for connections to be returned (checkpoints a SQLite WAL).
     pub async fn close(&self) {
-        self.pool.close().await;
+        match &self.pool {
+            Pool::Sqlite(pool) => pool.close().await,
+            Pool::Postgres(pool) => pool.close().await,
+        }
     }
 
     /// The newest migration version applied to this store.
     pub async fn schema_version(&self) -> Result<i64> {
-        let v: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(v.unwrap_or(0))
-    }
-
-    /// Starts a write transaction that takes the write lock at once, so it never has to upgrade
-    /// a read snapshot (which SQLite refuses with SQLITE_BUSY instead of waiting).
-    pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        dispatch!(self, b => b.schema_version().await)
     }
 }
 

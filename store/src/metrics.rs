@@ -5,22 +5,18 @@
 //! re-sent batch changes nothing. The summaries of the touched keys are merged in the same
 //! transaction from exactly the points that were new (`RETURNING` only yields inserted rows).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
-use sqlx::SqliteConnection;
-use tracing::instrument;
 
-use crate::error::{Result, StoreError};
-use crate::rows::{MetricPoint, MetricSummary, SeriesPoint, SUMMARY_COLUMNS};
-use crate::types::{Goal, RunId};
-use crate::Store;
+use crate::rows::{MetricSummary, SeriesPoint};
+use crate::types::Goal;
 
 /// Rows per multi-row INSERT (5 bound values each).
-const INSERT_CHUNK: usize = 512;
+pub(crate) const INSERT_CHUNK: usize = 512;
 
 /// Summaries per multi-row upsert (11 bound values each).
-const SUMMARY_CHUNK: usize = 256;
+pub(crate) const SUMMARY_CHUNK: usize = 256;
 
 /// How `metric_series` reads a series.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,14 +42,14 @@ pub struct HistoryRow {
 /// A summary being merged in memory. `min`/`max` carry the earliest step reaching them (unknown,
 /// `i64::MAX`, for values read back from a stored summary, which keeps only `best_step`).
 #[derive(Debug, Clone, Default)]
-struct Acc {
-    goal: Option<Goal>,
-    count: i64,
-    nan_count: i64,
-    last: Option<(i64, Option<f64>)>,
-    min: Option<(f64, i64)>,
-    max: Option<(f64, i64)>,
-    best: Option<(f64, i64)>,
+pub(crate) struct Acc {
+    pub(crate) goal: Option<Goal>,
+    pub(crate) count: i64,
+    pub(crate) nan_count: i64,
+    pub(crate) last: Option<(i64, Option<f64>)>,
+    pub(crate) min: Option<(f64, i64)>,
+    pub(crate) max: Option<(f64, i64)>,
+    pub(crate) best: Option<(f64, i64)>,
 }
 
 /// `a` or `b`, whichever is better by `goal` (the earlier step wins a tie).
@@ -72,7 +68,7 @@ fn better(goal: Goal, a: Option<(f64, i64)>, b: Option<(f64, i64)>) -> Option<(f
 }
 
 impl Acc {
-    fn from_summary(s: &MetricSummary) -> Acc {
+    pub(crate) fn from_summary(s: &MetricSummary) -> Acc {
         Acc {
             goal: s.goal,
             count: s.count,
@@ -86,7 +82,7 @@ impl Acc {
         }
     }
 
-    fn add(&mut self, step: i64, value: Option<f64>) {
+    pub(crate) fn add(&mut self, step: i64, value: Option<f64>) {
         let value = value.filter(|v| !v.is_nan());
         self.count += 1;
         if value.is_none() {
@@ -104,7 +100,7 @@ impl Acc {
     }
 
     /// Folds in the summary of other points (`self`'s goal decides `best`).
-    fn merge(&mut self, other: &Acc) {
+    pub(crate) fn merge(&mut self, other: &Acc) {
         self.count += other.count;
         self.nan_count += other.nan_count;
         if let Some((step, value)) = other.last {
@@ -124,106 +120,8 @@ impl Acc {
     }
 }
 
-/// Multi-row insert with anonymous `?` parameters: SQLite looks a named parameter (`?NNN`) up by
-/// a linear scan, which made binding a large statement quadratic.
-fn insert_sql(rows: usize) -> String {
-    let mut sql = String::with_capacity(90 + rows * 17);
-    sql.push_str("INSERT OR IGNORE INTO metric_points (run_id, key, step, value, wall_ms) VALUES ");
-    for i in 0..rows {
-        sql.push_str(if i == 0 {
-            "(?, ?, ?, ?, ?)"
-        } else {
-            ", (?, ?, ?, ?, ?)"
-        });
-    }
-    sql
-}
-
-/// Upserts the summaries of `run` for the given keys in one statement.
-async fn write_summaries(
-    conn: &mut SqliteConnection,
-    run: RunId,
-    accs: &[(&str, Acc)],
-) -> Result<()> {
-    if accs.is_empty() {
-        return Ok(());
-    }
-    let mut sql = String::from(
-        "INSERT INTO metric_summaries \
-             (run_id, key, goal, count, nan_count, last, last_step, min, max, best, best_step) \
-         VALUES ",
-    );
-    for i in 0..accs.len() {
-        sql.push_str(if i == 0 { "" } else { ", " });
-        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    }
-    sql.push_str(
-        " ON CONFLICT (run_id, key) DO UPDATE SET count = excluded.count, \
-             nan_count = excluded.nan_count, last = excluded.last, last_step = excluded.last_step, \
-             min = excluded.min, max = excluded.max, best = excluded.best, \
-             best_step = excluded.best_step",
-    );
-    let mut query = sqlx::query(&sql);
-    for (key, acc) in accs {
-        query = query
-            .bind(run)
-            .bind(*key)
-            .bind(acc.goal.map(Goal::as_str))
-            .bind(acc.count)
-            .bind(acc.nan_count)
-            .bind(acc.last.and_then(|(_, v)| v))
-            .bind(acc.last.map(|(s, _)| s))
-            .bind(acc.min.map(|(v, _)| v))
-            .bind(acc.max.map(|(v, _)| v))
-            .bind(acc.best.map(|(v, _)| v))
-            .bind(acc.best.map(|(_, s)| s));
-    }
-    query.execute(conn).await?;
-    Ok(())
-}
-
-/// Recomputes the summaries of `run` (one `key`, or all) from the stored points, keeping goals.
-pub(crate) async fn recompute_summaries(
-    conn: &mut SqliteConnection,
-    run: RunId,
-    key: Option<&str>,
-) -> Result<()> {
-    const POINTS: &str = "FROM metric_points p WHERE p.run_id = s.run_id AND p.key = s.key";
-    sqlx::query(&format!(
-        "UPDATE metric_summaries AS s SET \
-             count = (SELECT COUNT(*) {POINTS}), \
-             nan_count = (SELECT COUNT(*) {POINTS} AND p.value IS NULL), \
-             last_step = (SELECT MAX(p.step) {POINTS}), \
-             last = (SELECT p.value {POINTS} ORDER BY p.step DESC LIMIT 1), \
-             min = (SELECT MIN(p.value) {POINTS}), \
-             max = (SELECT MAX(p.value) {POINTS}), \
-             best = CASE s.goal \
-                 WHEN 'maximize' THEN (SELECT MAX(p.value) {POINTS}) \
-                 WHEN 'minimize' THEN (SELECT MIN(p.value) {POINTS}) END, \
-             best_step = CASE s.goal \
-                 WHEN 'maximize' THEN (SELECT p.step {POINTS} AND p.value IS NOT NULL \
-                                       ORDER BY p.value DESC, p.step LIMIT 1) \
-                 WHEN 'minimize' THEN (SELECT p.step {POINTS} AND p.value IS NOT NULL \
-                                       ORDER BY p.value ASC, p.step LIMIT 1) END \
-         WHERE s.run_id = ?1 AND (?2 IS NULL OR s.key = ?2)"
-    ))
-    .bind(run)
-    .bind(key)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-async fn ensure_run(conn: &mut SqliteConnection, run: RunId) -> Result<()> {
-    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM runs WHERE id = ?1")
-        .bind(run)
-        .fetch_optional(conn)
-        .await?;
-    exists.map(|_| ()).ok_or(StoreError::UnknownRun(run))
-}
-
 /// Min/max-per-bucket downsampling that keeps step order.
-fn downsample(points: Vec<SeriesPoint>, max_points: usize) -> Vec<SeriesPoint> {
+pub(crate) fn downsample(points: Vec<SeriesPoint>, max_points: usize) -> Vec<SeriesPoint> {
     let max_points = max_points.max(2);
     if points.len() <= max_points {
         return points;
@@ -250,226 +148,6 @@ fn downsample(points: Vec<SeriesPoint>, max_points: usize) -> Vec<SeriesPoint> {
         }
     }
     out
-}
-
-impl Store {
-    /// Declares whether higher or lower is better for metrics of `run`, which decides `best` in
-    /// their summaries. Declaring again with another goal recomputes `best` from the points.
-    pub async fn declare_metrics(&self, run: RunId, goals: &[(&str, Goal)]) -> Result<()> {
-        let mut tx = self.write_tx().await?;
-        ensure_run(&mut tx, run).await?;
-        for (key, goal) in goals {
-            let changed = sqlx::query(
-                "INSERT INTO metric_summaries (run_id, key, goal) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (run_id, key) DO UPDATE SET goal = excluded.goal \
-                     WHERE goal IS NOT excluded.goal",
-            )
-            .bind(run)
-            .bind(key)
-            .bind(goal.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if changed > 0 {
-                recompute_summaries(&mut tx, run, Some(key)).await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Stores a batch of points of `run` in one transaction and updates the summaries of the
-    /// keys it touches. Points whose `(key, step)` is already stored are ignored, so re-sending a
-    /// batch is harmless. Returns how many points were new.
-    #[instrument(level = "trace", skip_all, fields(run = %run, n = points.len()), err(level = "debug"))]
-    pub async fn ingest_metrics(&self, run: RunId, points: &[MetricPoint]) -> Result<u64> {
-        if points.is_empty() {
-            return Ok(0);
-        }
-        let mut by_key: BTreeMap<&str, Vec<&MetricPoint>> = BTreeMap::new();
-        for p in points {
-            by_key.entry(p.key.as_str()).or_default().push(p);
-        }
-        let mut tx = self.write_tx().await?;
-        ensure_run(&mut tx, run).await?;
-        let mut stored: HashMap<String, MetricSummary> = sqlx::query_as::<_, MetricSummary>(
-            &format!("SELECT {SUMMARY_COLUMNS} FROM metric_summaries WHERE run_id = ?1"),
-        )
-        .bind(run)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|s| (s.key.clone(), s))
-        .collect();
-        let mut merged: Vec<(&str, Acc)> = Vec::with_capacity(by_key.len());
-        let mut new_points = 0u64;
-        for (key, key_points) in by_key {
-            // Fast path: a chunk whose rows were all inserted is merged from memory. When some
-            // were already stored (a re-sent batch, a repeated step), the summary of that key is
-            // recomputed from the stored points instead, so it never counts a point twice.
-            let mut fresh = Acc::default();
-            let mut partial = false;
-            let mut inserted_for_key = 0u64;
-            for chunk in key_points.chunks(INSERT_CHUNK) {
-                let sql = insert_sql(chunk.len());
-                let mut query = sqlx::query(&sql);
-                for p in chunk {
-                    query = query
-                        .bind(run)
-                        .bind(key)
-                        .bind(p.step)
-                        .bind(p.value)
-                        .bind(p.wall_ms);
-                }
-                let inserted = query.execute(&mut *tx).await?.rows_affected();
-                inserted_for_key += inserted;
-                if inserted == chunk.len() as u64 {
-                    for p in chunk {
-                        fresh.add(p.step, Some(p.value));
-                    }
-                } else if inserted > 0 {
-                    partial = true;
-                }
-            }
-            if inserted_for_key == 0 {
-                continue;
-            }
-            new_points += inserted_for_key;
-            let stored = stored.remove(key);
-            if partial {
-                if stored.is_none() {
-                    write_summaries(&mut tx, run, &[(key, Acc::default())]).await?;
-                }
-                recompute_summaries(&mut tx, run, Some(key)).await?;
-            } else {
-                let mut acc = stored.as_ref().map(Acc::from_summary).unwrap_or_default();
-                acc.merge(&fresh);
-                merged.push((key, acc));
-            }
-        }
-        for chunk in merged.chunks(SUMMARY_CHUNK) {
-            write_summaries(&mut tx, run, chunk).await?;
-        }
-        tx.commit().await?;
-        Ok(new_points)
-    }
-
-    /// The summaries of every metric of `run`, by key.
-    pub async fn summaries(&self, run: RunId) -> Result<Vec<MetricSummary>> {
-        Ok(sqlx::query_as::<_, MetricSummary>(&format!(
-            "SELECT {SUMMARY_COLUMNS} FROM metric_summaries WHERE run_id = ?1 ORDER BY key"
-        ))
-        .bind(run)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// The metric keys `run` has points for, sorted.
-    pub async fn metric_keys(&self, run: RunId) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT key FROM metric_summaries WHERE run_id = ?1 AND count > 0 ORDER BY key",
-        )
-        .bind(run)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// The series of metric `key` of `run`, by step.
-    pub async fn metric_series(
-        &self,
-        run: RunId,
-        key: &str,
-        options: SeriesOptions,
-    ) -> Result<Vec<SeriesPoint>> {
-        let points = sqlx::query_as::<_, SeriesPoint>(
-            "SELECT step, value, wall_ms FROM metric_points \
-             WHERE run_id = ?1 AND key = ?2 AND (?3 IS NULL OR step > ?3) ORDER BY step",
-        )
-        .bind(run)
-        .bind(key)
-        .bind(options.after_step)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(match options.max_points {
-            Some(max) => downsample(points, max),
-            None => points,
-        })
-    }
-
-    /// The points of a series at `steps` (those that exist), in step order: a sample of a long
-    /// series for a figure, read by index lookups, so a 10k-step run costs only the rows asked.
-    pub async fn metric_series_at(
-        &self,
-        run: RunId,
-        key: &str,
-        steps: &[i64],
-    ) -> Result<Vec<SeriesPoint>> {
-        let steps = serde_json::to_string(steps).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        Ok(sqlx::query_as::<_, SeriesPoint>(
-            "SELECT step, value, wall_ms FROM metric_points \
-             WHERE run_id = ?1 AND key = ?2 AND step IN (SELECT value FROM json_each(?3)) \
-             ORDER BY step",
-        )
-        .bind(run)
-        .bind(key)
-        .bind(steps)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// Every point of `run` with a step above `after_step`, by step then key.
-    pub async fn metric_points(
-        &self,
-        run: RunId,
-        after_step: Option<i64>,
-    ) -> Result<Vec<MetricPoint>> {
-        Ok(sqlx::query_as::<_, MetricPoint>(
-            "SELECT key, step, value, wall_ms FROM metric_points \
-             WHERE run_id = ?1 AND (?2 IS NULL OR step > ?2) ORDER BY step, key",
-        )
-        .bind(run)
-        .bind(after_step)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// The run's history as rows of one step each, for the steps above `after_step`, at most
-    /// `max_rows` rows (steps are never split across calls).
-    pub async fn history(
-        &self,
-        run: RunId,
-        after_step: Option<i64>,
-        max_rows: Option<i64>,
-    ) -> Result<Vec<HistoryRow>> {
-        let points = sqlx::query_as::<_, MetricPoint>(
-            "SELECT key, step, value, wall_ms FROM metric_points \
-             WHERE run_id = ?1 AND (?2 IS NULL OR step > ?2) \
-               AND (?3 IS NULL OR step <= (SELECT MAX(step) FROM ( \
-                   SELECT DISTINCT step FROM metric_points \
-                   WHERE run_id = ?1 AND (?2 IS NULL OR step > ?2) ORDER BY step LIMIT ?3))) \
-             ORDER BY step, key",
-        )
-        .bind(run)
-        .bind(after_step)
-        .bind(max_rows)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut rows: Vec<HistoryRow> = Vec::new();
-        for p in points {
-            match rows.last_mut() {
-                Some(row) if row.step == p.step => {
-                    row.wall_ms = row.wall_ms.max(p.wall_ms);
-                    row.values.insert(p.key, p.value);
-                }
-                _ => rows.push(HistoryRow {
-                    step: p.step,
-                    wall_ms: p.wall_ms,
-                    values: BTreeMap::from([(p.key, p.value)]),
-                }),
-            }
-        }
-        Ok(rows)
-    }
 }
 
 #[cfg(test)]

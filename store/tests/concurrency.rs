@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{experiment, new_run, temp_store, worker};
+use common::{experiment, new_run, temp_store, worker, Kind};
 use store::{MetricPoint, RunFilter, RunId, SeriesOptions, Store};
 
 fn batch(from: i64, n: i64) -> Vec<MetricPoint> {
@@ -21,10 +21,9 @@ fn batch(from: i64, n: i64) -> Vec<MetricPoint> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn readers_keep_reading_while_a_writer_writes() {
-    let (writer, dir) = temp_store().await;
-    let reader = Store::open(dir.path().join("store.db")).await.unwrap();
+async fn readers_keep_reading_while_a_writer_writes(kind: Kind) {
+    let (writer, dir) = temp_store(kind).await;
+    let reader = Store::open(dir.db()).await.unwrap();
     let exp = experiment(&writer, "wal").await;
     let run = writer.create_runs(exp, &[new_run(0)]).await.unwrap()[0].id;
 
@@ -78,13 +77,13 @@ async fn readers_keep_reading_while_a_writer_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_read_snapshot_does_not_block_a_writer() {
-    let (writer, dir) = temp_store().await;
-    let reader = Store::open(dir.path().join("store.db")).await.unwrap();
+    let (writer, dir) = temp_store(Kind::Sqlite).await;
+    let reader = Store::open(dir.db()).await.unwrap();
     let exp = experiment(&writer, "snap").await;
     let run = writer.create_runs(exp, &[new_run(0)]).await.unwrap()[0].id;
     writer.ingest_metrics(run, &batch(0, 10)).await.unwrap();
 
-    let mut snapshot = reader.pool().begin().await.unwrap();
+    let mut snapshot = reader.sqlite_pool().unwrap().begin().await.unwrap();
     let count = |sql| sqlx::query_scalar::<_, i64>(sql);
     let before = count("SELECT COUNT(*) FROM metric_points")
         .fetch_one(&mut *snapshot)
@@ -126,9 +125,8 @@ async fn claimer_process() {
     }
 }
 
-#[tokio::test]
-async fn separate_processes_never_share_a_run() {
-    let (store, dir) = temp_store().await;
+async fn separate_processes_never_share_a_run(kind: Kind) {
+    let (store, dir) = temp_store(kind).await;
     let exp = experiment(&store, "procs").await;
     let n = 90;
     store
@@ -140,7 +138,7 @@ async fn separate_processes_never_share_a_run() {
         .map(|i| {
             Command::new(&exe)
                 .args(["claimer_process", "--exact", "--ignored", "--nocapture"])
-                .env(CHILD_DB, dir.path().join("store.db"))
+                .env(CHILD_DB, dir.db())
                 .env(CHILD_NAME, format!("proc{i}"))
                 .output_async()
         })
@@ -182,3 +180,8 @@ impl OutputAsync for Command {
         tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
     }
 }
+
+on_both_backends!(
+    readers_keep_reading_while_a_writer_writes,
+    separate_processes_never_share_a_run,
+);

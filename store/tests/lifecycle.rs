@@ -5,15 +5,14 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{experiment, new_run, temp_store, worker};
+use common::{experiment, new_run, temp_store, worker, Kind};
 use store::{
     ArtifactKind, CancelOutcome, FailOutcome, FailureClass, HeartbeatReply, MetricPoint,
     NewArtifact, Progress, RetryPolicy, RunId, RunStatus, StoreError,
 };
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn many_tasks_claiming_at_once_never_share_a_run() {
-    let (store, _dir) = temp_store().await;
+async fn many_tasks_claiming_at_once_never_share_a_run(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
     let exp = experiment(&store, "c").await;
     let n = 60;
     store
@@ -43,12 +42,9 @@ async fn many_tasks_claiming_at_once_never_share_a_run() {
     assert_eq!((state.queued, state.running), (0, n as i64));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_pools_on_one_file_never_share_a_run() {
-    let (a, dir) = temp_store().await;
-    let b = store::Store::open(dir.path().join("store.db"))
-        .await
-        .unwrap();
+async fn two_pools_on_one_file_never_share_a_run(kind: Kind) {
+    let (a, dir) = temp_store(kind).await;
+    let b = store::Store::open(dir.db()).await.unwrap();
     let exp = experiment(&a, "c").await;
     let n = 40;
     a.create_runs(exp, &(0..n).map(new_run).collect::<Vec<_>>())
@@ -76,9 +72,8 @@ async fn two_pools_on_one_file_never_share_a_run() {
     assert_eq!(all.iter().collect::<HashSet<_>>().len(), n);
 }
 
-#[tokio::test]
-async fn a_dependent_run_waits_for_its_dependency_to_finish() {
-    let (store, _dir) = temp_store().await;
+async fn a_dependent_run_waits_for_its_dependency_to_finish(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
     let exp = experiment(&store, "vlp").await;
     let pre = new_run(0);
     let mut ft = new_run(1);
@@ -115,9 +110,8 @@ async fn a_dependent_run_waits_for_its_dependency_to_finish() {
     assert!(store.claim(&w, None).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn claim_records_the_worker_and_heartbeats_record_progress() {
-    let (store, _dir) = temp_store().await;
+async fn claim_records_the_worker_and_heartbeats_record_progress(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
     let exp = experiment(&store, "h").await;
     let other = experiment(&store, "other").await;
     store.create_runs(other, &[new_run(9)]).await.unwrap();
@@ -191,9 +185,8 @@ async fn claim_records_the_worker_and_heartbeats_record_progress() {
     );
 }
 
-#[tokio::test]
-async fn failures_are_retried_per_class_then_end_failed() {
-    let (store, _dir) = temp_store().await;
+async fn failures_are_retried_per_class_then_end_failed(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
     let exp = experiment(&store, "f").await;
     store.create_runs(exp, &[new_run(0)]).await.unwrap();
     let policy = RetryPolicy {
@@ -262,9 +255,8 @@ async fn failures_are_retried_per_class_then_end_failed() {
         .is_empty());
 }
 
-#[tokio::test]
-async fn stale_heartbeats_are_reaped_requeued_and_resume_from_the_checkpoint() {
-    let (store, _dir) = temp_store().await;
+async fn stale_heartbeats_are_reaped_requeued_and_resume_from_the_checkpoint(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
     let exp = experiment(&store, "crash").await;
     store
         .create_runs(exp, &[new_run(0), new_run(1)])
@@ -382,9 +374,8 @@ async fn stale_heartbeats_are_reaped_requeued_and_resume_from_the_checkpoint() {
     assert!(store.artifacts(run).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn a_supervisor_can_crash_a_run_whose_worker_died() {
-    let (store, _dir) = temp_store().await;
+async fn a_supervisor_can_crash_a_run_whose_worker_died(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
     let exp = experiment(&store, "s").await;
     store.create_runs(exp, &[new_run(0)]).await.unwrap();
     let c = store.claim(&worker("w"), None).await.unwrap().unwrap();
@@ -404,3 +395,13 @@ async fn a_supervisor_can_crash_a_run_whose_worker_died() {
         .unwrap();
     assert_eq!(out, None);
 }
+
+on_both_backends!(
+    many_tasks_claiming_at_once_never_share_a_run,
+    two_pools_on_one_file_never_share_a_run,
+    a_dependent_run_waits_for_its_dependency_to_finish,
+    claim_records_the_worker_and_heartbeats_record_progress,
+    failures_are_retried_per_class_then_end_failed,
+    stale_heartbeats_are_reaped_requeued_and_resume_from_the_checkpoint,
+    a_supervisor_can_crash_a_run_whose_worker_died,
+);

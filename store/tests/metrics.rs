@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{experiment, new_run, temp_store};
+use common::{experiment, new_run, temp_store, Kind};
 use store::{Goal, MetricPoint, RunFilter, RunId, SeriesOptions, Store};
 
 fn p(key: &str, step: i64, value: f64) -> MetricPoint {
@@ -19,9 +19,8 @@ async fn one_run(store: &Store) -> RunId {
     store.create_runs(exp, &[new_run(0)]).await.unwrap()[0].id
 }
 
-#[tokio::test]
-async fn the_same_batch_twice_stores_each_point_once() {
-    let (store, _dir) = temp_store().await;
+async fn the_same_batch_twice_stores_each_point_once(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
     let run = one_run(&store).await;
     // More points than one INSERT statement holds, over several keys.
     let batch: Vec<MetricPoint> = (0..1500)
@@ -53,9 +52,8 @@ async fn the_same_batch_twice_stores_each_point_once() {
     assert_eq!(loss.last, Some(0.0), "the first point of a step wins");
 }
 
-#[tokio::test]
-async fn summaries_follow_the_goal_of_each_metric() {
-    let (store, _dir) = temp_store().await;
+async fn summaries_follow_the_goal_of_each_metric(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
     let run = one_run(&store).await;
     store
         .declare_metrics(
@@ -138,9 +136,8 @@ async fn summaries_follow_the_goal_of_each_metric() {
     assert_eq!(tail.iter().map(|p| p.step).collect::<Vec<_>>(), vec![3, 4]);
 }
 
-#[tokio::test]
-async fn a_nan_last_point_is_reported_as_nan() {
-    let (store, _dir) = temp_store().await;
+async fn a_nan_last_point_is_reported_as_nan(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
     let run = one_run(&store).await;
     store
         .ingest_metrics(run, &[p("loss", 0, 1.0), p("loss", 1, f64::NAN)])
@@ -152,9 +149,8 @@ async fn a_nan_last_point_is_reported_as_nan() {
     assert_eq!((s.min, s.max, s.nan_count), (Some(1.0), Some(1.0), 1));
 }
 
-#[tokio::test]
-async fn run_lists_carry_summaries_and_can_select_keys() {
-    let (store, _dir) = temp_store().await;
+async fn run_lists_carry_summaries_and_can_select_keys(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
     let exp = experiment(&store, "m").await;
     let ids: Vec<RunId> = store
         .create_runs(exp, &(0..4).map(new_run).collect::<Vec<_>>())
@@ -196,9 +192,8 @@ async fn run_lists_carry_summaries_and_can_select_keys() {
     assert_eq!(got[1].summary("val/acc").unwrap().last, Some(1.0));
 }
 
-#[tokio::test]
-async fn series_can_be_downsampled() {
-    let (store, _dir) = temp_store().await;
+async fn series_can_be_downsampled(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
     let run = one_run(&store).await;
     let mut points: Vec<MetricPoint> = (0..5000).map(|s| p("loss", s, 1.0)).collect();
     points[4321].value = 9.0;
@@ -221,9 +216,8 @@ async fn series_can_be_downsampled() {
     );
 }
 
-#[tokio::test]
-async fn run_lists_agree_with_single_run_reads_including_infinities_and_nan() {
-    let (store, _dir) = temp_store().await;
+async fn run_lists_agree_with_single_run_reads_including_infinities_and_nan(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
     let exp = experiment(&store, "m").await;
     let created = store
         .create_runs(exp, &(0..3).map(new_run).collect::<Vec<_>>())
@@ -288,9 +282,8 @@ async fn run_lists_agree_with_single_run_reads_including_infinities_and_nan() {
     assert_eq!(listed[0].run.failure_class, Some(store::FailureClass::Nan));
 }
 
-#[tokio::test]
-async fn listed_summaries_keep_every_bit_of_the_values() {
-    let (store, _dir) = temp_store().await;
+async fn listed_summaries_keep_every_bit_of_the_values(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
     let run = one_run(&store).await;
     let values = [
         0.1 + 0.2,
@@ -327,9 +320,8 @@ async fn listed_summaries_keep_every_bit_of_the_values() {
     assert_eq!(first.max.map(f64::to_bits), Some((0.1f64 + 0.2).to_bits()));
 }
 
-#[tokio::test]
-async fn series_can_be_read_at_chosen_steps() {
-    let (store, _dir) = temp_store().await;
+async fn series_can_be_read_at_chosen_steps(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
     let run = one_run(&store).await;
     // Sparse steps (every 10th), as evaluations are logged.
     let pts: Vec<MetricPoint> = (1..=100).map(|i| p("val/acc", i * 10, i as f64)).collect();
@@ -348,3 +340,14 @@ async fn series_can_be_read_at_chosen_steps() {
         .unwrap()
         .is_empty());
 }
+
+on_both_backends!(
+    the_same_batch_twice_stores_each_point_once,
+    summaries_follow_the_goal_of_each_metric,
+    a_nan_last_point_is_reported_as_nan,
+    run_lists_carry_summaries_and_can_select_keys,
+    series_can_be_downsampled,
+    run_lists_agree_with_single_run_reads_including_infinities_and_nan,
+    listed_summaries_keep_every_bit_of_the_values,
+    series_can_be_read_at_chosen_steps,
+);

@@ -33,6 +33,7 @@ async fn older_migrator(
     let mut files: Vec<_> = std::fs::read_dir(&src)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
         .collect();
     files.sort();
     pick(&mut files);
@@ -54,7 +55,7 @@ async fn open_creates_the_directory_uses_wal_and_keeps_data_across_reopens() {
     assert!(path.exists());
     assert_eq!(store.path(), path);
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(store.pool())
+        .fetch_one(store.sqlite_pool().unwrap())
         .await
         .unwrap();
     assert_eq!(mode, "wal");
@@ -248,8 +249,39 @@ async fn artifacts_survive_the_predictions_kind_migration() {
         .unwrap();
     assert_eq!(store.artifacts(run).await.unwrap().len(), 2);
     sqlx::query("DELETE FROM runs WHERE id = 1")
-        .execute(store.pool())
+        .execute(store.sqlite_pool().unwrap())
         .await
         .unwrap();
     assert!(store.artifacts(run).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_dead_postgres_server_is_one_clear_error_naming_the_url_without_its_password() {
+    // Nothing listens on port 1 of the loopback address.
+    let err = Store::open("postgres://lab:s3cret@127.0.0.1:1/towerlab")
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, store::StoreError::Connect { .. }), "{text}");
+    assert!(
+        text.contains("postgres://lab:***@127.0.0.1:1/towerlab"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+    let bad = Store::open("postgres://127.0.0.1:notaport/x")
+        .await
+        .unwrap_err();
+    assert!(matches!(bad, store::StoreError::Connect { .. }), "{bad}");
+}
+
+#[test]
+fn urls_are_shown_without_their_password() {
+    assert_eq!(
+        store::redact_url("postgres://u:p@h:5432/db?sslmode=require"),
+        "postgres://u:***@h:5432/db?sslmode=require"
+    );
+    assert_eq!(store::redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    assert_eq!(store::redact_url("towerlab.db"), "towerlab.db");
+    assert!(store::is_postgres_url("postgresql://h/db"));
+    assert!(!store::is_postgres_url("./postgres.db"));
 }

@@ -2,16 +2,15 @@
 
 mod common;
 
-use common::{experiment, new_run, temp_store, worker};
+use common::{experiment, new_run, temp_store, worker, Kind};
 use serde_json::json;
 use store::{
     ArtifactKind, AxisFilter, Goal, ManagerWeight, ManagerWeightRow, MetricPoint, Modality,
     NewArtifact, NewLogLine, NewRun, RunFilter, RunStatus, StoreError,
 };
 
-#[tokio::test]
-async fn runs_and_params_round_trip() {
-    let (store, _dir) = temp_store().await;
+async fn runs_and_params_round_trip(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
     let exp = experiment(&store, "ablation").await;
     let runs: Vec<NewRun> = (0..3).map(new_run).collect();
     let created = store.create_runs(exp, &runs).await.unwrap();
@@ -46,9 +45,8 @@ async fn runs_and_params_round_trip() {
     );
 }
 
-#[tokio::test]
-async fn dependencies_resolve_by_hash_and_unknown_ones_are_an_error() {
-    let (store, _dir) = temp_store().await;
+async fn dependencies_resolve_by_hash_and_unknown_ones_are_an_error(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
     let exp = experiment(&store, "vlp").await;
     let mut pretrain = new_run(0);
     pretrain.task = "pretrain".into();
@@ -65,9 +63,8 @@ async fn dependencies_resolve_by_hash_and_unknown_ones_are_an_error() {
     assert!(err.to_string().contains("nope"), "{err}");
 }
 
-#[tokio::test]
-async fn list_filters_by_experiment_status_task_and_axes() {
-    let (store, _dir) = temp_store().await;
+async fn list_filters_by_experiment_status_task_and_axes(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
     let a = experiment(&store, "a").await;
     let b = experiment(&store, "b").await;
     let runs: Vec<NewRun> = (0..8).map(new_run).collect();
@@ -160,9 +157,8 @@ async fn axis_filter_parsing() {
     assert_eq!(AxisFilter::parse("=3"), None);
 }
 
-#[tokio::test]
-async fn telemetry_tables_round_trip() {
-    let (store, _dir) = temp_store().await;
+async fn telemetry_tables_round_trip(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
     let exp = experiment(&store, "e").await;
     let run = store.create_runs(exp, &[new_run(0)]).await.unwrap()[0].id;
 
@@ -354,9 +350,8 @@ async fn telemetry_tables_round_trip() {
     assert!(store.run_detail(store::RunId(999)).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn writes_to_an_unknown_run_are_a_clear_error() {
-    let (store, _dir) = temp_store().await;
+async fn writes_to_an_unknown_run_are_a_clear_error(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
     let ghost = store::RunId(77);
     let point = MetricPoint {
         key: "k".into(),
@@ -373,9 +368,8 @@ async fn writes_to_an_unknown_run_are_a_clear_error() {
     assert!(matches!(err, StoreError::UnknownRun(_)), "{err}");
 }
 
-#[tokio::test]
-async fn workers_are_listed_while_alive() {
-    let (store, _dir) = temp_store().await;
+async fn workers_are_listed_while_alive(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
     let exp = experiment(&store, "e").await;
     store.create_runs(exp, &[new_run(0)]).await.unwrap();
     store.worker_heartbeat(&worker("idle")).await.unwrap();
@@ -403,3 +397,12 @@ async fn workers_are_listed_while_alive() {
     store.retire_worker("idle").await.unwrap();
     assert_eq!(store.workers(None).await.unwrap().len(), 1);
 }
+
+on_both_backends!(
+    runs_and_params_round_trip,
+    dependencies_resolve_by_hash_and_unknown_ones_are_an_error,
+    list_filters_by_experiment_status_task_and_axes,
+    telemetry_tables_round_trip,
+    writes_to_an_unknown_run_are_a_clear_error,
+    workers_are_listed_while_alive,
+);

@@ -4,12 +4,11 @@
 
 mod common;
 
-use common::{experiment, new_run, temp_store, worker};
+use common::{experiment, new_run, temp_store, worker, Kind};
 use store::{FailOutcome, RetryPolicy, RunId, RunStatus};
 
-#[tokio::test]
-async fn claim_run_takes_that_run_only_when_it_is_runnable() {
-    let (store, _dir) = temp_store().await;
+async fn claim_run_takes_that_run_only_when_it_is_runnable(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
     let exp = experiment(&store, "slurm").await;
     let pretrain = store.create_runs(exp, &[new_run(0)]).await.unwrap()[0].id;
     let mut dependent = new_run(1);
@@ -65,9 +64,8 @@ async fn claim_run_takes_that_run_only_when_it_is_runnable() {
         .is_none());
 }
 
-#[tokio::test]
-async fn a_released_run_is_queued_again_without_spending_retries() {
-    let (store, _dir) = temp_store().await;
+async fn a_released_run_is_queued_again_without_spending_retries(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
     let exp = experiment(&store, "slurm").await;
     let run = store.create_runs(exp, &[new_run(0)]).await.unwrap()[0].id;
     let policy = RetryPolicy::default();
@@ -101,7 +99,7 @@ async fn a_released_run_is_queued_again_without_spending_retries() {
     }
 
     // Someone cancelled it while it ran: released means cancelled then.
-    let (store, _dir) = temp_store().await;
+    let (store, _dir) = temp_store(kind).await;
     let exp = experiment(&store, "slurm").await;
     let run = store.create_runs(exp, &[new_run(0)]).await.unwrap()[0].id;
     let claim = store.claim_run(&worker("w"), run).await.unwrap().unwrap();
@@ -112,9 +110,8 @@ async fn a_released_run_is_queued_again_without_spending_retries() {
     );
 }
 
-#[tokio::test]
-async fn slurm_jobs_are_recorded_once_per_submission_and_the_newest_is_current() {
-    let (store, _dir) = temp_store().await;
+async fn slurm_jobs_are_recorded_once_per_submission_and_the_newest_is_current(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
     let exp = experiment(&store, "slurm").await;
     let ids: Vec<RunId> = store
         .create_runs(exp, &[new_run(0), new_run(1), new_run(2)])
@@ -143,11 +140,7 @@ async fn slurm_jobs_are_recorded_once_per_submission_and_the_newest_is_current()
     assert_eq!(names, ["41_0", "57_0"]);
 
     // Deleting a run deletes its jobs.
-    sqlx::query("DELETE FROM runs WHERE id = ?1")
-        .bind(ids[0])
-        .execute(store.pool())
-        .await
-        .unwrap();
+    assert_eq!(store.delete_runs(&[ids[0]]).await.unwrap(), 1);
     assert!(store.slurm_job_history(ids[0]).await.unwrap().is_empty());
 }
 
@@ -162,7 +155,8 @@ async fn a_store_from_before_slurm_jobs_is_upgraded_with_its_runs() {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
     for e in std::fs::read_dir(&src).unwrap() {
         let p = e.unwrap().path();
-        if !p.to_string_lossy().contains("slurm_jobs") {
+        // SQLite's migrations only (PostgreSQL's are in a folder of their own).
+        if p.is_file() && !p.to_string_lossy().contains("slurm_jobs") {
             std::fs::copy(&p, old.join(p.file_name().unwrap())).unwrap();
         }
     }
@@ -206,3 +200,9 @@ async fn a_store_from_before_slurm_jobs_is_upgraded_with_its_runs() {
         "7_0"
     );
 }
+
+on_both_backends!(
+    claim_run_takes_that_run_only_when_it_is_runnable,
+    a_released_run_is_queued_again_without_spending_retries,
+    slurm_jobs_are_recorded_once_per_submission_and_the_newest_is_current,
+);

@@ -12,7 +12,16 @@ fn render(db: &Path) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "towerlab {}", env!("CARGO_PKG_VERSION"));
     engine_section(&mut out);
-    let _ = writeln!(out, "store:     {}{}", db.display(), exists_note(db));
+    let _ = writeln!(
+        out,
+        "store:     {}{}",
+        crate::runner::describe_db(db),
+        if crate::runner::is_postgres(db) {
+            ""
+        } else {
+            exists_note(db)
+        }
+    );
     match experiments::paths::cache_dir() {
         Some(cache) => {
             let _ = writeln!(out, "cache:     {}{}", cache.display(), exists_note(&cache));

@@ -258,7 +258,7 @@ async fn result(store: &Store, ws: &Workspace, hash: &str, json: bool) -> anyhow
         "eval run {} [{}] in {}",
         run.id,
         &run.hash[..12.min(run.hash.len())],
-        ws.db.display()
+        ws.describe()
     );
     Ok(out)
 }

@@ -129,7 +129,7 @@ pub fn run(db: &Path, args: LsArgs) -> anyhow::Result<()> {
         let Some(store) = ws.open_existing().await? else {
             println!(
                 "no store at {} yet (nothing has been queued)",
-                ws.db.display()
+                ws.describe()
             );
             return Ok(());
         };

@@ -18,6 +18,7 @@ pub mod retry;
 pub mod run;
 pub mod run_slurm;
 pub mod show;
+pub mod store;
 pub mod sync;
 pub mod tui;
 pub mod worker;
@@ -48,6 +49,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "train")]
         Some(Command::Eval(args)) => eval::run(&db, args),
         Some(Command::Sync(args)) => sync::run(&db, args),
+        Some(Command::Store(cmd)) => store::run(&db, cmd),
     }
 }
 

@@ -25,7 +25,7 @@ pub fn run(db: &Path, args: PlanArgs) -> anyhow::Result<()> {
         print!("{}", describe(&report, plan.rows.len()));
         println!(
             "store: {}; start a worker with `towerlab worker`",
-            ws.db.display()
+            ws.describe()
         );
         anyhow::Ok(())
     })

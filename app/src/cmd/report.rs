@@ -58,12 +58,12 @@ pub fn run(args: ReportArgs, db: &Path) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async {
-        if !db.exists() {
+        if !(crate::runner::is_postgres(db) || db.exists()) {
             bail!(user(
                 1,
                 format!(
                     "{}: no store here (run an experiment first, e.g. `make demo`)",
-                    db.display()
+                    crate::runner::describe_db(db)
                 )
             ));
         }

@@ -140,7 +140,7 @@ pub(crate) async fn print_results(
     println!("\n{} — {}", exp.name, exp.path.display());
     print!("{table}");
     println!("{c}");
-    println!("store:    {}", ws.db.display());
+    println!("store:    {}", ws.describe());
     println!("run dirs: {}/<identity>", ws.runs_dir.display());
     if c.failed > 0 {
         println!("see failures with `towerlab ls --status failed` and `towerlab show RUN`");

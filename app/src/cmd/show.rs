@@ -24,7 +24,7 @@ pub fn run(db: &Path, args: ShowArgs) -> anyhow::Result<()> {
         let Some(store) = ws.open_existing().await? else {
             return Err(anyhow::Error::new(UserError {
                 code: 1,
-                message: format!("no store at {}", ws.db.display()),
+                message: format!("no store at {}", ws.describe()),
             }));
         };
         let row = lookup::run(&store, &args.run).await?;

@@ -150,12 +150,12 @@ fn wandb(db: &Path, args: &WandbArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    if !db.exists() {
+    if !(crate::runner::is_postgres(db) || db.exists()) {
         return Err(anyhow::Error::new(UserError {
             code: 1,
             message: format!(
                 "no store at {}: run an experiment first, or point --db / TOWERLAB_DB at one",
-                db.display()
+                crate::runner::describe_db(db)
             ),
         }));
     }

@@ -57,7 +57,7 @@ pub fn run(db: &Path, args: WorkerArgs) -> anyhow::Result<()> {
             "worker {} with {n} slot(s) on {} (store {}{})",
             slots[0].worker.id.rsplit_once('/').map_or("", |(w, _)| w),
             devices.join(", "),
-            ws.db.display(),
+            ws.describe(),
             task.as_ref()
                 .map_or(String::new(), |t| format!(", Slurm task {}", t.task_name()))
         ));

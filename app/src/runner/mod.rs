@@ -19,6 +19,19 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use store::Store;
 
+/// Whether `db` (a `--db` value) is a PostgreSQL URL.
+pub fn is_postgres(db: &Path) -> bool {
+    db.to_str().is_some_and(store::is_postgres_url)
+}
+
+/// `db` for messages: the path, or the URL without its password.
+pub fn describe_db(db: &Path) -> String {
+    match db.to_str().filter(|d| store::is_postgres_url(d)) {
+        Some(url) => store::redact_url(url),
+        None => db.display().to_string(),
+    }
+}
+
 /// The store file and the folder beside it where run directories live.
 #[derive(Debug, Clone)]
 pub struct Workspace {
@@ -29,9 +42,11 @@ pub struct Workspace {
 
 impl Workspace {
     pub fn new(db: &Path) -> Self {
+        // A PostgreSQL store has no folder: run directories go in the current one (on a
+        // cluster, one every node mounts).
         let dir = db
             .parent()
-            .filter(|p| !p.as_os_str().is_empty())
+            .filter(|p| !p.as_os_str().is_empty() && !is_postgres(db))
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         // Absolute, so recorded checkpoint paths stay valid for workers started elsewhere.
         let runs_dir = dir.join("runs");
@@ -39,6 +54,17 @@ impl Workspace {
             db: db.to_path_buf(),
             runs_dir: std::path::absolute(&runs_dir).unwrap_or(runs_dir),
         }
+    }
+
+    /// Whether the store is there to open: the file exists, or it is a PostgreSQL URL (whose
+    /// server answers, or not, when it is opened).
+    pub fn store_exists(&self) -> bool {
+        is_postgres(&self.db) || self.db.exists()
+    }
+
+    /// The store for messages: its file, or its URL without the password.
+    pub fn describe(&self) -> String {
+        describe_db(&self.db)
     }
 
     /// Opens (or creates) the store. A file that is not a usable store is invalid input
@@ -49,7 +75,11 @@ impl Workspace {
             Err(
                 e @ (store::StoreError::Corrupt { .. }
                 | store::StoreError::NotAStore { .. }
-                | store::StoreError::NewerSchema { .. }),
+                | store::StoreError::NewerSchema { .. }
+                | store::StoreError::NetworkFileSystem { .. }
+                | store::StoreError::Connect { .. }
+                | store::StoreError::NotAPgStore { .. }
+                | store::StoreError::NewerPgSchema { .. }),
             ) => Err(anyhow::Error::new(crate::exit::UserError {
                 code: 2,
                 message: e.to_string(),
@@ -61,12 +91,12 @@ impl Workspace {
     /// Opens a store that must exist already: commands that act on stored runs (`cancel`,
     /// `retry`, `export`) say so instead of creating an empty one.
     pub async fn open_required(&self) -> anyhow::Result<Store> {
-        if !self.db.exists() {
+        if !self.store_exists() {
             return Err(anyhow::Error::new(crate::exit::UserError {
                 code: 1,
                 message: format!(
                     "no store at {}: run an experiment first, or point --db / TOWERLAB_DB at one",
-                    self.db.display()
+                    self.describe()
                 ),
             }));
         }
@@ -75,7 +105,7 @@ impl Workspace {
 
     /// Opens the store only if the file exists (read-only commands should not create one).
     pub async fn open_existing(&self) -> anyhow::Result<Option<Store>> {
-        if self.db.exists() {
+        if self.store_exists() {
             self.open().await.map(Some)
         } else {
             Ok(None)

@@ -199,7 +199,12 @@ pub async fn submit(
     runs_dir: &Path,
 ) -> anyhow::Result<i64> {
     let towerlab = std::env::current_exe()?;
-    let db = std::path::absolute(db)?;
+    // A file relative to here would not be found from the task's folder; a URL is as it is.
+    let db = if super::is_postgres(db) {
+        db.to_path_buf()
+    } else {
+        std::path::absolute(db)?
+    };
     let dir = runs_dir.join("slurm");
     std::fs::create_dir_all(&dir).map_err(|source| SlurmError::Script {
         path: dir.clone(),

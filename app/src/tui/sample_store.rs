@@ -440,6 +440,9 @@ pub async fn fill_study_as(
             store.finish(&claim.lease).await?;
         }
     }
+    let pool = store
+        .sqlite_pool()
+        .ok_or_else(|| anyhow::anyhow!("the sample store is a SQLite file"))?;
     // Fixed times: run k started k minutes after the first, ran 5 minutes (+ k s).
     sqlx::query(
         "UPDATE runs SET created_ms = ?1 - 3600000 + id * 1000, \
@@ -449,11 +452,9 @@ pub async fn fill_study_as(
     )
     .bind(STUDY_NOW_MS)
     .bind(store::now_ms())
-    .execute(store.pool())
+    .execute(pool)
     .await?;
     // No live worker: the workers pane would depend on the clock.
-    sqlx::query("DELETE FROM workers")
-        .execute(store.pool())
-        .await?;
+    sqlx::query("DELETE FROM workers").execute(pool).await?;
     Ok(())
 }

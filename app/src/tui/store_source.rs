@@ -64,7 +64,7 @@ impl StoreSource {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        // One connection: `PRAGMA data_version` is per connection, and it is the change signal.
+        // One connection: the change signal (SQLite's `PRAGMA data_version`) is per connection.
         let options = StoreOptions {
             max_connections: 1,
             ..StoreOptions::default()
@@ -193,10 +193,7 @@ fn experiment_files(dir: &Path) -> Vec<PathBuf> {
 
 impl TuiSource for StoreSource {
     fn change_token(&mut self) -> SourceResult<u64> {
-        let v: i64 = self
-            .rt
-            .block_on(sqlx::query_scalar("PRAGMA data_version").fetch_one(self.store.pool()))
-            .map_err(err)?;
+        let v: i64 = self.rt.block_on(self.store.change_token()).map_err(err)?;
         Ok(v as u64)
     }
 

@@ -85,18 +85,7 @@ impl StoreSource {
         if let Some(step) = last_step {
             summary.insert("_step".to_owned(), step.into());
         }
-        let (history_len, log_len, events_len): (i64, i64, i64) = sqlx::query_as(
-            "SELECT \
-               (SELECT COUNT(*) FROM ( \
-                  SELECT step FROM metric_points WHERE run_id = ?1 AND key NOT LIKE 'system/%' \
-                  UNION SELECT step FROM manager_weights WHERE run_id = ?1)), \
-               (SELECT COUNT(*) FROM log_lines WHERE run_id = ?1), \
-               (SELECT COUNT(DISTINCT step) FROM metric_points \
-                  WHERE run_id = ?1 AND key LIKE 'system/%')",
-        )
-        .bind(id)
-        .fetch_one(self.store.pool())
-        .await?;
+        let (history_len, log_len, events_len) = self.store.step_and_log_counts(id).await?;
         let running = matches!(
             row.status,
             store::RunStatus::Queued | store::RunStatus::Running
@@ -160,14 +149,7 @@ impl StoreSource {
 
     /// The highest step with a metric point or manager weights.
     async fn newest_step(&self, run: RunId) -> Result<Option<i64>, BoxError> {
-        Ok(sqlx::query_scalar(
-            "SELECT max(step) FROM (SELECT max(step) AS step FROM metric_points \
-               WHERE run_id = ?1 AND key NOT LIKE 'system/%' \
-             UNION ALL SELECT max(step) FROM manager_weights WHERE run_id = ?1)",
-        )
-        .bind(run)
-        .fetch_one(self.store.pool())
-        .await?)
+        Ok(self.store.newest_step(run).await?)
     }
 
     async fn started_ms(&self, run: RunId) -> Result<Option<i64>, BoxError> {
@@ -251,7 +233,7 @@ impl SyncSource for StoreSource {
             RunState::Running => self.newest_step(id).await?,
             _ => None,
         };
-        let mut metric_rows = history_rows(&self.store, id, after, limit).await?;
+        let mut metric_rows = self.store.history(id, after, Some(limit)).await?;
         if let Some(open) = open_step {
             metric_rows.retain(|r| r.step < open);
         }
@@ -262,26 +244,21 @@ impl SyncSource for StoreSource {
         } else {
             metric_rows.last().map_or(i64::MAX, |r| r.step)
         };
-        let weights: Vec<(i64, String, i64, i64, Option<f64>)> = sqlx::query_as(
-            "SELECT step, modality, layer, expert, weight FROM manager_weights \
-             WHERE run_id = ?1 AND (?2 IS NULL OR step > ?2) AND step <= ?3 \
-             ORDER BY step, modality, layer, expert",
-        )
-        .bind(id)
-        .bind(after)
-        .bind(upto.min(open_step.map_or(i64::MAX, |s| s - 1)))
-        .fetch_all(self.store.pool())
-        .await?;
+        let weights = self
+            .store
+            .manager_weights_between(id, after, upto.min(open_step.map_or(i64::MAX, |s| s - 1)))
+            .await?;
         let started = self.started_ms(id).await?.unwrap_or(0);
         let mut by_step: BTreeMap<i64, (i64, Vec<(String, f64)>)> = BTreeMap::new();
         for row in metric_rows {
-            by_step.insert(row.step, (row.wall_ms, row.values));
+            by_step.insert(row.step, (row.wall_ms, row.values.into_iter().collect()));
         }
-        for (step, modality, layer, expert, weight) in weights {
-            let entry = by_step.entry(step).or_insert((0, Vec::new()));
+        for w in weights {
+            let entry = by_step.entry(w.step).or_insert((0, Vec::new()));
+            let v = w.value;
             entry.1.push((
-                manager_weight_key(&modality, usize::try_from(layer).unwrap_or(0), expert),
-                weight.unwrap_or(f64::NAN),
+                manager_weight_key(v.modality.as_str(), v.layer as usize, v.expert),
+                v.weight,
             ));
         }
         let mut out = Vec::with_capacity(
@@ -314,37 +291,21 @@ impl SyncSource for StoreSource {
         limit: usize,
     ) -> Result<Vec<EventsRow>, BoxError> {
         let id = store_id(&self.store, run).await?;
-        let points: Vec<(i64, String, Option<f64>, i64)> = sqlx::query_as(
-            "SELECT step, key, value, wall_ms FROM metric_points \
-             WHERE run_id = ?1 AND key LIKE 'system/%' AND step IN ( \
-               SELECT DISTINCT step FROM metric_points \
-               WHERE run_id = ?1 AND key LIKE 'system/%' ORDER BY step LIMIT ?3 OFFSET ?2) \
-             ORDER BY step, key",
-        )
-        .bind(id)
-        .bind(i64::try_from(from)?)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(self.store.pool())
-        .await?;
+        let samples = self
+            .store
+            .system_samples(
+                id,
+                i64::try_from(from)?,
+                i64::try_from(limit).unwrap_or(i64::MAX),
+            )
+            .await?;
         let started = self.started_ms(id).await?.unwrap_or(0);
-        // (step, wall time, metrics) per sample.
-        let mut out: Vec<Sample> = Vec::new();
-        for (step, key, value, wall_ms) in points {
-            let value = value.unwrap_or(f64::NAN);
-            match out.last_mut() {
-                Some((s, wall, metrics)) if *s == step => {
-                    *wall = (*wall).max(wall_ms);
-                    metrics.push((key, value));
-                }
-                _ => out.push((step, wall_ms, vec![(key, value)])),
-            }
-        }
-        Ok(out
+        Ok(samples
             .into_iter()
-            .map(|(_, wall, metrics)| EventsRow {
-                runtime: (wall - started).max(0) as f64 / 1000.0,
-                timestamp: wall as f64 / 1000.0,
-                metrics,
+            .map(|row| EventsRow {
+                runtime: (row.wall_ms - started).max(0) as f64 / 1000.0,
+                timestamp: row.wall_ms as f64 / 1000.0,
+                metrics: row.values.into_iter().collect(),
             })
             .collect())
     }
@@ -367,56 +328,6 @@ impl SyncSource for StoreSource {
             })
             .collect())
     }
-}
-
-/// One history row per step above `after` (at most `limit`), by step: every metric but the
-/// `system/` ones (those are W&B's system samples, see [`SyncSource::system_events`]).
-async fn history_rows(
-    store: &Store,
-    run: RunId,
-    after: Option<i64>,
-    limit: i64,
-) -> Result<Vec<StepRow>, BoxError> {
-    let points: Vec<(i64, String, Option<f64>, i64)> = sqlx::query_as(
-        "SELECT step, key, value, wall_ms FROM metric_points \
-         WHERE run_id = ?1 AND key NOT LIKE 'system/%' AND (?2 IS NULL OR step > ?2) \
-           AND step <= (SELECT MAX(step) FROM ( \
-               SELECT DISTINCT step FROM metric_points \
-               WHERE run_id = ?1 AND key NOT LIKE 'system/%' AND (?2 IS NULL OR step > ?2) \
-               ORDER BY step LIMIT ?3)) \
-         ORDER BY step, key",
-    )
-    .bind(run)
-    .bind(after)
-    .bind(limit)
-    .fetch_all(store.pool())
-    .await?;
-    let mut rows: Vec<StepRow> = Vec::new();
-    for (step, key, value, wall_ms) in points {
-        let value = value.unwrap_or(f64::NAN);
-        match rows.last_mut() {
-            Some(row) if row.step == step => {
-                row.wall_ms = row.wall_ms.max(wall_ms);
-                row.values.push((key, value));
-            }
-            _ => rows.push(StepRow {
-                step,
-                wall_ms,
-                values: vec![(key, value)],
-            }),
-        }
-    }
-    Ok(rows)
-}
-
-/// One system sample: its step, wall time (ms) and metrics.
-type Sample = (i64, i64, Vec<(String, f64)>);
-
-/// The metrics of one step (keys in order, NaN kept as NaN).
-struct StepRow {
-    step: i64,
-    wall_ms: i64,
-    values: Vec<(String, f64)>,
 }
 
 /// The store id of a run listed by [`StoreSource::list_runs`] (its id, or the hash it was

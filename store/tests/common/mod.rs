@@ -2,14 +2,72 @@
 #![allow(dead_code)]
 
 use serde_json::json;
+use std::path::PathBuf;
+
+use store::testing::PgServer;
 use store::{Axes, ExperimentId, NewRun, Store, WorkerInfo};
 use tempfile::TempDir;
 
-/// A store in a fresh temporary directory (kept alive by the returned guard).
-pub async fn temp_store() -> (Store, TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("store.db")).await.unwrap();
-    (store, dir)
+/// Which backend a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// Where a test's store lives: a SQLite file in a temporary folder (removed on drop), or a
+/// fresh database on this test binary's PostgreSQL server.
+pub struct TestDb {
+    _dir: Option<TempDir>,
+    db: PathBuf,
+}
+
+impl TestDb {
+    /// What `Store::open` takes to open this store again (a path, or a URL).
+    pub fn db(&self) -> PathBuf {
+        self.db.clone()
+    }
+}
+
+/// A fresh, empty store on `kind` (kept alive by the returned guard).
+pub async fn temp_store(kind: Kind) -> (Store, TestDb) {
+    let test_db = match kind {
+        Kind::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let db = dir.path().join("store.db");
+            TestDb {
+                _dir: Some(dir),
+                db,
+            }
+        }
+        Kind::Postgres => TestDb {
+            _dir: None,
+            db: PgServer::shared().fresh_database().await.into(),
+        },
+    };
+    let store = Store::open(test_db.db()).await.unwrap();
+    (store, test_db)
+}
+
+/// Runs each named `async fn NAME(kind: Kind)` as two tests, `NAME::sqlite` and
+/// `NAME::postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::common::Kind::Sqlite).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::common::Kind::Postgres).await
+                }
+            }
+        )*
+    };
 }
 
 pub async fn experiment(store: &Store, name: &str) -> ExperimentId {

@@ -7,12 +7,16 @@
 
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::QueryBuilder;
 
 use crate::error::Result;
 use crate::rows::{Axes, MetricSummary, RunRow, RunWithSummaries};
-use crate::runs::{push_filter, RunFilter};
+use crate::runs::RunFilter;
 use crate::types::{ExperimentId, FailureClass, Goal, RunId, RunStatus};
+
+use super::runs::push_filter;
+use super::{Db, DIALECT};
+use crate::Dialect;
 
 /// A summary value: a number, `null`, or `"inf"`/`"-inf"`. A hand-written visitor: serde's
 /// untagged enums buffer every value first, which made parsing the list several times slower.
@@ -39,8 +43,9 @@ fn de_real<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<f64>, 
 
         fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
             match v {
-                "inf" => Ok(Some(f64::INFINITY)),
-                "-inf" => Ok(Some(f64::NEG_INFINITY)),
+                // SQLite's summaries say "inf", PostgreSQL's JSON "Infinity".
+                "inf" | "Infinity" => Ok(Some(f64::INFINITY)),
+                "-inf" | "-Infinity" => Ok(Some(f64::NEG_INFINITY)),
                 other => Err(E::custom(format!("expected a number, got {other:?}"))),
             }
         }
@@ -56,7 +61,7 @@ fn de_real<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<f64>, 
     d.deserialize_any(Real)
 }
 
-const RUN_FIELDS: &str = "r.id, r.experiment_id, e.name, r.hash, r.cell_key, json(r.axes), \
+const RUN_FIELDS: &str = "r.id, r.experiment_id, e.name, r.hash, r.cell_key, AXES, \
     r.task, r.status, r.failure_class, r.failure_message, r.worker, r.host, r.pid, r.device, \
     r.engine_version, r.created_ms, r.started_ms, r.ended_ms, r.heartbeat_ms, r.attempts, \
     r.cancel_requested, r.depends_on, r.checkpoint_path, r.checkpoint_step, r.progress_step, \
@@ -173,27 +178,54 @@ fn parse<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
 /// The runs matching `filter` (by id), with their summaries when `with_summaries` (only
 /// `filter.summary_keys` when given), in one statement, so from one snapshot.
 pub(crate) async fn list(
-    pool: &sqlx::SqlitePool,
+    pool: &sqlx::Pool<Db>,
     filter: &RunFilter,
     with_summaries: bool,
 ) -> Result<Vec<RunWithSummaries>> {
     // One line `[[run fields], [summaries]]` per run: the summaries are already JSON (see the
     // `run_summaries_json` migration), so nothing is formatted here. JSON escapes newlines in
     // strings, so lines split the text into runs, which are parsed on all cores.
-    let mut qb = QueryBuilder::<Sqlite>::new("SELECT coalesce(group_concat('[' || json_array(");
-    qb.push(RUN_FIELDS);
-    qb.push(") || ',' || ");
-    qb.push(if with_summaries {
-        "r.summaries_json"
-    } else {
-        "'[]'"
-    });
-    qb.push(" || ']', char(10)), '') FROM (SELECT r.id AS id FROM runs r");
+    let mut qb = match DIALECT {
+        Dialect::Sqlite => {
+            let mut qb = QueryBuilder::<Db>::new("SELECT coalesce(group_concat('[' || json_array(");
+            qb.push(RUN_FIELDS.replace("AXES", "json(r.axes)"));
+            qb.push(") || ',' || ");
+            qb.push(if with_summaries {
+                "r.summaries_json"
+            } else {
+                "'[]'"
+            });
+            qb.push(" || ']', char(10)), '')");
+            qb
+        }
+        // No precomputed summaries here: PostgreSQL aggregates them per run (by the primary key
+        // index), and orders the lines itself.
+        Dialect::Postgres => {
+            let mut qb =
+                QueryBuilder::<Db>::new("SELECT coalesce(string_agg('[' || json_build_array(");
+            qb.push(
+                RUN_FIELDS
+                    .replace("AXES", "r.axes::JSON")
+                    .replace("r.cancel_requested", "r.cancel_requested::INT"),
+            );
+            qb.push(")::TEXT || ',' || ");
+            qb.push(if with_summaries {
+                "coalesce((SELECT json_agg(json_build_array(s.key, s.goal, s.count, \
+                     s.nan_count, s.last, s.last_step, s.min, s.max, s.best, s.best_step) \
+                     ORDER BY s.key) FROM metric_summaries s WHERE s.run_id = r.id)::TEXT, '[]')"
+            } else {
+                "'[]'"
+            });
+            qb.push(" || ']', E'\\n' ORDER BY r.id), '')");
+            qb
+        }
+    };
+    qb.push(" FROM (SELECT r.id AS id FROM runs r");
     push_filter(&mut qb, filter);
     qb.push(") sel JOIN runs r ON r.id = sel.id JOIN experiments e ON e.id = r.experiment_id");
     let text: String = qb.build_query_scalar().fetch_one(pool).await?;
     let mut runs = parse_lines(&text, &filter.summary_keys)?;
-    // group_concat's order is the scan's in practice, not a guarantee of SQL.
+    // SQLite's group_concat order is the scan's in practice, not a guarantee of SQL.
     if !runs.is_sorted_by_key(|r| r.run.id) {
         runs.sort_by_key(|r| r.run.id);
     }

@@ -1,28 +1,28 @@
-//! Where an exporter (e.g. W&B sync) got to for a run, so a re-sync sends only what is new.
+//! Queries of `sync_cursors` (compiled once per backend).
 
 use crate::error::Result;
 use crate::types::RunId;
-use crate::Store;
 
-impl Store {
-    /// The cursor `name` of exporter `target` for `run` (e.g. `("wandb", "history")`).
-    pub async fn sync_cursor(
+use super::Backend;
+
+impl Backend<'_> {
+    pub(crate) async fn sync_cursor(
         &self,
         run: RunId,
         target: &str,
         name: &str,
     ) -> Result<Option<String>> {
         Ok(sqlx::query_scalar(
-            "SELECT value FROM sync_cursors WHERE run_id = ?1 AND target = ?2 AND name = ?3",
+            "SELECT value FROM sync_cursors WHERE run_id = $1 AND target = $2 AND name = $3",
         )
         .bind(run)
         .bind(target)
         .bind(name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool)
         .await?)
     }
 
-    pub async fn set_sync_cursor(
+    pub(crate) async fn set_sync_cursor(
         &self,
         run: RunId,
         target: &str,
@@ -30,14 +30,14 @@ impl Store {
         value: &str,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO sync_cursors (run_id, target, name, value) VALUES (?1, ?2, ?3, ?4) \
+            "INSERT INTO sync_cursors (run_id, target, name, value) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (run_id, target, name) DO UPDATE SET value = excluded.value",
         )
         .bind(run)
         .bind(target)
         .bind(name)
         .bind(value)
-        .execute(&self.pool)
+        .execute(self.pool)
         .await?;
         Ok(())
     }

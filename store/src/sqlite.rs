@@ -1,4 +1,5 @@
-//! Opening a store file: connection options, recognising foreign/corrupt/newer files, migrating.
+//! The SQLite backend: opening a store file (connection options, recognising foreign, corrupt,
+//! newer and network-mounted files, migrating), and the statements only SQLite's dialect has.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -6,10 +7,76 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Connection as _;
+use sqlx::SqlitePool;
 use tracing::{debug, instrument};
 
 use crate::error::{Result, StoreError};
-use crate::{Store, StoreOptions, APPLICATION_ID, MIGRATOR};
+use crate::fs::FsProbe;
+use crate::rows::MetricPoint;
+use crate::types::RunId;
+use crate::{Dialect, Pool, Store, StoreOptions, APPLICATION_ID, MIGRATOR};
+
+pub(crate) type Db = sqlx::Sqlite;
+pub(crate) type Conn = sqlx::SqliteConnection;
+pub(crate) type DbRow = sqlx::sqlite::SqliteRow;
+pub(crate) const DIALECT: Dialect = Dialect::Sqlite;
+
+// The same files as the other backend's `queries`, on purpose: each query is written once and
+// compiled per backend.
+#[allow(clippy::duplicate_mod)]
+#[path = "queries/mod.rs"]
+pub(crate) mod queries;
+
+/// The queries on one SQLite pool.
+#[derive(Clone, Copy)]
+pub(crate) struct Backend<'a> {
+    pub(crate) pool: &'a SqlitePool,
+}
+
+impl Backend<'_> {
+    /// Starts a write transaction that takes the write lock at once, so it never has to upgrade
+    /// a read snapshot (which SQLite refuses with SQLITE_BUSY instead of waiting).
+    pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Db>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+/// Multi-row insert with anonymous `?` parameters: SQLite looks a named parameter (`?NNN`) up by
+/// a linear scan, which made binding a large statement quadratic.
+fn insert_points_sql(rows: usize) -> String {
+    let mut sql = String::with_capacity(90 + rows * 17);
+    sql.push_str("INSERT OR IGNORE INTO metric_points (run_id, key, step, value, wall_ms) VALUES ");
+    for i in 0..rows {
+        sql.push_str(if i == 0 {
+            "(?, ?, ?, ?, ?)"
+        } else {
+            ", (?, ?, ?, ?, ?)"
+        });
+    }
+    sql
+}
+
+/// Inserts points of one key (a chunk of at most `queries::metrics::INSERT_CHUNK`), skipping
+/// those already stored; returns how many were new. (Multi-row statements are cached as
+/// prepared statements per connection.)
+pub(crate) async fn insert_points(
+    conn: &mut Conn,
+    run: RunId,
+    key: &str,
+    points: &[&MetricPoint],
+) -> Result<u64> {
+    let sql = insert_points_sql(points.len());
+    let mut query = sqlx::query(&sql);
+    for p in points {
+        query = query
+            .bind(run)
+            .bind(key)
+            .bind(p.step)
+            .bind(p.value)
+            .bind(p.wall_ms);
+    }
+    Ok(query.execute(conn).await?.rows_affected())
+}
 
 /// SQLite result codes that mean "this file is damaged or not a database at all".
 const SQLITE_CORRUPT: &str = "11";
@@ -30,14 +97,19 @@ fn classify(path: &Path, source: sqlx::Error) -> StoreError {
     }
 }
 
-#[instrument(level = "debug", skip(options), err(level = "debug"))]
-pub(crate) async fn open_file(path: &Path, options: StoreOptions) -> Result<Store> {
+#[instrument(level = "debug", skip(options, probe), err(level = "debug"))]
+pub(crate) async fn open_file(
+    path: &Path,
+    options: StoreOptions,
+    probe: &dyn FsProbe,
+) -> Result<Store> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
             path: parent.to_path_buf(),
             source,
         })?;
     }
+    crate::fs::refuse_network_fs(path, probe)?;
     let connect = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -66,11 +138,11 @@ pub(crate) async fn open_file(path: &Path, options: StoreOptions) -> Result<Stor
         .connect_with(connect)
         .await
         .map_err(|e| classify(path, e))?;
+    prepare_schema(&pool, path).await?;
     let store = Store {
-        pool,
+        pool: Pool::Sqlite(pool),
         path: path.to_path_buf(),
     };
-    prepare_schema(&store).await?;
     debug!(path = %path.display(), "store open");
     Ok(store)
 }
@@ -90,21 +162,18 @@ pub(crate) async fn open_memory() -> Result<Store> {
         .connect_with(connect)
         .await
         .map_err(|e| classify(&path, e))?;
-    let store = Store { pool, path };
-    prepare_schema(&store).await?;
-    Ok(store)
+    prepare_schema(&pool, &path).await?;
+    Ok(Store {
+        pool: Pool::Sqlite(pool),
+        path,
+    })
 }
 
 /// Checks what the file is and migrates it, all under one write lock so that several processes
 /// opening a fresh file at once do not race to create the tables.
-async fn prepare_schema(store: &Store) -> Result<()> {
-    let path = store.path();
+async fn prepare_schema(pool: &SqlitePool, path: &Path) -> Result<()> {
     let err = |e| classify(path, e);
-    let mut tx = store
-        .pool
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(err)?;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
 
     let application_id: i64 = sqlx::query_scalar("PRAGMA application_id")
         .fetch_one(&mut *tx)
