@@ -6,11 +6,24 @@ use app::{cli, cmd, exit};
 use clap::Parser;
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = cli::Cli::parse();
     init_tracing(cli.verbose);
     match cmd::dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => exit::report(&err),
+    }
+}
+
+/// Output piped into a reader that stops early (`towerlab plan --settings F | head`) ends the
+/// process quietly, as with any Unix tool: Rust ignores SIGPIPE, so the next `print!` would
+/// panic with a backtrace instead.
+#[allow(unsafe_code)]
+fn restore_sigpipe() {
+    // SAFETY: called first thing in `main`, before any thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -48,3 +48,26 @@ fn unknown_subcommand_is_one_line_and_nonzero() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).is_empty());
 }
+
+/// Output piped into a reader that stops early (`towerlab plan --settings F | head`) ends the
+/// command quietly by SIGPIPE, as any Unix tool does, never with a panic and a backtrace.
+#[test]
+fn a_reader_that_stops_early_ends_the_output_quietly() {
+    use std::os::unix::process::ExitStatusExt as _;
+    use std::process::Stdio;
+    let exp = concat!(env!("CARGO_MANIFEST_DIR"), "/../experiments/demo.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = towerlab()
+        .args(["plan", "--settings", exp, "--db"])
+        .arg(dir.path().join("t.db"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader is gone before the first line is written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(13), "{:?} {stderr}", out.status);
+}
