@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use store::{RunFilter, RunRow, RunStatus, SeriesOptions, Store};
+use store::{RunFilter, RunId, RunRow, RunStatus, SeriesOptions, SeriesPoint, SlurmJob, Store};
 use testkit::towerlab::{self, runtime as rt, text, TinyVqa};
 
 /// A single-node cluster for one test, stopped when dropped.
@@ -472,73 +472,16 @@ fn vlp_fine_tuning_tasks_wait_for_their_pre_training_job() {
 /// once, the points before the checkpoint kept as they were.
 #[test]
 fn a_task_cancelled_with_scancel_resumes_from_its_checkpoint_when_resubmitted() {
-    const STEPS: i64 = 60;
-    let env = Env::new(&experiment(
-        STEPS,
-        5,
-        "manager_type = [\"BT\"]\nseeds = [0]",
-        "[executor]\nkind = \"slurm\"\ncpus = 1",
-    ));
-    let out = env.ok(&["run", "exp.toml"]);
-    assert!(out.contains("submitted Slurm job"), "{out}");
-    // Cancel once the run has a checkpoint and has trained past it.
-    env.wait_for("a checkpoint mid-run", Duration::from_secs(300), |runs| {
-        runs.iter().any(|r| {
-            r.status == RunStatus::Running
-                && r.checkpoint_step.is_some()
-                && r.progress_step > r.checkpoint_step
-        })
-    });
-    let run = env.runs().remove(0);
-    let first = env.store(async |s| s.slurm_jobs(&[run.id]).await.unwrap()[&run.id].clone());
+    let env = Env::new(&one_run_experiment());
+    let (run, first) = one_run_mid_way(&env);
     env.cluster.client("scancel", &[&first.task_name()]);
-    env.wait_for(
-        "the run released after scancel",
-        Duration::from_secs(120),
-        |runs| runs[0].status != RunStatus::Running,
-    );
-    let stopped = env.runs().remove(0);
-    assert_eq!(
-        stopped.status,
-        RunStatus::Queued,
-        "a stopped task's run is queued again, to resume"
-    );
-    let checkpoint = stopped.checkpoint_step.expect("a checkpoint on stop");
-    assert!(checkpoint > 0 && checkpoint < STEPS, "{checkpoint}");
-    let before = env.store(async |s| {
-        s.metric_series(run.id, "train/vqa/loss", SeriesOptions::default())
-            .await
-            .unwrap()
-    });
+    let (checkpoint, before) = released_at_a_checkpoint(&env, "scancel");
 
     let out = env.ok(&["run", "exp.toml", "--wait"]);
     assert!(out.contains("submitted Slurm job"), "re-submitted: {out}");
     assert!(out.contains("1 done"), "{out}");
     env.store(async |s| {
-        let r = s.run(run.id).await.unwrap().unwrap();
-        assert_eq!(r.status, RunStatus::Finished);
-        assert_eq!(r.attempts, 2, "stopped once, resumed once");
-        assert_complete_series(s, &r, STEPS).await;
-        let after = s
-            .metric_series(run.id, "train/vqa/loss", SeriesOptions::default())
-            .await
-            .unwrap();
-        for p in before.iter().filter(|p| p.step <= checkpoint) {
-            let q = after.iter().find(|q| q.step == p.step).unwrap();
-            assert_eq!(
-                (q.value, q.wall_ms),
-                (p.value, p.wall_ms),
-                "step {}",
-                p.step
-            );
-        }
-        let logs = s.log_lines(run.id, None, None).await.unwrap();
-        let resumed = format!("resumed from the checkpoint at step {checkpoint}");
-        assert!(
-            logs.iter()
-                .any(|l| l.attempt == 2 && l.text.contains(&resumed)),
-            "{logs:#?}"
-        );
+        assert_resumed_intact(s, run.id, Some(checkpoint), &before).await;
         let history = s.slurm_job_history(run.id).await.unwrap();
         assert_eq!(history.len(), 2, "{history:?}");
         assert_ne!(history[0].job_id, history[1].job_id);
@@ -551,48 +494,11 @@ fn a_task_cancelled_with_scancel_resumes_from_its_checkpoint_when_resubmitted() 
 /// end. No new submission, no retry spent, every step once.
 #[test]
 fn the_warning_signal_checkpoints_and_the_requeued_task_resumes() {
-    const STEPS: i64 = 60;
-    let env = Env::new(&experiment(
-        STEPS,
-        5,
-        "manager_type = [\"BT\"]\nseeds = [0]",
-        "[executor]\nkind = \"slurm\"\ncpus = 1",
-    ));
-    env.ok(&["run", "exp.toml"]);
-    env.wait_for("a checkpoint mid-run", Duration::from_secs(300), |runs| {
-        runs.iter().any(|r| {
-            r.status == RunStatus::Running
-                && r.checkpoint_step.is_some()
-                && r.progress_step > r.checkpoint_step
-        })
-    });
-    let run = env.runs().remove(0);
-    let job = env.store(async |s| s.slurm_jobs(&[run.id]).await.unwrap()[&run.id].clone());
+    let env = Env::new(&one_run_experiment());
+    let (run, job) = one_run_mid_way(&env);
     env.cluster
         .client("scancel", &["--signal=USR1", "--batch", &job.task_name()]);
-    // slurmctld makes a requeued job wait about two minutes (reason BeginTime) before it is
-    // eligible again; the test does not wait that out.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let state = env.cluster.task_state(&job.task_name());
-        if state == "PENDING|BeginTime" {
-            env.cluster.client(
-                "scontrol",
-                &[
-                    "update",
-                    &format!("JobId={}", job.task_name()),
-                    "StartTime=now",
-                ],
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the task was not requeued (state {state}); {}",
-            task_logs(&env.tmp.path().join("runs"))
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    start_the_requeued_task_now(&env, &job);
     assert_eq!(
         env.runs()[0].status,
         RunStatus::Queued,
@@ -603,24 +509,8 @@ fn the_warning_signal_checkpoints_and_the_requeued_task_resumes() {
         Duration::from_secs(300),
         |runs| runs[0].status == RunStatus::Finished,
     );
-    env.store(async |s| {
-        let r = s.run(run.id).await.unwrap().unwrap();
-        assert_eq!(r.attempts, 2, "stopped once, resumed once");
-        assert_complete_series(s, &r, STEPS).await;
-        let logs = s.log_lines(run.id, None, None).await.unwrap();
-        assert!(
-            logs.iter()
-                .any(|l| l.attempt == 2 && l.text.contains("resumed from the checkpoint at step")),
-            "{logs:#?}"
-        );
-        // The same task ran again: no second submission.
-        let history = s.slurm_job_history(run.id).await.unwrap();
-        assert_eq!(history.len(), 1, "{history:?}");
-    });
-    let shown = env
-        .cluster
-        .client("scontrol", &["show", "job", &job.task_name()]);
-    assert!(shown.contains("Restarts=1"), "{shown}");
+    env.store(async |s| assert_resumed_intact(s, run.id, None, &[]).await);
+    assert_the_same_task_ran_again(&env, &job);
     let log = std::fs::read_to_string(
         env.tmp
             .path()
@@ -643,14 +533,39 @@ fn the_warning_signal_checkpoints_and_the_requeued_task_resumes() {
 /// there once.
 #[test]
 fn a_task_requeued_with_scontrol_requeue_resumes_from_its_checkpoint() {
-    const STEPS: i64 = 60;
-    let env = Env::new(&experiment(
-        STEPS,
+    let env = Env::new(&one_run_experiment());
+    let (run, job) = one_run_mid_way(&env);
+    env.cluster
+        .client("scontrol", &["requeue", &job.task_name()]);
+    let (checkpoint, before) = released_at_a_checkpoint(&env, "scontrol requeue");
+    start_the_requeued_task_now(&env, &job);
+    env.wait_for(
+        "the run finished after its requeue",
+        Duration::from_secs(300),
+        |runs| runs[0].status == RunStatus::Finished,
+    );
+    env.store(async |s| assert_resumed_intact(s, run.id, Some(checkpoint), &before).await);
+    assert_the_same_task_ran_again(&env, &job);
+}
+
+/// Steps of the one-run experiments the stop-and-resume tests use.
+const RESUME_STEPS: i64 = 60;
+
+/// One BT run of [`RESUME_STEPS`] steps, checkpointed every 5, on the Slurm executor.
+fn one_run_experiment() -> String {
+    experiment(
+        RESUME_STEPS,
         5,
         "manager_type = [\"BT\"]\nseeds = [0]",
         "[executor]\nkind = \"slurm\"\ncpus = 1",
-    ));
-    env.ok(&["run", "exp.toml"]);
+    )
+}
+
+/// Submits the experiment and waits until its run has a checkpoint and has trained past it;
+/// the run and its Slurm task.
+fn one_run_mid_way(env: &Env) -> (RunRow, SlurmJob) {
+    let out = env.ok(&["run", "exp.toml"]);
+    assert!(out.contains("submitted Slurm job"), "{out}");
     env.wait_for("a checkpoint mid-run", Duration::from_secs(300), |runs| {
         runs.iter().any(|r| {
             r.status == RunStatus::Running
@@ -660,23 +575,36 @@ fn a_task_requeued_with_scontrol_requeue_resumes_from_its_checkpoint() {
     });
     let run = env.runs().remove(0);
     let job = env.store(async |s| s.slurm_jobs(&[run.id]).await.unwrap()[&run.id].clone());
-    env.cluster
-        .client("scontrol", &["requeue", &job.task_name()]);
+    (run, job)
+}
+
+/// After the task was stopped (by `what`): the run is queued again at a checkpoint inside the
+/// run; that checkpoint's step and the loss points recorded so far.
+fn released_at_a_checkpoint(env: &Env, what: &str) -> (i64, Vec<SeriesPoint>) {
     env.wait_for(
-        "the run released after the requeue",
+        &format!("the run released after {what}"),
         Duration::from_secs(120),
         |runs| runs[0].status != RunStatus::Running,
     );
     let stopped = env.runs().remove(0);
-    assert_eq!(stopped.status, RunStatus::Queued, "released to resume");
+    assert_eq!(
+        stopped.status,
+        RunStatus::Queued,
+        "a stopped task's run is queued again, to resume"
+    );
     let checkpoint = stopped.checkpoint_step.expect("a checkpoint on stop");
-    assert!(checkpoint > 0 && checkpoint < STEPS, "{checkpoint}");
+    assert!(checkpoint > 0 && checkpoint < RESUME_STEPS, "{checkpoint}");
     let before = env.store(async |s| {
-        s.metric_series(run.id, "train/vqa/loss", SeriesOptions::default())
+        s.metric_series(stopped.id, "train/vqa/loss", SeriesOptions::default())
             .await
             .unwrap()
     });
-    // A requeued job waits (reason BeginTime) before it is eligible again; not waited out.
+    (checkpoint, before)
+}
+
+/// slurmctld makes a requeued job wait about two minutes (reason BeginTime) before it is
+/// eligible again; the tests do not wait that out.
+fn start_the_requeued_task_now(env: &Env, job: &SlurmJob) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let state = env.cluster.task_state(&job.task_name());
@@ -689,7 +617,7 @@ fn a_task_requeued_with_scontrol_requeue_resumes_from_its_checkpoint() {
                     "StartTime=now",
                 ],
             );
-            break;
+            return;
         }
         assert!(
             Instant::now() < deadline,
@@ -698,39 +626,44 @@ fn a_task_requeued_with_scontrol_requeue_resumes_from_its_checkpoint() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
-    env.wait_for(
-        "the run finished after its requeue",
-        Duration::from_secs(300),
-        |runs| runs[0].status == RunStatus::Finished,
-    );
-    env.store(async |s| {
-        let r = s.run(run.id).await.unwrap().unwrap();
-        assert_eq!(r.attempts, 2, "stopped once, resumed once");
-        assert_complete_series(s, &r, STEPS).await;
-        let after = s
-            .metric_series(run.id, "train/vqa/loss", SeriesOptions::default())
-            .await
-            .unwrap();
-        for p in before.iter().filter(|p| p.step <= checkpoint) {
-            let q = after.iter().find(|q| q.step == p.step).unwrap();
-            assert_eq!(
-                (q.value, q.wall_ms),
-                (p.value, p.wall_ms),
-                "step {}",
-                p.step
-            );
-        }
-        let logs = s.log_lines(run.id, None, None).await.unwrap();
-        let resumed = format!("resumed from the checkpoint at step {checkpoint}");
-        assert!(
-            logs.iter()
-                .any(|l| l.attempt == 2 && l.text.contains(&resumed)),
-            "{logs:#?}"
+}
+
+/// The run finished in its second attempt, resumed from its checkpoint (`at`, when known),
+/// every step there once and the points up to the checkpoint (`before`) unchanged.
+async fn assert_resumed_intact(s: &Store, run: RunId, at: Option<i64>, before: &[SeriesPoint]) {
+    let r = s.run(run).await.unwrap().unwrap();
+    assert_eq!(r.status, RunStatus::Finished);
+    assert_eq!(r.attempts, 2, "stopped once, resumed once");
+    assert_complete_series(s, &r, RESUME_STEPS).await;
+    let after = s
+        .metric_series(run, "train/vqa/loss", SeriesOptions::default())
+        .await
+        .unwrap();
+    for p in before.iter().filter(|p| at.is_some_and(|c| p.step <= c)) {
+        let q = after.iter().find(|q| q.step == p.step).unwrap();
+        assert_eq!(
+            (q.value, q.wall_ms),
+            (p.value, p.wall_ms),
+            "step {}",
+            p.step
         );
-        // The same job ran again: no second submission.
-        let history = s.slurm_job_history(run.id).await.unwrap();
-        assert_eq!(history.len(), 1, "{history:?}");
-    });
+    }
+    let logs = s.log_lines(run, None, None).await.unwrap();
+    let resumed = match at {
+        Some(c) => format!("resumed from the checkpoint at step {c}"),
+        None => "resumed from the checkpoint at step".to_string(),
+    };
+    assert!(
+        logs.iter()
+            .any(|l| l.attempt == 2 && l.text.contains(&resumed)),
+        "{logs:#?}"
+    );
+}
+
+/// The same task ran again (restart 1): no second submission.
+fn assert_the_same_task_ran_again(env: &Env, job: &SlurmJob) {
+    let history = env.store(async |s| s.slurm_job_history(job.run_id).await.unwrap());
+    assert_eq!(history.len(), 1, "{history:?}");
     let shown = env
         .cluster
         .client("scontrol", &["show", "job", &job.task_name()]);

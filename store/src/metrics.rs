@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::rows::{MetricSummary, SeriesPoint};
+use crate::rows::{MetricPoint, MetricSummary, SeriesPoint};
 use crate::types::Goal;
 
 /// Rows per multi-row INSERT (5 bound values each).
@@ -121,6 +121,25 @@ impl Acc {
 }
 
 /// Min/max-per-bucket downsampling that keeps step order.
+/// Points in step order, one row per step.
+pub(crate) fn rows_by_step(points: Vec<MetricPoint>) -> Vec<HistoryRow> {
+    let mut rows: Vec<HistoryRow> = Vec::new();
+    for p in points {
+        match rows.last_mut() {
+            Some(row) if row.step == p.step => {
+                row.wall_ms = row.wall_ms.max(p.wall_ms);
+                row.values.insert(p.key, p.value);
+            }
+            _ => rows.push(HistoryRow {
+                step: p.step,
+                wall_ms: p.wall_ms,
+                values: BTreeMap::from([(p.key, p.value)]),
+            }),
+        }
+    }
+    rows
+}
+
 pub(crate) fn downsample(points: Vec<SeriesPoint>, max_points: usize) -> Vec<SeriesPoint> {
     let max_points = max_points.max(2);
     if points.len() <= max_points {

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use tracing::instrument;
 
 use crate::error::{Result, StoreError};
-use crate::metrics::{downsample, Acc, HistoryRow, SeriesOptions, INSERT_CHUNK, SUMMARY_CHUNK};
+use crate::metrics::{
+    downsample, rows_by_step, Acc, HistoryRow, SeriesOptions, INSERT_CHUNK, SUMMARY_CHUNK,
+};
 use crate::rows::{MetricPoint, MetricSummary, SeriesPoint, SUMMARY_COLUMNS};
 use crate::types::{Goal, RunId};
 
@@ -276,21 +278,7 @@ impl Backend<'_> {
         .bind(max_rows)
         .fetch_all(self.pool)
         .await?;
-        let mut rows: Vec<HistoryRow> = Vec::new();
-        for p in points {
-            match rows.last_mut() {
-                Some(row) if row.step == p.step => {
-                    row.wall_ms = row.wall_ms.max(p.wall_ms);
-                    row.values.insert(p.key, p.value);
-                }
-                _ => rows.push(HistoryRow {
-                    step: p.step,
-                    wall_ms: p.wall_ms,
-                    values: BTreeMap::from([(p.key, p.value)]),
-                }),
-            }
-        }
-        Ok(rows)
+        Ok(rows_by_step(points))
     }
 
     pub(crate) async fn system_samples(
@@ -311,20 +299,6 @@ impl Backend<'_> {
         .bind(limit)
         .fetch_all(self.pool)
         .await?;
-        let mut rows: Vec<HistoryRow> = Vec::new();
-        for p in points {
-            match rows.last_mut() {
-                Some(row) if row.step == p.step => {
-                    row.wall_ms = row.wall_ms.max(p.wall_ms);
-                    row.values.insert(p.key, p.value);
-                }
-                _ => rows.push(HistoryRow {
-                    step: p.step,
-                    wall_ms: p.wall_ms,
-                    values: BTreeMap::from([(p.key, p.value)]),
-                }),
-            }
-        }
-        Ok(rows)
+        Ok(rows_by_step(points))
     }
 }

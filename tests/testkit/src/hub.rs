@@ -15,7 +15,9 @@ use std::time::Duration;
 
 /// The engine's fixture folder.
 pub fn fixtures() -> PathBuf {
+    // This crate is tests/testkit.
     Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
         .join("..")
         .join("engine")
         .join("tests")
