@@ -196,13 +196,20 @@ pub(crate) async fn list(
                 "'[]'"
             });
             qb.push(" || ']', char(10)), '')");
+            qb.push(" FROM (SELECT r.id AS id FROM runs r");
+            push_filter(&mut qb, filter);
+            qb.push(
+                ") sel JOIN runs r ON r.id = sel.id JOIN experiments e ON e.id = r.experiment_id",
+            );
             qb
         }
-        // No precomputed summaries here: PostgreSQL aggregates them per run (by the primary key
-        // index), and orders the lines itself.
+        // No precomputed summaries here: PostgreSQL aggregates the selected runs' summaries in
+        // one grouped pass (a subquery per run cost ~40 µs each: 0.4 s for 10k runs), and
+        // orders the lines itself.
         Dialect::Postgres => {
-            let mut qb =
-                QueryBuilder::<Db>::new("SELECT coalesce(string_agg('[' || json_build_array(");
+            let mut qb = QueryBuilder::<Db>::new("WITH sel AS (SELECT r.id AS id FROM runs r");
+            push_filter(&mut qb, filter);
+            qb.push(") SELECT coalesce(string_agg('[' || json_build_array(");
             qb.push(
                 RUN_FIELDS
                     .replace("AXES", "r.axes::JSON")
@@ -210,19 +217,24 @@ pub(crate) async fn list(
             );
             qb.push(")::TEXT || ',' || ");
             qb.push(if with_summaries {
-                "coalesce((SELECT json_agg(json_build_array(s.key, s.goal, s.count, \
-                     s.nan_count, s.last, s.last_step, s.min, s.max, s.best, s.best_step) \
-                     ORDER BY s.key) FROM metric_summaries s WHERE s.run_id = r.id)::TEXT, '[]')"
+                "coalesce(sm.summaries, '[]')"
             } else {
                 "'[]'"
             });
             qb.push(" || ']', E'\\n' ORDER BY r.id), '')");
+            qb.push(" FROM sel JOIN runs r ON r.id = sel.id JOIN experiments e ON e.id = r.experiment_id");
+            if with_summaries {
+                qb.push(
+                    " LEFT JOIN (SELECT s.run_id, json_agg(json_build_array(s.key, s.goal, \
+                     s.count, s.nan_count, s.last, s.last_step, s.min, s.max, s.best, \
+                     s.best_step) ORDER BY s.key)::TEXT AS summaries \
+                     FROM metric_summaries s JOIN sel ON s.run_id = sel.id GROUP BY s.run_id) sm \
+                     ON sm.run_id = r.id",
+                );
+            }
             qb
         }
     };
-    qb.push(" FROM (SELECT r.id AS id FROM runs r");
-    push_filter(&mut qb, filter);
-    qb.push(") sel JOIN runs r ON r.id = sel.id JOIN experiments e ON e.id = r.experiment_id");
     let text: String = qb.build_query_scalar().fetch_one(pool).await?;
     let mut runs = parse_lines(&text, &filter.summary_keys)?;
     // SQLite's group_concat order is the scan's in practice, not a guarantee of SQL.
