@@ -71,3 +71,78 @@ fn a_reader_that_stops_early_ends_the_output_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.signal(), Some(13), "{:?} {stderr}", out.status);
 }
+
+/// `towerlab store copy` from a SQLite store to a PostgreSQL database (a throwaway server the
+/// test starts) and back to a new SQLite file: every run there, ids kept; copying into a store
+/// that holds anything is refused with exit 2 and leaves it as it was.
+#[test]
+fn store_copy_moves_a_store_to_postgres_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("a.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ids = rt.block_on(async {
+        let s = store::Store::open(&src).await.unwrap();
+        let e = s
+            .upsert_experiment("copied", "experiments/copied.toml", "filehash")
+            .await
+            .unwrap()
+            .id;
+        let runs: Vec<store::NewRun> = (0..3)
+            .map(|i| store::NewRun {
+                hash: format!("hash{i:05}"),
+                cell_key: format!("seed={i}"),
+                axes: serde_json::json!({ "seed": i })
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+                task: "vqa".to_owned(),
+                params: vec![("train.lr".to_owned(), serde_json::json!(1e-5))],
+                depends_on: None,
+            })
+            .collect();
+        let ids: Vec<i64> = s
+            .create_runs(e, &runs)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.id.0)
+            .collect();
+        s.close().await;
+        ids
+    });
+    let pg = store::testing::PgServer::shared().fresh_database_blocking();
+    let copy = |from: &str, to: &str| {
+        towerlab()
+            .args(["store", "copy", "--from", from, "--to", to])
+            .env_remove("TOWERLAB_DB")
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = copy(&src.display().to_string(), &pg);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("runs") && text.contains(" 3"), "{text}");
+    let back = dir.path().join("b.db");
+    let out = copy(&pg, &back.display().to_string());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<i64> = rt.block_on(async {
+        let s = store::Store::open(&back).await.unwrap();
+        let runs = s.list_runs(&store::RunFilter::default()).await.unwrap();
+        runs.iter().map(|r| r.id.0).collect()
+    });
+    assert_eq!(got, ids);
+    // Into a store that holds anything: refused, one line, exit 2, nothing written.
+    let out = copy(&src.display().to_string(), &back.display().to_string());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
