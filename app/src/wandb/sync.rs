@@ -521,10 +521,12 @@ impl<S: SyncSource, O: OffsetStore> RunSync<'_, S, O> {
                     self.send_history(&stream, &key, &mut acked, &bar).await?;
                 }
                 if log_new > 0 {
-                    self.send_logs(&stream, &key, &mut acked, &bar).await?;
+                    self.send_lines(&stream, &key, &mut acked, &bar, LineFile::Log)
+                        .await?;
                 }
                 if events_new > 0 {
-                    self.send_events(&stream, &key, &mut acked, &bar).await?;
+                    self.send_lines(&stream, &key, &mut acked, &bar, LineFile::Events)
+                        .await?;
                 }
                 Ok::<_, RunError>(())
             }
@@ -651,25 +653,52 @@ impl<S: SyncSource, O: OffsetStore> RunSync<'_, S, O> {
         Ok(())
     }
 
-    async fn send_logs(
+    /// The console lines (`output.log`) or system samples (`wandb-events.jsonl`) not
+    /// acknowledged yet, by line index, in bodies of at most `max_request_bytes`.
+    async fn send_lines(
         &self,
         stream: &Stream<'_>,
         key: &str,
         acked: &mut Offsets,
         bar: &indicatif::ProgressBar,
+        file: LineFile,
     ) -> Result<(), RunError> {
         let limit = self.shared.config.max_request_bytes;
         let page = self.shared.config.page_rows.max(1);
-        let end = self.meta.log_len;
-        let mut next = acked.log;
-        let mut body = StreamBody::new(OUTPUT_FILE, next);
+        let (name, end, mut next, ack): (_, _, _, fn(u64) -> Acked) = match file {
+            LineFile::Log => (OUTPUT_FILE, self.meta.log_len, acked.log, Acked::Log),
+            LineFile::Events => (
+                EVENTS_FILE,
+                self.meta.events_len,
+                acked.events,
+                Acked::Events,
+            ),
+        };
+        let mut body = StreamBody::new(name, next);
         while next < end {
             let want = usize::try_from(end - next).unwrap_or(usize::MAX).min(page);
-            let lines = self
-                .source
-                .logs(self.meta, next, want)
-                .await
-                .map_err(|source| self.source_err(source))?;
+            let lines: Vec<Vec<u8>> = match file {
+                LineFile::Log => self
+                    .source
+                    .logs(self.meta, next, want)
+                    .await
+                    .map_err(|source| self.source_err(source))?
+                    .iter()
+                    .map(|l| console_line(l).into_bytes())
+                    .collect(),
+                LineFile::Events => self
+                    .source
+                    .system_events(self.meta, next, want)
+                    .await
+                    .map_err(|source| self.source_err(source))?
+                    .iter()
+                    .map(|row| {
+                        let mut line = Vec::with_capacity(1024);
+                        events_line(row, &mut line);
+                        line
+                    })
+                    .collect(),
+            };
             if lines.is_empty() {
                 return Err(RunError::SourceShort {
                     run: self.meta.run_id.clone(),
@@ -678,21 +707,30 @@ impl<S: SyncSource, O: OffsetStore> RunSync<'_, S, O> {
                 });
             }
             for line in lines.iter().take(want) {
-                let text = console_line(line);
-                if !body.try_push(text.as_bytes(), limit) {
-                    let too_large = || RunError::LogLineTooLarge {
-                        run: self.meta.run_id.clone(),
-                        index: next,
-                        bytes: text.len(),
-                        limit,
+                if !body.try_push(line, limit) {
+                    let too_large = || {
+                        let (run, index, bytes) = (self.meta.run_id.clone(), next, line.len());
+                        match file {
+                            LineFile::Log => RunError::LogLineTooLarge {
+                                run,
+                                index,
+                                bytes,
+                                limit,
+                            },
+                            LineFile::Events => RunError::EventsLineTooLarge {
+                                run,
+                                index,
+                                bytes,
+                                limit,
+                            },
+                        }
                     };
                     if body.is_empty() {
                         return Err(too_large());
                     }
-                    let done = std::mem::replace(&mut body, StreamBody::new(OUTPUT_FILE, next));
-                    self.flush(stream, key, acked, done, bar, Acked::Log)
-                        .await?;
-                    if !body.try_push(text.as_bytes(), limit) {
+                    let done = std::mem::replace(&mut body, StreamBody::new(name, next));
+                    self.flush(stream, key, acked, done, bar, ack).await?;
+                    if !body.try_push(line, limit) {
                         return Err(too_large());
                     }
                 }
@@ -700,66 +738,7 @@ impl<S: SyncSource, O: OffsetStore> RunSync<'_, S, O> {
             }
         }
         if !body.is_empty() {
-            self.flush(stream, key, acked, body, bar, Acked::Log)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// The system samples not acknowledged yet, as `wandb-events.jsonl` lines (by index, like
-    /// the console).
-    async fn send_events(
-        &self,
-        stream: &Stream<'_>,
-        key: &str,
-        acked: &mut Offsets,
-        bar: &indicatif::ProgressBar,
-    ) -> Result<(), RunError> {
-        let limit = self.shared.config.max_request_bytes;
-        let page = self.shared.config.page_rows.max(1);
-        let end = self.meta.events_len;
-        let mut next = acked.events;
-        let mut body = StreamBody::new(EVENTS_FILE, next);
-        let mut line = Vec::with_capacity(1024);
-        while next < end {
-            let want = usize::try_from(end - next).unwrap_or(usize::MAX).min(page);
-            let rows = self
-                .source
-                .system_events(self.meta, next, want)
-                .await
-                .map_err(|source| self.source_err(source))?;
-            if rows.is_empty() {
-                return Err(RunError::SourceShort {
-                    run: self.meta.run_id.clone(),
-                    at: next,
-                    len: end,
-                });
-            }
-            for row in rows.iter().take(want) {
-                events_line(row, &mut line);
-                if !body.try_push(&line, limit) {
-                    let too_large = || RunError::EventsLineTooLarge {
-                        run: self.meta.run_id.clone(),
-                        index: next,
-                        bytes: line.len(),
-                        limit,
-                    };
-                    if body.is_empty() {
-                        return Err(too_large());
-                    }
-                    let done = std::mem::replace(&mut body, StreamBody::new(EVENTS_FILE, next));
-                    self.flush(stream, key, acked, done, bar, Acked::Events)
-                        .await?;
-                    if !body.try_push(&line, limit) {
-                        return Err(too_large());
-                    }
-                }
-                next += 1;
-            }
-        }
-        if !body.is_empty() {
-            self.flush(stream, key, acked, body, bar, Acked::Events)
-                .await?;
+            self.flush(stream, key, acked, body, bar, ack).await?;
         }
         Ok(())
     }
@@ -825,4 +804,13 @@ impl Stream<'_> {
             .file_stream(self.entity, self.project, self.wandb_id, body, &what)
             .await
     }
+}
+
+/// The files of line-indexed records a run streams besides its history.
+#[derive(Debug, Clone, Copy)]
+enum LineFile {
+    /// `output.log`: the run's log lines.
+    Log,
+    /// `wandb-events.jsonl`: its system samples.
+    Events,
 }
