@@ -123,8 +123,10 @@ impl Probe {
             if let Some((then, before)) = self.last_cpu {
                 let wall = now.duration_since(then).as_secs_f64();
                 if wall > 0.0 {
-                    let share = (cpu_s - before) / wall / self.cores;
-                    out.push((PROC_CPU_PERCENT.to_string(), 100.0 * share.max(0.0)));
+                    // CPU time comes in clock ticks (10 ms): over a short window the share
+                    // can read past what the cores can give; it is bounded by them.
+                    let share = ((cpu_s - before) / wall / self.cores).clamp(0.0, 1.0);
+                    out.push((PROC_CPU_PERCENT.to_string(), 100.0 * share));
                 }
             }
             self.last_cpu = Some((now, cpu_s));
