@@ -1,9 +1,10 @@
 //! Metric points and their per-run summaries.
 //!
-//! Points are ingested in batches: one transaction per batch, multi-row `INSERT OR IGNORE`
-//! statements (cached as prepared statements per connection) on the `(run, key, step)` key, so a
-//! re-sent batch changes nothing. The summaries of the touched keys are merged in the same
-//! transaction from exactly the points that were new (`RETURNING` only yields inserted rows).
+//! Points are ingested in batches, one transaction per batch. A key whose points all follow its
+//! stored steps (a training's usual batch) is appended (on PostgreSQL one binary `COPY` for all
+//! such keys); any other goes through inserts that skip rows already stored on the
+//! `(run, key, step)` key, so a re-sent batch changes nothing. The summaries of the touched keys
+//! are merged in the same transaction from exactly the points that were new.
 
 use std::collections::BTreeMap;
 

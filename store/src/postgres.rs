@@ -68,6 +68,51 @@ pub(crate) async fn insert_points(
     .rows_affected())
 }
 
+/// Inserts points that are known to be new (each key's steps rise and follow every stored step
+/// of it: the caller checked, holding the run's lock) with one binary `COPY` for all keys:
+/// about three times the rate of `INSERT ... ON CONFLICT`, which pays a speculative insertion
+/// per row. Returns how many were inserted.
+pub(crate) async fn append_points(
+    conn: &mut Conn,
+    run: RunId,
+    keys: &[(&str, &[&MetricPoint])],
+) -> Result<u64> {
+    let rows: usize = keys.iter().map(|(_, points)| points.len()).sum();
+    let mut data = Vec::with_capacity(21 + rows * 70);
+    // The binary format's header: signature, flags, header-extension length.
+    data.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    data.extend_from_slice(&0i32.to_be_bytes());
+    data.extend_from_slice(&0i32.to_be_bytes());
+    for (key, points) in keys {
+        for p in *points {
+            // Per row: the field count, then each field's length (-1 for NULL) and bytes.
+            data.extend_from_slice(&5i16.to_be_bytes());
+            data.extend_from_slice(&8i32.to_be_bytes());
+            data.extend_from_slice(&run.0.to_be_bytes());
+            data.extend_from_slice(&(key.len() as i32).to_be_bytes());
+            data.extend_from_slice(key.as_bytes());
+            data.extend_from_slice(&8i32.to_be_bytes());
+            data.extend_from_slice(&p.step.to_be_bytes());
+            if p.value.is_nan() {
+                data.extend_from_slice(&(-1i32).to_be_bytes());
+            } else {
+                data.extend_from_slice(&8i32.to_be_bytes());
+                data.extend_from_slice(&p.value.to_be_bytes());
+            }
+            data.extend_from_slice(&8i32.to_be_bytes());
+            data.extend_from_slice(&p.wall_ms.to_be_bytes());
+        }
+    }
+    data.extend_from_slice(&(-1i16).to_be_bytes());
+    let mut copy = conn
+        .copy_in_raw(
+            "COPY metric_points (run_id, key, step, value, wall_ms) FROM STDIN (FORMAT binary)",
+        )
+        .await?;
+    copy.send(data).await?;
+    Ok(copy.finish().await?)
+}
+
 /// Opens the store at `url`, creating its tables in an empty database.
 pub(crate) async fn open(url: &str, options: &StoreOptions) -> Result<Store> {
     let shown = redact_url(url);

@@ -78,6 +78,22 @@ pub(crate) async fn insert_points(
     Ok(query.execute(conn).await?.rows_affected())
 }
 
+/// Inserts points known to be new (see the PostgreSQL backend's `COPY`): SQLite's prepared
+/// multi-row inserts are already its fastest path.
+pub(crate) async fn append_points(
+    conn: &mut Conn,
+    run: RunId,
+    keys: &[(&str, &[&MetricPoint])],
+) -> Result<u64> {
+    let mut inserted = 0;
+    for (key, points) in keys {
+        for chunk in points.chunks(crate::metrics::INSERT_CHUNK) {
+            inserted += insert_points(conn, run, key, chunk).await?;
+        }
+    }
+    Ok(inserted)
+}
+
 /// SQLite result codes that mean "this file is damaged or not a database at all".
 const SQLITE_CORRUPT: &str = "11";
 const SQLITE_NOTADB: &str = "26";

@@ -341,7 +341,126 @@ async fn series_can_be_read_at_chosen_steps(kind: Kind) {
         .is_empty());
 }
 
+/// Batches that follow what is stored (appended with no duplicate check: PostgreSQL's `COPY`)
+/// mixed with overlapping, shuffled and repeated ones, for a declared key and an undeclared one:
+/// the stored series and summaries are those of a recount (the first point of a step wins).
+async fn appended_and_overlapping_batches_agree_with_a_recount(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
+    let run = one_run(&store).await;
+    store
+        .declare_metrics(run, &[("acc", Goal::Maximize)])
+        .await
+        .unwrap();
+    let v = |key: &str, s: i64| match key {
+        "acc" if s == 305 => f64::NAN,
+        "acc" => ((s * 37) % 101) as f64 / 100.0,
+        _ => -(s as f64) - 0.5,
+    };
+    let steps: [(&str, Vec<i64>); 9] = [
+        ("acc", (0..100).collect()),
+        ("acc", (50..150).collect()),
+        ("acc", (150..200).collect()),
+        ("acc", vec![260, 230, 250]),
+        ("acc", (201..230).collect()),
+        ("acc", (300..310).collect()),
+        ("acc", (300..310).collect()),
+        ("fresh", (5..10).collect()),
+        ("fresh", (0..6).collect()),
+    ];
+    let mut expected: std::collections::BTreeMap<&str, std::collections::BTreeMap<i64, f64>> =
+        Default::default();
+    for (key, steps) in &steps {
+        let batch: Vec<MetricPoint> = steps.iter().map(|&s| p(key, s, v(key, s))).collect();
+        let series = expected.entry(key).or_default();
+        let new = steps.iter().filter(|s| !series.contains_key(s)).count() as u64;
+        for &s in steps {
+            series.entry(s).or_insert(v(key, s));
+        }
+        assert_eq!(
+            store.ingest_metrics(run, &batch).await.unwrap(),
+            new,
+            "{key} {steps:?}"
+        );
+    }
+    let summaries = store.summaries(run).await.unwrap();
+    for (key, series) in &expected {
+        let got = store
+            .metric_series(run, key, SeriesOptions::default())
+            .await
+            .unwrap();
+        let got: Vec<(i64, f64)> = got.iter().map(|q| (q.step, q.value)).collect();
+        let want: Vec<(i64, f64)> = series.iter().map(|(&s, &v)| (s, v)).collect();
+        assert_eq!(format!("{got:?}"), format!("{want:?}"), "{key}");
+        let summary = summaries.iter().find(|x| x.key == *key).unwrap();
+        let values: Vec<f64> = series.values().copied().filter(|v| !v.is_nan()).collect();
+        assert_eq!(summary.count, series.len() as i64, "{key}");
+        assert_eq!(
+            summary.nan_count,
+            (series.len() - values.len()) as i64,
+            "{key}"
+        );
+        assert_eq!(summary.last_step, series.keys().last().copied(), "{key}");
+        assert_eq!(
+            summary.min,
+            values.iter().copied().reduce(f64::min),
+            "{key}"
+        );
+        assert_eq!(
+            summary.max,
+            values.iter().copied().reduce(f64::max),
+            "{key}"
+        );
+    }
+    let acc = summaries.iter().find(|x| x.key == "acc").unwrap();
+    assert_eq!(acc.best, acc.max);
+    let first_best = expected["acc"].iter().find(|(_, &v)| Some(v) == acc.max);
+    assert_eq!(acc.best_step, first_best.map(|(&s, _)| s));
+    let listed = store
+        .list_runs_with_summaries(&RunFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        format!("{:?}", listed[0].summaries),
+        format!("{summaries:?}")
+    );
+}
+
+/// Writers of one run's metrics at once (a trainer and a system sampler, or a re-sent batch):
+/// no point is lost from the summary, which each merges from what it read.
+async fn concurrent_batches_of_one_run_are_all_counted(kind: Kind) {
+    let (store, _dir) = temp_store(kind).await;
+    let run = one_run(&store).await;
+    let tasks: Vec<_> = (0..6i64)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for b in 0..10i64 {
+                    let first = (w * 10 + b) * 50;
+                    let batch: Vec<MetricPoint> = (first..first + 50)
+                        .map(|s| p("loss", s, s as f64))
+                        .collect();
+                    store.ingest_metrics(run, &batch).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let summaries = store.summaries(run).await.unwrap();
+    assert_eq!(summaries[0].count, 3000);
+    assert_eq!(summaries[0].last_step, Some(2999));
+    assert_eq!(summaries[0].min, Some(0.0));
+    let series = store
+        .metric_series(run, "loss", SeriesOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(series.len(), 3000);
+}
+
 on_both_backends!(
+    appended_and_overlapping_batches_agree_with_a_recount,
+    concurrent_batches_of_one_run_are_all_counted,
     the_same_batch_twice_stores_each_point_once,
     summaries_follow_the_goal_of_each_metric,
     a_nan_last_point_is_reported_as_nan,

@@ -1,9 +1,9 @@
-//! Fast run lists: SQLite builds one JSON document for the whole list, which serde parses.
+//! Fast run lists: the database builds one JSON document for the whole list, which serde parses.
 //!
 //! sqlx copies every column of every row into its own value and hands rows from SQLite's thread
 //! one by one; for 10k runs with 26 columns that alone took hundreds of milliseconds. One JSON
-//! text per list, with each run's summaries precomputed as JSON at write time (triggers), keeps
-//! the refresh of 10k runs with their summaries under 100 ms.
+//! text per list, with each run's summaries precomputed as JSON at write time (triggers, on both
+//! backends), keeps the refresh of 10k runs with their summaries under 100 ms.
 
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
@@ -203,9 +203,8 @@ pub(crate) async fn list(
             );
             qb
         }
-        // No precomputed summaries here: PostgreSQL aggregates the selected runs' summaries in
-        // one grouped pass (a subquery per run cost ~40 µs each: 0.4 s for 10k runs), and
-        // orders the lines itself.
+        // The summaries are precomputed as on SQLite (the `run_summaries_json` migration of
+        // PostgreSQL); PostgreSQL orders the lines itself.
         Dialect::Postgres => {
             let mut qb = QueryBuilder::<Db>::new("WITH sel AS (SELECT r.id AS id FROM runs r");
             push_filter(&mut qb, filter);
@@ -217,21 +216,12 @@ pub(crate) async fn list(
             );
             qb.push(")::TEXT || ',' || ");
             qb.push(if with_summaries {
-                "coalesce(sm.summaries, '[]')"
+                "r.summaries_json"
             } else {
                 "'[]'"
             });
             qb.push(" || ']', E'\\n' ORDER BY r.id), '')");
             qb.push(" FROM sel JOIN runs r ON r.id = sel.id JOIN experiments e ON e.id = r.experiment_id");
-            if with_summaries {
-                qb.push(
-                    " LEFT JOIN (SELECT s.run_id, json_agg(json_build_array(s.key, s.goal, \
-                     s.count, s.nan_count, s.last, s.last_step, s.min, s.max, s.best, \
-                     s.best_step) ORDER BY s.key)::TEXT AS summaries \
-                     FROM metric_summaries s JOIN sel ON s.run_id = sel.id GROUP BY s.run_id) sm \
-                     ON sm.run_id = r.id",
-                );
-            }
             qb
         }
     };

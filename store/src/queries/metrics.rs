@@ -11,7 +11,7 @@ use crate::metrics::{
 use crate::rows::{MetricPoint, MetricSummary, SeriesPoint, SUMMARY_COLUMNS};
 use crate::types::{Goal, RunId};
 
-use super::{insert_points, values_list, Backend, Conn, DIALECT};
+use super::{append_points, insert_points, values_list, Backend, Conn, DIALECT};
 use crate::Dialect;
 
 /// Upserts the summaries of `run` for the given keys in one statement.
@@ -82,12 +82,49 @@ pub(crate) async fn recompute_summaries(
     Ok(())
 }
 
+/// Checks that `run` exists, locking its row on PostgreSQL (SQLite's write transaction holds
+/// the file): writers of one run's metrics queue behind each other, so a summary is never
+/// merged from a stale read, and what [`appends`] found stays true until the commit.
 async fn ensure_run(conn: &mut Conn, run: RunId) -> Result<()> {
-    let exists: Option<RunId> = sqlx::query_scalar("SELECT id FROM runs WHERE id = $1")
-        .bind(run)
-        .fetch_optional(conn)
-        .await?;
+    let lock = match DIALECT {
+        Dialect::Sqlite => "",
+        // Not FOR UPDATE: inserts that reference the run (logs, artifacts) need not wait.
+        Dialect::Postgres => " FOR NO KEY UPDATE",
+    };
+    let exists: Option<RunId> =
+        sqlx::query_scalar(&format!("SELECT id FROM runs WHERE id = $1{lock}"))
+            .bind(run)
+            .fetch_optional(conn)
+            .await?;
     exists.map(|_| ()).ok_or(StoreError::UnknownRun(run))
+}
+
+/// Whether one key's `points` (in the order given) can be appended with no check for stored
+/// duplicates: their steps rise, and the first follows every stored step of the key (the
+/// summary's `last_step`, which is the largest; without a summary, the points themselves).
+async fn appends(
+    conn: &mut Conn,
+    run: RunId,
+    key: &str,
+    stored: Option<&MetricSummary>,
+    points: &[&MetricPoint],
+) -> Result<bool> {
+    if !points.windows(2).all(|w| w[0].step < w[1].step) {
+        return Ok(false);
+    }
+    let last: Option<i64> = match stored {
+        Some(summary) => summary.last_step,
+        None => {
+            sqlx::query_scalar("SELECT MAX(step) FROM metric_points WHERE run_id = $1 AND key = $2")
+                .bind(run)
+                .bind(key)
+                .fetch_one(conn)
+                .await?
+        }
+    };
+    Ok(points
+        .first()
+        .is_some_and(|first| last.is_none_or(|last| first.step > last)))
 }
 
 impl Backend<'_> {
@@ -136,7 +173,14 @@ impl Backend<'_> {
         .collect();
         let mut merged: Vec<(&str, Acc)> = Vec::with_capacity(by_key.len());
         let mut new_points = 0u64;
+        // Keys whose points all follow what is stored (a training's usual batch) are appended
+        // together below; the others go through the duplicate-skipping insert.
+        let mut appended: Vec<(&str, Vec<&MetricPoint>)> = Vec::new();
         for (key, key_points) in by_key {
+            if appends(&mut tx, run, key, stored.get(key), &key_points).await? {
+                appended.push((key, key_points));
+                continue;
+            }
             // Fast path: a chunk whose rows were all inserted is merged from memory. When some
             // were already stored (a re-sent batch, a repeated step), the summary of that key is
             // recomputed from the stored points instead, so it never counts a point twice.
@@ -173,6 +217,31 @@ impl Backend<'_> {
                 let mut acc = stored.as_ref().map(Acc::from_summary).unwrap_or_default();
                 acc.merge(&fresh);
                 merged.push((key, acc));
+            }
+        }
+        if !appended.is_empty() {
+            let keys: Vec<(&str, &[&MetricPoint])> = appended
+                .iter()
+                .map(|(key, points)| (*key, points.as_slice()))
+                .collect();
+            let expected: usize = appended.iter().map(|(_, points)| points.len()).sum();
+            let inserted = append_points(&mut tx, run, &keys).await?;
+            new_points += inserted;
+            for (key, points) in &appended {
+                let stored = stored.remove(*key);
+                if inserted == expected as u64 {
+                    let mut acc = stored.as_ref().map(Acc::from_summary).unwrap_or_default();
+                    for p in points {
+                        acc.add(p.step, Some(p.value));
+                    }
+                    merged.push((key, acc));
+                } else {
+                    // Not what the check promised: count from the stored points instead.
+                    if stored.is_none() {
+                        write_summaries(&mut tx, run, &[(key, Acc::default())]).await?;
+                    }
+                    recompute_summaries(&mut tx, run, Some(key)).await?;
+                }
             }
         }
         for chunk in merged.chunks(SUMMARY_CHUNK) {

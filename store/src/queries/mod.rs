@@ -2,7 +2,7 @@
 //! both `sqlite` and `postgres`, and `Db`, `Conn`, `DbRow` and `DIALECT` are that backend's.
 //! Where the dialects differ, a query matches on `DIALECT` (or calls its backend's function).
 
-pub(crate) use super::{insert_points, Backend, Conn, Db, DbRow, DIALECT};
+pub(crate) use super::{append_points, insert_points, Backend, Conn, Db, DbRow, DIALECT};
 
 mod artifacts;
 mod copy;
