@@ -297,6 +297,39 @@ fn commands_on_a_missing_store_say_so_and_an_empty_towerlab_db_is_ignored() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+/// `worker --run ID` for a run the store does not hold says so in one line, in a Slurm task
+/// too (where recording the task's job used to fail first, on its foreign key).
+#[test]
+fn a_worker_for_a_run_the_store_lacks_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let db = dir.join("towerlab.db");
+    for slurm in [false, true] {
+        let mut c = command(dir, &db, &["worker", "--run", "7"]);
+        for k in ["SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"] {
+            c.env_remove(k);
+        }
+        if slurm {
+            c.env("SLURM_JOB_ID", "41")
+                .env("SLURM_ARRAY_JOB_ID", "40")
+                .env("SLURM_ARRAY_TASK_ID", "1");
+        }
+        let out = c.output().unwrap();
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(1), "slurm {slurm}: {all}");
+        assert!(
+            all.contains("run 7 is not in the store"),
+            "slurm {slurm}: {all}"
+        );
+        assert!(!all.contains("FOREIGN KEY"), "slurm {slurm}: {all}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).lines().count(),
+            1,
+            "slurm {slurm}: {all}"
+        );
+    }
+}
+
 /// Invalid input files exit 2 with one line naming the file: a store file that is not a
 /// store, a weights file with a rank-1 word embedding, a deeply nested pickle, an Arrow file
 /// of no known schema.

@@ -5,7 +5,7 @@
 //! synthetic data, submitted as sbatch array jobs. Without a cluster (or a PostgreSQL server)
 //! these tests fail, saying why.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -245,28 +245,7 @@ fn a_grid_submitted_to_slurm_runs_every_cell_once_with_its_job_recorded() {
     assert!(out.contains("4 done"), "the results of a local run: {out}");
     assert!(out.contains("manager_type"), "the results table: {out}");
 
-    let runs = env.runs();
-    assert_eq!(runs.len(), 4);
-    let jobs = env.store(async |s| {
-        for r in &runs {
-            assert_eq!(r.status, RunStatus::Finished, "run {}: {out}", r.id);
-            assert_eq!(
-                r.attempts, 1,
-                "run {} was executed {} times",
-                r.id, r.attempts
-            );
-            assert_complete_series(s, r, STEPS).await;
-        }
-        s.slurm_jobs(&runs.iter().map(|r| r.id).collect::<Vec<_>>())
-            .await
-            .unwrap()
-    });
-    assert_eq!(jobs.len(), 4, "every run's job is recorded: {jobs:?}");
-    let job_ids: BTreeSet<i64> = jobs.values().map(|j| j.job_id).collect();
-    assert_eq!(job_ids.len(), 1, "one array job: {jobs:?}");
-    let tasks: BTreeSet<i64> = jobs.values().map(|j| j.array_task_id).collect();
-    assert_eq!(tasks, (0..4).collect(), "{jobs:?}");
-    let job = *job_ids.first().unwrap();
+    let (runs, jobs, job) = assert_each_run_once_in_one_array_job(&env, &out, 4, STEPS);
 
     let shown = env
         .cluster
@@ -320,33 +299,10 @@ fn the_demo_grid_on_slurm_against_a_postgres_store_finishes_every_run_once() {
     assert!(out.contains("submitted Slurm job"), "{out}");
     assert!(out.contains("6 done"), "{out}");
 
-    let runs = env.runs();
-    assert_eq!(runs.len(), 6);
-    let jobs = env.store(async |s| {
-        assert_eq!(s.backend(), store::Backend::Postgres);
-        for r in &runs {
-            assert_eq!(r.status, RunStatus::Finished, "run {}: {out}", r.id);
-            assert_eq!(
-                r.attempts, 1,
-                "run {} was executed {} times",
-                r.id, r.attempts
-            );
-            assert_complete_series(s, r, STEPS).await;
-        }
-        s.slurm_jobs(&runs.iter().map(|r| r.id).collect::<Vec<_>>())
-            .await
-            .unwrap()
-    });
-    assert_eq!(jobs.len(), 6, "every run's job is recorded: {jobs:?}");
-    let job_ids: BTreeSet<i64> = jobs.values().map(|j| j.job_id).collect();
-    assert_eq!(job_ids.len(), 1, "one array job: {jobs:?}");
-    let tasks: BTreeSet<i64> = jobs.values().map(|j| j.array_task_id).collect();
-    assert_eq!(tasks, (0..6).collect(), "{jobs:?}");
+    assert_eq!(env.store(async |s| s.backend()), store::Backend::Postgres);
+    let (_, _, job) = assert_each_run_once_in_one_array_job(&env, &out, 6, STEPS);
     let ls = env.ok(&["ls"]);
-    assert!(
-        ls.contains(&format!("{}_5 COMPLETED", job_ids.first().unwrap())),
-        "{ls}"
-    );
+    assert!(ls.contains(&format!("{job}_5 COMPLETED")), "{ls}");
 }
 
 /// VLP: one pre-training run, two fine-tuning runs that start from its checkpoint. The
@@ -548,8 +504,43 @@ fn a_task_requeued_with_scontrol_requeue_resumes_from_its_checkpoint() {
     assert_the_same_task_ran_again(&env, &job);
 }
 
-/// Steps of the one-run experiments the stop-and-resume tests use.
-const RESUME_STEPS: i64 = 60;
+/// Every one of the `n` runs finished in one attempt with all its `steps`, each recorded as a task
+/// (0..n) of one array job: the runs, their jobs and that job's id.
+fn assert_each_run_once_in_one_array_job(
+    env: &Env,
+    out: &str,
+    n: usize,
+    steps: i64,
+) -> (Vec<RunRow>, HashMap<RunId, SlurmJob>, i64) {
+    let runs = env.runs();
+    assert_eq!(runs.len(), n);
+    let jobs = env.store(async |s| {
+        for r in &runs {
+            assert_eq!(r.status, RunStatus::Finished, "run {}: {out}", r.id);
+            assert_eq!(
+                r.attempts, 1,
+                "run {} was executed {} times",
+                r.id, r.attempts
+            );
+            assert_complete_series(s, r, steps).await;
+        }
+        s.slurm_jobs(&runs.iter().map(|r| r.id).collect::<Vec<_>>())
+            .await
+            .unwrap()
+    });
+    assert_eq!(jobs.len(), n, "every run's job is recorded: {jobs:?}");
+    let job_ids: BTreeSet<i64> = jobs.values().map(|j| j.job_id).collect();
+    assert_eq!(job_ids.len(), 1, "one array job: {jobs:?}");
+    let tasks: BTreeSet<i64> = jobs.values().map(|j| j.array_task_id).collect();
+    assert_eq!(tasks, (0..n as i64).collect(), "{jobs:?}");
+    let job = *job_ids.first().unwrap();
+    (runs, jobs, job)
+}
+
+/// Steps of the one-run experiments the stop-and-resume tests use: enough that the run is
+/// still training for several heartbeats (3 s apart: they carry its progress) after its first
+/// checkpoint, so the tests find it mid-way (60 steps were sometimes over before that).
+const RESUME_STEPS: i64 = 200;
 
 /// One BT run of [`RESUME_STEPS`] steps, checkpointed every 5, on the Slurm executor.
 fn one_run_experiment() -> String {

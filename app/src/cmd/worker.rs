@@ -93,6 +93,14 @@ async fn one_run(
     task: Option<&TaskEnv>,
 ) -> anyhow::Result<Option<(worker::RunResult, RunStatus)>> {
     let store = &runner.store;
+    let missing = || {
+        anyhow::Error::new(UserError {
+            code: 1,
+            message: format!("run {id} is not in the store {}", store.path().display()),
+        })
+    };
+    // Before anything refers to it (the Slurm job's row would fail on its foreign key).
+    store.run(id).await?.ok_or_else(missing)?;
     if let Some(t) = task {
         store
             .record_slurm_jobs(&[(id, t.array_job_id, t.array_task_id)])
@@ -105,12 +113,7 @@ async fn one_run(
             let status = store.run(id).await?.map_or(RunStatus::Queued, |r| r.status);
             return Ok(Some((r, status)));
         }
-        let row = store.run(id).await?.ok_or_else(|| {
-            anyhow::Error::new(UserError {
-                code: 1,
-                message: format!("run {id} is not in the store {}", store.path().display()),
-            })
-        })?;
+        let row = store.run(id).await?.ok_or_else(missing)?;
         let waiting = match row.status {
             // An earlier attempt that has not been reaped yet.
             RunStatus::Running => true,
