@@ -1,15 +1,20 @@
 //! What the telemetry costs a training step, measured in one run: a model trains step after
 //! step (forward, backward, AdamW) while the `system/` sampler (`engine::perf::system`) is
-//! switched on and off in alternate blocks of steps, so that the load of the machine, which
-//! drifts, weighs on both arms alike. Each block's median step time is compared with the
-//! median of the two blocks around it; the overhead is the median of those ratios. Also times
-//! one sample of the probe (the `/proc` reads, and NVML and the caching allocator where
-//! present), which bounds the sampler's share of a core.
+//! switched on and off in blocks of steps, in quads off-on-on-off, so that the load of the
+//! machine, which drifts, weighs on both arms alike (a linear drift cancels within a quad).
+//! Each quad gives one estimate: the median step times of its two on-blocks against those of
+//! its two off-blocks. The overhead is the mean of those independent estimates, with a 95%
+//! confidence interval (Student's t); the target (< 1%) is met when the whole interval is below
+//! it. Also times one sample of the probe (the `/proc` reads, and NVML and the caching allocator
+//! where present), which bounds the sampler's share of a core.
 //!
-//! `cargo bench -p engine --bench telemetry`. Environment: `TOWERLAB_BENCH_BLOCKS` (blocks,
-//! default 20, half of them on), `TOWERLAB_BENCH_BLOCK_STEPS` (steps per block, default 15),
+//! `cargo bench -p engine --bench telemetry`. Environment: `TOWERLAB_BENCH_QUADS` (quads,
+//! default 96), `TOWERLAB_BENCH_BLOCK_STEPS` (steps per block, default 5: short blocks follow
+//! the machine's drift closely),
 //! `TOWERLAB_BENCH_INTERVAL` (seconds between samples, default 0.25: twenty times as often as
-//! the default `system_interval_s`), `TOWERLAB_BENCH_DEVICE` (`cpu` default, or `cuda`).
+//! the default `system_interval_s`), `TOWERLAB_BENCH_DEVICE` (`cpu` default, or `cuda`),
+//! `TOWERLAB_BENCH_THREADS` (libtorch's CPU threads; default all cores, so that on the CPU the
+//! sampler's wake-ups contend with the step for a core, the worst case).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{mpsc, Arc};
@@ -41,14 +46,36 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// The 97.5% quantile of Student's t with `df` degrees of freedom (two-sided 95% intervals).
+fn t_975(df: usize) -> f64 {
+    const TABLE: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::NAN,
+        1..=30 => TABLE[df - 1],
+        _ => 1.96 + 2.4 / df as f64,
+    }
+}
+
 fn main() {
-    let blocks = (env_f64("TOWERLAB_BENCH_BLOCKS", 20.0) as usize).max(4);
-    let block_steps = (env_f64("TOWERLAB_BENCH_BLOCK_STEPS", 15.0) as usize).max(3);
+    let quads = (env_f64("TOWERLAB_BENCH_QUADS", 96.0) as usize).max(3);
+    let blocks = 4 * quads;
+    let block_steps = (env_f64("TOWERLAB_BENCH_BLOCK_STEPS", 5.0) as usize).max(3);
     let interval = env_f64("TOWERLAB_BENCH_INTERVAL", 0.25).max(0.01);
     let device = match std::env::var("TOWERLAB_BENCH_DEVICE").as_deref() {
         Ok("cuda") => Device::Cuda(0),
         _ => Device::Cpu,
     };
+
+    if let Some(n) = std::env::var("TOWERLAB_BENCH_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+    {
+        tch::set_num_threads(n);
+    }
 
     // A small ManagerTower-shaped BridgeTower: tiny preset, 128 px, batch 16.
     tch::manual_seed(0);
@@ -94,27 +121,32 @@ fn main() {
 
     println!(
         "telemetry overhead in one run: {blocks} blocks of {block_steps} steps (batch {b}, {} px, \
-         {device:?}), the sampler on every other block, sampling every {interval} s",
-        s.image_size
+         {device:?}, {} libtorch threads on {} cores) in quads off-on-on-off, sampling every \
+         {interval} s while on",
+        s.image_size,
+        tch::get_num_threads(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     let (tx, rx) = mpsc::channel();
     let done = Arc::new(AtomicU64::new(0));
     let mut block_medians: Vec<(bool, f64)> = Vec::new();
     let (mut all_on, mut all_off) = (Vec::new(), Vec::new());
     for block in 0..blocks {
-        let on = block % 2 == 1;
+        let on = matches!(block % 4, 1 | 2);
         // Started before the block and stopped after it: its start-up (NVML's loading) is a
         // run's, not a step's.
         let sampler = on.then(|| {
-            let s = SystemSampler::start(
+            SystemSampler::start(
                 Duration::from_secs_f64(interval),
                 device,
                 Arc::clone(&done),
                 tx.clone(),
-            );
-            std::thread::sleep(Duration::from_millis(20));
-            s
+            )
         });
+        // Every block after the same pause (the sampler's start-up happens in it): the first
+        // step after an idle moment is slower (libtorch's threads have gone to sleep), and a
+        // pause before the on-blocks only had made them look 0.5% slower.
+        std::thread::sleep(Duration::from_millis(20));
         let times: Vec<f64> = (0..block_steps)
             .map(|_| {
                 let t = Instant::now();
@@ -134,22 +166,21 @@ fn main() {
     drop(tx);
     let samples = rx.try_iter().count();
 
-    // Each "on" block against the mean of the "off" blocks on both sides of it.
-    let ratios: Vec<f64> = (1..block_medians.len() - 1)
-        .filter(|&i| block_medians[i].0)
-        .map(|i| {
-            let around = (block_medians[i - 1].1 + block_medians[i + 1].1) / 2.0;
-            block_medians[i].1 / around
-        })
+    // One estimate per quad: its on-blocks against its off-blocks.
+    let estimates: Vec<f64> = block_medians
+        .chunks_exact(4)
+        .map(|q| (q[1].1 + q[2].1) / (q[0].1 + q[3].1) - 1.0)
         .collect();
-    let overhead = median(&ratios) - 1.0;
-    // The machine's own drift between blocks: two off-blocks around an on-block, compared.
-    let noise = median(
-        &(1..block_medians.len() - 1)
-            .filter(|&i| block_medians[i].0)
-            .map(|i| (block_medians[i + 1].1 / block_medians[i - 1].1 - 1.0).abs())
-            .collect::<Vec<_>>(),
-    );
+    let n = estimates.len() as f64;
+    let overhead = estimates.iter().sum::<f64>() / n;
+    let sd = (estimates
+        .iter()
+        .map(|e| (e - overhead).powi(2))
+        .sum::<f64>()
+        / (n - 1.0))
+        .sqrt();
+    let half_width = t_975(estimates.len() - 1) * sd / n.sqrt();
+    let (low, high) = (overhead - half_width, overhead + half_width);
 
     let mut probe = Probe::new(device);
     probe.sample();
@@ -179,17 +210,20 @@ fn main() {
     );
     println!();
     println!(
-        "overhead (median over {} on-blocks of its median step time against the off-blocks \
-         beside it): {:+.2}%; off-blocks differ by {:.2}% between themselves (target < 1%: {})",
-        ratios.len(),
+        "overhead (mean over {} quads of their on-blocks' median step time against their \
+         off-blocks'): {:+.2}%, 95% interval [{:+.2}%, {:+.2}%] (quads spread {:.2}%); \
+         target < 1%: {}",
+        estimates.len(),
         100.0 * overhead,
-        100.0 * noise,
-        if noise > 0.01 {
-            "inconclusive, the machine's own variation is larger; see the sample's cost below"
-        } else if overhead < 0.01 {
+        100.0 * low,
+        100.0 * high,
+        100.0 * sd,
+        if high < 0.01 {
             "met"
-        } else {
+        } else if low > 0.01 {
             "NOT met"
+        } else {
+            "inconclusive, the interval reaches 1%: run more quads (TOWERLAB_BENCH_QUADS)"
         }
     );
     println!(
