@@ -27,6 +27,9 @@ use engine::train::optim::{Algorithm, OptimConfig, Optimizer};
 use experiments::{ManagerType, Settings};
 use tch::{nn, Device, Kind, Reduction, Tensor};
 
+#[path = "support/python_peer.rs"]
+mod python_peer;
+
 /// Shapes shared by both sides. HF builds its cross-modal layers from the text config, so the
 /// cross-modal heads and feed-forward width equal the text encoder's here.
 #[derive(Clone, Copy)]
@@ -231,21 +234,7 @@ impl Peer {
         } else {
             PathBuf::from(".")
         };
-        let pythonpath = match std::env::var("TOWERLAB_PEER_PYTHONPATH") {
-            Ok(p) => p,
-            Err(_) => {
-                let setup = Command::new(repo.join("scripts/setup-python-peer.sh"))
-                    .output()
-                    .map_err(|e| format!("scripts/setup-python-peer.sh: {e}"))?;
-                if !setup.status.success() {
-                    return Err(format!(
-                        "scripts/setup-python-peer.sh failed: {}",
-                        String::from_utf8_lossy(&setup.stderr)
-                    ));
-                }
-                String::from_utf8_lossy(&setup.stdout).trim().to_string()
-            }
-        };
+        let pythonpath = python_peer::pythonpath(&repo)?;
         Ok(Self {
             script: repo.join("scripts/bench_bt_peer.py"),
             pythonpath,

@@ -15,6 +15,9 @@ use engine::model::ModelConfig;
 use engine::perf::flops;
 use experiments::{ManagerType, Settings};
 
+#[path = "../benches/support/python_peer.rs"]
+mod python_peer;
+
 struct Args {
     compare: bool,
     /// Lines `scripts/flops_peer.py` printed before, instead of running it (it takes minutes
@@ -113,21 +116,7 @@ fn peer(args: &Args) -> Result<PeerCounts, String> {
 /// Runs `scripts/flops_peer.py` and returns what it printed.
 fn run_peer(args: &Args) -> Result<String, String> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let pythonpath = match std::env::var("TOWERLAB_PEER_PYTHONPATH") {
-        Ok(p) => p,
-        Err(_) => {
-            let setup = Command::new(repo.join("scripts/setup-python-peer.sh"))
-                .output()
-                .map_err(|e| format!("scripts/setup-python-peer.sh: {e}"))?;
-            if !setup.status.success() {
-                return Err(format!(
-                    "scripts/setup-python-peer.sh failed: {}",
-                    String::from_utf8_lossy(&setup.stderr)
-                ));
-            }
-            String::from_utf8_lossy(&setup.stdout).trim().to_string()
-        }
-    };
+    let pythonpath = python_peer::pythonpath(&repo)?;
     let sizes: Vec<String> = args.image_sizes.iter().map(|s| s.to_string()).collect();
     let out = Command::new("python3")
         .arg(repo.join("scripts/flops_peer.py"))
