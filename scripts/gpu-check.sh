@@ -6,7 +6,7 @@
 #      Face's BridgeTowerModel on the same GPU (when the machine's Python has transformers, or
 #      TOWERLAB_PEER_PYTHONPATH points at it);
 #   3. CUDA training with bf16 (`precision = "bf16"`): the demo's AAUE VQA run and the shipped
-#      pre-training experiment's MLM+ITM+ITC arm, with their metrics.
+#      pre-training experiment's MLM+ITM+ITC arm, with their metrics and `show` (MFU, memory).
 # Everything lands in $OUT (or gpu-out/). Each part runs even when an earlier one failed, and
 # each has a time cap (device time is short; GPU_CHECK_BENCH_CAP, GPU_CHECK_TRAIN_CAP seconds),
 # so a hang in one still returns the others.
@@ -48,4 +48,7 @@ rm -rf "$db" "$db-wal" "$db-shm" /tmp/runs
 ( time timeout "${GPU_CHECK_TRAIN_CAP:-150}" "$bin/towerlab" run experiments/pretrain_synthetic.toml \
     --db "$db" --set device=cuda --set precision=bf16 --set num_workers=6 --set 'loss_names=mlm,itm,itc' ) 2>&1 |
   tee "$out/pretrain.txt"
-"$bin/towerlab" ls --db "$db" 2>&1 | tee "$out/runs.txt"
+# The runs' cost lines (throughput, MFU against the GPU's peak, GPU memory from the allocator and
+# NVML): what the telemetry issue asks of a GPU.
+{ "$bin/towerlab" ls --db "$db"; for id in 1 2; do "$bin/towerlab" show "$id" --db "$db"; done; } 2>&1 |
+  tee "$out/runs.txt"
