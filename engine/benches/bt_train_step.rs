@@ -22,13 +22,16 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use engine::model::{ForwardOptions, HeadSet, ModelConfig, TowerModel};
-use engine::train::optim::{Algorithm, OptimConfig, Optimizer};
+use engine::model::ModelConfig;
 use experiments::{ManagerType, Settings};
-use tch::{nn, Device, Kind, Reduction, Tensor};
+use tch::{Device, Kind, Tensor};
 
+#[path = "support/itm_step.rs"]
+mod itm_step;
 #[path = "support/python_peer.rs"]
 mod python_peer;
+
+use itm_step::ItmStep;
 
 /// Shapes shared by both sides. HF builds its cross-modal layers from the text config, so the
 /// cross-modal heads and feed-forward width equal the text encoder's here.
@@ -161,17 +164,9 @@ impl Shape {
 fn ours(shape: &Shape, run: &Run) -> (f64, i64) {
     tch::manual_seed(0);
     let mut cfg = ModelConfig::from_settings(&shape.settings()).expect("valid bench config");
-    cfg.heads = HeadSet {
-        itm: true,
-        ..HeadSet::default()
-    };
     cfg.amp = run.bf16;
     let device = run.device;
-    let vs = nn::VarStore::new(device);
-    let model = TowerModel::new(&vs.root(), &cfg).expect("model builds");
-    let itm = model.heads().itm_score.as_ref().expect("itm head");
-    let config = OptimConfig::reference(Algorithm::AdamW, 1e-5, 0.01, 1.0, 1.0);
-    let mut opt = Optimizer::new(config, vs.variables());
+    let mut trainer = ItmStep::new(cfg, device);
     let (b, l) = (shape.batch, shape.text_len);
     let ids = Tensor::randint_low(3, shape.vocab, [b, l], (Kind::Int64, Device::Cpu));
     let mask = Tensor::ones([b, l], (Kind::Int64, Device::Cpu));
@@ -187,16 +182,7 @@ fn ours(shape: &Shape, run: &Run) -> (f64, i64) {
     );
     let labels = Tensor::randint(2, [b], (Kind::Int64, device));
     let (ids, mask) = (ids.to_device(device), mask.to_device(device));
-    let mut step = || {
-        let out = model
-            .forward(&ids, &mask, &pixels, ForwardOptions::train())
-            .expect("forward");
-        let logits = itm.forward(&out.cls_feats, model.ctx(true));
-        let loss = logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, -100, 0.0);
-        opt.zero_grad();
-        loss.backward();
-        opt.step();
-    };
+    let mut step = || trainer.step(&ids, &mask, &pixels, &labels);
     for _ in 0..run.warmup {
         step();
     }
@@ -210,12 +196,7 @@ fn ours(shape: &Shape, run: &Run) -> (f64, i64) {
         })
         .collect();
     times.sort_by(f64::total_cmp);
-    let params = vs
-        .trainable_variables()
-        .iter()
-        .map(|t| t.numel() as i64)
-        .sum();
-    (times[times.len() / 2], params)
+    (times[times.len() / 2], trainer.trainable_params())
 }
 
 /// How to start the peer: its script and `PYTHONPATH`, found once for every shape and round.

@@ -20,11 +20,15 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use engine::model::{ForwardOptions, HeadSet, ModelConfig, TowerModel};
+use engine::model::ModelConfig;
 use engine::perf::system::{Probe, SystemSampler};
-use engine::train::optim::{Algorithm, OptimConfig, Optimizer};
 use experiments::{ManagerType, Settings};
-use tch::{nn, Device, Kind, Reduction, Tensor};
+use tch::{Device, Kind, Tensor};
+
+#[path = "support/itm_step.rs"]
+mod itm_step;
+
+use itm_step::ItmStep;
 
 fn env_f64(key: &str, default: f64) -> f64 {
     std::env::var(key)
@@ -82,18 +86,9 @@ fn main() {
     let mut s = Settings::tiny();
     s.manager_type = ManagerType::Bt;
     s.image_size = 128;
-    let mut cfg = ModelConfig::from_settings(&s).expect("valid bench config");
-    cfg.heads = HeadSet {
-        itm: true,
-        ..HeadSet::default()
-    };
-    let vs = nn::VarStore::new(device);
-    let model = TowerModel::new(&vs.root(), &cfg).expect("model builds");
-    let itm = model.heads().itm_score.as_ref().expect("itm head");
-    let mut opt = Optimizer::new(
-        OptimConfig::reference(Algorithm::AdamW, 1e-5, 0.01, 1.0, 1.0),
-        vs.variables(),
-    );
+    let cfg = ModelConfig::from_settings(&s).expect("valid bench config");
+    let mut trainer = ItmStep::new(cfg, device);
+    let params = trainer.trainable_params();
     let (b, l) = (16, s.max_text_len);
     let ids = Tensor::randint_low(3, s.vocab_size, [b, l], (Kind::Int64, device));
     let mask = Tensor::ones([b, l], (Kind::Int64, device));
@@ -105,14 +100,7 @@ fn main() {
         }
     };
     let mut step = || {
-        let out = model
-            .forward(&ids, &mask, &pixels, ForwardOptions::train())
-            .expect("forward");
-        let logits = itm.forward(&out.cls_feats, model.ctx(true));
-        let loss = logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, -100, 0.0);
-        opt.zero_grad();
-        loss.backward();
-        opt.step();
+        trainer.step(&ids, &mask, &pixels, &labels);
         sync();
     };
     for _ in 0..3 {
@@ -121,9 +109,10 @@ fn main() {
 
     println!(
         "telemetry overhead in one run: {blocks} blocks of {block_steps} steps (batch {b}, {} px, \
-         {device:?}, {} libtorch threads on {} cores) in quads off-on-on-off, sampling every \
+         {:.1}M parameters, {device:?}, {} libtorch threads on {} cores) in quads off-on-on-off, sampling every \
          {interval} s while on",
         s.image_size,
+        params as f64 / 1e6,
         tch::get_num_threads(),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
