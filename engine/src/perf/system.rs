@@ -248,17 +248,18 @@ fn parse_stat_cpu_seconds(stat: &str) -> Option<f64> {
     Some((utime + stime) / USER_HZ)
 }
 
-/// The sampling thread of one run: samples every `interval` and sends each
-/// sample as [`Event::System`] tagged with the run's latest optimiser step. Stopped (and
-/// joined) by [`stop`](Self::stop) or on drop; a stop interrupts the wait.
+/// The sampling thread of one run: samples every `interval` and once more at the stop, and
+/// sends each sample as [`Event::System`] tagged with the run's latest optimiser step. Stopped
+/// (and joined, after its closing sample) by [`stop`](Self::stop) or on drop; a stop
+/// interrupts the wait.
 pub struct SystemSampler {
     stop: Arc<(Mutex<bool>, Condvar)>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl SystemSampler {
-    /// Starts sampling for a run on `device` (the first sample after one `interval`); `step`
-    /// is the loop's latest optimiser step.
+    /// Starts sampling for a run on `device` (the first sample after one `interval`, the last
+    /// at the stop); `step` is the loop's latest optimiser step.
     pub fn start(
         interval: Duration,
         device: tch::Device,
@@ -272,7 +273,8 @@ impl SystemSampler {
             .spawn(move || {
                 let mut probe = Probe::new(device);
                 // The first reading only starts the CPU clock; samples come every interval
-                // from then on (as W&B's own client does), none at a stop.
+                // from then on (as W&B's own client does), and one more at the stop, so a run
+                // shorter than the interval still has its reading and every run its last one.
                 probe.sample();
                 let (lock, wake) = &*flag;
                 loop {
@@ -282,9 +284,7 @@ impl SystemSampler {
                     else {
                         return;
                     };
-                    if *stopped {
-                        return;
-                    }
+                    let last = *stopped;
                     drop(stopped);
                     let metrics = probe.sample();
                     if !metrics.is_empty() {
@@ -295,6 +295,9 @@ impl SystemSampler {
                         if events.send(event).is_err() {
                             return;
                         }
+                    }
+                    if last {
+                        return;
                     }
                 }
             })
@@ -395,12 +398,19 @@ mod tests {
         assert!(later.iter().any(|(k, _)| k == PROC_RSS_MB));
         // A long interval is cut short by stop.
         drop(rx);
-        let (tx, _rx) = std::sync::mpsc::channel();
+        let (tx, slow_rx) = std::sync::mpsc::channel();
         let slow = SystemSampler::start(Duration::from_secs(3600), tch::Device::Cpu, step, tx);
         std::thread::sleep(Duration::from_millis(50));
         let t = Instant::now();
         slow.stop();
         assert!(t.elapsed() < Duration::from_secs(2));
+        // ... and still sends its closing sample, the only one of a run shorter than the
+        // interval.
+        let closing: Vec<Event> = slow_rx.try_iter().collect();
+        assert!(
+            matches!(closing.as_slice(), [Event::System { step: 8, .. }]),
+            "{closing:?}"
+        );
         sampler.stop();
     }
 }

@@ -726,8 +726,8 @@ fn perf_metrics_measure_the_steps_wall_time() {
     );
 }
 
-/// `system/` metrics come from their own thread while the run trains, tagged with a step the
-/// run has reached, and none after the run's last event.
+/// `system/` metrics come from their own thread while the run trains and once at its end,
+/// tagged with a step the run has reached, and none after the run's last event.
 #[test]
 fn system_metrics_are_sampled_while_the_run_trains() {
     let steps = 6;
@@ -767,6 +767,34 @@ fn system_metrics_are_sampled_while_the_run_trains() {
         assert!(rss > 10.0, "{rss} MiB");
         assert!(metrics.iter().all(|(k, _)| k.starts_with("system/")));
     }
+    assert!(matches!(events.last(), Some(Event::Finished { .. })));
+    // A run shorter than the interval still gets the closing sample, at its last step and
+    // before its last event.
+    let mut s = settings(2);
+    s.val_check_steps = 0;
+    s.system_interval_s = 3600.0;
+    let data = RandomVqa {
+        settings: s.clone(),
+        batches: 4,
+        poison_at: None,
+    };
+    let (tx, rx) = mpsc::channel();
+    let dir = tempfile::tempdir().unwrap();
+    run_with_data(
+        &job(dir.path(), s, false),
+        &data,
+        &tx,
+        &AtomicBool::new(false),
+    );
+    let events: Vec<Event> = rx.try_iter().collect();
+    let steps_of_samples: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::System { step, .. } => Some(*step),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(steps_of_samples, [2], "{events:?}");
     assert!(matches!(events.last(), Some(Event::Finished { .. })));
     // Off: none.
     let mut s = settings(2);
